@@ -1,0 +1,55 @@
+"""Stack output names, environment variable names and HTTP header names."""
+
+from typing import Final
+
+# --- Stack outputs (ARCHITECTURE.md, "Contracts") -------------------------------
+OUTPUT_PROJECT: Final = "project"
+OUTPUT_LOCATION: Final = "location"
+OUTPUT_QUEUE: Final = "queue"  # projects/P/locations/L/queues/Q
+OUTPUT_SERVICE_URL: Final = "service_url"
+OUTPUT_AUDIENCE: Final = "audience"
+OUTPUT_INVOKER_EMAIL: Final = "invoker_email"
+
+STACK_OUTPUT_KEYS: Final = (
+    OUTPUT_PROJECT,
+    OUTPUT_LOCATION,
+    OUTPUT_QUEUE,
+    OUTPUT_SERVICE_URL,
+    OUTPUT_AUDIENCE,
+    OUTPUT_INVOKER_EMAIL,
+)
+
+# Extra keys in .devstack/<stack>/outputs.json
+OUTPUT_EMULATOR_HOST: Final = "emulator_host"  # host:port of the emulator's gRPC API
+OUTPUT_EMULATOR_URL: Final = "emulator_url"  # base URL of its REST API and OIDC issuer
+
+LOCAL_OUTPUT_KEYS: Final = (*STACK_OUTPUT_KEYS, OUTPUT_EMULATOR_HOST, OUTPUT_EMULATOR_URL)
+
+# --- Environment ----------------------------------------------------------------
+# host:port of a Cloud Tasks emulator's gRPC API, like PUBSUB_EMULATOR_HOST.
+EMULATOR_HOST_ENV: Final = "CLOUD_TASKS_EMULATOR_HOST"
+
+# Environment of the worker container (set by the Pulumi program, read by service/).
+WORKER_ENV_AUDIENCE: Final = "TASKS_AUDIENCE"  # the OIDC audience the worker accepts
+WORKER_ENV_ALLOWED_INVOKERS: Final = "TASKS_ALLOWED_INVOKERS"  # comma-separated emails
+WORKER_ENV_CERTS_URL: Final = "TASKS_CERTS_URL"  # PEM certs URL; Google's by default
+WORKER_ENV_PORT: Final = "PORT"
+
+GOOGLE_CERTS_URL: Final = "https://www.googleapis.com/oauth2/v1/certs"
+GOOGLE_ISSUER: Final = "https://accounts.google.com"
+
+# --- Worker routes ----------------------------------------------------------------
+TASK_ROUTE_PREFIX: Final = "/tasks/"  # POST {service_url}/tasks/{type}
+HEALTH_ROUTE: Final = "/healthz"
+SMOKE_TASK_TYPE: Final = "smoke"
+
+# --- Headers Cloud Tasks sets on HTTP-target requests (FACTS.md) ----------------------
+HEADER_QUEUE_NAME: Final = "X-CloudTasks-QueueName"
+HEADER_TASK_NAME: Final = "X-CloudTasks-TaskName"
+HEADER_RETRY_COUNT: Final = "X-CloudTasks-TaskRetryCount"
+HEADER_EXECUTION_COUNT: Final = "X-CloudTasks-TaskExecutionCount"
+HEADER_ETA: Final = "X-CloudTasks-TaskETA"
+HEADER_PREVIOUS_RESPONSE: Final = "X-CloudTasks-TaskPreviousResponse"
+HEADER_RETRY_REASON: Final = "X-CloudTasks-TaskRetryReason"
+HEADER_TRACE_CONTEXT: Final = "X-Cloud-Trace-Context"
+CLOUD_TASKS_USER_AGENT: Final = "Google-Cloud-Tasks"
