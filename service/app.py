@@ -1,0 +1,405 @@
+"""The worker's ASGI app: `POST /tasks/{type}` and `GET /healthz`.
+
+One delivery goes through, in order: drain check (503 while shutting down),
+context from the headers, token check (401/403, handler never runs), body
+read (413 above the Cloud Tasks size limit), idempotency claim (an already
+finished task is acknowledged again, a running duplicate gets 409), task type
+lookup and payload validation (both permanent: dead letter), the handler, and
+one log line with the outcome and latency. Status codes (README.md):
+
+| outcome | status | Cloud Tasks then |
+|---|---|---|
+| handler returned | 200 | deletes the task |
+| `PermanentError`, invalid payload, unknown type | 200 + dead letter | deletes the task |
+| duplicate of a finished task | 200 | deletes the task |
+| `TransientError` | 503 (or its status) + `Retry-After` | retries |
+| any other exception | 500 | retries |
+| duplicate of a running task | 409 + `Retry-After` | retries |
+| draining on SIGTERM | 503 + `Retry-After` | retries (elsewhere) |
+| missing/invalid token, wrong identity | 401 / 403 | retries |
+
+`app = create_app()` reads the environment at import, so `service.app:app`
+is what a server loads. The app deliberately does not handle signals: that is
+the server's job (`service.__main__`), which reads `app.state.drain`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+import httpx
+from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from contract.limits import MAX_TASK_BYTES
+from contract.names import HEALTH_ROUTE, TASK_ROUTE_PREFIX
+from service.auth import AuthError, CertCache, CertsUnavailableError, TokenVerifier
+from service.config import ConfigError, Settings
+from service.context import TaskContext, context_from_headers
+from service.deadletter import DeadLetter, DeadLetterSink, log_dead_letter
+from service.drain import Drain
+from service.errors import PermanentError, TransientError
+from service.idempotency import (
+    ClaimState,
+    Completion,
+    IdempotencyStore,
+    InMemoryIdempotencyStore,
+)
+from service.logs import SAMPLED_FIELD, SPAN_FIELD, TRACE_FIELD, delivery_fields
+from service.task_registry import TaskRegistry, as_async, registry
+
+logger = logging.getLogger("service.app")
+
+# Longer than the longest dispatch deadline (30 min), so a live claim never lapses
+# while its handler still runs; it only matters for stores that outlive a crash.
+CLAIM_LEASE_S: Final = 1860.0
+DUPLICATE_RETRY_AFTER_S: Final = 10
+DRAINING_RETRY_AFTER_S: Final = 1
+CERTS_RETRY_AFTER_S: Final = 10
+BUILTIN_HANDLERS: Final = "service.handlers"
+
+
+@dataclass(slots=True)
+class _Runtime:
+    """What exists only while the app runs (created in the lifespan)."""
+
+    http: httpx.AsyncClient | None = None
+    verifier: TokenVerifier | None = None
+
+
+@dataclass(slots=True)
+class _Outcome:
+    status: int
+    outcome: str
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    severity: int = logging.INFO
+    exc_info: BaseException | None = None
+    reason: str | None = None
+
+    def with_reason(self, reason: str) -> _Outcome:
+        self.reason = reason
+        return self
+
+
+def load_task_modules(modules: tuple[str, ...]) -> None:
+    """Import the built-in handlers and `TASKS_EXTRA_MODULES`, which register types."""
+    for module in (BUILTIN_HANDLERS, *modules):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(
+                f"cannot import task module {module!r} (from TASKS_EXTRA_MODULES): {exc}; "
+                "check the module path and that it is on PYTHONPATH in the image"
+            ) from exc
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    task_registry: TaskRegistry | None = None,
+    store: IdempotencyStore | None = None,
+    dead_letter_sink: DeadLetterSink | None = None,
+) -> Starlette:
+    """Build the worker app.
+
+    Args:
+        settings: defaults to `Settings.from_env()`.
+        task_registry: defaults to the process-wide `service.registry`, after
+            importing the built-in handlers and `settings.extra_modules`.
+        store: idempotency store; defaults to a bounded in-memory one.
+        dead_letter_sink: optional extra destination for dead letters (they
+            are always logged).
+    """
+    settings = settings or Settings.from_env()
+    if task_registry is None:
+        load_task_modules(settings.extra_modules)
+        task_registry = registry
+    if store is None:
+        store = InMemoryIdempotencyStore(
+            max_entries=settings.idempotency_max_entries, ttl_s=settings.idempotency_ttl_s
+        )
+    drain = Drain()
+    runtime = _Runtime()
+    project = settings.project
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(follow_redirects=False) as http:
+            runtime.http = http
+            if settings.auth_enabled:
+                assert settings.audience is not None  # Settings.from_env guarantees it
+                certs = CertCache(
+                    settings.certs_url, http, min_refresh_s=settings.certs_min_refresh_s
+                )
+                runtime.verifier = TokenVerifier(
+                    audience=settings.audience,
+                    allowed_emails=settings.allowed_invokers,
+                    certs=certs,
+                )
+                await certs.prefetch()
+                logger.info(
+                    "token check on",
+                    extra={
+                        "fields": {
+                            "audience": settings.audience,
+                            "allowed_invokers": sorted(settings.allowed_invokers),
+                            "certs_url": settings.certs_url,
+                            "issuers": sorted(runtime.verifier.issuers),
+                        }
+                    },
+                )
+            else:
+                logger.warning(
+                    "token check OFF: TASKS_ALLOWED_INVOKERS is not set, so any caller "
+                    "that reaches the service can run tasks (Cloud Run IAM is the only gate)"
+                )
+            logger.info(
+                "worker ready",
+                extra={"fields": {"task_types": task_registry.names()}},
+            )
+            yield
+            runtime.verifier = None
+            runtime.http = None
+
+    async def healthz(_: Request) -> Response:
+        if drain.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def handle_task(request: Request) -> Response:
+        if drain.draining:
+            # New work goes back to Cloud Tasks, which retries on another instance;
+            # closing the connection stops a client from reusing it for the next one.
+            return JSONResponse(
+                {"status": "draining"},
+                status_code=503,
+                headers={"Retry-After": str(DRAINING_RETRY_AFTER_S), "Connection": "close"},
+            )
+        drain.inflight += 1
+        started = time.perf_counter()
+        try:
+            return await _handle(request, started)
+        finally:
+            drain.inflight -= 1
+
+    async def _handle(request: Request, started: float) -> Response:
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]
+        }
+        ctx = context_from_headers(request.path_params["type"], headers, http=runtime.http)
+        fields: dict[str, Any] = ctx.log_fields()
+        if ctx.trace is not None:
+            fields[TRACE_FIELD] = ctx.trace.resource_name(project)
+            if ctx.trace.span_id:
+                fields[SPAN_FIELD] = ctx.trace.span_id
+            fields[SAMPLED_FIELD] = ctx.trace.sampled
+        with delivery_fields(fields):
+            outcome = await _deliver(request, ctx, headers)
+            latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            result_fields: dict[str, Any] = {
+                "outcome": outcome.outcome,
+                "status": outcome.status,
+                "latency_ms": latency_ms,
+            }
+            if outcome.reason is not None:
+                result_fields["reason"] = outcome.reason
+            logger.log(
+                outcome.severity,
+                "task %s %s: %d",
+                ctx.task_type,
+                outcome.outcome,
+                outcome.status,
+                exc_info=outcome.exc_info,
+                extra={"fields": result_fields},
+            )
+        return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
+
+    async def _deliver(request: Request, ctx: TaskContext, headers: Mapping[str, str]) -> _Outcome:
+        verifier = runtime.verifier
+        if verifier is not None:
+            try:
+                claims = await verifier.verify(headers.get("authorization"))
+            except AuthError as exc:
+                # The reason stays in the log: telling a caller why its token failed
+                # helps an attacker more than the legitimate caller.
+                rejected = {401: "unauthenticated", 403: "forbidden"}[exc.status]
+                return _Outcome(
+                    status=exc.status,
+                    outcome=rejected,
+                    body={"status": rejected},
+                    headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else {},
+                    severity=logging.WARNING,
+                ).with_reason(exc.reason)
+            except CertsUnavailableError as exc:
+                return _Outcome(
+                    status=503,
+                    outcome="certs_unavailable",
+                    body={"status": "retry"},
+                    headers={"Retry-After": str(CERTS_RETRY_AFTER_S)},
+                    severity=logging.ERROR,
+                ).with_reason(str(exc))
+            ctx = _with_invoker(ctx, claims.get("email"))
+
+        body = await _read_body(request)
+        if body is None:
+            return _Outcome(
+                status=413,
+                outcome="too_large",
+                body={"status": "too_large", "limit_bytes": MAX_TASK_BYTES},
+                severity=logging.WARNING,
+            ).with_reason(f"body above {MAX_TASK_BYTES} bytes, the Cloud Tasks task size limit")
+
+        key = ctx.idempotency_key
+        if key is not None:
+            claim = await store.claim(key, lease_s=CLAIM_LEASE_S)
+            if claim.state is ClaimState.DONE:
+                previous = claim.completion.outcome if claim.completion else "ok"
+                return _Outcome(
+                    status=200,
+                    outcome="duplicate",
+                    body={"status": "duplicate", "previous_outcome": previous},
+                )
+            if claim.state is ClaimState.IN_PROGRESS:
+                return _Outcome(
+                    status=409,
+                    outcome="in_progress",
+                    body={"status": "in_progress"},
+                    headers={"Retry-After": str(DUPLICATE_RETRY_AFTER_S)},
+                    severity=logging.WARNING,
+                )
+        finished = False
+        try:
+            outcome = await _run(ctx, body)
+            finished = outcome.outcome in ("ok", "dead_letter")
+            if key is not None and finished:
+                await store.complete(key, Completion(outcome.status, outcome.outcome))
+            return outcome
+        finally:
+            # Transient failures, crashes and cancellation (shutdown grace exceeded)
+            # give the key back so Cloud Tasks' retry can run the handler.
+            if key is not None and not finished:
+                await store.release(key)
+
+    async def _run(ctx: TaskContext, body: bytes) -> _Outcome:
+        task_type = task_registry.get(ctx.task_type)
+        if task_type is None:
+            return await _dead_letter(
+                ctx,
+                body,
+                f"unknown task type {ctx.task_type!r}; this worker handles "
+                f"{', '.join(task_registry.names())}",
+            )
+        try:
+            payload = task_type.payload.model_validate_json(body or b"{}")
+        except ValidationError as exc:
+            return await _dead_letter(ctx, body, f"invalid payload: {_summarise(exc)}")
+        try:
+            result = await as_async(task_type)(payload, ctx)
+        except TransientError as exc:
+            retry_after = exc.retry_after_header
+            return _Outcome(
+                status=exc.status,
+                outcome="retry",
+                body={"status": "retry"},
+                headers={"Retry-After": retry_after} if retry_after else {},
+                severity=logging.WARNING,
+            ).with_reason(exc.message)
+        except PermanentError as exc:
+            return await _dead_letter(ctx, body, exc.message)
+        except Exception as exc:
+            # A bug or an unforeseen failure: retry, since the fix may ship before
+            # the queue gives up, and say so loudly with the stack trace.
+            return _Outcome(
+                status=500,
+                outcome="error",
+                body={"status": "error"},
+                severity=logging.ERROR,
+                exc_info=exc,
+            )
+        return _Outcome(
+            status=200,
+            outcome="ok",
+            body={"status": "ok", "result": to_jsonable_python(result, fallback=str)},
+        )
+
+    async def _dead_letter(ctx: TaskContext, body: bytes, reason: str) -> _Outcome:
+        letter = DeadLetter(
+            task_type=ctx.task_type,
+            reason=reason,
+            body=body,
+            headers=ctx.headers,
+            task_name=ctx.task_name,
+            queue_name=ctx.queue_name,
+        )
+        log_dead_letter(letter)
+        if dead_letter_sink is not None:
+            try:
+                await dead_letter_sink.record(letter)
+            except Exception as exc:
+                return _Outcome(
+                    status=503,
+                    outcome="retry",
+                    body={"status": "retry"},
+                    headers={"Retry-After": str(CERTS_RETRY_AFTER_S)},
+                    severity=logging.ERROR,
+                    exc_info=exc,
+                ).with_reason("dead-letter sink failed; retrying so the letter is not lost")
+        return _Outcome(
+            status=200,
+            outcome="dead_letter",
+            body={"status": "dead_letter", "reason": reason},
+            severity=logging.WARNING,  # the dead-letter entry itself is the ERROR
+        )
+
+    async def _read_body(request: Request) -> bytes | None:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_TASK_BYTES:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_TASK_BYTES:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    app = Starlette(
+        routes=[
+            Route(HEALTH_ROUTE, healthz, methods=["GET"]),
+            Route(TASK_ROUTE_PREFIX + "{type}", handle_task, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.drain = drain
+    app.state.settings = settings
+    app.state.registry = task_registry
+    app.state.store = store
+    return app
+
+
+def _with_invoker(ctx: TaskContext, email: Any) -> TaskContext:
+    return replace(ctx, invoker_email=email if isinstance(email, str) else None)
+
+
+def _summarise(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False)[:10]:
+        location = ".".join(str(p) for p in error["loc"]) or "(body)"
+        parts.append(f"{location}: {error['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+app = create_app()

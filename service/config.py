@@ -1,0 +1,178 @@
+"""The worker's settings, read once from the environment at startup.
+
+Every variable is validated here so a misconfigured revision fails at start
+with a message naming the variable and the fix, instead of answering 401 to
+every task. Names shared with the Pulumi program and the local stack come from
+`contract.names`; the rest are the worker's own (documented in README.md).
+This module deliberately reads nothing but the environment (no files, no
+metadata server).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+from contract.names import (
+    GOOGLE_CERTS_URL,
+    WORKER_ENV_ALLOWED_INVOKERS,
+    WORKER_ENV_AUDIENCE,
+    WORKER_ENV_CERTS_URL,
+    WORKER_ENV_PORT,
+)
+
+HOST_ENV: Final = "HOST"
+PROJECT_ENV: Final = "GOOGLE_CLOUD_PROJECT"
+EXTRA_MODULES_ENV: Final = "TASKS_EXTRA_MODULES"
+SHUTDOWN_GRACE_ENV: Final = "TASKS_SHUTDOWN_GRACE_S"
+IDEMPOTENCY_MAX_ENTRIES_ENV: Final = "TASKS_IDEMPOTENCY_MAX_ENTRIES"
+IDEMPOTENCY_TTL_ENV: Final = "TASKS_IDEMPOTENCY_TTL_S"
+CERTS_REFRESH_MIN_INTERVAL_ENV: Final = "TASKS_CERTS_MIN_REFRESH_S"
+LOG_LEVEL_ENV: Final = "LOG_LEVEL"
+
+DEFAULT_PORT: Final = 8080
+DEFAULT_HOST: Final = "0.0.0.0"
+# Cloud Run sends SIGKILL 10 s after SIGTERM; keep 2 s for the last log lines.
+DEFAULT_SHUTDOWN_GRACE_S: Final = 8.0
+DEFAULT_IDEMPOTENCY_MAX_ENTRIES: Final = 100_000
+# Named-task dedup lasts "up to 24 hours" (FACTS.md); a duplicate can arrive that late.
+DEFAULT_IDEMPOTENCY_TTL_S: Final = 24 * 3600.0
+DEFAULT_CERTS_MIN_REFRESH_S: Final = 30.0
+
+_EMAIL: Final = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
+_MODULE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value the worker cannot run with."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Validated worker settings; build with `Settings.from_env()`."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    audience: str | None = None
+    allowed_invokers: frozenset[str] = frozenset()
+    certs_url: str = GOOGLE_CERTS_URL
+    project: str | None = None
+    extra_modules: tuple[str, ...] = ()
+    shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
+    idempotency_max_entries: int = DEFAULT_IDEMPOTENCY_MAX_ENTRIES
+    idempotency_ttl_s: float = DEFAULT_IDEMPOTENCY_TTL_S
+    certs_min_refresh_s: float = DEFAULT_CERTS_MIN_REFRESH_S
+    log_level: str = "INFO"
+
+    @property
+    def auth_enabled(self) -> bool:
+        """The token check is on whenever allowed invokers are configured."""
+        return bool(self.allowed_invokers)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the settings; raises `ConfigError` naming the variable."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        invokers = _parse_invokers(get(WORKER_ENV_ALLOWED_INVOKERS))
+        audience = get(WORKER_ENV_AUDIENCE)
+        if invokers and audience is None:
+            raise ConfigError(
+                f"{WORKER_ENV_ALLOWED_INVOKERS} is set but {WORKER_ENV_AUDIENCE} is not: "
+                "set it to the audience the tasks' OIDC tokens carry (the service URL or "
+                "its custom audience)"
+            )
+        certs_url = get(WORKER_ENV_CERTS_URL) or GOOGLE_CERTS_URL
+        parts = urlsplit(certs_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(
+                f"{WORKER_ENV_CERTS_URL}={certs_url!r} is not an http(s) URL: use "
+                f"{GOOGLE_CERTS_URL} (the default) or the local issuer's /oauth2/v1/certs"
+            )
+        extra = tuple(m.strip() for m in (get(EXTRA_MODULES_ENV) or "").split(",") if m.strip())
+        for module in extra:
+            if not _MODULE.match(module):
+                raise ConfigError(
+                    f"{EXTRA_MODULES_ENV}: {module!r} is not a dotted module name; "
+                    "give comma-separated import paths like 'myteam.tasks,myteam.more_tasks'"
+                )
+        log_level = (get(LOG_LEVEL_ENV) or "INFO").upper()
+        if log_level not in _LOG_LEVELS:
+            raise ConfigError(f"{LOG_LEVEL_ENV}={log_level!r}: use one of {', '.join(_LOG_LEVELS)}")
+        return cls(
+            host=get(HOST_ENV) or DEFAULT_HOST,
+            port=_int(get(WORKER_ENV_PORT), WORKER_ENV_PORT, DEFAULT_PORT, low=0, high=65535),
+            audience=audience,
+            allowed_invokers=invokers,
+            certs_url=certs_url,
+            project=get(PROJECT_ENV),
+            extra_modules=extra,
+            shutdown_grace_s=_float(
+                get(SHUTDOWN_GRACE_ENV), SHUTDOWN_GRACE_ENV, DEFAULT_SHUTDOWN_GRACE_S
+            ),
+            idempotency_max_entries=_int(
+                get(IDEMPOTENCY_MAX_ENTRIES_ENV),
+                IDEMPOTENCY_MAX_ENTRIES_ENV,
+                DEFAULT_IDEMPOTENCY_MAX_ENTRIES,
+                low=1,
+                high=10_000_000,
+            ),
+            idempotency_ttl_s=_float(
+                get(IDEMPOTENCY_TTL_ENV), IDEMPOTENCY_TTL_ENV, DEFAULT_IDEMPOTENCY_TTL_S
+            ),
+            certs_min_refresh_s=_float(
+                get(CERTS_REFRESH_MIN_INTERVAL_ENV),
+                CERTS_REFRESH_MIN_INTERVAL_ENV,
+                DEFAULT_CERTS_MIN_REFRESH_S,
+            ),
+            log_level=log_level,
+        )
+
+
+def _parse_invokers(raw: str | None) -> frozenset[str]:
+    if raw is None:
+        return frozenset()
+    emails = [e.strip() for e in raw.split(",") if e.strip()]
+    for email in emails:
+        if not _EMAIL.match(email):
+            raise ConfigError(
+                f"{WORKER_ENV_ALLOWED_INVOKERS}: {email!r} is not an email address; give "
+                "comma-separated service account emails like "
+                "'tasks-invoker@PROJECT.iam.gserviceaccount.com'"
+            )
+    # Google lower-cases emails in ID tokens; compare case-insensitively.
+    return frozenset(e.lower() for e in emails)
+
+
+def _int(raw: str | None, name: str, default: int, *, low: int, high: int) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer: give a whole number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is out of range: give {low}..{high}")
+    return value
+
+
+def _float(raw: str | None, name: str, default: float) -> float:
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number: give seconds, like 8 or 0.5") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{name}={raw!r} must be a finite number of seconds >= 0")
+    return value

@@ -1,0 +1,129 @@
+"""Task types: each declared once, with a typed payload model and a handler.
+
+    from pydantic import BaseModel
+    from service import TaskContext, registry
+
+    class ResizePayload(BaseModel):
+        image: str
+        width: int
+
+    @registry.task("resize", payload=ResizePayload)
+    async def resize(payload: ResizePayload, ctx: TaskContext) -> dict[str, int]:
+        ...
+
+A handler is `(payload, ctx) -> result`, async or plain; a plain one runs in
+a worker thread so it cannot stall the event loop. The result, if any, must be
+JSON-serialisable; it is returned in the response body (Cloud Tasks ignores
+it, people debugging with curl do not).
+
+The registry deliberately does not discover modules: the built-in types are
+in `service.handlers`, and a team's own modules are listed in
+`TASKS_EXTRA_MODULES` or imported by a module that is.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar, cast
+
+from pydantic import BaseModel
+
+from service.context import TaskContext
+
+P = TypeVar("P", bound=BaseModel)
+
+AsyncHandler = Callable[[P, TaskContext], Awaitable[Any]]
+SyncHandler = Callable[[P, TaskContext], Any]
+Handler = AsyncHandler[P] | SyncHandler[P]
+
+# Same alphabet as task ids: the type is one URL path segment.
+TASK_TYPE_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskType(Generic[P]):
+    """One registered task type."""
+
+    name: str
+    payload: type[P]
+    handler: Handler[P]
+    is_async: bool
+
+
+class TaskRegistry:
+    """Maps a task type name to its payload model and handler."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, TaskType[Any]] = {}
+
+    def task(self, name: str, *, payload: type[P]) -> Callable[[Handler[P]], Handler[P]]:
+        """Declare task type `name`; decorate its handler.
+
+        Raises:
+            ValueError: the name is not a valid path segment or is already taken.
+            TypeError: `payload` is not a pydantic model class.
+        """
+        if not TASK_TYPE_PATTERN.match(name):
+            raise ValueError(
+                f"task type {name!r} must be 1..100 characters of [A-Za-z0-9_-] "
+                "(it is the {type} segment of POST /tasks/{type})"
+            )
+        if not (isinstance(payload, type) and issubclass(payload, BaseModel)):
+            raise TypeError(
+                f"task type {name!r}: payload must be a pydantic BaseModel subclass, "
+                f"got {payload!r}"
+            )
+
+        def register(handler: Handler[P]) -> Handler[P]:
+            if name in self._types:
+                existing = self._types[name].handler
+                raise ValueError(
+                    f"task type {name!r} is already registered by "
+                    f"{existing.__module__}.{existing.__qualname__}; pick another name"
+                )
+            self._types[name] = TaskType(
+                name=name,
+                payload=payload,
+                handler=handler,
+                is_async=inspect.iscoroutinefunction(handler),
+            )
+            return handler
+
+        return register
+
+    def get(self, name: str) -> TaskType[Any] | None:
+        """The task type called `name`, or None."""
+        return self._types.get(name)
+
+    def names(self) -> list[str]:
+        """Registered type names, sorted."""
+        return sorted(self._types)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def __iter__(self) -> Iterator[TaskType[Any]]:
+        return iter(list(self._types.values()))
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+
+registry: Final = TaskRegistry()
+"""The process-wide registry the app serves; import it as `from service import registry`."""
+
+
+def as_async(task_type: TaskType[Any]) -> Callable[[Any, TaskContext], Awaitable[Any]]:
+    """The handler as an awaitable callable (plain handlers go to a thread)."""
+    if task_type.is_async:
+        return cast(Callable[[Any, TaskContext], Awaitable[Any]], task_type.handler)
+
+    async def run_in_thread(payload: Any, ctx: TaskContext) -> Any:
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(task_type.handler, payload, ctx)
+
+    return run_in_thread
