@@ -1,0 +1,279 @@
+"""`python -m devstack up | down | status`: the local stack's commands.
+
+    up [--stack S] [--detach] [--smoke] [--plan-file FILE] [--root DIR]
+    down [--stack S] [--root DIR]
+    status [--stack S] [--root DIR]
+
+`up` stays in the foreground until Ctrl-C (or SIGTERM) and then stops what it
+started; with `--detach` it returns once the stack is ready and `down` stops
+it. `--smoke` runs scripts/smoke_test.py against the stack once it is ready
+(`make local` does). `--plan-file` realises a plan JSON written by
+`python -m devstack plan --format json` instead of evaluating the program:
+a testing option, for example to check that a wrong run.invoker binding fails
+locally. `--root` (or $DEVSTACK_ROOT) moves `.devstack/` elsewhere, so tests
+never touch a developer's running stack.
+
+Deliberately not here: what the commands do (`devstack.runtime`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+from rich.table import Table
+
+from contract.names import (
+    OUTPUT_AUDIENCE,
+    OUTPUT_EMULATOR_HOST,
+    OUTPUT_INVOKER_EMAIL,
+    OUTPUT_QUEUE,
+    OUTPUT_SERVICE_URL,
+    SMOKE_TASK_TYPE,
+)
+from devstack import runtime
+from devstack.processes import ProcessError
+from devstack.realise import PlanNotRealisable
+from devstack.state import StackPaths, StackState, StateError, load_state
+
+DEFAULT_STACK = "dev"
+SMOKE_SCRIPT = runtime.REPO_ROOT / "scripts" / "smoke_test.py"
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _say(message: str) -> None:
+    console.print(message, markup=False)
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add up, down and status to the `python -m devstack` parser."""
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--stack", default=DEFAULT_STACK, help="stack name (default: dev)")
+        p.add_argument(
+            "--root",
+            type=Path,
+            default=None,
+            help="directory holding <stack>/ state, data and logs (default: .devstack at the "
+            "repository root, or $DEVSTACK_ROOT)",
+        )
+
+    p_up = commands.add_parser(
+        "up", help="realise the stack's plan on this machine (emulator, queue, worker)"
+    )
+    common(p_up)
+    p_up.add_argument(
+        "--detach", action="store_true", help="return once ready; stop later with `down`"
+    )
+    p_up.add_argument(
+        "--smoke",
+        action="store_true",
+        help="run scripts/smoke_test.py against the stack once it is ready (make local does)",
+    )
+    p_up.add_argument(
+        "--plan-file",
+        type=Path,
+        default=None,
+        help="realise this plan JSON (from `devstack plan --format json`) instead of "
+        "evaluating the program: for testing a changed plan",
+    )
+    p_up.set_defaults(func=cmd_up)
+
+    p_down = commands.add_parser("down", help="stop the processes `up` started, and only those")
+    common(p_down)
+    p_down.set_defaults(func=cmd_down)
+
+    p_status = commands.add_parser(
+        "status", help="health of each part, queue depth, resources with no local effect"
+    )
+    common(p_status)
+    p_status.set_defaults(func=cmd_status)
+
+
+class _Stop(Exception):
+    """SIGTERM arrived: stop like on Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    stack: str = args.stack
+    try:
+        running = runtime.up(stack, root=args.root, plan_file=args.plan_file, say=_say)
+    except PlanNotRealisable as exc:
+        err_console.print(f"[bold red]devstack up:[/] {exc}", markup=True)
+        return 2
+    except (runtime.StackError, ProcessError, StateError) as exc:
+        err_console.print(f"[bold red]devstack up:[/] {exc}", markup=True)
+        return 1
+    _print_ready(running.state, running.paths)
+    if args.detach and not args.smoke:
+        _say(f"detached; stop it with: python -m devstack down --stack {stack}")
+        return 0
+
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        if args.smoke:
+            code = _run_smoke(running.paths)
+            if code != 0:
+                err_console.print(
+                    f"[bold red]smoke test failed[/] (exit {code}); stopping the stack. "
+                    f"Logs: {running.paths.emulator_log} and {running.paths.worker_log}",
+                    markup=True,
+                )
+                runtime.stop_running(running, _say)
+                return 1
+            if args.detach:
+                return 0
+        _print_howto(running.state, running.paths)
+        console.print("[bold]up[/]: press Ctrl-C to stop the stack", markup=True)
+        return _watch(running)
+    except (KeyboardInterrupt, _Stop):
+        _say("\nstopping the stack")
+        runtime.stop_running(running, _say)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _watch(running: runtime.Running) -> int:
+    """Stay up; stop everything when a part dies or `down` took the stack away."""
+    while True:
+        time.sleep(0.5)
+        for role, started in running.children.items():
+            code = started.process.poll()
+            if code is None:
+                continue
+            state = load_state(running.paths)
+            if state is None or state.started_at != running.state.started_at:
+                _say(f"stack {running.state.stack!r} was taken down by `devstack down`")
+                runtime.stop_running(running, _say)
+                return 0
+            err_console.print(
+                f"[bold red]the {role} exited[/] (status {code}); see {started.record.log}. "
+                "Stopping the rest; `python -m devstack up` starts the stack again on the "
+                "same data.",
+                markup=True,
+            )
+            runtime.stop_running(running, _say)
+            return 1
+
+
+def _run_smoke(paths: StackPaths) -> int:
+    argv = [sys.executable, str(SMOKE_SCRIPT), "--outputs", str(paths.outputs_file)]
+    _say("running the smoke test: " + shlex.join(argv))
+    return subprocess.run(argv, check=False, cwd=runtime.REPO_ROOT).returncode
+
+
+def _print_ready(state: StackState, paths: StackPaths) -> None:
+    console.print(
+        f"[bold green]stack {state.stack} is up[/] in {state.ready_seconds:.2f} s "
+        f"(plan {state.plan_seconds:.2f} s, from {state.plan_source})",
+        markup=True,
+    )
+    table = Table(title="realised locally", title_justify="left", show_edge=False)
+    table.add_column("resource")
+    table.add_column("type")
+    table.add_column("becomes")
+    for item in state.realised:
+        table.add_row(item["name"], item["type"], item["detail"])
+    console.print(table)
+    _print_no_local_effect(state)
+    if state.substitutions:
+        console.print("[bold]local substitutions[/]", markup=True)
+        for line in state.substitutions:
+            _say(f"  - {line}")
+    out = state.outputs
+    _say(f"outputs: {paths.outputs_file}")
+    _say(f"  service_url   {out.get(OUTPUT_SERVICE_URL)} (the worker)")
+    _say(f"  audience      {out.get(OUTPUT_AUDIENCE)} (as planned)")
+    _say(f"  invoker_email {out.get(OUTPUT_INVOKER_EMAIL)}")
+    _say(f"  queue         {out.get(OUTPUT_QUEUE)}")
+    _say(f"  emulator      grpc {out.get(OUTPUT_EMULATOR_HOST)}, http {out.get('emulator_url')}")
+
+
+def _print_no_local_effect(state: StackState) -> None:
+    table = Table(title="no local effect", title_justify="left", show_edge=False)
+    table.add_column("resource")
+    table.add_column("type")
+    table.add_column("why")
+    for item in state.no_local_effect:
+        table.add_row(item["name"], item["type"], item["detail"])
+    console.print(table)
+
+
+def _print_howto(state: StackState, paths: StackPaths) -> None:
+    out = state.outputs
+    outputs_file = shlex.quote(str(paths.outputs_file))
+    console.print("\n[bold]enqueue from another terminal[/]", markup=True)
+    _say(
+        f"  .venv/bin/python -m enqueue --outputs {outputs_file} send {SMOKE_TASK_TYPE} "
+        """--data '{"hello": "world"}'"""
+    )
+    _say(
+        f"  with the official client: CLOUD_TASKS_EMULATOR_HOST={out.get(OUTPUT_EMULATOR_HOST)}, "
+        f"parent {out.get(OUTPUT_QUEUE)}, url {out.get(OUTPUT_SERVICE_URL)}/tasks/TYPE, "
+        f"oidc_token(service_account_email={out.get(OUTPUT_INVOKER_EMAIL)}, "
+        f"audience={out.get(OUTPUT_AUDIENCE)}); example in docs/local.md"
+    )
+    _say(f"  status: .venv/bin/python -m devstack status --stack {state.stack}")
+    _say(f"logs: {paths.emulator_log}  {paths.worker_log}")
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    try:
+        return runtime.down(args.stack, root=args.root, say=_say)
+    except (runtime.StackError, StateError) as exc:
+        err_console.print(f"[bold red]devstack down:[/] {exc}", markup=True)
+        return 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        paths, state = runtime.read_state(args.stack, args.root)
+    except StateError as exc:
+        err_console.print(f"[bold red]devstack status:[/] {exc}", markup=True)
+        return 1
+    if state is None:
+        _say(
+            f"stack {args.stack!r} is not up (nothing recorded in {paths.dir}); "
+            f"start it with: python -m devstack up --stack {args.stack}"
+        )
+        return 3
+    table = Table(title=f"stack {state.stack}", title_justify="left", show_edge=False)
+    for column in ("part", "pid", "running", "health", "url", "log"):
+        table.add_column(column)
+    healthy = True
+    for record in state.processes:
+        part = runtime.part_status(record)
+        healthy = healthy and part.healthy
+        table.add_row(
+            part.role,
+            str(part.pid),
+            "yes" if part.running else "NO",
+            ("ok " if part.healthy else "FAIL ") + part.detail,
+            part.url,
+            part.log,
+        )
+    console.print(table)
+    queue = runtime.queue_status(state.outputs, state.outputs.get(OUTPUT_QUEUE, ""))
+    depth = "unknown" if queue.depth is None else str(queue.depth)
+    _say(f"queue {queue.path}: state {queue.state}, depth {depth} {queue.detail}".rstrip())
+    healthy = healthy and queue.depth is not None
+    _print_no_local_effect(state)
+    _say(
+        f"ready in {state.ready_seconds:.2f} s (plan {state.plan_seconds:.2f} s); outputs: "
+        f"{paths.outputs_file}"
+    )
+    return 0 if healthy else 1

@@ -1,0 +1,382 @@
+"""Bring a stack's plan up on this machine, report on it, take it down.
+
+`up` evaluates the plan (or reads `--plan-file`), asks `devstack.realise` what
+each resource becomes, then starts the emulator with its data file under
+`.devstack/<stack>/`, creates the planned queue through the official
+google-cloud-tasks client, starts the worker with the planned command and
+environment on a free port, waits for both to be healthy and writes
+`outputs.json`. `down` stops exactly the processes the state file records,
+after checking each is still the process `up` started. `status` reports each
+part's health and the queue.
+
+Deliberately not here: argument parsing and rendering (`devstack.local_cli`),
+deciding what a resource becomes (`devstack.realise`), and restarting parts
+that crash (a crash is reported; `up` again restarts the stack on the same data).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.api_core import exceptions as gexc
+from google.cloud import tasks_v2
+from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+from google.protobuf import field_mask_pb2
+
+from contract.names import (
+    HEALTH_ROUTE,
+    OUTPUT_EMULATOR_HOST,
+    OUTPUT_EMULATOR_URL,
+    OUTPUT_SERVICE_URL,
+)
+from devstack import processes
+from devstack.realise import LocalRealisation, analyse
+from devstack.state import (
+    ProcessRecord,
+    StackPaths,
+    StackState,
+    clear_state,
+    load_state,
+    save_state,
+    write_outputs,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LOCAL_HOST = "127.0.0.1"
+EMULATOR_READY = re.compile(r"cloud-tasks-emulator ready grpc=(?P<grpc>\S+) http=(?P<http>\S+)")
+EMULATOR_HEALTH = "/emulator/v1/health"
+EMULATOR_CERTS = "/oauth2/v1/certs"
+START_TIMEOUT_S = 20.0
+
+# What the worker inherits from this shell: enough to run Python, nothing else,
+# so that it sees the planned environment as its container would.
+_WORKER_PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT")
+
+Say = Callable[[str], None]
+
+
+class StackError(Exception):
+    """The stack cannot be brought up, or is in a state the user must resolve."""
+
+
+@dataclass
+class Running:
+    """A stack this process brought up (its children, for the foreground mode)."""
+
+    state: StackState
+    paths: StackPaths
+    children: dict[str, processes.Started] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def stack_lock(paths: StackPaths) -> Iterator[None]:
+    """Serialise up/down of one stack across processes (two `up` would race for ports)."""
+    paths.ensure()
+    with (paths.dir / ".lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StackError(
+                f"another devstack command is bringing stack {paths.stack!r} up or down "
+                "right now; wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def load_plan(stack: str, plan_file: Path | None) -> tuple[dict[str, Any], str]:
+    """The plan as JSON data, and where it came from."""
+    if plan_file is not None:
+        try:
+            data = json.loads(plan_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise StackError(f"--plan-file {plan_file} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise StackError(
+                f"--plan-file {plan_file} is not JSON ({exc}); write one with "
+                f"`python -m devstack plan --stack {stack} --format json > FILE`"
+            ) from None
+        if not isinstance(data, dict) or "resources" not in data:
+            raise StackError(
+                f"--plan-file {plan_file} is not a plan (no `resources`); write one with "
+                f"`python -m devstack plan --stack {stack} --format json > FILE`"
+            )
+        return data, str(plan_file)
+    from devstack import plan as plan_module
+
+    try:
+        evaluated = plan_module.evaluate(stack)
+    except plan_module.PlanError as exc:
+        raise StackError(f"cannot evaluate the plan of stack {stack!r}: {exc}") from exc
+    return evaluated.to_json(), f"the Pulumi program, stack {stack} (evaluated offline)"
+
+
+def tasks_client(grpc_host: str) -> tasks_v2.CloudTasksClient:
+    """The official client on an insecure channel to the emulator (FACTS.md, Clients)."""
+    channel = grpc.insecure_channel(grpc_host)
+    return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+
+
+_QUEUE_MASK = ["rate_limits", "retry_config", "stackdriver_logging_config", "http_target"]
+
+
+def apply_queue(
+    client: tasks_v2.CloudTasksClient, realisation: LocalRealisation, worker_port: int
+) -> tasks_v2.Queue:
+    """Create the planned queue, or bring an existing one (same data file) to the plan."""
+    spec = realisation.queue
+    queue = spec.to_queue(LOCAL_HOST, worker_port)
+    try:
+        client.create_queue(parent=spec.parent, queue=queue, timeout=10)
+    except gexc.AlreadyExists:
+        client.update_queue(
+            queue=queue, update_mask=field_mask_pb2.FieldMask(paths=_QUEUE_MASK), timeout=10
+        )
+    current = client.get_queue(name=spec.path, timeout=10)
+    paused = current.state == tasks_v2.Queue.State.PAUSED
+    if spec.desired_state == "PAUSED" and not paused:
+        current = client.pause_queue(name=spec.path, timeout=10)
+    elif spec.desired_state == "RUNNING" and paused:
+        current = client.resume_queue(name=spec.path, timeout=10)
+    return current
+
+
+def _worker_env(realisation: LocalRealisation, port: int, certs_url: str) -> dict[str, str]:
+    env = {k: os.environ[k] for k in _WORKER_PASSTHROUGH if k in os.environ}
+    # Containers set this in the image; here it keeps the worker's log lines
+    # appearing in worker.log as they happen.
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(realisation.worker.process_env(host=LOCAL_HOST, port=port, certs_url=certs_url))
+    return env
+
+
+def _check_previous(paths: StackPaths, say: Say) -> None:
+    previous = load_state(paths)
+    if previous is None:
+        return
+    alive = [p for p in previous.processes if processes.is_ours(p)]
+    if previous.processes and len(alive) == len(previous.processes):
+        raise StackError(
+            f"stack {paths.stack!r} is already up (pids "
+            f"{', '.join(str(p.pid) for p in alive)}); see `python -m devstack status "
+            f"--stack {paths.stack}` or stop it with `python -m devstack down --stack "
+            f"{paths.stack}`"
+        )
+    gone = [p.role for p in previous.processes if p not in alive]
+    say(
+        f"previous run of stack {paths.stack!r} is partly down ({', '.join(gone)} gone): restarting"
+    )
+    for record in alive:
+        say("  " + processes.stop(record))
+    clear_state(paths)
+
+
+def up(
+    stack: str,
+    *,
+    root: Path | None = None,
+    plan_file: Path | None = None,
+    say: Say = print,
+) -> Running:
+    """Realise the plan of stack and return once every part is healthy.
+
+    Raises StackError or PlanNotRealisable with a message for the user; on any
+    failure everything started so far is stopped again.
+    """
+    paths = StackPaths.for_stack(stack, root)
+    t0 = time.monotonic()
+    with stack_lock(paths):
+        _check_previous(paths, say)
+        plan, source = load_plan(stack, plan_file)
+        plan_seconds = time.monotonic() - t0
+        realisation = analyse(plan)
+        running = Running(
+            state=StackState(
+                stack=stack,
+                plan_source=source,
+                started_at=time.time(),
+                ready_seconds=0.0,
+                plan_seconds=plan_seconds,
+                realised=[v.to_json() for v in realisation.by_verdict("realised")],
+                no_local_effect=[v.to_json() for v in realisation.by_verdict("no local effect")],
+                substitutions=list(realisation.substitutions),
+            ),
+            paths=paths,
+        )
+        try:
+            _start(realisation, running, say)
+        except BaseException:
+            _stop_children(running, say)
+            clear_state(paths)
+            raise
+        running.state.ready_seconds = time.monotonic() - t0
+        save_state(paths, running.state)
+        return running
+
+
+def _start(realisation: LocalRealisation, running: Running, say: Say) -> None:
+    paths = running.paths
+    paths.ensure()
+    emulator_argv = [
+        sys.executable,
+        "-m",
+        "emulator",
+        "--host",
+        LOCAL_HOST,
+        "--port",
+        "0",
+        "--http-port",
+        "0",
+        "--data",
+        str(paths.emulator_data),
+    ]
+    emulator_env = dict(os.environ, PYTHONUNBUFFERED="1")
+    emulator = processes.spawn(
+        "emulator", emulator_argv, env=emulator_env, log=paths.emulator_log, cwd=REPO_ROOT
+    )
+    running.children["emulator"] = emulator
+    running.state.processes.append(emulator.record)
+    # Record pids as soon as they exist: a crash of `up` itself must not leave
+    # processes that `down` cannot find.
+    save_state(paths, running.state)
+    ready = processes.wait_for_line(emulator, EMULATOR_READY, START_TIMEOUT_S)
+    grpc_host, http_url = ready["grpc"], ready["http"].rstrip("/")
+    emulator.record.url = http_url
+    emulator.record.health_path = EMULATOR_HEALTH
+
+    port = processes.free_port(LOCAL_HOST)
+    worker_url = f"http://{LOCAL_HOST}:{port}"
+    worker = processes.spawn(
+        "worker",
+        realisation.worker.command,
+        env=_worker_env(realisation, port, http_url + EMULATOR_CERTS),
+        log=paths.worker_log,
+        cwd=REPO_ROOT,
+        url=worker_url,
+        health_path=HEALTH_ROUTE,
+    )
+    running.children["worker"] = worker
+    running.state.processes.append(worker.record)
+    save_state(paths, running.state)
+
+    # The queue is created while the worker boots: the two overlap.
+    client = tasks_client(grpc_host)
+    try:
+        apply_queue(client, realisation, port)
+    except gexc.GoogleAPICallError as exc:
+        raise StackError(
+            f"the emulator refused the planned queue {realisation.queue.path}: {exc.message} "
+            f"(see {paths.emulator_log})"
+        ) from exc
+    finally:
+        client.transport.close()  # type: ignore[no-untyped-call]
+    processes.wait_healthy(emulator, START_TIMEOUT_S)
+    processes.wait_healthy(worker, START_TIMEOUT_S)
+
+    outputs = dict(realisation.outputs)
+    outputs[OUTPUT_SERVICE_URL] = worker_url
+    outputs[OUTPUT_EMULATOR_HOST] = grpc_host
+    outputs[OUTPUT_EMULATOR_URL] = http_url
+    running.state.outputs = outputs
+    write_outputs(paths, outputs)
+
+
+def _stop_children(running: Running, say: Say) -> None:
+    # Emulator first: once it stops dispatching, no attempt can hit a stopping worker.
+    for role in ("emulator", "worker"):
+        started = running.children.get(role)
+        if started is not None:
+            say("  " + processes.stop(started.record, child=started.process))
+
+
+def stop_running(running: Running, say: Say) -> None:
+    """Stop a stack this process brought up (foreground mode) and forget it."""
+    _stop_children(running, say)
+    with contextlib.suppress(FileNotFoundError):
+        current = load_state(running.paths)
+        if current is not None and current.started_at == running.state.started_at:
+            clear_state(running.paths)
+
+
+def down(stack: str, *, root: Path | None = None, say: Say = print) -> int:
+    """Stop the processes recorded for stack, and nothing else."""
+    paths = StackPaths.for_stack(stack, root)
+    with stack_lock(paths):
+        state = load_state(paths)
+        if state is None:
+            say(f"stack {stack!r} is not up (nothing recorded in {paths.dir})")
+            return 0
+        for role in ("emulator", "worker"):
+            record = state.process(role)
+            if record is not None:
+                say(processes.stop(record))
+        clear_state(paths)
+    say(f"stack {stack!r} is down; data and logs stay in {paths.dir}")
+    return 0
+
+
+@dataclass
+class PartStatus:
+    role: str
+    pid: int
+    running: bool
+    healthy: bool
+    detail: str
+    url: str
+    log: str
+
+
+@dataclass
+class QueueStatus:
+    path: str
+    state: str
+    depth: int | None
+    detail: str
+
+
+def part_status(record: ProcessRecord) -> PartStatus:
+    running = processes.is_ours(record)
+    healthy, detail = (False, "not running")
+    if running:
+        healthy, detail = processes.check_health(record.url + record.health_path)
+    return PartStatus(record.role, record.pid, running, healthy, detail, record.url, record.log)
+
+
+def queue_status(outputs: Mapping[str, str], queue_path: str) -> QueueStatus:
+    """The queue's state and depth (tasks not yet done), through the official client."""
+    host = outputs.get(OUTPUT_EMULATOR_HOST)
+    if not host:
+        return QueueStatus(queue_path, "unknown", None, "no emulator address recorded")
+    client = tasks_client(host)
+    try:
+        queue = client.get_queue(name=queue_path, timeout=3)
+        depth = 0
+        for page in client.list_tasks(
+            request=tasks_v2.ListTasksRequest(parent=queue_path, page_size=1000), timeout=10
+        ).pages:
+            depth += len(page.tasks)
+        return QueueStatus(queue_path, tasks_v2.Queue.State(queue.state).name, depth, "")
+    except gexc.GoogleAPICallError as exc:
+        return QueueStatus(queue_path, "unknown", None, f"{type(exc).__name__}: {exc.message}")
+    except gexc.RetryError as exc:
+        return QueueStatus(queue_path, "unknown", None, f"emulator unreachable: {exc}")
+    finally:
+        client.transport.close()  # type: ignore[no-untyped-call]
+
+
+def read_state(stack: str, root: Path | None = None) -> tuple[StackPaths, StackState | None]:
+    paths = StackPaths.for_stack(stack, root)
+    return paths, load_state(paths)
