@@ -1,0 +1,253 @@
+"""The REST front end: Google's ``/v2/...`` paths, the OIDC issuer and admin routes.
+
+One Starlette app serves, on the emulator's HTTP port:
+
+* the Cloud Tasks v2 REST API at the same paths and verbs as
+  ``cloudtasks.googleapis.com`` (camelCase JSON via ``google.protobuf.json_format``,
+  enums as names or integers, bytes as base64, durations as ``"30s"``, and
+  Google's error JSON), delegating to the same :class:`Emulator` as gRPC;
+* the OIDC discovery document and signing keys (``/oauth2/v1/certs`` PEM map,
+  ``/oauth2/v3/certs`` JWKS);
+* emulator-only admin endpoints under ``/emulator/v1/``.
+
+It deliberately does not implement the Locations API, batch methods or
+long-running operations.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import grpc
+from google.cloud import tasks_v2
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from emulator.core import Emulator
+from emulator.errors import ApiError, invalid, unimplemented
+
+log = logging.getLogger("emulator.rest")
+
+MAX_REQUEST_BYTES: Final = 4 * 1024 * 1024
+# System parameters every Google REST API accepts and the client may send.
+_SYSTEM_PARAMS: Final = frozenset(
+    {"$alt", "alt", "prettyPrint", "$prettyPrint", "fields", "$fields", "key", "quotaUser"}
+)
+
+_P = r"projects/[^/]+/locations/[^/]+"
+_Q = _P + r"/queues/[^/:]+"
+_T = _Q + r"/tasks/[^/:]+"
+
+
+@dataclass(frozen=True)
+class _Route:
+    method: str
+    pattern: re.Pattern[str]
+    request_type: Any  # proto-plus request class
+    path_field: str  # "name", "parent" or "queue.name"
+    body: str | None  # None, "*" or the request field that takes the body
+    call: Callable[[Emulator, Any], Any] | None  # None: UNIMPLEMENTED
+
+
+_IAM_MESSAGE = (
+    "IAM policies are not emulated by the Cloud Tasks emulator: every caller may "
+    "create and run tasks. Test IAM wiring with the Pulumi plan instead."
+)
+
+
+def _routes() -> list[_Route]:
+    t = tasks_v2
+
+    def r(
+        method: str,
+        pattern: str,
+        req: Any,
+        path_field: str,
+        body: str | None,
+        call: Callable[[Emulator, Any], Any] | None,
+    ) -> _Route:
+        return _Route(method, re.compile(pattern), req, path_field, body, call)
+
+    return [
+        r(
+            "POST",
+            rf"({_P})/queues",
+            t.CreateQueueRequest,
+            "parent",
+            "queue",
+            Emulator.create_queue,
+        ),
+        r("GET", rf"({_P})/queues", t.ListQueuesRequest, "parent", None, Emulator.list_queues),
+        r("GET", rf"({_Q})", t.GetQueueRequest, "name", None, Emulator.get_queue),
+        r("PATCH", rf"({_Q})", t.UpdateQueueRequest, "queue.name", "queue", Emulator.update_queue),
+        r("DELETE", rf"({_Q})", t.DeleteQueueRequest, "name", None, Emulator.delete_queue),
+        r("POST", rf"({_Q}):purge", t.PurgeQueueRequest, "name", "*", Emulator.purge_queue),
+        r("POST", rf"({_Q}):pause", t.PauseQueueRequest, "name", "*", Emulator.pause_queue),
+        r("POST", rf"({_Q}):resume", t.ResumeQueueRequest, "name", "*", Emulator.resume_queue),
+        r("GET", rf"({_Q})/tasks", t.ListTasksRequest, "parent", None, Emulator.list_tasks),
+        r("POST", rf"({_Q})/tasks", t.CreateTaskRequest, "parent", "*", Emulator.create_task),
+        r("GET", rf"({_T})", t.GetTaskRequest, "name", None, Emulator.get_task),
+        r("DELETE", rf"({_T})", t.DeleteTaskRequest, "name", None, Emulator.delete_task),
+        r("POST", rf"({_T}):run", t.RunTaskRequest, "name", "*", Emulator.run_task),
+    ]
+
+
+_ROUTES: Final = _routes()
+_UNIMPLEMENTED: Final = [
+    (re.compile(rf"{_Q}:(getIamPolicy|setIamPolicy|testIamPermissions)"), _IAM_MESSAGE),
+    (
+        re.compile(rf"{_Q}/tasks:(batchCreate|batchDelete)"),
+        "Batch task methods are not emulated: call CreateTask / DeleteTask per task.",
+    ),
+]
+
+
+def _query_value(fd: FieldDescriptor, raw: str) -> Any:
+    if fd.type == FieldDescriptor.TYPE_ENUM:
+        return int(raw) if raw.lstrip("-").isdigit() else raw
+    if fd.type in (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64):
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise invalid(
+                f"Query parameter {fd.json_name} must be an integer; got {raw!r}"
+            ) from exc
+    if fd.type == FieldDescriptor.TYPE_BOOL:
+        return raw.lower() == "true"
+    return raw
+
+
+def _build_request(route: _Route, path_value: str, request: Request, body: bytes) -> Any:
+    pb = route.request_type.pb()()
+    if route.body is not None and body.strip():
+        target = pb if route.body == "*" else getattr(pb, route.body)
+        try:
+            json_format.Parse(body, target)
+        except Exception as exc:  # ParseError, or a non-object JSON document
+            raise invalid(f"Invalid JSON payload received. {exc}") from exc
+    elif route.body is None and body.strip():
+        raise invalid(f"{route.method} {request.url.path} takes no request body")
+    query: dict[str, Any] = {}
+    fields = pb.DESCRIPTOR.fields_by_camelcase_name
+    for key, raw in request.query_params.multi_items():
+        if key in _SYSTEM_PARAMS:
+            continue
+        fd = fields.get(key) or pb.DESCRIPTOR.fields_by_name.get(key)
+        if fd is None:
+            raise invalid(f"Unknown query parameter {key!r} for this method")
+        query[fd.json_name] = _query_value(fd, raw)
+    if query:
+        try:
+            json_format.ParseDict(query, pb)
+        except Exception as exc:
+            raise invalid(f"Invalid query parameters: {exc}") from exc
+    head, _, tail = route.path_field.partition(".")
+    if tail:
+        setattr(getattr(pb, head), tail, path_value)
+    else:
+        setattr(pb, head, path_value)
+    return pb
+
+
+def _error(exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.to_json(), status_code=exc.http_status)
+
+
+async def _read_body(request: Request) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_REQUEST_BYTES:
+            raise invalid(
+                f"Request body larger than {MAX_REQUEST_BYTES} bytes; a task is at most 1 MiB"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def build_app(emulator: Emulator) -> Starlette:
+    async def api(request: Request) -> Response:
+        path = request.path_params["path"]
+        try:
+            for pattern, message in _UNIMPLEMENTED:
+                if pattern.fullmatch(path):
+                    raise unimplemented(message)
+            candidates = [r for r in _ROUTES if r.pattern.fullmatch(path)]
+            route = next((r for r in candidates if r.method == request.method), None)
+            if route is None:
+                if candidates:
+                    raise ApiError(
+                        grpc.StatusCode.UNIMPLEMENTED,
+                        f"Method {request.method} is not allowed on /v2/{path}",
+                    )
+                raise ApiError(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"No Cloud Tasks v2 resource at /v2/{path}",
+                )
+            match = route.pattern.fullmatch(path)
+            assert match is not None
+            body = await _read_body(request)
+            pb = _build_request(route, match.group(1), request, body)
+            assert route.call is not None
+            result = route.call(emulator, pb)
+        except ApiError as exc:
+            return _error(exc)
+        except Exception as exc:  # a bug answers 500 with Google's error shape
+            log.exception("internal error on %s %s", request.method, request.url.path)
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": 500,
+                        "message": f"Emulator internal error: {exc}",
+                        "status": "INTERNAL",
+                    }
+                },
+                status_code=500,
+            )
+        ints = "enum-encoding=int" in request.query_params.get("$alt", "")
+        text = (
+            "{}"
+            if result is None
+            else json_format.MessageToJson(result, use_integers_for_enums=ints, indent=None)
+        )
+        return Response(text, media_type="application/json")
+
+    async def discovery(request: Request) -> Response:
+        base = str(request.base_url).rstrip("/")
+        return JSONResponse(emulator.issuer.discovery(base))
+
+    async def pem_certs(request: Request) -> Response:
+        return JSONResponse(
+            emulator.issuer.pem_certs(), headers={"Cache-Control": "public, max-age=300"}
+        )
+
+    async def jwks(request: Request) -> Response:
+        return JSONResponse(
+            emulator.issuer.jwks(), headers={"Cache-Control": "public, max-age=300"}
+        )
+
+    async def health(request: Request) -> Response:
+        return JSONResponse(emulator.health())
+
+    async def reset_tombstones(request: Request) -> Response:
+        return JSONResponse({"cleared": emulator.reset_tombstones()})
+
+    return Starlette(
+        routes=[
+            Route("/v2/{path:path}", api, methods=["GET", "POST", "PATCH", "DELETE"]),
+            Route("/.well-known/openid-configuration", discovery, methods=["GET"]),
+            Route("/oauth2/v1/certs", pem_certs, methods=["GET"]),
+            Route("/oauth2/v3/certs", jwks, methods=["GET"]),
+            Route("/emulator/v1/health", health, methods=["GET"]),
+            Route("/emulator/v1/tombstones:reset", reset_tombstones, methods=["POST"]),
+        ]
+    )

@@ -1,0 +1,127 @@
+"""Run the emulator: gRPC and HTTP servers plus the dispatcher in one asyncio loop.
+
+The process prints exactly one line to stdout when both ports are bound and the
+stored queues are dispatching again (``cloud-tasks-emulator ready grpc=... http=...``)
+and logs to stderr. SIGINT/SIGTERM stop accepting calls, cancel in-flight
+attempts (they are retried after a restart when ``--data`` is used) and exit 0.
+It deliberately binds loopback unless told otherwise: there is no auth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+import uvicorn
+
+from emulator.core import Emulator
+from emulator.grpc_api import generic_handler
+from emulator.rest_api import build_app
+from emulator.store import Store
+
+log = logging.getLogger("emulator")
+READY_PREFIX = "cloud-tasks-emulator ready"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8123
+    http_port: int = 8124
+    data: str | None = None
+    tombstone_seconds: float = 3600.0
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: this process owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _bind_http(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # Lets restart() rebind the same port while old connections sit in TIME_WAIT.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(
+            f"cloud-tasks-emulator: cannot bind the HTTP port {host}:{port}: {exc.strerror}; "
+            "pass --http-port 0 to pick a free port"
+        ) from exc
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(settings: Settings) -> None:
+    store = Store(settings.data) if settings.data else None
+    emulator = Emulator(store=store, tombstone_seconds=settings.tombstone_seconds)
+    await emulator.start()
+
+    grpc_server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    grpc_server.add_generic_rpc_handlers((generic_handler(emulator),))
+    try:
+        grpc_port = grpc_server.add_insecure_port(f"{_url_host(settings.host)}:{settings.port}")
+    except RuntimeError as exc:
+        await emulator.close()
+        raise SystemExit(
+            f"cloud-tasks-emulator: cannot bind the gRPC port {settings.host}:{settings.port}; "
+            "pass --port 0 to pick a free port"
+        ) from exc
+    await grpc_server.start()
+
+    sock = _bind_http(settings.host, settings.http_port)
+    http_port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        build_app(emulator),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+    )
+    http_server = _EmbeddedUvicorn(config)
+    http_task = asyncio.create_task(http_server.serve(sockets=[sock]))
+    while not http_server.started:
+        if http_task.done():
+            await http_task
+            raise SystemExit("cloud-tasks-emulator: the HTTP server stopped during startup")
+        await asyncio.sleep(0.01)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    host = _url_host(settings.host)
+    sys.stdout.write(f"{READY_PREFIX} grpc={host}:{grpc_port} http=http://{host}:{http_port}\n")
+    sys.stdout.flush()
+    log.info("serving gRPC on %s:%d and HTTP on %s:%d", host, grpc_port, host, http_port)
+
+    await stop.wait()
+    log.info("shutting down")
+    http_server.should_exit = True
+    await grpc_server.stop(grace=1.0)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(http_task, timeout=5)
+    await emulator.close()
