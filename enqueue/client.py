@@ -1,0 +1,254 @@
+"""Which Cloud Tasks API to talk to, the clients for it, and the retry policy.
+
+Google's API is the default (Application Default Credentials). An emulator is
+selected by ``CLOUD_TASKS_EMULATOR_HOST`` (``host:port``, which wins) or by
+``emulator_host`` in the outputs: gRPC then goes over an insecure channel, and
+REST goes to the emulator's HTTP URL (``emulator_url``) with anonymous
+credentials. Retries use ``google.api_core.retry`` (exponential backoff with
+full jitter, bounded by a deadline and a number of attempts) and cover only
+transient codes; they are safe because every create carries a task name chosen
+before the first attempt, so a retried create cannot make a second task.
+
+This module deliberately does not retry INVALID_ARGUMENT, NOT_FOUND or
+permission errors (retrying cannot fix them), and offers no async REST client:
+google-cloud-tasks has none, so the async enqueuer runs the REST client in threads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import grpc
+import requests
+from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
+from google.api_core import retry_async as gretry_async
+from google.api_core.client_options import ClientOptions
+from google.auth import exceptions as auth_exceptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import tasks_v2
+from google.cloud.tasks_v2.services.cloud_tasks.transports import (
+    CloudTasksGrpcAsyncIOTransport,
+    CloudTasksGrpcTransport,
+)
+
+from contract.names import EMULATOR_HOST_ENV
+from enqueue.errors import ClientSetupError
+from enqueue.outputs import StackOutputs
+
+Transport = Literal["grpc", "rest"]
+TRANSPORTS: tuple[Transport, ...] = ("grpc", "rest")
+
+# Transient by the Cloud Tasks retry guidance; REST surfaces a dead endpoint as a
+# requests ConnectionError rather than UNAVAILABLE, so it is transient too.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.TooManyRequests,  # RESOURCE_EXHAUSTED
+    gexc.InternalServerError,
+    requests.exceptions.ConnectionError,
+)
+
+# A restarted local emulator should be found again within a second, not after
+# gRPC's default reconnect backoff that grows to two minutes.
+_EMULATOR_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded exponential backoff with full jitter for transient errors.
+
+    Attributes:
+        initial: first backoff ceiling in seconds (the sleep is uniform in 0..ceiling).
+        maximum: largest backoff ceiling in seconds.
+        multiplier: growth of the ceiling per attempt.
+        deadline: total seconds across all attempts of one create.
+        max_attempts: attempts of one create, the first included.
+        attempt_timeout: seconds one attempt may take.
+    """
+
+    initial: float = 0.1
+    maximum: float = 5.0
+    multiplier: float = 2.0
+    deadline: float = 60.0
+    max_attempts: int = 10
+    attempt_timeout: float = 15.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("RetryPolicy.max_attempts must be at least 1")
+        if min(self.initial, self.maximum, self.deadline, self.attempt_timeout) <= 0:
+            raise ValueError("RetryPolicy durations must be positive")
+        if self.multiplier < 1:
+            raise ValueError("RetryPolicy.multiplier must be at least 1")
+
+
+class AttemptCounter:
+    """Counts the attempts of one create and stops retrying at the bound."""
+
+    def __init__(self, max_attempts: int) -> None:
+        self.attempts = 1
+        self.max_attempts = max_attempts
+        self.last_error: Exception | None = None
+
+    def should_retry(self, exc: Exception) -> bool:
+        self.last_error = exc
+        if not isinstance(exc, TRANSIENT_ERRORS) or self.attempts >= self.max_attempts:
+            return False
+        self.attempts += 1
+        return True
+
+
+def sync_retry(policy: RetryPolicy, counter: AttemptCounter) -> gretry.Retry:
+    return gretry.Retry(
+        predicate=counter.should_retry,
+        initial=policy.initial,
+        maximum=policy.maximum,
+        multiplier=policy.multiplier,
+        timeout=policy.deadline,
+    )
+
+
+def async_retry(policy: RetryPolicy, counter: AttemptCounter) -> gretry_async.AsyncRetry:
+    return gretry_async.AsyncRetry(
+        predicate=counter.should_retry,
+        initial=policy.initial,
+        maximum=policy.maximum,
+        multiplier=policy.multiplier,
+        timeout=policy.deadline,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where the API is: Google (``emulator_host`` None) or an emulator."""
+
+    emulator_host: str | None
+    emulator_url: str | None
+
+    @property
+    def is_emulator(self) -> bool:
+        return self.emulator_host is not None or self.emulator_url is not None
+
+    def describe(self, transport: Transport) -> str:
+        if not self.is_emulator:
+            return f"Cloud Tasks API ({transport})"
+        where = self.emulator_host if transport == "grpc" else self.emulator_url
+        return f"emulator at {where} ({transport})"
+
+
+def resolve_endpoint(outputs: StackOutputs, env: Mapping[str, str] | None = None) -> Endpoint:
+    """The environment variable wins over the outputs file, like Google's emulators."""
+    env = os.environ if env is None else env
+    from_env = env.get(EMULATOR_HOST_ENV, "").strip()
+    if from_env:
+        if ":" not in from_env or "/" in from_env:
+            raise ClientSetupError(
+                f"{EMULATOR_HOST_ENV}={from_env!r} must be HOST:PORT of the emulator's gRPC API, "
+                "e.g. 127.0.0.1:8123"
+            )
+        return Endpoint(emulator_host=from_env, emulator_url=outputs.emulator_url)
+    return Endpoint(emulator_host=outputs.emulator_host, emulator_url=outputs.emulator_url)
+
+
+def _google_client(factory: Callable[..., Any], **kwargs: Any) -> Any:
+    try:
+        return factory(**kwargs)
+    except auth_exceptions.DefaultCredentialsError as exc:
+        raise ClientSetupError(
+            "no Google credentials for the Cloud Tasks API: run `gcloud auth "
+            "application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS), or set "
+            f"{EMULATOR_HOST_ENV} to use the emulator ({exc})"
+        ) from None
+
+
+def make_client(
+    outputs: StackOutputs, transport: Transport = "grpc", *, env: Mapping[str, str] | None = None
+) -> tasks_v2.CloudTasksClient:
+    """A synchronous ``CloudTasksClient`` for the endpoint the outputs/env select."""
+    endpoint = resolve_endpoint(outputs, env)
+    if transport not in TRANSPORTS:
+        raise ClientSetupError(
+            f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}"
+        )
+    if not endpoint.is_emulator:
+        client: tasks_v2.CloudTasksClient = _google_client(
+            tasks_v2.CloudTasksClient, transport=transport
+        )
+        return client
+    if transport == "grpc":
+        if endpoint.emulator_host is None:
+            raise ClientSetupError(
+                f"gRPC to the emulator needs its host:port: set {EMULATOR_HOST_ENV} or "
+                "emulator_host in the outputs, or use --transport rest"
+            )
+        channel = grpc.insecure_channel(endpoint.emulator_host, options=_EMULATOR_CHANNEL_OPTIONS)
+        return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+    if endpoint.emulator_url is None:
+        raise ClientSetupError(
+            "REST to the emulator needs its HTTP URL (emulator_url in the outputs file, "
+            "written by the local stack); or use --transport grpc"
+        )
+    return tasks_v2.CloudTasksClient(
+        transport="rest",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options=ClientOptions(api_endpoint=endpoint.emulator_url.rstrip("/")),
+    )
+
+
+def make_async_client(
+    outputs: StackOutputs, *, env: Mapping[str, str] | None = None
+) -> tasks_v2.CloudTasksAsyncClient:
+    """A gRPC ``CloudTasksAsyncClient``; call it from inside the running event loop."""
+    endpoint = resolve_endpoint(outputs, env)
+    if not endpoint.is_emulator:
+        client: tasks_v2.CloudTasksAsyncClient = _google_client(tasks_v2.CloudTasksAsyncClient)
+        return client
+    if endpoint.emulator_host is None:
+        raise ClientSetupError(
+            f"gRPC to the emulator needs its host:port: set {EMULATOR_HOST_ENV} or "
+            "emulator_host in the outputs"
+        )
+    channel = grpc.aio.insecure_channel(endpoint.emulator_host, options=_EMULATOR_CHANNEL_OPTIONS)
+    return tasks_v2.CloudTasksAsyncClient(transport=CloudTasksGrpcAsyncIOTransport(channel=channel))
+
+
+def describe_api_error(
+    exc: Exception, *, outputs: StackOutputs, endpoint: str, attempts: int
+) -> str:
+    """One line saying what the API answered and what to do about it."""
+    tried = f" after {attempts} attempts" if attempts > 1 else ""
+    if isinstance(exc, gexc.RetryError) and exc.cause is not None:
+        exc = exc.cause
+    if isinstance(exc, gexc.NotFound):
+        return (
+            f"queue {outputs.queue} not found on the {endpoint} (NOT_FOUND: {exc.message}): "
+            "check the stack is up and the outputs are current"
+        )
+    if isinstance(exc, gexc.PermissionDenied):
+        return (
+            f"permission denied on {outputs.queue} (PERMISSION_DENIED: {exc.message}): the "
+            "caller needs roles/cloudtasks.enqueuer on the queue and roles/iam.serviceAccountUser "
+            f"on {outputs.invoker_email}"
+        )
+    if isinstance(exc, gexc.Unauthenticated):
+        return (
+            f"not authenticated to the {endpoint} (UNAUTHENTICATED: {exc.message}): run "
+            "`gcloud auth application-default login`"
+        )
+    if isinstance(exc, gexc.FailedPrecondition | gexc.InvalidArgument | gexc.OutOfRange):
+        return f"the {endpoint} rejected the task ({exc.grpc_status_code}: {exc.message})"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return f"could not connect to the {endpoint}{tried}: is it running? ({exc})"
+    if isinstance(exc, gexc.GoogleAPICallError):
+        code = exc.grpc_status_code.name if exc.grpc_status_code else exc.code
+        hint = ": is it running and reachable?" if isinstance(exc, TRANSIENT_ERRORS) else ""
+        return f"the {endpoint} answered {code}{tried} ({exc.message}){hint}"
+    return f"call to the {endpoint} failed{tried}: {type(exc).__name__}: {exc}"

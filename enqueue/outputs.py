@@ -1,0 +1,254 @@
+"""Stack outputs: where the queue is, where tasks go, and whose token they carry.
+
+The outputs come from one of three places, all with the same keys
+(``contract.names``): a mapping given by the program, a JSON file (the local
+stack writes ``.devstack/<stack>/outputs.json``), or ``pulumi stack output
+--json --stack S``. Missing keys are errors naming each key; unknown keys are
+reported by name as a warning, because a typo in a required key already shows
+up as that key missing, while extra outputs a newer stack exports are harmless.
+
+This module deliberately does not cache outputs, look for a stack on its own or
+run ``pulumi`` unless asked: the Pulumi CLI is often absent (CI, the local
+stack) and an implicit lookup would fail in confusing ways there.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from contract.limits import QUEUE_ID_PATTERN
+from contract.names import (
+    LOCAL_OUTPUT_KEYS,
+    OUTPUT_AUDIENCE,
+    OUTPUT_EMULATOR_HOST,
+    OUTPUT_EMULATOR_URL,
+    OUTPUT_INVOKER_EMAIL,
+    OUTPUT_LOCATION,
+    OUTPUT_PROJECT,
+    OUTPUT_QUEUE,
+    OUTPUT_SERVICE_URL,
+    STACK_OUTPUT_KEYS,
+)
+from enqueue.errors import OutputsError
+
+_QUEUE_PATH = re.compile(
+    rf"projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/queues/(?P<queue>{QUEUE_ID_PATTERN})"
+)
+_HOST_PORT = re.compile(r"(?P<host>[^\s/:]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+class UnknownOutputsWarning(UserWarning):
+    """The outputs carry keys this helper does not know (named in the message)."""
+
+
+def _check_http_url(key: str, value: str, source: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise OutputsError(
+            f"{source}: {key} must be an http(s) URL like https://worker-abc-uc.a.run.app, "
+            f"got {value!r}: fix the value the stack exports"
+        )
+    if parts.query or parts.fragment:
+        raise OutputsError(
+            f"{source}: {key} must not carry a query or fragment, got {value!r}: "
+            "export the bare service URL"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StackOutputs:
+    """The stack outputs the helper needs, validated.
+
+    Attributes mirror the output names of ``contract.names``; ``emulator_host``
+    and ``emulator_url`` are only present in the local stack's outputs file.
+    """
+
+    project: str
+    location: str
+    queue: str
+    service_url: str
+    audience: str
+    invoker_email: str
+    emulator_host: str | None = None
+    emulator_url: str | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "outputs") -> StackOutputs:
+        """Validate ``data`` (stack output name -> value) and build the outputs.
+
+        Raises:
+            OutputsError: naming every missing key, or the key whose value is wrong.
+        """
+        if not isinstance(data, Mapping):
+            raise OutputsError(
+                f"{source}: expected a JSON object of stack outputs, got {type(data).__name__}"
+            )
+        missing = [key for key in STACK_OUTPUT_KEYS if key not in data]
+        if missing:
+            raise OutputsError(
+                f"{source}: missing output(s) {', '.join(missing)}: the stack must export "
+                f"all of {', '.join(STACK_OUTPUT_KEYS)} (is it deployed and current?)"
+            )
+        unknown = sorted(str(key) for key in data if key not in LOCAL_OUTPUT_KEYS)
+        if unknown:
+            warnings.warn(
+                UnknownOutputsWarning(
+                    f"{source}: ignoring unknown output(s) {', '.join(unknown)} "
+                    f"(known: {', '.join(LOCAL_OUTPUT_KEYS)})"
+                ),
+                stacklevel=2,
+            )
+        values: dict[str, str | None] = {}
+        for key in LOCAL_OUTPUT_KEYS:
+            value = data.get(key)
+            if value is None and key not in STACK_OUTPUT_KEYS:
+                values[key] = None
+                continue
+            if not isinstance(value, str) or not value.strip():
+                raise OutputsError(
+                    f"{source}: output {key} must be a non-empty string, got {value!r}"
+                )
+            values[key] = value.strip()
+        return cls._validated(values, source)
+
+    @classmethod
+    def _validated(cls, v: Mapping[str, str | None], source: str) -> StackOutputs:
+        def req(key: str) -> str:
+            value = v[key]
+            assert value is not None  # guaranteed by from_mapping for stack keys
+            return value
+
+        queue = req(OUTPUT_QUEUE)
+        match = _QUEUE_PATH.fullmatch(queue)
+        if match is None:
+            raise OutputsError(
+                f"{source}: output {OUTPUT_QUEUE} must be the full queue path "
+                f"projects/P/locations/L/queues/Q (Q: letters, digits, '-', 1..100 chars), "
+                f"got {queue!r}: export the queue resource's id"
+            )
+        project, location = req(OUTPUT_PROJECT), req(OUTPUT_LOCATION)
+        if match["project"] != project or match["location"] != location:
+            raise OutputsError(
+                f"{source}: output {OUTPUT_QUEUE} {queue!r} does not belong to "
+                f"{OUTPUT_PROJECT} {project!r} / {OUTPUT_LOCATION} {location!r}: "
+                "the stack exports inconsistent outputs"
+            )
+        _check_http_url(OUTPUT_SERVICE_URL, req(OUTPUT_SERVICE_URL), source)
+        email = req(OUTPUT_INVOKER_EMAIL)
+        if _EMAIL.fullmatch(email) is None:
+            raise OutputsError(
+                f"{source}: output {OUTPUT_INVOKER_EMAIL} must be a service account email, "
+                f"got {email!r}"
+            )
+        emulator_host = v.get(OUTPUT_EMULATOR_HOST)
+        if emulator_host is not None and _HOST_PORT.fullmatch(emulator_host) is None:
+            raise OutputsError(
+                f"{source}: output {OUTPUT_EMULATOR_HOST} must be HOST:PORT, got {emulator_host!r}"
+            )
+        emulator_url = v.get(OUTPUT_EMULATOR_URL)
+        if emulator_url is not None:
+            _check_http_url(OUTPUT_EMULATOR_URL, emulator_url, source)
+        return cls(
+            project=project,
+            location=location,
+            queue=queue,
+            service_url=req(OUTPUT_SERVICE_URL),
+            audience=req(OUTPUT_AUDIENCE),
+            invoker_email=email,
+            emulator_host=emulator_host,
+            emulator_url=emulator_url,
+        )
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> StackOutputs:
+        """Read the outputs from a JSON file (``pulumi stack output --json`` format)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise OutputsError(
+                f"outputs file {path} does not exist: bring the local stack up "
+                "(python -m devstack up) or write it with `pulumi stack output --json > FILE`"
+            ) from None
+        except OSError as exc:
+            raise OutputsError(f"cannot read outputs file {path}: {exc.strerror}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise OutputsError(
+                f"outputs file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                f"{exc.msg})"
+            ) from None
+        return cls.from_mapping(data, source=str(path))
+
+    @classmethod
+    def from_stack(
+        cls, stack: str, *, cwd: str | Path | None = None, pulumi: str = "pulumi"
+    ) -> StackOutputs:
+        """Run ``pulumi stack output --json --stack STACK`` (in ``cwd``) and read its outputs."""
+        if not stack or stack.startswith("-"):
+            raise OutputsError(f"invalid stack name {stack!r}: pass a stack such as dev")
+        command = [pulumi, "stack", "output", "--json", "--stack", stack]
+        try:
+            done = subprocess.run(
+                command, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+            )
+        except FileNotFoundError:
+            raise OutputsError(
+                f"the Pulumi CLI ({pulumi}) is not on PATH, so --stack {stack} cannot be read: "
+                "install it (https://www.pulumi.com/docs/install/) or pass the outputs as a "
+                "file with --outputs FILE (the local stack writes .devstack/<stack>/outputs.json)"
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise OutputsError(
+                f"`{' '.join(command)}` did not answer within 120 s: check `pulumi whoami` "
+                "and the backend, or pass --outputs FILE"
+            ) from None
+        if done.returncode != 0:
+            detail = (done.stderr.strip() or done.stdout.strip()).splitlines()
+            raise OutputsError(
+                f"`{' '.join(command)}` failed (exit {done.returncode}): "
+                f"{detail[-1] if detail else 'no message'}"
+            )
+        try:
+            data = json.loads(done.stdout)
+        except json.JSONDecodeError as exc:
+            raise OutputsError(
+                f"`{' '.join(command)}` printed something that is not JSON ({exc.msg})"
+            ) from None
+        return cls.from_mapping(data, source=f"stack {stack}")
+
+    def task_path(self, task_id: str) -> str:
+        """Full name of the task ``task_id`` in this queue."""
+        return f"{self.queue}/tasks/{task_id}"
+
+
+def load_outputs(
+    outputs: StackOutputs | Mapping[str, Any] | str | Path | None = None,
+    *,
+    stack: str | None = None,
+    cwd: str | Path | None = None,
+) -> StackOutputs:
+    """Load outputs from exactly one source: an object, a mapping, a file path or a stack."""
+    if (outputs is None) == (stack is None):
+        raise OutputsError(
+            "give exactly one source of stack outputs: a mapping or file (--outputs FILE) "
+            "or a stack name (--stack S)"
+        )
+    if stack is not None:
+        return StackOutputs.from_stack(stack, cwd=cwd)
+    if isinstance(outputs, StackOutputs):
+        return outputs
+    if isinstance(outputs, str | Path):
+        return StackOutputs.from_file(outputs)
+    assert outputs is not None
+    return StackOutputs.from_mapping(outputs)

@@ -1,0 +1,324 @@
+"""One task, described and checked before any API call, then built with the
+official message classes.
+
+``TaskSpec`` holds what the caller chooses (type, payload, name or idempotency
+key, delay or schedule time, dispatch deadline, extra headers) and checks each
+field on construction. ``build_task`` combines it with the stack outputs into a
+``tasks_v2.Task``: POST to ``service_url/tasks/{type}``, ``Content-Type:
+application/json``, an OIDC token for ``invoker_email`` with ``audience``, and
+checks what needs the whole task (its serialised size, header bytes, URL length).
+
+This module deliberately does not talk to the API and does not choose names for
+unnamed tasks: the enqueuer does that, once per task, before the first attempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.cloud import tasks_v2
+
+from contract.limits import (
+    MAX_DISPATCH_DEADLINE_S,
+    MAX_HEADERS_BYTES,
+    MAX_SCHEDULE_AHEAD_S,
+    MAX_TASK_BYTES,
+    MAX_URL_CHARS,
+    MIN_DISPATCH_DEADLINE_S,
+    TASK_ID_MAX_CHARS,
+    TASK_ID_PATTERN,
+    WARN_TASK_BYTES,
+)
+from contract.names import TASK_ROUTE_PREFIX
+from enqueue.errors import TaskValidationError
+from enqueue.outputs import StackOutputs
+
+# The type becomes one URL path segment of the worker route; keep it to
+# characters that never need escaping so the worker sees exactly this string.
+TASK_TYPE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
+_TASK_TYPE = re.compile(TASK_TYPE_PATTERN)
+_TASK_ID = re.compile(TASK_ID_PATTERN)
+_BAD_ID_CHAR = re.compile(r"[^A-Za-z0-9_-]")
+# RFC 9110 token characters for header names.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Headers Cloud Tasks computes, replaces or reserves (target.proto); Authorization
+# carries the OIDC token. Setting them would be silently overridden, so refuse.
+_RESERVED_HEADERS = frozenset({"host", "content-length", "user-agent", "authorization"})
+_RESERVED_HEADER_PREFIXES = ("x-cloudtasks-", "x-google-", "x-appengine-")
+CONTENT_TYPE = "Content-Type"
+JSON_CONTENT_TYPE = "application/json"
+# 128 bits of the digest: collisions are out of reach and the id stays short.
+HASHED_ID_HEX_CHARS = 32
+
+
+def task_id_for_key(task_type: str, key: str) -> str:
+    """The deterministic task id for an idempotency key.
+
+    The hash spreads ids evenly, as Cloud Tasks advises (sequential names raise
+    latency), and covers any key length or character. The type is part of the
+    hashed text, so the same key used for two task types names two tasks.
+    """
+    digest = hashlib.sha256(f"{task_type}\n{key}".encode()).hexdigest()
+    return digest[:HASHED_ID_HEX_CHARS]
+
+
+def random_task_id() -> str:
+    """A random task id, for tasks the caller did not name (hex, so evenly spread)."""
+    return uuid.uuid4().hex
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def validate_task_id(task_id: object, field_name: str = "name") -> str:
+    """Check a literal task id against the Cloud Tasks rules and return it."""
+    if not isinstance(task_id, str):
+        raise TaskValidationError(
+            field_name, f"must be a string task id, got {type(task_id).__name__}"
+        )
+    if "/" in task_id:
+        raise TaskValidationError(
+            field_name,
+            f"{task_id!r} looks like a path: give the short task id (the part after /tasks/)",
+        )
+    if not task_id or len(task_id) > TASK_ID_MAX_CHARS:
+        raise TaskValidationError(
+            field_name,
+            f"must be 1..{TASK_ID_MAX_CHARS} characters, got {len(task_id)}: "
+            "shorten it, or pass it as an idempotency key (key=...) to have it hashed",
+        )
+    if _TASK_ID.fullmatch(task_id) is None:
+        bad = "".join(sorted(set(_BAD_ID_CHAR.findall(task_id))))
+        raise TaskValidationError(
+            field_name,
+            f"{task_id!r} contains characters Cloud Tasks does not allow ({bad!r}): use only "
+            "letters, digits, '_' and '-', or pass it as an idempotency key (key=...) to "
+            "have it hashed into a valid id",
+        )
+    return task_id
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """What to enqueue. Checked on construction; raises ``TaskValidationError``.
+
+    Attributes:
+        type: task type, the last segment of ``service_url/tasks/{type}``.
+        data: JSON-serialisable payload (default ``{}``); ignored when ``body`` is set.
+        body: raw bytes sent as the body instead of ``data`` as JSON.
+        name: literal task id (letters, digits, ``_``, ``-``; 1..500 chars).
+        key: idempotency key, hashed into the task id (see ``task_id_for_key``).
+        delay: seconds from now before the first attempt (0..30 days).
+        schedule_time: absolute time of the first attempt (timezone-aware).
+        deadline: dispatch deadline in seconds (15..1800); the queue's default otherwise.
+        headers: extra HTTP headers for the worker request.
+    """
+
+    type: str
+    data: Any = field(default_factory=dict)
+    body: bytes | None = None
+    name: str | None = None
+    key: str | None = None
+    delay: float | None = None
+    schedule_time: datetime | None = None
+    deadline: float | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._check_type()
+        self._check_identity()
+        self._check_timing()
+        self._check_headers()
+        if self.body is not None and not isinstance(self.body, bytes):
+            raise TaskValidationError(
+                "body", f"must be bytes, got {type(self.body).__name__}: use data= for JSON"
+            )
+
+    def _check_type(self) -> None:
+        if not isinstance(self.type, str) or _TASK_TYPE.fullmatch(self.type) is None:
+            raise TaskValidationError(
+                "type",
+                f"{self.type!r} is not a valid task type: start with a letter or digit, then "
+                "letters, digits, '_', '.', '-' (at most 100 characters); it becomes the URL "
+                "path segment of /tasks/{type}",
+            )
+
+    def _check_identity(self) -> None:
+        if self.name is not None and self.key is not None:
+            raise TaskValidationError(
+                "name", "give either a literal task name or an idempotency key, not both"
+            )
+        if self.name is not None:
+            validate_task_id(self.name)
+        if self.key is not None and (not isinstance(self.key, str) or not self.key):
+            raise TaskValidationError("key", "the idempotency key must be a non-empty string")
+
+    def _check_timing(self) -> None:
+        if self.delay is not None and self.schedule_time is not None:
+            raise TaskValidationError("delay", "give either a delay or a schedule time, not both")
+        if self.delay is not None:
+            if not _is_number(self.delay) or not math.isfinite(self.delay):
+                raise TaskValidationError(
+                    "delay", f"must be a number of seconds, got {self.delay!r}"
+                )
+            if not 0 <= self.delay <= MAX_SCHEDULE_AHEAD_S:
+                raise TaskValidationError(
+                    "delay",
+                    f"{self.delay:g} s is outside 0..{MAX_SCHEDULE_AHEAD_S} s: Cloud Tasks "
+                    "schedules at most 30 days ahead; store the work and enqueue it later",
+                )
+        if self.schedule_time is not None:
+            if not isinstance(self.schedule_time, datetime):
+                raise TaskValidationError(
+                    "schedule_time", f"must be a datetime, got {self.schedule_time!r}"
+                )
+            if self.schedule_time.tzinfo is None:
+                raise TaskValidationError(
+                    "schedule_time",
+                    "must be timezone-aware, e.g. datetime.now(UTC) + timedelta(minutes=5) "
+                    "or an RFC 3339 time ending in Z",
+                )
+        if self.deadline is not None:
+            if not _is_number(self.deadline) or not math.isfinite(self.deadline):
+                raise TaskValidationError(
+                    "deadline", f"must be a number of seconds, got {self.deadline!r}"
+                )
+            if not MIN_DISPATCH_DEADLINE_S <= self.deadline <= MAX_DISPATCH_DEADLINE_S:
+                raise TaskValidationError(
+                    "deadline",
+                    f"{self.deadline:g} s is outside {MIN_DISPATCH_DEADLINE_S}.."
+                    f"{MAX_DISPATCH_DEADLINE_S} s, the dispatch deadline Cloud Tasks allows "
+                    "for HTTP targets: pick a value in that range",
+                )
+
+    def _check_headers(self) -> None:
+        if not isinstance(self.headers, Mapping):
+            raise TaskValidationError(
+                "headers", f"must be a mapping of name to value, got {type(self.headers).__name__}"
+            )
+        for name, value in self.headers.items():
+            if not isinstance(name, str) or _HEADER_NAME.fullmatch(name) is None:
+                raise TaskValidationError("headers", f"{name!r} is not a valid HTTP header name")
+            if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+                raise TaskValidationError(
+                    "headers",
+                    f"value of {name} must be a string without CR, LF or NUL, got {value!r}",
+                )
+            lowered = name.lower()
+            if lowered in _RESERVED_HEADERS or lowered.startswith(_RESERVED_HEADER_PREFIXES):
+                raise TaskValidationError(
+                    "headers",
+                    f"{name} is set by Cloud Tasks itself (Host, Content-Length, User-Agent, "
+                    "Authorization, X-CloudTasks-*, X-Google-*, X-AppEngine-* are computed or "
+                    "replaced): remove it",
+                )
+
+    def task_id(self) -> str | None:
+        """The id this spec names, if any: the literal name or the hashed key."""
+        if self.name is not None:
+            return self.name
+        if self.key is not None:
+            return task_id_for_key(self.type, self.key)
+        return None
+
+    def payload(self) -> bytes:
+        """The request body: ``body`` as given, or ``data`` as compact UTF-8 JSON."""
+        if self.body is not None:
+            return self.body
+        try:
+            text = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TaskValidationError(
+                "data",
+                f"is not JSON-serialisable ({exc}): convert it to str, numbers, bools, None, "
+                "lists and dicts with string keys, or send raw bytes with body=",
+            ) from None
+        return text.encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltTask:
+    """A task ready to create, and the size warnings found while building it."""
+
+    task: tasks_v2.Task
+    size: int
+    warnings: tuple[str, ...]
+
+
+def build_task(
+    spec: TaskSpec, outputs: StackOutputs, *, task_id: str, now: datetime | None = None
+) -> BuiltTask:
+    """Build the ``tasks_v2.Task`` for ``spec`` named ``task_id`` in the outputs' queue.
+
+    Raises:
+        TaskValidationError: the URL, the headers or the whole task is too large,
+            or the schedule time is more than 30 days ahead.
+    """
+    validate_task_id(task_id)
+    url = outputs.service_url.rstrip("/") + TASK_ROUTE_PREFIX + spec.type
+    if len(url) > MAX_URL_CHARS:
+        raise TaskValidationError(
+            "type", f"the task URL is {len(url)} characters, over {MAX_URL_CHARS}: shorten it"
+        )
+    headers = {CONTENT_TYPE: JSON_CONTENT_TYPE}
+    for name, value in spec.headers.items():
+        # A caller-given Content-Type (for raw bodies) replaces the default one.
+        if name.lower() == CONTENT_TYPE.lower():
+            del headers[CONTENT_TYPE]
+        headers[name] = value
+    header_bytes = sum(len(k.encode()) + len(v.encode()) for k, v in headers.items())
+    if header_bytes >= MAX_HEADERS_BYTES:
+        raise TaskValidationError(
+            "headers",
+            f"{header_bytes} bytes of headers; Cloud Tasks requires less than "
+            f"{MAX_HEADERS_BYTES}: move the data into the body",
+        )
+    now = now or datetime.now(UTC)
+    schedule_time: datetime | None = spec.schedule_time
+    if spec.delay is not None:
+        schedule_time = now + timedelta(seconds=spec.delay)
+    elif schedule_time is not None and schedule_time - now > timedelta(
+        seconds=MAX_SCHEDULE_AHEAD_S
+    ):
+        raise TaskValidationError(
+            "schedule_time",
+            f"{schedule_time.isoformat()} is more than 30 days ahead: Cloud Tasks "
+            "schedules at most 30 days ahead; store the work and enqueue it later",
+        )
+    http_request = tasks_v2.HttpRequest(
+        http_method=tasks_v2.HttpMethod.POST,
+        url=url,
+        headers=headers,
+        body=spec.payload(),
+        oidc_token=tasks_v2.OidcToken(
+            service_account_email=outputs.invoker_email, audience=outputs.audience
+        ),
+    )
+    task = tasks_v2.Task(name=outputs.task_path(task_id), http_request=http_request)
+    if schedule_time is not None:
+        task.schedule_time = schedule_time
+    if spec.deadline is not None:
+        task.dispatch_deadline = timedelta(seconds=spec.deadline)
+    size = tasks_v2.Task.pb(task).ByteSize()
+    if size > MAX_TASK_BYTES:
+        raise TaskValidationError(
+            "data",
+            f"the task is {size} bytes, over the {MAX_TASK_BYTES}-byte (1 MiB) limit of Cloud "
+            "Tasks: store the payload elsewhere (e.g. Cloud Storage) and send a reference",
+        )
+    found: tuple[str, ...] = ()
+    if size > WARN_TASK_BYTES:
+        found = (
+            f"task {task_id} is {size} bytes, over the {WARN_TASK_BYTES}-byte limit the API "
+            "reference states (the quota allows 1 MiB): consider sending a reference instead",
+        )
+    return BuiltTask(task=task, size=size, warnings=found)
