@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STACK  ?= dev
 
 .DEFAULT_GOAL := help
-.PHONY: help setup local test test-fast lint fmt typecheck plan snapshots bench clean
+.PHONY: help setup local test test-fast lint fmt typecheck plan snapshots bench clean policy-venv policy-test
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,3 +52,15 @@ bench: setup ## every benchmark; each prints its figures
 
 clean: ## remove the virtualenv and local state
 	rm -rf $(VENV) .devstack .pytest_cache .mypy_cache .ruff_cache
+
+# The policy pack has its own interpreter: pulumi-policy pins protobuf 5, the
+# program's google-cloud-tasks needs protobuf 6 (docs/ci.md).
+policy/.venv/.installed: policy/requirements.txt
+	test -x policy/.venv/bin/python || $(PYTHON) -m venv policy/.venv
+	policy/.venv/bin/python -m pip install --quiet -r policy/requirements.txt
+	touch $@
+
+policy-venv: policy/.venv/.installed ## create policy/.venv for `pulumi preview --policy-pack policy`
+
+policy-test: setup policy-venv ## policy rules on every stack's plan + the pack served by pulumi_policy
+	$(PY) -m pytest tests/policy

@@ -1,0 +1,94 @@
+"""`python -m policy.check --plan FILE`: the pack's rules over an offline plan.
+
+    python -m devstack plan --stack prod --format json > plan.json
+    python -m policy.check --plan plan.json
+
+Exit status 0 when no rule is violated, 1 when some are (each printed with
+its rule name, resource and fix), 2 when the input cannot be read. The stack
+name comes from the plan; the dispatch deadline from `Pulumi.<stack>.yaml`
+next to the plan's program (or `--dispatch-deadline`), as the pack reads it
+from the stack config.
+
+This is a pre-flight for pull requests and tests: it does not replace the
+pack in `pulumi preview --policy-pack policy`, which sees the provider's own
+view of every resource.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no stubs; types-PyYAML is not pinned
+
+from policy.rules import (
+    DISPATCH_DEADLINE_CONFIG_KEY,
+    PolicyInputError,
+    Violation,
+    check_plan,
+    dispatch_deadline_from_config,
+)
+
+
+def stack_dispatch_deadline(stack: str, root: Path) -> int:
+    """The dispatch deadline configured in `root/Pulumi.<stack>.yaml`, or the default."""
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        return dispatch_deadline_from_config(None)
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise PolicyInputError(f"{path}: not valid YAML ({exc})") from None
+    config = document.get("config") or {}
+    return dispatch_deadline_from_config(config.get(DISPATCH_DEADLINE_CONFIG_KEY))
+
+
+def format_violations(violations: list[Violation]) -> str:
+    return "\n".join(f"[{v.rule}] {v.urn or '(stack)'}\n    {v.message}" for v in violations)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m policy.check",
+        description="Run the policy pack's rules over a plan from `devstack plan --format json`",
+    )
+    parser.add_argument("--plan", required=True, help="plan JSON file, or - for stdin")
+    parser.add_argument("--stack", help="stack name (default: the plan's own)")
+    parser.add_argument(
+        "--dispatch-deadline",
+        help="dispatch deadline like 600s (default: from Pulumi.<stack>.yaml, else 600s)",
+    )
+    parser.add_argument(
+        "--root", default=".", help="folder holding Pulumi.<stack>.yaml (default: .)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        text = sys.stdin.read() if args.plan == "-" else Path(args.plan).read_text()
+        plan: Any = json.loads(text)
+        if not isinstance(plan, dict):
+            raise PolicyInputError("a plan is a JSON object with 'stack' and 'resources'")
+        stack = args.stack or str(plan.get("stack") or "")
+        if not stack:
+            raise PolicyInputError("the plan names no stack; pass --stack S")
+        deadline = (
+            dispatch_deadline_from_config(args.dispatch_deadline)
+            if args.dispatch_deadline
+            else stack_dispatch_deadline(stack, Path(args.root))
+        )
+        violations = check_plan(plan, stack, deadline)
+    except (OSError, json.JSONDecodeError, PolicyInputError) as exc:
+        print(f"policy.check: cannot check {args.plan}: {exc}", file=sys.stderr)
+        return 2
+    if violations:
+        print(format_violations(violations))
+        print(f"{len(violations)} policy violation(s) in stack {stack}")
+        return 1
+    print(f"stack {stack}: no policy violation ({len(plan['resources'])} resources checked)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

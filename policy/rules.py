@@ -1,0 +1,456 @@
+"""The policy rules as pure functions over resource properties.
+
+Each rule takes what CrossGuard hands a policy (a resource's type and its
+properties with the engine's camelCase names, or the list of all resources of
+the stack) plus the stack name and configured dispatch deadline, and returns
+the violations it finds as messages that say what is wrong and how to fix it.
+The same functions run in three places:
+
+- `policy/__main__.py` wraps them in `pulumi_policy` policies for
+  `pulumi preview/up --policy-pack policy` (policy/.venv, protobuf 5);
+- tests run them from the main .venv against the offline plan of every stack
+  (`devstack plan`, `tests/snapshots/plan-<stack>.json`) and mutated copies;
+- `python -m policy check --plan FILE` runs them over a saved plan.
+
+This module deliberately imports neither `pulumi` nor `pulumi_policy` (the
+two venvs pin different protobuf majors) and nothing outside the standard
+library but `contract`, so it loads in both environments. It does not decide
+enforcement levels: the pack makes every rule mandatory.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from contract.limits import (
+    CLOUD_RUN_DEFAULT_REQUEST_TIMEOUT_S,
+    DEFAULT_DISPATCH_DEADLINE_S,
+    MAX_CONCURRENT_DISPATCHES,
+    MAX_DISPATCHES_PER_SECOND,
+)
+
+# --- resource type tokens (pulumi-gcp 10.x) ---------------------------------------------
+QUEUE = "gcp:cloudtasks/queue:Queue"
+RUN_SERVICE = "gcp:cloudrunv2/service:Service"
+RUN_SERVICE_IAM_MEMBER = "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"
+RUN_SERVICE_IAM_BINDING = "gcp:cloudrunv2/serviceIamBinding:ServiceIamBinding"
+RUN_SERVICE_IAM_POLICY = "gcp:cloudrunv2/serviceIamPolicy:ServiceIamPolicy"
+# The legacy (v1) Cloud Run IAM resources grant the same role on the same service.
+LEGACY_RUN_IAM_MEMBER = "gcp:cloudrun/iamMember:IamMember"
+LEGACY_RUN_IAM_BINDING = "gcp:cloudrun/iamBinding:IamBinding"
+LEGACY_RUN_IAM_POLICY = "gcp:cloudrun/iamPolicy:IamPolicy"
+LEGACY_RUN_SERVICE = "gcp:cloudrun/service:Service"
+
+RUN_IAM_MEMBER_TYPES = (RUN_SERVICE_IAM_MEMBER, LEGACY_RUN_IAM_MEMBER)
+RUN_IAM_BINDING_TYPES = (RUN_SERVICE_IAM_BINDING, LEGACY_RUN_IAM_BINDING)
+RUN_IAM_POLICY_TYPES = (RUN_SERVICE_IAM_POLICY, LEGACY_RUN_IAM_POLICY)
+RUN_IAM_TYPES = RUN_IAM_MEMBER_TYPES + RUN_IAM_BINDING_TYPES + RUN_IAM_POLICY_TYPES
+
+# Authoritative IAM at project level replaces every grant not declared here, including
+# the service agents' own: one `pulumi up` can lock the whole project out.
+AUTHORITATIVE_PROJECT_IAM = (
+    "gcp:projects/iAMBinding:IAMBinding",
+    "gcp:projects/iAMPolicy:IAMPolicy",
+)
+
+RUN_INVOKER_ROLE = "roles/run.invoker"
+PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+SERVICE_ACCOUNT_PREFIX = "serviceAccount:"
+
+PROTECTED_STACKS = ("prod",)
+"""Stacks whose resources must keep deletion protection on."""
+
+DISPATCH_DEADLINE_CONFIG_KEY = "cloud-tasks-pipeline:dispatch_deadline"
+"""The main program's config key (components/config.py) that the pack reads."""
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
+
+
+class PolicyInputError(ValueError):
+    """A value the rules need cannot be read (for example a malformed duration)."""
+
+
+@dataclass(frozen=True)
+class StackResource:
+    """One resource as a stack-level rule sees it."""
+
+    type: str
+    urn: str
+    name: str
+    props: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A rule's finding: which rule, about which resource, and what to do."""
+
+    rule: str
+    message: str
+    urn: str | None = None
+
+
+ResourceCheck = Callable[[str, Mapping[str, Any], str], list[str]]
+StackCheck = Callable[[Sequence[StackResource], str, int], list[tuple[str, str | None]]]
+
+
+@dataclass(frozen=True)
+class ResourceRule:
+    name: str
+    description: str
+    check: ResourceCheck
+
+
+@dataclass(frozen=True)
+class StackRule:
+    name: str
+    description: str
+    check: StackCheck
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def parse_duration_s(value: object, what: str) -> float:
+    """Seconds in a provider duration ("600s", "3.5s"), a config duration ("10m"), or a number."""
+    if isinstance(value, bool):
+        raise PolicyInputError(f"{what}: expected a duration like 600s, got {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION_RE.match(str(value))
+    if match is None:
+        raise PolicyInputError(
+            f"{what}: cannot read duration {value!r}; write it like 600s, 10m or 1h"
+        )
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
+
+
+def _get(props: Mapping[str, Any], *path: str) -> Any:
+    """props[a][b]... or None where any level is missing."""
+    value: Any = props
+    for key in path:
+        if not isinstance(value, Mapping) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def _is_invoker_grant(role: Any) -> bool:
+    # roles/run.invoker is the grant; a custom role cannot be judged here, so only the
+    # named role (and the owner-style roles that include it) are looked at.
+    return role in (RUN_INVOKER_ROLE, "roles/run.admin", "roles/run.developer")
+
+
+def _grants(resource_type: str, props: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(role, member) pairs that a Cloud Run IAM resource grants."""
+    if resource_type in RUN_IAM_MEMBER_TYPES:
+        return [(str(props.get("role")), str(props.get("member")))]
+    if resource_type in RUN_IAM_BINDING_TYPES:
+        return [(str(props.get("role")), str(m)) for m in props.get("members") or []]
+    if resource_type in RUN_IAM_POLICY_TYPES:
+        raw = props.get("policyData")
+        try:
+            policy = json.loads(raw) if isinstance(raw, str) else (raw or {})
+        except json.JSONDecodeError:
+            return []
+        return [
+            (str(binding.get("role")), str(member))
+            for binding in policy.get("bindings", [])
+            for member in binding.get("members", [])
+        ]
+    return []
+
+
+# --- resource rules ----------------------------------------------------------------------
+
+
+def no_public_invoker(resource_type: str, props: Mapping[str, Any], stack: str) -> list[str]:
+    """No allUsers/allAuthenticatedUsers grant on a Cloud Run service."""
+    return [
+        f"{role} is granted to {member} on Cloud Run service {props.get('name')!r}: anyone on "
+        "the internet could call the worker and forge tasks. Grant roles/run.invoker only to "
+        "the invoker service account (serviceAccount:...) with a ServiceIamMember."
+        for role, member in _grants(resource_type, props)
+        if member in PUBLIC_MEMBERS
+    ]
+
+
+def invoker_iam_enabled(resource_type: str, props: Mapping[str, Any], stack: str) -> list[str]:
+    """Cloud Run's IAM invoker check stays on (invokerIamDisabled is not true)."""
+    if resource_type != RUN_SERVICE or props.get("invokerIamDisabled") is not True:
+        return []
+    return [
+        f"Cloud Run service {props.get('name')!r} sets invokerIamDisabled = true: Cloud Run "
+        "would serve every request without checking roles/run.invoker, so the worker is public. "
+        "Remove invoker_iam_disabled (or set it to False)."
+    ]
+
+
+def invoker_only_service_accounts(
+    resource_type: str, props: Mapping[str, Any], stack: str
+) -> list[str]:
+    """roles/run.invoker (and roles that contain it) go to service accounts only."""
+    return [
+        f"{role} is granted to {member!r} on Cloud Run service {props.get('name')!r}; only "
+        "service accounts may invoke the worker (tasks carry the invoker account's OIDC token). "
+        "Grant it to a member of the form serviceAccount:NAME@PROJECT.iam.gserviceaccount.com."
+        for role, member in _grants(resource_type, props)
+        if _is_invoker_grant(role)
+        and member not in PUBLIC_MEMBERS  # reported by no_public_invoker
+        and not member.startswith(SERVICE_ACCOUNT_PREFIX)
+    ]
+
+
+def queue_bounded_retries(resource_type: str, props: Mapping[str, Any], stack: str) -> list[str]:
+    """Every queue gives up on a task eventually.
+
+    Cloud Tasks abandons a task only when BOTH limits are reached (queue.proto:
+    "once max_retry_duration has passed and the task has been attempted
+    max_attempts times"). So maxAttempts = -1 retries forever whatever the
+    duration says; an unset maxAttempts means the API default (100) and is
+    bounded; a bounded maxRetryDuration alone does not help when attempts are
+    unlimited.
+    """
+    if resource_type != QUEUE:
+        return []
+    queue = props.get("name") or "(auto-named)"
+    retry = props.get("retryConfig")
+    if not isinstance(retry, Mapping):
+        return [
+            f"queue {queue!r} has no retryConfig: its limits are whatever the API defaults to. "
+            "Set retry_config with max_attempts (>= 1) so failing tasks are eventually dropped."
+        ]
+    attempts = retry.get("maxAttempts")
+    duration = retry.get("maxRetryDuration")
+    if attempts is not None and int(attempts) == -1:
+        hint = (
+            f" (maxRetryDuration {duration} does not bound it: Cloud Tasks stops only when both "
+            "limits are reached)"
+            if duration not in (None, "", "0s", 0)
+            else ""
+        )
+        return [
+            f"queue {queue!r} retries failing tasks forever: retryConfig.maxAttempts = -1{hint}. "
+            "Set max_attempts to a positive number (stack config max_attempts)."
+        ]
+    if attempts is not None and int(attempts) < 1:
+        return [
+            f"queue {queue!r} has retryConfig.maxAttempts = {attempts}; "
+            "use a positive number of attempts (or leave it unset for the API default of 100)."
+        ]
+    return []
+
+
+def queue_dispatch_rate(resource_type: str, props: Mapping[str, Any], stack: str) -> list[str]:
+    """Dispatch rate explicit and within Cloud Tasks limits (0, 500] per second."""
+    if resource_type != QUEUE:
+        return []
+    queue = props.get("name") or "(auto-named)"
+    rate = _get(props, "rateLimits", "maxDispatchesPerSecond")
+    problems: list[str] = []
+    if rate is None:
+        problems.append(
+            f"queue {queue!r} sets no rateLimits.maxDispatchesPerSecond: it would push tasks at "
+            f"the API maximum ({MAX_DISPATCHES_PER_SECOND:g}/s) into the worker. "
+            "Set rate_limits.max_dispatches_per_second (stack config max_dispatches_per_second)."
+        )
+    elif not 0 < float(rate) <= MAX_DISPATCHES_PER_SECOND:
+        problems.append(
+            f"queue {queue!r} has rateLimits.maxDispatchesPerSecond = {rate}; Cloud Tasks accepts "
+            f"a rate in (0, {MAX_DISPATCHES_PER_SECOND:g}] per queue. "
+            "Choose a value in that range (shard across queues for more)."
+        )
+    concurrent = _get(props, "rateLimits", "maxConcurrentDispatches")
+    if concurrent is not None and not 1 <= int(concurrent) <= MAX_CONCURRENT_DISPATCHES:
+        problems.append(
+            f"queue {queue!r} has rateLimits.maxConcurrentDispatches = {concurrent}; Cloud Tasks "
+            f"accepts 1..{MAX_CONCURRENT_DISPATCHES}."
+        )
+    return problems
+
+
+def no_authoritative_project_iam(
+    resource_type: str, props: Mapping[str, Any], stack: str
+) -> list[str]:
+    """Only non-authoritative IAMMember at project level."""
+    if resource_type not in AUTHORITATIVE_PROJECT_IAM:
+        return []
+    what = f"role {props['role']}" if props.get("role") else "the whole IAM policy"
+    return [
+        f"{resource_type} is authoritative for {what} on project {props.get('project')!r}: "
+        "it removes every grant not declared in this stack, including Google's service agents. "
+        "Use gcp.projects.IAMMember (one member, one role) instead."
+    ]
+
+
+def prod_deletion_protection(resource_type: str, props: Mapping[str, Any], stack: str) -> list[str]:
+    """In protected stacks nothing turns deletion protection off.
+
+    Cloud Run v2 services default to deletionProtection = true (FACTS.md), so an
+    unset value is protected; only an explicit false is a violation.
+    """
+    if stack not in PROTECTED_STACKS or props.get("deletionProtection") is not False:
+        return []
+    return [
+        f"{resource_type} {props.get('name')!r} has deletionProtection = false in stack {stack!r}: "
+        "a mistaken `pulumi destroy` or replacement would delete it. Set "
+        f"`pulumi config set deletion_protection true --stack {stack}`."
+    ]
+
+
+# --- stack rules ---------------------------------------------------------------------------
+
+
+def timeout_covers_dispatch_deadline(
+    resources: Sequence[StackResource], stack: str, dispatch_deadline_s: int
+) -> list[tuple[str, str | None]]:
+    """Cloud Run's request timeout is at least the queue's dispatch deadline.
+
+    Otherwise Cloud Run cuts an attempt with 504 while Cloud Tasks still waits,
+    the task is retried although the handler may have done its work, and the
+    retries multiply. The deadline comes from the stack config
+    (`dispatch_deadline`, default 10 min as in Cloud Tasks), which is what the
+    enqueue helper puts on every task. Applies only to stacks that dispatch
+    tasks (a queue exists) to the Cloud Run services of the stack.
+    """
+    if not any(r.type == QUEUE for r in resources):
+        return []
+    found: list[tuple[str, str | None]] = []
+    for resource in resources:
+        if resource.type != RUN_SERVICE:
+            continue
+        raw = _get(resource.props, "template", "timeout")
+        timeout = (
+            float(CLOUD_RUN_DEFAULT_REQUEST_TIMEOUT_S)
+            if raw in (None, "")
+            else parse_duration_s(raw, f"{resource.name}: template.timeout")
+        )
+        if timeout < dispatch_deadline_s:
+            shown = f"{raw}" if raw not in (None, "") else "unset (Cloud Run default 300s)"
+            found.append(
+                (
+                    f"Cloud Run service {resource.name!r} has request timeout {shown}, shorter "
+                    f"than the queue's dispatch deadline {dispatch_deadline_s}s: Cloud Run would "
+                    "cut attempts Cloud Tasks still waits for, and they would be retried. Raise "
+                    "request_timeout (template.timeout) or lower dispatch_deadline in the stack "
+                    "config.",
+                    resource.urn,
+                )
+            )
+    return found
+
+
+RESOURCE_RULES: tuple[ResourceRule, ...] = (
+    ResourceRule(
+        "cloud-run-no-public-invoker",
+        "Cloud Run services are never invocable by allUsers or allAuthenticatedUsers.",
+        no_public_invoker,
+    ),
+    ResourceRule(
+        "cloud-run-invoker-iam-enabled",
+        "Cloud Run services keep the IAM invoker check (invokerIamDisabled is not true).",
+        invoker_iam_enabled,
+    ),
+    ResourceRule(
+        "cloud-run-invoker-service-accounts-only",
+        "roles/run.invoker is granted only to serviceAccount: members.",
+        invoker_only_service_accounts,
+    ),
+    ResourceRule(
+        "queue-bounded-retries",
+        "Every Cloud Tasks queue gives up on a failing task (maxAttempts is not -1).",
+        queue_bounded_retries,
+    ),
+    ResourceRule(
+        "queue-dispatch-rate-within-limits",
+        "Every queue sets maxDispatchesPerSecond within (0, 500] and concurrency within 1..5000.",
+        queue_dispatch_rate,
+    ),
+    ResourceRule(
+        "no-authoritative-project-iam",
+        "No authoritative project IAM (projects.IAMBinding, projects.IAMPolicy).",
+        no_authoritative_project_iam,
+    ),
+    ResourceRule(
+        "prod-deletion-protection",
+        "In the prod stack no resource turns deletionProtection off.",
+        prod_deletion_protection,
+    ),
+)
+
+STACK_RULES: tuple[StackRule, ...] = (
+    StackRule(
+        "cloud-run-timeout-covers-dispatch-deadline",
+        "The Cloud Run request timeout is at least the queue's dispatch deadline.",
+        timeout_covers_dispatch_deadline,
+    ),
+)
+
+RULE_NAMES: tuple[str, ...] = tuple(r.name for r in RESOURCE_RULES) + tuple(
+    r.name for r in STACK_RULES
+)
+
+
+def dispatch_deadline_from_config(value: object) -> int:
+    """The configured dispatch deadline in seconds; Cloud Tasks' default when unset."""
+    if value in (None, ""):
+        return DEFAULT_DISPATCH_DEADLINE_S
+    return int(parse_duration_s(value, DISPATCH_DEADLINE_CONFIG_KEY))
+
+
+def check_resources(
+    resources: Iterable[StackResource], stack: str, dispatch_deadline_s: int
+) -> list[Violation]:
+    """Every rule over a list of resources, as `pulumi preview --policy-pack` would run them."""
+    listed = list(resources)
+    found = [
+        Violation(rule.name, message, resource.urn)
+        for resource in listed
+        for rule in RESOURCE_RULES
+        for message in rule.check(resource.type, resource.props, stack)
+    ]
+    found += [
+        Violation(rule.name, message, urn)
+        for rule in STACK_RULES
+        for message, urn in rule.check(listed, stack, dispatch_deadline_s)
+    ]
+    return found
+
+
+def plan_resources(plan: Mapping[str, Any]) -> list[StackResource]:
+    """Resources of an offline plan (`devstack plan --format json`) as the rules see them.
+
+    Resource rules see a resource's inputs, as CrossGuard passes them at preview. The
+    plan's mock outputs are laid under the inputs, since stack rules get resource
+    state where computed values (ids, URIs) are filled in.
+    """
+    try:
+        entries = plan["resources"]
+    except (KeyError, TypeError):
+        raise PolicyInputError(
+            "not a plan: expected a JSON object with a 'resources' list, as printed by "
+            "`python -m devstack plan --stack S --format json`"
+        ) from None
+    return [
+        StackResource(
+            type=str(entry["type"]),
+            urn=str(entry["urn"]),
+            name=str(entry["name"]),
+            props={**(entry.get("outputs") or {}), **(entry.get("inputs") or {})},
+        )
+        for entry in entries
+    ]
+
+
+def check_plan(
+    plan: Mapping[str, Any], stack: str | None = None, dispatch_deadline_s: int | None = None
+) -> list[Violation]:
+    """Every rule over an offline plan; the stack name defaults to the plan's own."""
+    return check_resources(
+        plan_resources(plan),
+        stack if stack is not None else str(plan.get("stack", "")),
+        dispatch_deadline_s if dispatch_deadline_s is not None else DEFAULT_DISPATCH_DEADLINE_S,
+    )
