@@ -21,7 +21,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 setup: $(VENV)/.installed ## create .venv and install the pinned dependencies
 
 local: setup ## bring the local stack up for STACK (default dev), smoke-test it, stay up until Ctrl-C
-	$(PY) -m devstack up --stack $(STACK)
+	$(PY) -m devstack up --stack $(STACK) --smoke
 
 test: setup ## the whole test suite (unit, snapshot, integration)
 	$(PY) -m pytest

@@ -28,7 +28,6 @@ from pathlib import Path
 from types import FrameType
 
 from rich.console import Console
-from rich.table import Table
 
 from contract.names import (
     OUTPUT_AUDIENCE,
@@ -182,13 +181,7 @@ def _print_ready(state: StackState, paths: StackPaths) -> None:
         f"(plan {state.plan_seconds:.2f} s, from {state.plan_source})",
         markup=True,
     )
-    table = Table(title="realised locally", title_justify="left", show_edge=False)
-    table.add_column("resource")
-    table.add_column("type")
-    table.add_column("becomes")
-    for item in state.realised:
-        table.add_row(item["name"], item["type"], item["detail"])
-    console.print(table)
+    _print_grouped("realised locally", state.realised, by_detail=False)
     _print_no_local_effect(state)
     if state.substitutions:
         console.print("[bold]local substitutions[/]", markup=True)
@@ -196,21 +189,29 @@ def _print_ready(state: StackState, paths: StackPaths) -> None:
             _say(f"  - {line}")
     out = state.outputs
     _say(f"outputs: {paths.outputs_file}")
-    _say(f"  service_url   {out.get(OUTPUT_SERVICE_URL)} (the worker)")
+    _say(f"  service_url   {out.get(OUTPUT_SERVICE_URL)} (the local worker)")
     _say(f"  audience      {out.get(OUTPUT_AUDIENCE)} (as planned)")
     _say(f"  invoker_email {out.get(OUTPUT_INVOKER_EMAIL)}")
     _say(f"  queue         {out.get(OUTPUT_QUEUE)}")
     _say(f"  emulator      grpc {out.get(OUTPUT_EMULATOR_HOST)}, http {out.get('emulator_url')}")
 
 
+def _print_grouped(title: str, items: list[dict[str, str]], *, by_detail: bool) -> None:
+    """One line per resource, or per reason with the resources it covers (shorter)."""
+    console.print(f"[bold]{title}[/] ({len(items)})", markup=True)
+    if not by_detail:
+        for item in items:
+            _say(f"  - {item['name']} ({item['type']}): {item['detail']}")
+        return
+    groups: dict[str, list[str]] = {}
+    for item in items:
+        groups.setdefault(item["detail"], []).append(item["name"])
+    for detail, names in groups.items():
+        _say(f"  - {detail}: {', '.join(names)}")
+
+
 def _print_no_local_effect(state: StackState) -> None:
-    table = Table(title="no local effect", title_justify="left", show_edge=False)
-    table.add_column("resource")
-    table.add_column("type")
-    table.add_column("why")
-    for item in state.no_local_effect:
-        table.add_row(item["name"], item["type"], item["detail"])
-    console.print(table)
+    _print_grouped("no local effect", state.no_local_effect, by_detail=True)
 
 
 def _print_howto(state: StackState, paths: StackPaths) -> None:
@@ -251,22 +252,15 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"start it with: python -m devstack up --stack {args.stack}"
         )
         return 3
-    table = Table(title=f"stack {state.stack}", title_justify="left", show_edge=False)
-    for column in ("part", "pid", "running", "health", "url", "log"):
-        table.add_column(column)
+    console.print(f"[bold]stack {state.stack}[/]", markup=True)
     healthy = True
     for record in state.processes:
         part = runtime.part_status(record)
         healthy = healthy and part.healthy
-        table.add_row(
-            part.role,
-            str(part.pid),
-            "yes" if part.running else "NO",
-            ("ok " if part.healthy else "FAIL ") + part.detail,
-            part.url,
-            part.log,
-        )
-    console.print(table)
+        running = "running" if part.running else "NOT RUNNING"
+        health = ("healthy" if part.healthy else "UNHEALTHY") + f" ({part.detail})"
+        _say(f"  {part.role:<8} pid {part.pid:<7} {running}, {health}  {part.url}")
+        _say(f"  {'':<8} log {part.log}")
     queue = runtime.queue_status(state.outputs, state.outputs.get(OUTPUT_QUEUE, ""))
     depth = "unknown" if queue.depth is None else str(queue.depth)
     _say(f"queue {queue.path}: state {queue.state}, depth {depth} {queue.detail}".rstrip())

@@ -24,6 +24,7 @@ from google.cloud import tasks_v2
 from google.protobuf import duration_pb2
 
 from contract.names import (
+    HEALTH_ROUTE,
     OUTPUT_AUDIENCE,
     OUTPUT_INVOKER_EMAIL,
     OUTPUT_LOCATION,
@@ -216,6 +217,7 @@ class WorkerSpec:
     # Emails the Cloud Run IAM layer lets through (run.invoker members); None
     # when that layer lets everybody through (invokerIamDisabled, allUsers).
     iam_invokers: tuple[str, ...] | None
+    health_path: str  # the startup probe's path
 
     def process_env(self, *, host: str, port: int, certs_url: str) -> dict[str, str]:
         """The worker's environment: planned envs plus the local wiring.
@@ -466,7 +468,20 @@ def analyse(plan: Mapping[str, Any]) -> LocalRealisation:
                     "invoker IAM is open (invokerIamDisabled or a public member): the worker "
                     "accepts requests without a token, as Cloud Run would"
                 )
+            probe = ((container.get("startupProbe") or {}).get("httpGet") or {}).get("path")
+            limits = [
+                f"{key} {template[key]}"
+                for key in ("timeout", "maxInstanceRequestConcurrency", "scaling")
+                if template.get(key)
+            ]
+            if container.get("resources"):
+                limits.append("cpu/memory limits")
+            if limits:
+                substitutions.append(
+                    "Cloud Run limits are not enforced locally: " + ", ".join(limits)
+                )
             worker_spec = WorkerSpec(
+                health_path=str(probe or HEALTH_ROUTE),
                 service_name=_last_segment(
                     inputs.get("name") or (service.get("outputs") or {}).get("name") or "worker"
                 ),

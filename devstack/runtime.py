@@ -35,7 +35,6 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpc
 from google.protobuf import field_mask_pb2
 
 from contract.names import (
-    HEALTH_ROUTE,
     OUTPUT_EMULATOR_HOST,
     OUTPUT_EMULATOR_URL,
     OUTPUT_SERVICE_URL,
@@ -266,7 +265,7 @@ def _start(realisation: LocalRealisation, running: Running, say: Say) -> None:
         log=paths.worker_log,
         cwd=REPO_ROOT,
         url=worker_url,
-        health_path=HEALTH_ROUTE,
+        health_path=realisation.worker.health_path,
     )
     running.children["worker"] = worker
     running.state.processes.append(worker.record)
