@@ -93,6 +93,13 @@ def make_spec(
     )
 
 
+def _is_already_exists(exc: gexc.Conflict) -> bool:
+    # gRPC says ALREADY_EXISTS; REST says HTTP 409, which api_core maps to the
+    # Conflict base class. For CreateTask a 409 means the name exists (ABORTED,
+    # the other 409, is not an answer CreateTask gives).
+    return not isinstance(exc, gexc.Aborted)
+
+
 class _Base:
     def __init__(
         self,
@@ -185,7 +192,9 @@ class Enqueuer(_Base):
                 retry=sync_retry(self.retry_policy, counter),
                 timeout=self.retry_policy.attempt_timeout,
             )
-        except gexc.AlreadyExists:
+        except gexc.Conflict as exc:
+            if not _is_already_exists(exc):
+                raise self._failed(exc, built, counter.attempts) from exc
             return self._on_exists(built, generated, counter.attempts)
         except Exception as exc:
             if isinstance(exc, gexc.GoogleAPIError | OSError):
@@ -277,7 +286,9 @@ class AsyncEnqueuer(_Base):
                 retry=async_retry(self.retry_policy, counter),
                 timeout=self.retry_policy.attempt_timeout,
             )
-        except gexc.AlreadyExists:
+        except gexc.Conflict as exc:
+            if not _is_already_exists(exc):
+                raise self._failed(exc, built, counter.attempts) from exc
             return self._on_exists(built, generated, counter.attempts)
         except Exception as exc:
             if isinstance(exc, gexc.GoogleAPIError | OSError):
