@@ -1,0 +1,126 @@
+"""Identities: the service accounts of the pipeline and their project-free grants.
+
+- the *invoker* account: the identity whose OIDC token every task carries. Its
+  only grant, `roles/run.invoker` on the worker service, is declared by
+  `WorkerService` next to the service it scopes.
+- the *runtime* account: what the container runs as. Separate from the invoker
+  so that a compromised worker cannot invoke itself; it only writes logs and
+  metrics (the only project-level grants of the whole program, non-authoritative).
+- the *enqueuers*: principals from config, or an `enqueuer` account the stack
+  creates. They may act as the invoker (`roles/iam.serviceAccountUser` on that
+  account only, needed to attach its OIDC token to a task). Their queue roles
+  are declared by `TaskQueue` next to the queue they scope.
+
+This component deliberately creates no keys (use workload identity or
+impersonation) and no authoritative bindings.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+RUNTIME_PROJECT_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
+ACT_AS_ROLE = "roles/iam.serviceAccountUser"
+
+
+@dataclass(frozen=True)
+class IdentitiesArgs:
+    project: str
+    invoker_account_id: str
+    runtime_account_id: str
+    enqueuer_account_id: str
+    enqueuers: tuple[str, ...]
+    """IAM principals that create tasks; empty = create the enqueuer account."""
+    depends_on: tuple[pulumi.Resource, ...] = ()
+    """The IAM API service (and anything else accounts must wait for)."""
+
+
+class Identities(pulumi.ComponentResource):
+    """Invoker, runtime and enqueuer identities."""
+
+    invoker: gcp.serviceaccount.Account
+    runtime: gcp.serviceaccount.Account
+    enqueuer: gcp.serviceaccount.Account | None
+    """Only when config names no enqueuers."""
+    enqueuer_members: pulumi.Output[list[str]]
+    """`member` strings (`serviceAccount:...`, `group:...`) allowed to create tasks."""
+    enqueuer_grantees: list[tuple[str, pulumi.Input[str]]]
+    """(stable slug for resource names, member) of every enqueuer principal."""
+
+    def __init__(
+        self, name: str, args: IdentitiesArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("tasks:index:Identities", name, None, opts)
+        after_api = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
+
+        self.invoker = gcp.serviceaccount.Account(
+            f"{name}-invoker",
+            project=args.project,
+            account_id=args.invoker_account_id,
+            display_name="Cloud Tasks invoker (OIDC identity of tasks)",
+            description="Tasks carry this account's ID token; its one grant: run.invoker.",
+            opts=after_api,
+        )
+        self.runtime = gcp.serviceaccount.Account(
+            f"{name}-runtime",
+            project=args.project,
+            account_id=args.runtime_account_id,
+            display_name="Task worker runtime",
+            description="The worker runs as this account; it writes logs and metrics only.",
+            opts=after_api,
+        )
+        for role in RUNTIME_PROJECT_ROLES:
+            gcp.projects.IAMMember(
+                f"{name}-runtime-{role.rsplit('.', 1)[1].lower()}",
+                project=args.project,
+                role=role,
+                member=self.runtime.member,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+        self.enqueuer = None
+        if args.enqueuers:
+            self.enqueuer_members = pulumi.Output.from_input(list(args.enqueuers))
+            self.enqueuer_grantees = [(member_slug(m), m) for m in args.enqueuers]
+        else:
+            self.enqueuer = gcp.serviceaccount.Account(
+                f"{name}-enqueuer",
+                project=args.project,
+                account_id=args.enqueuer_account_id,
+                display_name="Task enqueuer",
+                description="Creates tasks on the queue and attaches the invoker's OIDC token.",
+                opts=after_api,
+            )
+            self.enqueuer_members = self.enqueuer.member.apply(lambda member: [member])
+            self.enqueuer_grantees = [("enqueuer", self.enqueuer.member)]
+
+        # actAs on the invoker account only: required to attach its OIDC token to a task.
+        for slug, member in self.enqueuer_grantees:
+            gcp.serviceaccount.IAMMember(
+                f"{name}-{slug}-actas-invoker",
+                service_account_id=self.invoker.name,
+                role=ACT_AS_ROLE,
+                member=member,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+        self.register_outputs(
+            {
+                "invoker_email": self.invoker.email,
+                "runtime_email": self.runtime.email,
+                "enqueuer_members": self.enqueuer_members,
+            }
+        )
+
+
+def member_slug(member: str) -> str:
+    """A resource-name-safe, stable slug of an IAM member.
+
+    Names come from the member rather than its position in the list, so that
+    reordering `enqueuers` in config does not replace any grant.
+    """
+    return re.sub(r"[^a-z0-9]+", "-", member.lower()).strip("-")
