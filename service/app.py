@@ -205,7 +205,13 @@ def create_app(
                 fields[SPAN_FIELD] = ctx.trace.span_id
             fields[SAMPLED_FIELD] = ctx.trace.sampled
         with delivery_fields(fields):
-            outcome = await _deliver(request, ctx, headers)
+            checked = await _authenticate(ctx, headers)
+            if isinstance(checked, _Outcome):
+                outcome = checked
+            else:
+                ctx = checked
+                with delivery_fields({"invoker_email": ctx.invoker_email}):
+                    outcome = await _deliver(request, ctx)
             latency_ms = round((time.perf_counter() - started) * 1000, 3)
             result_fields: dict[str, Any] = {
                 "outcome": outcome.outcome,
@@ -214,6 +220,8 @@ def create_app(
             }
             if outcome.reason is not None:
                 result_fields["reason"] = outcome.reason
+            if ctx.invoker_email is not None:
+                result_fields["invoker_email"] = ctx.invoker_email
             logger.log(
                 outcome.severity,
                 "task %s %s: %d",
@@ -225,7 +233,7 @@ def create_app(
             )
         return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
 
-    async def _deliver(request: Request, ctx: TaskContext, headers: Mapping[str, str]) -> _Outcome:
+    async def _authenticate(ctx: TaskContext, headers: Mapping[str, str]) -> TaskContext | _Outcome:
         verifier = runtime.verifier
         if verifier is not None:
             try:
@@ -250,7 +258,9 @@ def create_app(
                     severity=logging.ERROR,
                 ).with_reason(str(exc))
             ctx = _with_invoker(ctx, claims.get("email"))
+        return ctx
 
+    async def _deliver(request: Request, ctx: TaskContext) -> _Outcome:
         body = await _read_body(request)
         if body is None:
             return _Outcome(

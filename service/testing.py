@@ -1,0 +1,342 @@
+"""Test helpers: a local OIDC issuer and the worker as a real subprocess.
+
+* `LocalIssuer` holds RSA keys, serves their certificates as Google does
+  (`GET /oauth2/v1/certs`: a JSON map of key id -> PEM certificate, with
+  `Cache-Control: max-age`) from an HTTP server on 127.0.0.1, and mints ID
+  tokens signed with `google.auth.crypt.RSASigner` + `google.auth.jwt.encode`,
+  so the worker verifies exactly what it would verify from Google.
+* `WorkerProcess` runs `python -m service` (the production command) on a
+  port the OS picks (PORT=0; the port is read from the worker's own
+  "listening" log line, so there is no race for a free port), collects its
+  JSON log lines, and stops it with SIGTERM like Cloud Run does.
+
+Used by tests/service and benchmarks/service_bench.py; other parts' tests may
+use them too. Deliberately not used by the worker itself, and nothing here
+talks to Google.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from google.auth import crypt, jwt
+
+from contract.names import (
+    GOOGLE_ISSUER,
+    WORKER_ENV_ALLOWED_INVOKERS,
+    WORKER_ENV_AUDIENCE,
+    WORKER_ENV_CERTS_URL,
+    WORKER_ENV_PORT,
+)
+
+REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+DEFAULT_INVOKER: Final = "tasks-invoker@test-project.iam.gserviceaccount.com"
+DEFAULT_AUDIENCE: Final = "https://worker-test.a.run.app"
+
+
+class SigningKey:
+    """An RSA key pair with a key id and a self-signed certificate."""
+
+    def __init__(self, kid: str | None = None) -> None:
+        self.kid = kid or uuid.uuid4().hex
+        self._private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.private_pem = self._private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"test-issuer-{self.kid}")])
+        now = dt.datetime.now(dt.UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self._private.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=2))
+            .sign(self._private, hashes.SHA256())
+        )
+        self.certificate_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+    def signer(self, kid: str | None = None) -> crypt.RSASigner:
+        """A signer with this key; `kid` overrides the key id it announces."""
+        signer: crypt.RSASigner = crypt.RSASigner.from_string(  # type: ignore[no-untyped-call]
+            self.private_pem, key_id=kid or self.kid
+        )
+        return signer
+
+
+class LocalIssuer:
+    """A Google-like ID token issuer on 127.0.0.1 (context manager)."""
+
+    def __init__(self, *, max_age_s: int = 3600) -> None:
+        self.keys: list[SigningKey] = [SigningKey()]
+        self.max_age_s = max_age_s
+        self.fetches = 0
+        self.fail_next_fetches = 0
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- serving -----------------------------------------------------------------
+    def __enter__(self) -> LocalIssuer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path != "/oauth2/v1/certs":
+                    self.send_error(404)
+                    return
+                with issuer._lock:
+                    issuer.fetches += 1
+                    failing = issuer.fail_next_fetches > 0
+                    if failing:
+                        issuer.fail_next_fetches -= 1
+                    body = json.dumps(issuer.certs()).encode()
+                if failing:
+                    self.send_error(503)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json; charset=UTF-8")
+                self.send_header("Cache-Control", f"public, max-age={issuer.max_age_s}")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep test output clean
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def origin(self) -> str:
+        assert self._server is not None, "LocalIssuer is not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def certs_url(self) -> str:
+        return f"{self.origin}/oauth2/v1/certs"
+
+    def certs(self) -> dict[str, str]:
+        return {key.kid: key.certificate_pem for key in self.keys}
+
+    def rotate(self) -> SigningKey:
+        """Publish a new key (kept alongside the old ones) and return it."""
+        key = SigningKey()
+        with self._lock:
+            self.keys.append(key)
+        return key
+
+    # --- tokens --------------------------------------------------------------------
+    def token(
+        self,
+        *,
+        email: str = DEFAULT_INVOKER,
+        audience: str = DEFAULT_AUDIENCE,
+        expires_in: float = 3600,
+        issued_ago: float = 0,
+        email_verified: Any = True,
+        issuer: str = GOOGLE_ISSUER,
+        key: SigningKey | None = None,
+        signer: crypt.Signer | None = None,
+        omit: tuple[str, ...] = (),
+        extra: Mapping[str, Any] | None = None,
+    ) -> str:
+        """An ID token shaped like Google's, signed by `key` (default: the first key)."""
+        now = int(time.time() - issued_ago)
+        claims: dict[str, Any] = {
+            "iss": issuer,
+            "aud": audience,
+            "azp": "1234567890",
+            "sub": "1234567890",
+            "email": email,
+            "email_verified": email_verified,
+            "iat": now,
+            "exp": int(now + expires_in),
+            **(extra or {}),
+        }
+        for name in omit:
+            claims.pop(name, None)
+        signer = signer or (key or self.keys[0]).signer()
+        token: bytes = jwt.encode(signer, claims)  # type: ignore[no-untyped-call]
+        return token.decode()
+
+
+class WorkerProcess:
+    """`python -m service` as a subprocess on 127.0.0.1 (context manager)."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        ready_timeout_s: float = 15.0,
+        cwd: Path = REPO_ROOT,
+    ) -> None:
+        self.logs: list[dict[str, Any]] = []
+        self.raw_lines: list[str] = []
+        self._cond = threading.Condition()
+        base = {k: v for k, v in os.environ.items() if not k.startswith("TASKS_")}
+        base.update({"HOST": "127.0.0.1", WORKER_ENV_PORT: "0", "PYTHONUNBUFFERED": "1"})
+        base.update(env or {})
+        self.started_at = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "service"],
+            cwd=cwd,
+            env=base,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        try:
+            line = self.wait_for_log(
+                lambda e: e.get("logger") == "service.server" and "port" in e, ready_timeout_s
+            )
+        except TimeoutError:
+            self.kill()
+            raise RuntimeError(
+                "worker did not start; its output:\n" + "\n".join(self.raw_lines)
+            ) from None
+        self.port = int(line["port"])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    def with_auth(
+        cls,
+        issuer: LocalIssuer,
+        *,
+        audience: str = DEFAULT_AUDIENCE,
+        invokers: tuple[str, ...] = (DEFAULT_INVOKER,),
+        env: Mapping[str, str] | None = None,
+    ) -> WorkerProcess:
+        """A worker whose token check trusts `issuer`."""
+        return cls(
+            {
+                WORKER_ENV_AUDIENCE: audience,
+                WORKER_ENV_ALLOWED_INVOKERS: ",".join(invokers),
+                WORKER_ENV_CERTS_URL: issuer.certs_url,
+                **(env or {}),
+            }
+        )
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            with self._cond:
+                self.raw_lines.append(line)
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    entry = None
+                if isinstance(entry, dict):
+                    self.logs.append(entry)
+                self._cond.notify_all()
+
+    def wait_for_log(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 10.0
+    ) -> dict[str, Any]:
+        """The first log entry matching `predicate`, waiting up to `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                for entry in self.logs:
+                    if predicate(entry):
+                        return entry
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise TimeoutError("no matching log entry")
+                self._cond.wait(min(remaining, 0.1))
+
+    def entries(self, predicate: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        with self._cond:
+            return [e for e in self.logs if predicate(e)]
+
+    def terminate(self) -> None:
+        """SIGTERM, as Cloud Run sends before stopping an instance."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout_s: float = 15.0) -> int:
+        code = self.proc.wait(timeout_s)
+        self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        self._reader.join(5)
+
+    def stop(self) -> None:
+        """SIGTERM and wait; SIGKILL if it does not exit within 15 s."""
+        if self.proc.poll() is None:
+            self.terminate()
+            try:
+                self.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def iter_json_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects in a JSON-lines file; nothing if it does not exist."""
+    if not path.exists():
+        return
+    for line in path.read_text().splitlines():
+        if line.strip():
+            yield json.loads(line)
