@@ -16,8 +16,8 @@ from emulator.testing import EmulatorProcess
 from enqueue import (
     AlreadyEnqueuedError,
     AsyncEnqueuer,
-    Enqueuer,
     EnqueueFailedError,
+    Enqueuer,
     TaskSpec,
     enqueue_many,
     task_id_for_key,
@@ -110,10 +110,13 @@ def test_unnamed_tasks_get_distinct_random_names(emulator: EmulatorProcess) -> N
 
 
 def test_missing_queue_is_a_clear_error(emulator: EmulatorProcess) -> None:
-    queue = f"projects/{'enqueue-test'}/locations/us-central1/queues/does-not-exist"
-    with Enqueuer(outputs_for(emulator, queue, "http://127.0.0.1:9"), env=NO_ENV) as enqueuer:
-        with pytest.raises(EnqueueFailedError, match="queue .*does-not-exist not found") as info:
-            enqueuer.send("ping")
+    queue = "projects/enqueue-test/locations/us-central1/queues/does-not-exist"
+    enqueuer = Enqueuer(outputs_for(emulator, queue, "http://127.0.0.1:9"), env=NO_ENV)
+    with (
+        enqueuer,
+        pytest.raises(EnqueueFailedError, match=r"queue .*does-not-exist not found") as info,
+    ):
+        enqueuer.send("ping")
     assert info.value.attempts == 1  # NOT_FOUND is not retried
     assert isinstance(info.value.__cause__, gexc.NotFound)
 
