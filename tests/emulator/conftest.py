@@ -1,0 +1,164 @@
+"""Fixtures for the emulator tests: a real emulator process and a real HTTP target.
+
+The target is a threaded ``http.server`` on 127.0.0.1 that records every request
+and answers according to its path: ``/status/CODE`` answers CODE, ``/sleep/S``
+sleeps S seconds before answering 200, ``/flaky/N`` answers 500 N times per
+task then 200, anything else answers 200.
+"""
+
+from __future__ import annotations
+
+import http.server
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from emulator.testing import EmulatorProcess
+
+PARENT = "projects/emu-test/locations/us-central1"
+_ids = itertools.count(1)
+
+
+@dataclass
+class Delivery:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+@dataclass
+class Target:
+    base_url: str
+    deliveries: list[Delivery] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    active: int = 0
+    max_active: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def url(self, path: str = "/ok") -> str:
+        return self.base_url + path
+
+    def for_task(self, task_name: str) -> list[Delivery]:
+        task_id = task_name.rsplit("/", 1)[1]
+        with self.lock:
+            return [d for d in self.deliveries if d.headers.get("X-CloudTasks-TaskName") == task_id]
+
+    def wait_for(
+        self, count: int, task_name: str | None = None, timeout: float = 10.0
+    ) -> list[Delivery]:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                got = list(self.deliveries)
+            if task_name is not None:
+                got = self.for_task(task_name)
+            if len(got) >= count or time.monotonic() > deadline:
+                return got
+            time.sleep(0.02)
+
+
+def _handler(target: Target) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            with target.lock:
+                target.active += 1
+                target.max_active = max(target.max_active, target.active)
+                target.deliveries.append(
+                    Delivery(self.command, self.path, dict(self.headers.items()), body, time.time())
+                )
+            try:
+                status = 200
+                parts = self.path.split("?", 1)[0].strip("/").split("/")
+                if parts[0] == "status" and len(parts) > 1:
+                    status = int(parts[1])
+                elif parts[0] == "sleep" and len(parts) > 1:
+                    time.sleep(float(parts[1]))
+                elif parts[0] == "flaky" and len(parts) > 1:
+                    key = self.headers.get("X-CloudTasks-TaskName", "")
+                    with target.lock:
+                        target.counts[key] = target.counts.get(key, 0) + 1
+                        status = 500 if target.counts[key] <= int(parts[1]) else 200
+                self.send_response(status)
+                if status in (429, 503):
+                    self.send_header("Retry-After", "2")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            finally:
+                with target.lock:
+                    target.active -= 1
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    return Handler
+
+
+@pytest.fixture
+def target() -> Iterator[Target]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    server.daemon_threads = True
+    t = Target(base_url=f"http://127.0.0.1:{server.server_address[1]}")
+    server.RequestHandlerClass = _handler(t)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield t
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[EmulatorProcess]:
+    with EmulatorProcess() as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def client(emu: EmulatorProcess) -> Any:
+    return emu.client("grpc")
+
+
+@pytest.fixture(scope="module")
+def rest_client(emu: EmulatorProcess) -> Any:
+    return emu.client("rest")
+
+
+def unique(prefix: str = "q") -> str:
+    return f"{prefix}-{int(time.time() * 1000) % 10**8}-{next(_ids)}"
+
+
+@pytest.fixture
+def queue_name(client: Any) -> str:
+    """A fresh RUNNING queue with default settings."""
+    name = f"{PARENT}/queues/{unique()}"
+    client.create_queue(parent=PARENT, queue={"name": name})
+    return name
+
+
+@pytest.fixture
+def make_queue(client: Any) -> Any:
+    """Factory: ``make_queue(rate_limits={...}, retry_config={...})`` -> queue name."""
+
+    def make(**fields: Any) -> str:
+        name = f"{PARENT}/queues/{unique()}"
+        client.create_queue(parent=PARENT, queue={"name": name, **fields})
+        return name
+
+    return make
+
+
+@pytest.fixture
+def parent() -> str:
+    return PARENT

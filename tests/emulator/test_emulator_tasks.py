@@ -1,0 +1,346 @@
+"""Task RPCs and HTTP delivery through the official Python client over gRPC."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Any
+
+import pytest
+import requests
+from google.api_core import exceptions
+from google.cloud import tasks_v2
+from google.protobuf import timestamp_pb2
+
+from contract.limits import MAX_TASK_BYTES
+from contract.names import (
+    CLOUD_TASKS_USER_AGENT,
+    HEADER_ETA,
+    HEADER_EXECUTION_COUNT,
+    HEADER_QUEUE_NAME,
+    HEADER_RETRY_COUNT,
+    HEADER_TASK_NAME,
+)
+from emulator.testing import EmulatorProcess
+
+pytestmark = pytest.mark.integration
+
+FULL = tasks_v2.Task.View.FULL
+
+
+def _in(seconds: float) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(int((time.time() + seconds) * 1e9))
+    return ts
+
+
+def test_delivery_carries_method_headers_body_and_cloud_tasks_headers(
+    client: Any, queue_name: str, target: Any
+) -> None:
+    task = client.create_task(
+        parent=queue_name,
+        task={
+            "http_request": {
+                "http_method": tasks_v2.HttpMethod.PUT,
+                "url": target.url("/tasks/put?x=1"),
+                "headers": {"X-Custom": "yes", "Host": "evil.example", "User-Agent": "me"},
+                "body": b'{"k": "v"}',
+            }
+        },
+    )
+    [d] = target.wait_for(1, task.name)
+    assert d.method == "PUT"
+    assert d.path == "/tasks/put?x=1"
+    assert d.body == b'{"k": "v"}'
+    assert d.headers["X-Custom"] == "yes"
+    assert d.headers["Host"] == target.base_url.removeprefix("http://")
+    assert d.headers["User-Agent"] == CLOUD_TASKS_USER_AGENT
+    assert "Content-Type" not in d.headers  # Cloud Tasks sets no default Content-Type
+    assert "Authorization" not in d.headers
+    assert d.headers[HEADER_QUEUE_NAME] == queue_name.rsplit("/", 1)[1]
+    assert d.headers[HEADER_TASK_NAME] == task.name.rsplit("/", 1)[1]
+    assert d.headers[HEADER_RETRY_COUNT] == "0"
+    assert d.headers[HEADER_EXECUTION_COUNT] == "0"
+    eta = float(d.headers[HEADER_ETA])
+    assert abs(eta - task.schedule_time.timestamp()) < 0.001
+
+
+def test_server_generates_a_task_id_when_none_is_given(
+    client: Any, queue_name: str, target: Any
+) -> None:
+    a = client.create_task(parent=queue_name, task={"http_request": {"url": target.url()}})
+    b = client.create_task(parent=queue_name, task={"http_request": {"url": target.url()}})
+    assert a.name.startswith(queue_name + "/tasks/")
+    assert a.name != b.name
+    assert a.http_request.http_method == tasks_v2.HttpMethod.POST
+
+
+def test_successful_task_is_deleted(client: Any, queue_name: str, target: Any) -> None:
+    task = client.create_task(parent=queue_name, task={"http_request": {"url": target.url()}})
+    target.wait_for(1, task.name)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            client.get_task(name=task.name)
+        except exceptions.NotFound:
+            return
+        time.sleep(0.05)
+    pytest.fail("a task answered 200 is still there")
+
+
+def test_named_task_is_deduplicated_while_it_exists(
+    client: Any, queue_name: str, target: Any
+) -> None:
+    name = f"{queue_name}/tasks/order-42"
+    task = {"name": name, "http_request": {"url": target.url()}, "schedule_time": _in(60)}
+    client.create_task(parent=queue_name, task=task)
+    with pytest.raises(exceptions.AlreadyExists):
+        client.create_task(parent=queue_name, task=task)
+
+
+def test_named_task_stays_reserved_after_it_ran(
+    client: Any, queue_name: str, target: Any, emu: EmulatorProcess
+) -> None:
+    name = f"{queue_name}/tasks/once-only"
+    client.create_task(
+        parent=queue_name, task={"name": name, "http_request": {"url": target.url()}}
+    )
+    target.wait_for(1, name)
+    time.sleep(0.2)
+    with pytest.raises(exceptions.AlreadyExists, match="used recently"):
+        client.create_task(
+            parent=queue_name, task={"name": name, "http_request": {"url": target.url()}}
+        )
+    assert len(target.for_task(name)) == 1
+    # The documented test hook frees every reserved name.
+    assert emu.reset_tombstones() >= 1
+    client.create_task(
+        parent=queue_name, task={"name": name, "http_request": {"url": target.url()}}
+    )
+    assert len(target.wait_for(2, name)) == 2
+
+
+def test_deleted_task_name_is_reserved_and_never_delivered(
+    client: Any, queue_name: str, target: Any
+) -> None:
+    name = f"{queue_name}/tasks/cancelled"
+    client.create_task(
+        parent=queue_name,
+        task={"name": name, "http_request": {"url": target.url()}, "schedule_time": _in(1)},
+    )
+    client.delete_task(name=name)
+    with pytest.raises(exceptions.NotFound):
+        client.get_task(name=name)
+    with pytest.raises(exceptions.NotFound):
+        client.delete_task(name=name)
+    with pytest.raises(exceptions.AlreadyExists):
+        client.create_task(
+            parent=queue_name, task={"name": name, "http_request": {"url": target.url()}}
+        )
+    time.sleep(1.5)
+    assert target.for_task(name) == []
+
+
+def test_tombstone_window_is_configurable(target: Any) -> None:
+    with EmulatorProcess(tombstone_seconds=1) as emu:
+        client = emu.client()
+        parent = "projects/p/locations/l"
+        queue = client.create_queue(parent=parent, queue={"name": f"{parent}/queues/q"}).name
+        name = f"{queue}/tasks/short-window"
+        task = {"name": name, "http_request": {"url": target.url()}}
+        client.create_task(parent=queue, task=task)
+        target.wait_for(1, name)
+        time.sleep(0.1)
+        with pytest.raises(exceptions.AlreadyExists):
+            client.create_task(parent=queue, task=task)
+        time.sleep(1.1)
+        client.create_task(parent=queue, task=task)
+        assert len(target.wait_for(2, name)) == 2
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ({"name": "{q}/tasks/bad.id", "http_request": {"url": "{u}"}}, "task id"),
+        ({"name": "{q}/tasks/" + "a" * 501, "http_request": {"url": "{u}"}}, "task id"),
+        (
+            {"name": "projects/p/locations/l/queues/other/tasks/x", "http_request": {"url": "{u}"}},
+            "not in the queue",
+        ),
+        ({"http_request": {"url": "{u}", "http_method": "GET", "body": b"x"}}, "body"),
+        ({"http_request": {"url": "ftp://example.com/x"}}, "http"),
+        ({"http_request": {}}, "url is required"),
+        ({}, "url is required"),
+        ({"http_request": {"url": "{u}"}, "dispatch_deadline": "14s"}, "dispatch_deadline"),
+        ({"http_request": {"url": "{u}"}, "dispatch_deadline": "1801s"}, "dispatch_deadline"),
+        ({"http_request": {"url": "{u}", "headers": {"X-Big": "v" * 80_000}}}, "80000"),
+        ({"http_request": {"url": "{u}", "headers": {"Bad Name": "v"}}}, "header name"),
+        (
+            {"http_request": {"url": "{u}", "oidc_token": {"service_account_email": "nobody"}}},
+            "service account",
+        ),
+        ({"app_engine_http_request": {"relative_uri": "/x"}}, "App Engine"),
+    ],
+)
+def test_invalid_tasks_are_invalid_argument(
+    client: Any, queue_name: str, target: Any, task: dict[str, Any], message: str
+) -> None:
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace("{q}", queue_name).replace("{u}", target.url())
+        if isinstance(value, dict):
+            return {k: fill(x) for k, x in value.items()}
+        return value
+
+    with pytest.raises(exceptions.InvalidArgument, match=message):
+        client.create_task(parent=queue_name, task=fill(task))
+
+
+def test_task_larger_than_1_mib_is_rejected(client: Any, queue_name: str, target: Any) -> None:
+    body = b"x" * MAX_TASK_BYTES
+    with pytest.raises(exceptions.InvalidArgument, match="Task size too large"):
+        client.create_task(
+            parent=queue_name, task={"http_request": {"url": target.url(), "body": body}}
+        )
+    ok = client.create_task(
+        parent=queue_name,
+        task={"http_request": {"url": target.url(), "body": b"y" * 900_000}},
+    )
+    [d] = target.wait_for(1, ok.name)
+    assert len(d.body) == 900_000
+
+
+def test_schedule_more_than_30_days_ahead_is_rejected(
+    client: Any, queue_name: str, target: Any
+) -> None:
+    with pytest.raises(exceptions.InvalidArgument, match="30 days"):
+        client.create_task(
+            parent=queue_name,
+            task={"http_request": {"url": target.url()}, "schedule_time": _in(31 * 86400)},
+        )
+
+
+def test_create_task_in_missing_queue_is_not_found(client: Any, parent: str, target: Any) -> None:
+    with pytest.raises(exceptions.NotFound, match="CreateQueue"):
+        client.create_task(
+            parent=f"{parent}/queues/missing", task={"http_request": {"url": target.url()}}
+        )
+
+
+def test_schedule_time_is_honoured(client: Any, queue_name: str, target: Any) -> None:
+    created = time.time()
+    task = client.create_task(
+        parent=queue_name,
+        task={"http_request": {"url": target.url()}, "schedule_time": _in(1.5)},
+    )
+    time.sleep(1.0)
+    assert target.for_task(task.name) == []
+    [d] = target.wait_for(1, task.name, timeout=5)
+    assert d.at - created >= 1.4
+
+
+def test_get_task_basic_view_omits_body_and_full_includes_it(
+    client: Any, queue_name: str, target: Any
+) -> None:
+    task = client.create_task(
+        parent=queue_name,
+        task={"http_request": {"url": target.url(), "body": b"secret"}, "schedule_time": _in(60)},
+    )
+    assert task.view == tasks_v2.Task.View.BASIC
+    assert task.http_request.body == b""
+    basic = client.get_task(name=task.name)
+    assert basic.http_request.body == b""
+    full = client.get_task(request={"name": task.name, "response_view": FULL})
+    assert full.view == FULL
+    assert full.http_request.body == b"secret"
+    assert full.dispatch_deadline.total_seconds() == 600
+    assert full.dispatch_count == 0
+
+
+def test_list_tasks_paginates(client: Any, queue_name: str, target: Any) -> None:
+    names = set()
+    for i in range(5):
+        names.add(
+            client.create_task(
+                parent=queue_name,
+                task={
+                    "name": f"{queue_name}/tasks/list-{i}",
+                    "http_request": {"url": target.url()},
+                    "schedule_time": _in(60),
+                },
+            ).name
+        )
+    pages = list(client.list_tasks(request={"parent": queue_name, "page_size": 2}).pages)
+    assert [len(p.tasks) for p in pages] == [2, 2, 1]
+    assert {t.name for p in pages for t in p.tasks} == names
+
+
+def test_paused_queue_holds_tasks_until_resumed(client: Any, queue_name: str, target: Any) -> None:
+    client.pause_queue(name=queue_name)
+    task = client.create_task(parent=queue_name, task={"http_request": {"url": target.url()}})
+    time.sleep(0.5)
+    assert target.for_task(task.name) == []
+    client.resume_queue(name=queue_name)
+    assert len(target.wait_for(1, task.name)) == 1
+
+
+def test_run_task_on_paused_queue_delivers_once(client: Any, queue_name: str, target: Any) -> None:
+    client.pause_queue(name=queue_name)
+    task = client.create_task(
+        parent=queue_name, task={"http_request": {"url": target.url("/sleep/0.3")}}
+    )
+    ran = client.run_task(name=task.name)
+    assert ran.dispatch_count == 1
+    client.run_task(name=task.name)  # already in flight: no second delivery
+    target.wait_for(1, task.name)
+    client.resume_queue(name=queue_name)
+    time.sleep(0.8)
+    assert len(target.for_task(task.name)) == 1
+
+
+def test_run_task_forces_a_future_task_now(client: Any, queue_name: str, target: Any) -> None:
+    task = client.create_task(
+        parent=queue_name, task={"http_request": {"url": target.url()}, "schedule_time": _in(3600)}
+    )
+    client.run_task(name=task.name)
+    assert len(target.wait_for(1, task.name, timeout=3)) == 1
+    time.sleep(0.2)
+    with pytest.raises(exceptions.NotFound):
+        client.run_task(name=task.name)
+
+
+def test_purge_removes_every_task(client: Any, queue_name: str, target: Any) -> None:
+    for _ in range(3):
+        client.create_task(
+            parent=queue_name, task={"http_request": {"url": target.url()}, "schedule_time": _in(1)}
+        )
+    q = client.purge_queue(name=queue_name)
+    assert q.purge_time.timestamp() > 0
+    assert list(client.list_tasks(parent=queue_name)) == []
+    time.sleep(1.3)
+    assert target.deliveries == []
+
+
+def test_rest_error_json_has_googles_shape(emu: EmulatorProcess, parent: str) -> None:
+    resp = requests.get(f"{emu.http_url}/v2/{parent}/queues/nope", timeout=5)
+    assert resp.status_code == 404
+    err = resp.json()["error"]
+    assert err["code"] == 404
+    assert err["status"] == "NOT_FOUND"
+    assert "nope" in err["message"]
+
+
+def test_health_endpoint_counts_dispatches(emu: EmulatorProcess) -> None:
+    health = emu.health()
+    assert health["status"] == "ok"
+    assert health["persistent"] is False
+    assert isinstance(health["dispatched"], int)
+
+
+def test_schedule_time_in_the_past_runs_now(client: Any, queue_name: str, target: Any) -> None:
+    past = timestamp_pb2.Timestamp()
+    past.FromDatetime(datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
+    task = client.create_task(
+        parent=queue_name, task={"http_request": {"url": target.url()}, "schedule_time": past}
+    )
+    assert len(target.wait_for(1, task.name, timeout=3)) == 1
