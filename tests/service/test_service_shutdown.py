@@ -1,0 +1,109 @@
+"""SIGTERM as Cloud Run sends it: in-flight tasks finish, new ones get 503."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.testing import LocalIssuer
+from tests.service.conftest import Worker, new_id, start_worker
+
+pytestmark = pytest.mark.integration
+
+
+def _wait_started(worker: Worker, task_id: str, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not worker.runs(task_id):
+        assert time.monotonic() < deadline, "the slow task never started"
+        time.sleep(0.02)
+
+
+def _deliver_in_background(
+    worker: Worker, task_id: str, sleep_s: float
+) -> tuple[threading.Thread, dict[str, object]]:
+    result: dict[str, object] = {}
+
+    def deliver() -> None:
+        try:
+            result["response"] = worker.post(
+                "record", {"id": task_id, "sleep_s": sleep_s}, timeout=20
+            )
+        except httpx.HTTPError as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=deliver)
+    thread.start()
+    return thread, result
+
+
+def test_sigterm_lets_the_running_task_finish_and_refuses_new_ones(
+    issuer: LocalIssuer, tmp_path: Path
+) -> None:
+    worker = start_worker(tmp_path, issuer)
+    try:
+        slow_id = new_id()
+        thread, result = _deliver_in_background(worker, slow_id, sleep_s=1.5)
+        _wait_started(worker, slow_id)
+
+        worker.process.terminate()
+        worker.process.wait_for_log(lambda e: e["message"].startswith("SIGTERM: draining"))
+
+        refused_id = new_id()
+        refused = worker.post("record", {"id": refused_id})
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert refused.headers["connection"] == "close"
+        assert httpx.get(f"{worker.url}/healthz").status_code == 503
+
+        thread.join(10)
+        response = result["response"]
+        assert isinstance(response, httpx.Response)
+        assert response.status_code == 200
+        assert len(worker.runs(slow_id, "end")) == 1
+        assert worker.runs(refused_id) == []
+        assert worker.process.wait(10) == 0
+        drained = worker.process.entries(lambda e: e["message"] == "drained, shutting down")
+        assert len(drained) == 1
+        assert 1.0 <= drained[0]["drain_s"] < 3.0
+    finally:
+        worker.process.stop()
+
+
+def test_sigterm_when_idle_exits_at_once(issuer: LocalIssuer, tmp_path: Path) -> None:
+    worker = start_worker(tmp_path, issuer)
+    try:
+        started = time.monotonic()
+        worker.process.terminate()
+        assert worker.process.wait(10) == 0
+        assert time.monotonic() - started < 2.0
+    finally:
+        worker.process.stop()
+
+
+def test_task_outliving_the_grace_is_cut_off_unacknowledged(
+    issuer: LocalIssuer, tmp_path: Path
+) -> None:
+    worker = start_worker(tmp_path, issuer, {"TASKS_SHUTDOWN_GRACE_S": "0.5"})
+    try:
+        slow_id = new_id()
+        thread, result = _deliver_in_background(worker, slow_id, sleep_s=20)
+        _wait_started(worker, slow_id)
+        started = time.monotonic()
+        worker.process.terminate()
+        assert worker.process.wait(10) == 0
+        # Grace 0.5 s + uvicorn's final 1 s; far below Cloud Run's 10 s.
+        assert time.monotonic() - started < 3.0
+        thread.join(10)
+        response = result.get("response")
+        # No 2xx ever reached the caller, so Cloud Tasks retries the task.
+        assert not (isinstance(response, httpx.Response) and response.is_success)
+        assert worker.runs(slow_id, "end") == []
+        assert worker.process.entries(
+            lambda e: "grace" in e["message"] and "exceeded" in e["message"]
+        )
+    finally:
+        worker.process.stop()
