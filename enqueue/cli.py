@@ -225,12 +225,17 @@ def _send(args: argparse.Namespace, out: IO[str], err: Console) -> int:
     spec = _spec_from_args(args)  # validate before any I/O on the outputs or the API
     outputs = _load(args, err)
     transport: Transport = args.transport
-    with Enqueuer(
-        outputs,
-        transport=transport,
-        retry=_policy(args),
-        already_exists_is_error=args.fail_if_exists,
-    ) as enqueuer:
+    with (
+        Enqueuer(
+            outputs,
+            transport=transport,
+            retry=_policy(args),
+            already_exists_is_error=args.fail_if_exists,
+        ) as enqueuer,
+        warnings.catch_warnings(),
+    ):
+        # Printed below as one line each, rather than Python's two-line warning format.
+        warnings.simplefilter("ignore", LargeTaskWarning)
         result = enqueuer.enqueue(spec)
     for message in result.warnings:
         print(f"warning: {message}", file=sys.stderr)

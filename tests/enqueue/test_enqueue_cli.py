@@ -1,0 +1,231 @@
+"""``python -m enqueue`` against the real emulator: output, exit codes, bulk files."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from google.cloud import tasks_v2
+
+from emulator.testing import EmulatorProcess
+from enqueue import StackOutputs, task_id_for_key
+from enqueue.cli import main
+from tests.enqueue.conftest import make_queue, task_names, write_outputs
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_emulator_env")]
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    out = io.StringIO()
+    code = main(argv, out=out)
+    return code, out.getvalue(), capsys.readouterr().err
+
+
+@pytest.fixture
+def setup(emulator: EmulatorProcess, tmp_path: Path) -> tuple[str, str]:
+    queue = make_queue(emulator, paused=True)
+    path = write_outputs(tmp_path / "outputs.json", emulator, queue, "https://worker.example.test")
+    return str(path), queue
+
+
+@pytest.mark.parametrize("transport", ["grpc", "rest"])
+def test_send_prints_the_name_then_already_enqueued(
+    emulator: EmulatorProcess,
+    setup: tuple[str, str],
+    capsys: pytest.CaptureFixture[str],
+    transport: str,
+) -> None:
+    outputs, queue = setup
+    argv = ["--outputs", outputs, "--transport", transport, "send", "email", "--data", '{"a": 1}']
+    argv += ["--key", "order-7", "--delay", "60", "--deadline", "30", "--header", "X-Trace: t1"]
+    name = f"{queue}/tasks/{task_id_for_key('email', 'order-7')}"
+    assert run(argv, capsys) == (0, name + "\n", "")
+    assert run(argv, capsys) == (0, f"already enqueued: {name}\n", "")
+    code, out, err = run([*argv, "--fail-if-exists"], capsys)
+    assert (code, out) == (3, "")
+    assert err.startswith("error: already enqueued: " + name)
+    assert task_names(emulator, queue) == [name]
+    # BASIC, the default view, leaves the body out, as Cloud Tasks does.
+    full = tasks_v2.GetTaskRequest(name=name, response_view=tasks_v2.Task.View.FULL)
+    task = emulator.client().get_task(request=full)
+    assert dict(task.http_request.headers)["X-Trace"] == "t1"
+    assert json.loads(task.http_request.body) == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["send", "a/b"], "error: type: 'a/b' is not a valid task type"),
+        (["send", "a", "--name", "has space"], "error: name: 'has space' contains characters"),
+        (["send", "a", "--name", "x" * 501], "error: name: must be 1..500 characters, got 501"),
+        (["send", "a", "--delay", "2592001"], "error: delay: 2.592e+06 s is outside 0..2592000 s"),
+        (["send", "a", "--at", "2999-01-01T00:00:00Z"], "error: schedule_time: 2999-01-01"),
+        (["send", "a", "--at", "tomorrow"], "error: --at 'tomorrow' is not an RFC 3339 time"),
+        (["send", "a", "--deadline", "10"], "error: deadline: 10 s is outside 15..1800 s"),
+        (["send", "a", "--deadline", "1801"], "error: deadline: 1801 s is outside 15..1800 s"),
+        (["send", "a", "--data", "{bad"], "error: --data is not valid JSON"),
+        (["send", "a", "--data", json.dumps("x" * 1_100_000)], "over the 1048576-byte (1 MiB)"),
+        (
+            ["send", "a", "--header", "X-Big:" + "v" * 80_000],
+            "error: headers: 80033 bytes of headers",
+        ),
+        (["send", "a", "--header", "Authorization: Bearer x"], "is set by Cloud Tasks itself"),
+        (
+            ["send", "a", "--header", "novalue"],
+            "error: --header 'novalue' must look like Name:value",
+        ),
+        (["send", "a", "--name", "n", "--key", "k"], "not allowed with argument --name"),
+        (["send", "a", "--delay", "soon"], "'soon' is not a number of seconds"),
+    ],
+)
+def test_send_validation_errors(
+    emulator: EmulatorProcess,
+    setup: tuple[str, str],
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    outputs, queue = setup
+    code, out, err = run(["--outputs", outputs, *args], capsys)
+    assert code == 2
+    assert out == ""
+    assert message in err
+    assert err.count("\n") == 1, "one line, no traceback"
+    assert task_names(emulator, queue) == []
+
+
+def test_large_payload_warns_but_is_sent(
+    emulator: EmulatorProcess, setup: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs, queue = setup
+    code, out, err = run(
+        ["--outputs", outputs, "send", "a", "--data", json.dumps("x" * 200_000)], capsys
+    )
+    assert code == 0
+    assert out.startswith(queue + "/tasks/")
+    assert err.startswith("warning: task ")
+    assert "over the 100000-byte limit" in err
+    assert err.count("\n") == 1
+
+
+def test_outputs_problems_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["--outputs", str(tmp_path / "none.json"), "send", "a"], capsys)
+    assert code == 2
+    assert err.startswith("error: outputs file")
+    assert "does not exist" in err
+    (tmp_path / "partial.json").write_text('{"project": "p"}')
+    code, _, err = run(["--outputs", str(tmp_path / "partial.json"), "send", "a"], capsys)
+    assert code == 2
+    assert "missing output(s) location, queue, service_url, audience, invoker_email" in err
+
+
+def test_bulk_file_with_bad_lines_and_refeed(
+    emulator: EmulatorProcess,
+    setup: tuple[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    outputs, queue = setup
+    lines = [json.dumps({"type": "bulk", "data": {"i": i}, "key": f"k{i}"}) for i in range(50)]
+    lines[3] = "{not json"
+    lines[7] = json.dumps({"type": "bulk", "dely": 5})
+    lines[9] = json.dumps({"type": "bulk", "deadline": 5, "key": "fixable"})
+    lines[11] = json.dumps({"type": "bulk", "name": "bad name!"})
+    lines.insert(20, "")  # a blank line is no task and no failure
+    source = tmp_path / "tasks.jsonl"
+    source.write_bytes("\n".join(lines).encode() + b"\n" + b'{"type": "\xff"}\n')
+
+    code, out, _ = run(["--outputs", outputs, "bulk", str(source), "--concurrency", "8"], capsys)
+    assert code == 1
+    assert out.startswith("created 46, already enqueued 0, failed 5 (of 51 in ")
+    assert "failed: line 4: not valid JSON" in out
+    assert "failed: line 8: dely: unknown field(s) dely" in out
+    assert "failed: line 10: deadline: 5 s is outside 15..1800 s" in out
+    assert "failed: line 12: name: 'bad name!' contains characters" in out
+    assert "failed: line 52: not valid UTF-8" in out
+    failures = tmp_path / "tasks.failures.jsonl"
+    assert f"failures written to {failures}" in out
+    records = [json.loads(line) for line in failures.read_text().splitlines()]
+    assert sorted(r["_failure"]["line"] for r in records) == [4, 8, 10, 12, 52]
+    assert len(task_names(emulator, queue)) == 46
+
+    # Fix the fixable line in place and feed the failures file back.
+    fixed = []
+    for record in records:
+        if record.get("key") == "fixable":
+            record["deadline"] = 60
+        fixed.append(json.dumps(record))
+    failures.write_text("\n".join(fixed) + "\n")
+    code, out, _ = run(
+        ["--outputs", outputs, "bulk", str(failures), "--failures", str(tmp_path / "again.jsonl")],
+        capsys,
+    )
+    assert code == 1
+    assert out.startswith("created 1, already enqueued 0, failed 4 (of 5 in ")
+    assert len((tmp_path / "again.jsonl").read_text().splitlines()) == 4
+    assert len(task_names(emulator, queue)) == 47
+
+    # The whole file again: everything named is already there, nothing doubles.
+    code, out, _ = run(
+        ["--outputs", outputs, "bulk", str(source), "--failures", str(tmp_path / "third.jsonl")],
+        capsys,
+    )
+    assert out.startswith("created 0, already enqueued 46, failed 5")
+    assert len(task_names(emulator, queue)) == 47
+
+
+def test_bulk_refuses_to_overwrite_its_input(
+    setup: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs, _ = setup
+    source = tmp_path / "t.jsonl"
+    source.write_text('{"type": "a"}\n')
+    code, _, err = run(
+        ["--outputs", outputs, "bulk", str(source), "--failures", str(source)], capsys
+    )
+    assert code == 2
+    assert "is the input file" in err
+
+
+def test_emulator_host_env_wins(emulator: EmulatorProcess, tmp_path: Path) -> None:
+    queue = make_queue(emulator, paused=True)
+    data = json.loads(
+        write_outputs(tmp_path / "o.json", emulator, queue, "http://127.0.0.1:9").read_text()
+    )
+    data["emulator_host"] = "127.0.0.1:1"  # nothing listens there
+    from enqueue import Enqueuer
+
+    outputs = StackOutputs.from_mapping(data)
+    with Enqueuer(outputs, env={"CLOUD_TASKS_EMULATOR_HOST": emulator.grpc_host}) as enqueuer:
+        name = enqueuer.send("ping", name="via-env")
+    assert task_names(emulator, queue) == [name]
+
+
+def test_module_entry_point(setup: tuple[str, str]) -> None:
+    outputs, queue = setup
+    done = subprocess.run(
+        [sys.executable, "-m", "enqueue", "--outputs", outputs, "send", "smoke", "--name", "cli-1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{queue}/tasks/cli-1\n", "")
+    bad = subprocess.run(
+        [sys.executable, "-m", "enqueue", "--outputs", outputs, "send", "smoke", "--deadline", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert bad.returncode == 2
+    assert bad.stderr == (
+        "error: deadline: 1 s is outside 15..1800 s, the dispatch deadline Cloud Tasks "
+        "allows for HTTP targets: pick a value in that range\n"
+    )
