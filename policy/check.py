@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]  # PyYAML ships no stubs; types-PyYAML is not pinned
+import yaml
 
 from policy.rules import (
     DISPATCH_DEADLINE_CONFIG_KEY,

@@ -1,0 +1,276 @@
+"""GitHub Actions -> Google Cloud trust, and the deployer account the pipeline's CI uses.
+
+Creates, in one project (one bootstrap stack per target project):
+
+- a Workload Identity pool and a GitHub OIDC provider whose attribute condition
+  accepts tokens of ONE repository only (so no other repository on GitHub, even
+  one that finds the provider's name, can exchange its token);
+- the deployer service account, and `roles/iam.workloadIdentityUser` on it for the
+  principal set of that repository (the only way in: no keys are created);
+- exactly the project roles that `pulumi up` of the main program needs, listed in
+  `DEPLOYER_ROLES` with the resources that need each (`ROLE_FOR_TYPE`), so a test
+  can prove the list covers every resource type of every stack's plan and has
+  nothing extra.
+
+This module deliberately does not create the Pulumi state backend (Pulumi Cloud
+via PULUMI_ACCESS_TOKEN, or a bucket you grant separately), GitHub settings
+(secrets, variables, environments: docs/ci.md), or anything of the pipeline.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+import pulumi
+import pulumi_gcp as gcp
+
+GITHUB_ISSUER: Final = "https://token.actions.githubusercontent.com"
+
+# --- what the main program's `pulumi up` needs --------------------------------------------
+SERVICE_USAGE_ADMIN: Final = "roles/serviceusage.serviceUsageAdmin"
+SERVICE_ACCOUNT_ADMIN: Final = "roles/iam.serviceAccountAdmin"
+SERVICE_ACCOUNT_USER: Final = "roles/iam.serviceAccountUser"
+CLOUD_TASKS_ADMIN: Final = "roles/cloudtasks.admin"
+RUN_ADMIN: Final = "roles/run.admin"
+ARTIFACT_REGISTRY_ADMIN: Final = "roles/artifactregistry.admin"
+PROJECT_IAM_ADMIN: Final = "roles/resourcemanager.projectIamAdmin"
+
+DEPLOYER_ROLES: Final[dict[str, str]] = {
+    SERVICE_USAGE_ADMIN: "enable the pipeline's APIs (projects.Service) and create the Cloud "
+    "Tasks service agent (projects.ServiceIdentity)",
+    SERVICE_ACCOUNT_ADMIN: "create the invoker/runtime/enqueuer accounts and grant actAs on the "
+    "invoker (serviceaccount.Account, serviceaccount.IAMMember)",
+    SERVICE_ACCOUNT_USER: "attach the runtime account to the Cloud Run service "
+    "(template.service_account needs iam.serviceAccounts.actAs)",
+    CLOUD_TASKS_ADMIN: "create the queue and its enqueuer/viewer grants "
+    "(cloudtasks.Queue, cloudtasks.QueueIamMember)",
+    RUN_ADMIN: "deploy the worker and grant run.invoker on it "
+    "(cloudrunv2.Service, cloudrunv2.ServiceIamMember; run.developer cannot set IAM)",
+    ARTIFACT_REGISTRY_ADMIN: "create the image repository and push the worker image "
+    "(artifactregistry.Repository, docker-build Image; writer cannot create repositories)",
+    PROJECT_IAM_ADMIN: "grant the runtime account its log and metric writer roles "
+    "(projects.IAMMember), conditioned to those two roles only",
+}
+"""Every project role the deployer holds, and why."""
+
+ROLE_FOR_TYPE: Final[dict[str, tuple[str, ...]]] = {
+    "gcp:projects/service:Service": (SERVICE_USAGE_ADMIN,),
+    "gcp:projects/serviceIdentity:ServiceIdentity": (SERVICE_USAGE_ADMIN,),
+    "gcp:serviceaccount/account:Account": (SERVICE_ACCOUNT_ADMIN,),
+    "gcp:serviceaccount/iAMMember:IAMMember": (SERVICE_ACCOUNT_ADMIN,),
+    "gcp:cloudtasks/queue:Queue": (CLOUD_TASKS_ADMIN,),
+    "gcp:cloudtasks/queueIamMember:QueueIamMember": (CLOUD_TASKS_ADMIN,),
+    "gcp:cloudrunv2/service:Service": (RUN_ADMIN, SERVICE_ACCOUNT_USER),
+    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": (RUN_ADMIN,),
+    "gcp:artifactregistry/repository:Repository": (ARTIFACT_REGISTRY_ADMIN,),
+    "docker-build:index:Image": (ARTIFACT_REGISTRY_ADMIN,),
+    "gcp:projects/iAMMember:IAMMember": (PROJECT_IAM_ADMIN,),
+}
+"""Resource types of the main program -> the deployer roles that create them."""
+
+GRANTABLE_PROJECT_ROLES: Final = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
+"""The only roles the deployer may grant at project level (the runtime account's)."""
+
+# IAM Conditions' documented way to delegate project IAM for a fixed set of roles: every
+# setIamPolicy must add or remove only these; other calls of the role (get, getIamPolicy)
+# see the attribute's default [] and pass.
+PROJECT_IAM_CONDITION: Final = (
+    "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', [])"
+    f".hasOnly([{', '.join(repr(r) for r in GRANTABLE_PROJECT_ROLES)}])"
+)
+
+_REPOSITORY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+_POOL_ID_RE = re.compile(r"^[a-z0-9-]{4,32}$")
+_ACCOUNT_ID_RE = re.compile(r"^[a-z](?:[-a-z0-9]{4,28}[a-z0-9])$")
+_OWNER_ID_RE = re.compile(r"^[0-9]+$")
+
+
+class BootstrapConfigError(ValueError):
+    """A bootstrap config value is invalid; the message names the key and the fix."""
+
+    def __init__(self, key: str, value: object, problem: str) -> None:
+        super().__init__(
+            f"invalid bootstrap config {key} = {value!r}: {problem}. "
+            f"Fix it with `pulumi config set {key} <value>` in bootstrap/."
+        )
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    project: str
+    github_repository: str
+    github_repository_owner_id: str | None = None
+    pool_id: str = "github"
+    provider_id: str = "github-actions"
+    deployer_account_id: str = "pulumi-deployer"
+
+    def __post_init__(self) -> None:
+        if not _REPOSITORY_RE.match(self.github_repository):
+            raise BootstrapConfigError(
+                "github_repository",
+                self.github_repository,
+                "expected OWNER/NAME exactly as GitHub shows it, e.g. my-org/cloud-tasks-pipeline",
+            )
+        if self.github_repository_owner_id is not None and not _OWNER_ID_RE.match(
+            self.github_repository_owner_id
+        ):
+            raise BootstrapConfigError(
+                "github_repository_owner_id",
+                self.github_repository_owner_id,
+                "expected the owner's numeric id (gh api users/OWNER --jq .id)",
+            )
+        for key in ("pool_id", "provider_id"):
+            value = getattr(self, key)
+            if not _POOL_ID_RE.match(value) or value.startswith("gcp-"):
+                raise BootstrapConfigError(
+                    key, value, "4..32 lowercase letters, digits and hyphens, not starting gcp-"
+                )
+        if not _ACCOUNT_ID_RE.match(self.deployer_account_id):
+            raise BootstrapConfigError(
+                "deployer_account_id",
+                self.deployer_account_id,
+                "6..30 lowercase letters, digits and hyphens, starting with a letter",
+            )
+
+    @property
+    def attribute_condition(self) -> str:
+        """CEL over the GitHub token's claims: this repository (and owner id) only."""
+        condition = f"assertion.repository == '{self.github_repository}'"
+        if self.github_repository_owner_id:
+            condition += f" && assertion.repository_owner_id == '{self.github_repository_owner_id}'"
+        return condition
+
+
+def load_config() -> BootstrapConfig:
+    """Read the bootstrap stack's config; raise `BootstrapConfigError` on a bad value."""
+    cfg = pulumi.Config()
+    project = pulumi.Config("gcp").get("project")
+    if not project:
+        raise BootstrapConfigError("gcp:project", None, "the target project id is required")
+    repository = cfg.get("github_repository")
+    if not repository:
+        raise BootstrapConfigError(
+            "github_repository", None, "required: the OWNER/NAME whose workflows may deploy"
+        )
+    return BootstrapConfig(
+        project=project,
+        github_repository=repository,
+        github_repository_owner_id=cfg.get("github_repository_owner_id"),
+        pool_id=cfg.get("pool_id") or "github",
+        provider_id=cfg.get("provider_id") or "github-actions",
+        deployer_account_id=cfg.get("deployer_account_id") or "pulumi-deployer",
+    )
+
+
+# APIs the trust itself needs: IAM (pool, accounts), STS (token exchange),
+# IAM Credentials (impersonation), Resource Manager (project IAM).
+BOOTSTRAP_APIS: Final = (
+    "iam.googleapis.com",
+    "sts.googleapis.com",
+    "iamcredentials.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
+)
+
+
+class GitHubDeployer(pulumi.ComponentResource):
+    """Workload Identity pool + GitHub provider + deployer account and its roles."""
+
+    pool: gcp.iam.WorkloadIdentityPool
+    provider: gcp.iam.WorkloadIdentityPoolProvider
+    account: gcp.serviceaccount.Account
+    principal_set: pulumi.Output[str]
+    """`principalSet://.../attribute.repository/OWNER/NAME`: every workflow run of the repo."""
+
+    def __init__(
+        self, name: str, config: BootstrapConfig, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("bootstrap:index:GitHubDeployer", name, None, opts)
+        apis = [
+            gcp.projects.Service(
+                f"{name}-{api.split('.')[0]}",
+                project=config.project,
+                service=api,
+                disable_on_destroy=False,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for api in BOOTSTRAP_APIS
+        ]
+        after_apis = pulumi.ResourceOptions(parent=self, depends_on=apis)
+
+        self.pool = gcp.iam.WorkloadIdentityPool(
+            f"{name}-pool",
+            project=config.project,
+            workload_identity_pool_id=config.pool_id,
+            display_name="GitHub Actions",
+            description=f"GitHub Actions OIDC tokens of {config.github_repository}",
+            opts=after_apis,
+        )
+        self.provider = gcp.iam.WorkloadIdentityPoolProvider(
+            f"{name}-provider",
+            project=config.project,
+            workload_identity_pool_id=self.pool.workload_identity_pool_id,
+            workload_identity_pool_provider_id=config.provider_id,
+            display_name="GitHub Actions OIDC",
+            attribute_mapping={
+                "google.subject": "assertion.sub",
+                "attribute.repository": "assertion.repository",
+                "attribute.repository_owner_id": "assertion.repository_owner_id",
+                "attribute.ref": "assertion.ref",
+                "attribute.environment": "assertion.environment",
+                "attribute.event_name": "assertion.event_name",
+            },
+            # Without a condition any GitHub repository could present a token to this pool.
+            attribute_condition=config.attribute_condition,
+            oidc=gcp.iam.WorkloadIdentityPoolProviderOidcArgs(issuer_uri=GITHUB_ISSUER),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.account = gcp.serviceaccount.Account(
+            f"{name}-account",
+            project=config.project,
+            account_id=config.deployer_account_id,
+            display_name="Pulumi deployer (GitHub Actions)",
+            description=f"Impersonated by {config.github_repository} workflows to run pulumi up.",
+            opts=after_apis,
+        )
+        self.principal_set = self.pool.name.apply(
+            lambda pool: (
+                f"principalSet://iam.googleapis.com/{pool}"
+                f"/attribute.repository/{config.github_repository}"
+            )
+        )
+        gcp.serviceaccount.IAMMember(
+            f"{name}-wif-user",
+            service_account_id=self.account.name,
+            role="roles/iam.workloadIdentityUser",
+            member=self.principal_set,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        for role in DEPLOYER_ROLES:
+            condition = (
+                gcp.projects.IAMMemberConditionArgs(
+                    title="only-runtime-writer-roles",
+                    description="Grant or revoke only "
+                    + " and ".join(GRANTABLE_PROJECT_ROLES)
+                    + " at project level.",
+                    expression=PROJECT_IAM_CONDITION,
+                )
+                if role == PROJECT_IAM_ADMIN
+                else None
+            )
+            gcp.projects.IAMMember(
+                f"{name}-{role.split('/')[1].replace('.', '-').lower()}",
+                project=config.project,
+                role=role,
+                member=self.account.member,
+                condition=condition,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        self.register_outputs(
+            {
+                "workload_identity_provider": self.provider.name,
+                "service_account": self.account.email,
+                "principal_set": self.principal_set,
+            }
+        )

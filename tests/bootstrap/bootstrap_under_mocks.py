@@ -1,0 +1,94 @@
+"""Evaluate bootstrap/__main__.py under Pulumi's mocks and print what it declares.
+
+    python tests/bootstrap/bootstrap_under_mocks.py '{"gcp:project": "p", ...}'
+
+prints one JSON object: {"resources": [{type, name, inputs, outputs}...],
+"outputs": {workload_identity_provider, service_account, principal_set}}, or
+{"error": "..."} when the program refuses its config. It runs in its own
+process because Pulumi's mock runtime is global: evaluating a second program
+in the test process would mix its resources into the main program's plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT_NUMBER = "123456789012"
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Records every resource; computes the outputs Google would (emails, resource names)."""
+
+    def __init__(self) -> None:
+        self.resources: list[dict[str, Any]] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        outputs = dict(inputs)
+        if args.typ == "gcp:serviceaccount/account:Account":
+            email = f"{inputs['accountId']}@{inputs['project']}.iam.gserviceaccount.com"
+            outputs |= {
+                "email": email,
+                "member": f"serviceAccount:{email}",
+                "name": f"projects/{inputs['project']}/serviceAccounts/{email}",
+            }
+        elif args.typ == "gcp:iam/workloadIdentityPool:WorkloadIdentityPool":
+            outputs["name"] = (
+                f"projects/{PROJECT_NUMBER}/locations/global/workloadIdentityPools/"
+                f"{inputs['workloadIdentityPoolId']}"
+            )
+        elif args.typ == "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider":
+            outputs["name"] = (
+                f"projects/{PROJECT_NUMBER}/locations/global/workloadIdentityPools/"
+                f"{inputs['workloadIdentityPoolId']}/providers/"
+                f"{inputs['workloadIdentityPoolProviderId']}"
+            )
+        self.resources.append(
+            {"type": args.typ, "name": args.name, "inputs": inputs, "outputs": outputs}
+        )
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        raise AssertionError(f"the bootstrap program should make no calls, made {args.token}")
+
+
+def main(config: dict[str, str]) -> dict[str, Any]:
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="cloud-tasks-bootstrap", stack="dev", preview=False)
+    pulumi.runtime.set_all_config(config)
+    exported: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def evaluate() -> pulumi.Output[None]:
+        program = runpy.run_path(str(ROOT / "bootstrap" / "__main__.py"), run_name="__main__")
+        deployer = program["deployer"]
+        return pulumi.Output.all(
+            deployer.provider.name, deployer.account.email, deployer.principal_set
+        ).apply(
+            lambda values: exported.update(
+                workload_identity_provider=values[0],
+                service_account=values[1],
+                principal_set=values[2],
+            )
+        )
+
+    evaluate()
+    return {"resources": mocks.resources, "outputs": exported}
+
+
+if __name__ == "__main__":
+    try:
+        result = main(json.loads(sys.argv[1]))
+    except ValueError as exc:  # BootstrapConfigError: what a user would see
+        result = {"error": str(exc)}
+    print(json.dumps(result), flush=True)
+    # Skip interpreter teardown: the mock runtime's event loop complains on close.
+    os._exit(0)
