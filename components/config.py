@@ -94,15 +94,15 @@ class ConfigError(ValueError):
     """A stack config value is out of range. The message says which key, what was
     given, what is accepted and the command that fixes it."""
 
-    def __init__(self, key: str, value: object, problem: str) -> None:
+    def __init__(self, key: str, value: object, problem: str, fix: str | None = None) -> None:
         self.key = key
         self.value = value
-        self.problem = problem
+        self.problem = problem.rstrip(". ")
         shown = "(not set)" if value is None else repr(value)
-        super().__init__(
-            f"invalid stack config {key} = {shown}: {problem}. "
-            f"Fix it with `pulumi config set {key} <value>` or edit Pulumi.<stack>.yaml."
+        self.fix = fix or (
+            f"set a valid value with `pulumi config set {key} VALUE` or in Pulumi.<stack>.yaml"
         )
+        super().__init__(f"invalid stack config {key} = {shown}: {self.problem}. Fix: {self.fix}.")
 
 
 def parse_duration(value: object) -> int:
@@ -354,27 +354,27 @@ class PipelineConfig(BaseModel):
         if not MIN_DISPATCH_DEADLINE_S <= self.dispatch_deadline <= MAX_DISPATCH_DEADLINE_S:
             raise _FieldProblem(
                 "dispatch_deadline",
-                self.dispatch_deadline,
+                f"{self.dispatch_deadline}s",
                 f"Cloud Tasks accepts a dispatch deadline from {MIN_DISPATCH_DEADLINE_S}s "
                 f"to {MAX_DISPATCH_DEADLINE_S}s (30m)",
             )
         if self.min_backoff > self.max_backoff:
             raise _FieldProblem(
                 "min_backoff",
-                self.min_backoff,
+                f"{self.min_backoff}s",
                 f"min_backoff must not exceed max_backoff ({self.max_backoff}s); "
                 "lower min_backoff or raise max_backoff",
             )
         if self.request_timeout > CLOUD_RUN_MAX_REQUEST_TIMEOUT_S:
             raise _FieldProblem(
                 "request_timeout",
-                self.request_timeout,
+                f"{self.request_timeout}s",
                 f"Cloud Run allows at most {CLOUD_RUN_MAX_REQUEST_TIMEOUT_S}s",
             )
         if self.request_timeout < self.dispatch_deadline:
             raise _FieldProblem(
                 "request_timeout",
-                self.request_timeout,
+                f"{self.request_timeout}s",
                 f"it must be at least dispatch_deadline ({self.dispatch_deadline}s), or Cloud Run "
                 "cuts attempts that Cloud Tasks still waits for; raise request_timeout or lower "
                 "dispatch_deadline",
@@ -464,7 +464,7 @@ def parse_config(raw: Mapping[str, Any]) -> PipelineConfig:
         problem = str(inner) if isinstance(inner, ValueError) else error["msg"]
         described = PipelineConfig.model_fields.get(field)
         if not isinstance(inner, ValueError) and described and described.description:
-            problem = f"{problem}; {field}: {described.description}"
+            problem = f"{problem} ({described.description.rstrip('.')})"
         if error["type"] == "extra_forbidden":
             problem = "this key is not known; see docs/deploying.md for the list of keys"
         elif error["type"] == "missing":
@@ -497,6 +497,7 @@ def load_config() -> PipelineConfig:
             unknown[0],
             project_cfg.get(unknown[0].split(":", 1)[1]),
             "this key is not known (a typo?); Pulumi.yaml and docs/deploying.md list the keys",
+            fix=f"rename it to a known key or remove it with `pulumi config rm {unknown[0]}`",
         )
     raw: dict[str, Any] = {"project": gcp_cfg.get("project"), "region": gcp_cfg.get("region")}
     for field in PipelineConfig.model_fields:

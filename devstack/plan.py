@@ -60,7 +60,15 @@ IMAGE = "docker-build:index:Image"
 
 
 class PlanError(RuntimeError):
-    """The plan cannot be made (missing stack file, unreadable YAML...)."""
+    """The plan cannot be made (missing stack file, unreadable YAML, invalid config...).
+
+    `declared` counts the resources the program had registered when it failed:
+    0 for a config error, which the program raises before declaring anything.
+    """
+
+    def __init__(self, message: str, declared: int = 0) -> None:
+        super().__init__(message)
+        self.declared = declared
 
 
 @dataclass(frozen=True)
@@ -430,7 +438,14 @@ def _evaluate_here(stack: str, root: Path, config: dict[str, str]) -> Plan:
         def run_program() -> None:
             runpy.run_path(str(program), run_name="__main__")
 
-        loop.run_until_complete(run_pulumi_func(run_program))
+        try:
+            loop.run_until_complete(run_pulumi_func(run_program))
+        except Exception as exc:
+            from components.config import ConfigError
+
+            if isinstance(exc, ConfigError):
+                raise PlanError(str(exc), declared=len(monitor.registrations)) from exc
+            raise
         root_stack = get_root_resource()
         exported: dict[str, Any] = dict(getattr(root_stack, "outputs", {}))
         resolved = loop.run_until_complete(pulumi.Output.from_input(exported).future())
@@ -467,12 +482,18 @@ def _evaluate_here(stack: str, root: Path, config: dict[str, str]) -> Plan:
 
 
 def evaluate(stack: str = "dev", root: Path = REPO_ROOT) -> Plan:
-    """Evaluate `__main__.py` for `stack` under mocks and return its plan.
+    """Evaluate `__main__.py` for `stack` (its `Pulumi.<stack>.yaml`) under mocks.
 
-    Raises `components.config.ConfigError` when the stack config is invalid
-    (before any resource is declared) and `PlanError` when there is no such stack.
+    Raises `PlanError` when there is no such stack or its config is invalid
+    (the message is the program's own `ConfigError`, naming key, value and fix).
     """
-    config = load_stack_config(stack, root)
+    return evaluate_config(stack, load_stack_config(stack, root), root)
+
+
+def evaluate_config(stack: str, config: Mapping[str, str], root: Path = REPO_ROOT) -> Plan:
+    """Evaluate the program with an explicit config (namespaced keys, string values),
+    as the CLI would pass it; for variants that have no stack file."""
+    config = dict(config)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     result: list[Plan] = []

@@ -1,0 +1,257 @@
+"""Each config rule rejects a bad value with the message a user sees, before any
+resource is declared.
+
+Three levels: `parse_config` (the rule itself), `load_config` under Pulumi's
+mocks with `@pulumi.runtime.test` (the way the program reads config), and the
+whole program evaluated with the bad value (nothing registered).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+
+from components.config import (
+    PROJECT_NAME,
+    ConfigError,
+    PipelineConfig,
+    load_config,
+    parse_config,
+    parse_cpu,
+    parse_duration,
+    parse_memory_mib,
+    project_keys,
+)
+from devstack.plan import REPO_ROOT, PlanError, evaluate_config, load_stack_config
+
+BASE = {"project": "my-tasks-dev", "region": "europe-west1"}
+
+# (field overrides, key named in the message, words the message must contain)
+BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
+    ({"max_dispatches_per_second": "0"}, "max_dispatches_per_second", "greater than 0"),
+    ({"max_dispatches_per_second": "501"}, "max_dispatches_per_second", "(0, 500]"),
+    ({"max_dispatches_per_second": "fast"}, "max_dispatches_per_second", "number"),
+    ({"max_concurrent_dispatches": "0"}, "max_concurrent_dispatches", "1..5000"),
+    ({"max_concurrent_dispatches": "5001"}, "max_concurrent_dispatches", "1..5000"),
+    ({"max_attempts": "-2"}, "max_attempts", "-1 = unlimited"),
+    ({"min_backoff": "ten seconds"}, "min_backoff", "like 30s, 5m or 1h"),
+    ({"max_backoff": "1.5s"}, "max_backoff", "whole seconds"),
+    ({"min_backoff": "60s", "max_backoff": "30s"}, "min_backoff", "must not exceed max_backoff"),
+    ({"max_doublings": "-1"}, "max_doublings", "greater than or equal to 0"),
+    ({"max_retry_duration": "-5s"}, "max_retry_duration", "like 30s"),
+    ({"log_sampling_ratio": "1.5"}, "log_sampling_ratio", "0..1"),
+    ({"dispatch_deadline": "10s"}, "dispatch_deadline", "from 15s to 1800s"),
+    ({"dispatch_deadline": "31m", "request_timeout": "3600s"}, "dispatch_deadline", "1800s"),
+    ({"request_timeout": "3601s"}, "request_timeout", "at most 3600s"),
+    (
+        {"dispatch_deadline": "900s", "request_timeout": "600s"},
+        "request_timeout",
+        "at least dispatch_deadline (900s)",
+    ),
+    ({"ingress": "PUBLIC"}, "ingress", "INGRESS_TRAFFIC_INTERNAL_ONLY"),
+    (
+        {"min_instances": "5", "max_instances": "2"},
+        "min_instances",
+        "must not exceed max_instances",
+    ),
+    ({"max_instances": "0"}, "max_instances", "greater than or equal to 1"),
+    ({"cpu": "3"}, "cpu", "one of 1, 2, 4, 6, 8"),
+    ({"cpu": "0.05"}, "cpu", "between 0.08 and 1"),
+    ({"cpu": "lots"}, "cpu", '"500m"'),
+    ({"cpu": "0.5"}, "request_concurrency", "concurrency 1 with less than one CPU"),
+    ({"memory": "512"}, "memory", '"512Mi"'),
+    ({"memory": "64Mi"}, "memory", "128Mi to 32Gi"),
+    ({"memory": "33Gi"}, "memory", "128Mi to 32Gi"),
+    ({"memory": "12Gi", "cpu": "2"}, "cpu", "at least 4 CPUs"),
+    ({"deletion_protection": "maybe"}, "deletion_protection", "boolean"),
+    ({"queue_paused": "sometimes"}, "queue_paused", "boolean"),
+    ({"queue_name": "orders_queue"}, "queue_name", "letters, digits and hyphens"),
+    ({"service_name": "Tasks_Worker"}, "service_name", "lowercase"),
+    ({"service_name": "w" * 50}, "service_name", "1..49"),
+    ({"account_prefix": "a-very-long-account-prefix"}, "account_prefix", "6..30"),
+    ({"custom_audience": "https://tasks.example.com/path"}, "custom_audience", "401"),
+    ({"custom_audience": "http://tasks.example.com"}, "custom_audience", "https://"),
+    ({"enqueuers": ("allUsers",)}, "enqueuers", "anyone"),
+    ({"enqueuers": ("bob@example.com",)}, "enqueuers", "serviceAccount:"),
+    ({"enqueuers": ("group:a@x.com", "group:a@x.com")}, "enqueuers", "twice"),
+    ({"image": "my image"}, "image", "no spaces"),
+    ({"project": "My_Project"}, "gcp:project", "project id"),
+    ({"region": "europe"}, "gcp:region", "europe-west1"),
+]
+
+
+def key_of(field: str) -> str:
+    return field if ":" in field else f"{PROJECT_NAME}:{field}"
+
+
+@pytest.mark.parametrize(("overrides", "field", "words"), BAD_VALUES)
+def test_each_rule_rejects_a_bad_value_with_a_message(
+    overrides: dict[str, Any], field: str, words: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**BASE, **overrides})
+    message = str(caught.value)
+    assert caught.value.key == key_of(field)
+    assert f"invalid stack config {key_of(field)} = " in message
+    assert words in message
+    assert "Fix: " in message  # every message says how to fix it
+
+
+def test_a_missing_project_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"gcp:project = \(not set\): it is required"):
+        parse_config({"region": "europe-west1"})
+
+
+def test_defaults_are_valid_and_safe() -> None:
+    config = parse_config(BASE)
+    assert config.deletion_protection is True
+    assert config.ingress == "INGRESS_TRAFFIC_ALL"
+    assert config.request_timeout >= config.dispatch_deadline
+    assert config.queue_name is None
+
+
+class TestParsers:
+    @pytest.mark.parametrize(
+        ("text", "expected"), [("30s", 30), ("5m", 300), ("1h", 3600), ("45", 45), (" 2m ", 120)]
+    )
+    def test_durations(self, text: str, expected: int) -> None:
+        assert parse_duration(text) == expected
+
+    @pytest.mark.parametrize("text", ["1.5s", "5d", "-1s", "s", ""])
+    def test_bad_durations(self, text: str) -> None:
+        with pytest.raises(ValueError, match=r"duration|whole number"):
+            parse_duration(text)
+
+    def test_cpu_forms(self) -> None:
+        assert str(parse_cpu("500m")) == "0.5"
+        assert parse_cpu("4") == 4
+
+    def test_memory_forms(self) -> None:
+        assert parse_memory_mib("1Gi") == 1024
+        assert parse_memory_mib("512Mi") == 512
+        assert parse_memory_mib("1G") == 953  # Cloud Run reads G as 10^9 bytes
+
+
+# --- through pulumi.Config, under Pulumi's mocks ---------------------------------------
+
+
+class _NoResources(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.declared: list[str] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.declared.append(args.name)
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
+        return {}
+
+
+@pytest.fixture
+def mocks() -> _NoResources:
+    mock = _NoResources()
+    pulumi.runtime.set_mocks(mock, project=PROJECT_NAME, stack="test", preview=False)
+    return mock
+
+
+def set_config(**values: str) -> None:
+    config = {"gcp:project": "my-tasks-dev", "gcp:region": "europe-west1"}
+    config.update({key_of(k): v for k, v in values.items()})
+    pulumi.runtime.set_all_config(config)
+
+
+@pulumi.runtime.test
+def test_load_config_reads_typed_values_through_pulumi_config(mocks: _NoResources) -> None:
+    set_config(
+        max_dispatches_per_second="12.5",
+        queue_http_target="true",
+        enqueuers='["group:team@example.com"]',
+        min_backoff="2m",
+    )
+    config = load_config()
+    assert config.max_dispatches_per_second == 12.5
+    assert config.queue_http_target is True
+    assert config.enqueuers == ("group:team@example.com",)
+    assert config.min_backoff == 120
+
+
+@pulumi.runtime.test
+def test_load_config_rejects_a_typo_in_a_key(mocks: _NoResources) -> None:
+    set_config(max_dispatch_per_second="5")
+    with pytest.raises(ConfigError, match=r"max_dispatch_per_second.*not known.*pulumi config rm"):
+        load_config()
+    assert mocks.declared == []
+
+
+@pulumi.runtime.test
+def test_load_config_rejects_an_enqueuer_list_that_is_not_a_list(mocks: _NoResources) -> None:
+    set_config(enqueuers="group:team@example.com")
+    with pytest.raises(ConfigError, match=r"enqueuers.*YAML list"):
+        load_config()
+
+
+@pulumi.runtime.test
+def test_load_config_rejects_out_of_range_before_any_resource(mocks: _NoResources) -> None:
+    set_config(max_concurrent_dispatches="9000")
+    with pytest.raises(ConfigError, match="max_concurrent_dispatches = '9000'"):
+        load_config()
+    assert mocks.declared == []
+
+
+# --- through the whole program -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("max_dispatches_per_second", "900"),
+        ("min_backoff", "90s"),
+        ("request_timeout", "30s"),
+        ("ingress", "EVERYONE"),
+        ("enqueuers", '["allAuthenticatedUsers"]'),
+        ("memory", "12Gi"),
+    ],
+)
+def test_the_program_stops_before_declaring_anything(key: str, value: str) -> None:
+    config = load_stack_config("dev")
+    config[f"{PROJECT_NAME}:{key}"] = value
+    with pytest.raises(PlanError, match="invalid stack config") as caught:
+        evaluate_config("dev", config)
+    assert caught.value.declared == 0
+
+
+# --- Pulumi.yaml documents every key with the program's defaults ----------------------------
+
+
+def test_pulumi_yaml_documents_every_key_with_the_same_default() -> None:
+    document = yaml.safe_load(Path(REPO_ROOT, "Pulumi.yaml").read_text())
+    assert document["name"] == PROJECT_NAME
+    assert document["runtime"] == {
+        "name": "python",
+        "options": {"toolchain": "pip", "virtualenv": ".venv"},
+    }
+    declared = document["config"]
+    assert {f"{PROJECT_NAME}:{k}" for k in declared} == set(project_keys())
+    parsed_defaults = parse_config(
+        {**BASE, **{k: v["default"] for k, v in declared.items() if "default" in v}}
+    )
+    assert parsed_defaults == PipelineConfig(**BASE)
+    for key, spec in declared.items():
+        assert spec.get("description"), f"{key} has no description in Pulumi.yaml"
+        model_default = PipelineConfig.model_fields[key].default
+        assert ("default" in spec) == (model_default not in (None, ())), key
+
+
+def test_every_committed_stack_is_valid() -> None:
+    for path in sorted(REPO_ROOT.glob("Pulumi.*.yaml")):
+        stack = path.name.split(".")[1]
+        config = load_stack_config(stack)
+        fields = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(PROJECT_NAME)}
+        fields["project"], fields["region"] = config["gcp:project"], config["gcp:region"]
+        if "enqueuers" in fields:
+            fields["enqueuers"] = tuple(yaml.safe_load(fields["enqueuers"]))
+        assert parse_config(fields).project == config["gcp:project"]

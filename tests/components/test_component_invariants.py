@@ -1,0 +1,405 @@
+"""Invariants of the program, checked on the plan of every committed stack.
+
+Each class is one property a reviewer fluent in GCP would check by hand; the
+expected values come from the stack files and contract names, never from the
+code under test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from contract.names import (
+    HEALTH_ROUTE,
+    OUTPUT_AUDIENCE,
+    OUTPUT_INVOKER_EMAIL,
+    OUTPUT_QUEUE,
+    OUTPUT_SERVICE_URL,
+    STACK_OUTPUT_KEYS,
+    WORKER_ENV_ALLOWED_INVOKERS,
+    WORKER_ENV_AUDIENCE,
+)
+from devstack.plan import (
+    ACCOUNT,
+    ACCOUNT_IAM_MEMBER,
+    IMAGE,
+    PROJECT_IAM_MEMBER,
+    PROJECT_SERVICE,
+    QUEUE,
+    QUEUE_IAM_MEMBER,
+    REPOSITORY,
+    RUN_IAM_MEMBER,
+    RUN_SERVICE,
+    SERVICE_IDENTITY,
+    Plan,
+    PlannedResource,
+    project_number,
+)
+
+EXPECTED_APIS = {
+    "cloudtasks.googleapis.com",
+    "run.googleapis.com",
+    "iam.googleapis.com",
+    "iamcredentials.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
+}
+IAM_TYPES = (QUEUE_IAM_MEMBER, RUN_IAM_MEMBER, ACCOUNT_IAM_MEMBER, PROJECT_IAM_MEMBER)
+
+
+def account(plan: Plan, account_id_suffix: str) -> PlannedResource:
+    found = [
+        a for a in plan.of_type(ACCOUNT) if str(a.inputs["accountId"]).endswith(account_id_suffix)
+    ]
+    assert len(found) == 1, f"expected one *{account_id_suffix} account, got {len(found)}"
+    return found[0]
+
+
+def member_of(resource: PlannedResource) -> str:
+    return f"serviceAccount:{resource.outputs['email']}"
+
+
+def all_strings(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from all_strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from all_strings(v)
+    elif isinstance(value, str):
+        yield value
+
+
+def env_of(plan: Plan) -> dict[str, str]:
+    container = plan.one(RUN_SERVICE).inputs["template"]["containers"][0]
+    return {e["name"]: e["value"] for e in container["envs"]}
+
+
+def closure(plan: Plan, resource: PlannedResource) -> set[str]:
+    """Every URN `resource` waits for, directly or through what it waits for."""
+    seen: set[str] = set()
+    todo = list(resource.dependencies)
+    while todo:
+        urn = todo.pop()
+        if urn not in seen:
+            seen.add(urn)
+            todo.extend(plan.by_urn(urn).dependencies)
+    return seen
+
+
+def api_urn(plan: Plan, api: str) -> str:
+    for service in plan.of_type(PROJECT_SERVICE):
+        if service.inputs["service"] == api:
+            return service.urn
+    raise AssertionError(f"API {api} is not enabled by the plan")
+
+
+class TestOnlyTheInvokerMayInvoke:
+    def test_the_single_run_invoker_member_is_the_invoker_account(self, plan: Plan) -> None:
+        invoker = account(plan, "-invoker")
+        bindings = [
+            r
+            for r in plan.resources
+            if r.type in IAM_TYPES and r.inputs["role"] == "roles/run.invoker"
+        ]
+        assert [b.inputs["member"] for b in bindings] == [member_of(invoker)]
+        assert bindings[0].type == RUN_IAM_MEMBER
+        assert bindings[0].inputs["name"] == plan.one(RUN_SERVICE).inputs["name"]
+
+    def test_the_invoker_has_no_other_grant(self, plan: Plan) -> None:
+        invoker = member_of(account(plan, "-invoker"))
+        roles = [
+            r.inputs["role"]
+            for r in plan.resources
+            if r.type in IAM_TYPES and r.inputs["member"] == invoker
+        ]
+        assert roles == ["roles/run.invoker"]
+
+    def test_the_service_stays_private(self, plan: Plan) -> None:
+        service = plan.one(RUN_SERVICE).inputs
+        assert service["invokerIamDisabled"] is False
+        assert service["defaultUriDisabled"] is False  # Cloud Tasks calls the run.app URL
+
+    def test_nobody_public_anywhere(self, plan: Plan) -> None:
+        for resource in plan.resources:
+            strings = set(all_strings(resource.inputs))
+            assert not strings & {"allUsers", "allAuthenticatedUsers"}, resource.urn
+
+
+class TestSeparateRuntimeIdentity:
+    def test_runtime_account_differs_from_the_invoker(self, plan: Plan) -> None:
+        assert (
+            account(plan, "-runtime").outputs["email"] != account(plan, "-invoker").outputs["email"]
+        )
+
+    def test_the_service_runs_as_the_runtime_account(self, plan: Plan) -> None:
+        template = plan.one(RUN_SERVICE).inputs["template"]
+        assert template["serviceAccount"] == account(plan, "-runtime").outputs["email"]
+
+    def test_only_the_runtime_account_has_project_roles_and_only_writer_roles(
+        self, plan: Plan
+    ) -> None:
+        grants = {(r.inputs["member"], r.inputs["role"]) for r in plan.of_type(PROJECT_IAM_MEMBER)}
+        runtime = member_of(account(plan, "-runtime"))
+        assert grants == {
+            (runtime, "roles/logging.logWriter"),
+            (runtime, "roles/monitoring.metricWriter"),
+        }
+
+    def test_no_authoritative_bindings_or_policies(self, plan: Plan) -> None:
+        for resource in plan.resources:
+            assert not resource.type.endswith(
+                ("IAMBinding", "IamBinding", "IAMPolicy", "IamPolicy")
+            ), resource.urn
+
+
+class TestEnqueuers:
+    @staticmethod
+    def expected_enqueuers(plan: Plan, stack_config: dict[str, Any]) -> set[str]:
+        configured = stack_config.get("enqueuers") or []
+        if configured:
+            assert not [
+                a for a in plan.of_type(ACCOUNT) if a.inputs["accountId"].endswith("-enqueuer")
+            ]
+            return set(configured)
+        return {member_of(account(plan, "-enqueuer"))}
+
+    def test_each_enqueuer_may_enqueue_and_view_on_the_queue_only(
+        self, plan: Plan, stack_config: dict[str, Any]
+    ) -> None:
+        queue_name = plan.one(QUEUE).outputs["name"]
+        grants = {(r.inputs["member"], r.inputs["role"]) for r in plan.of_type(QUEUE_IAM_MEMBER)}
+        expected = self.expected_enqueuers(plan, stack_config)
+        assert grants == {
+            (m, role)
+            for m in expected
+            for role in ("roles/cloudtasks.enqueuer", "roles/cloudtasks.viewer")
+        }
+        assert {r.inputs["name"] for r in plan.of_type(QUEUE_IAM_MEMBER)} == {queue_name}
+
+    def test_each_enqueuer_may_act_as_the_invoker_and_nothing_else(
+        self, plan: Plan, stack_config: dict[str, Any]
+    ) -> None:
+        invoker = account(plan, "-invoker")
+        grants = {
+            (r.inputs["member"], r.inputs["role"], r.inputs["serviceAccountId"])
+            for r in plan.of_type(ACCOUNT_IAM_MEMBER)
+        }
+        assert grants == {
+            (m, "roles/iam.serviceAccountUser", invoker.outputs["name"])
+            for m in self.expected_enqueuers(plan, stack_config)
+        }
+
+    def test_enqueuers_have_nothing_project_wide(
+        self, plan: Plan, stack_config: dict[str, Any]
+    ) -> None:
+        project_members = {r.inputs["member"] for r in plan.of_type(PROJECT_IAM_MEMBER)}
+        assert not project_members & self.expected_enqueuers(plan, stack_config)
+
+
+def seconds(value: Any) -> str:
+    text = str(value)
+    units = {"s": 1, "m": 60, "h": 3600}
+    if text[-1] in units:
+        return f"{int(text[:-1]) * units[text[-1]]}s"
+    return f"{int(text)}s"
+
+
+class TestQueueMatchesTheStackFile:
+    def test_rate_limits(self, plan: Plan, stack_config: dict[str, Any]) -> None:
+        rate = plan.one(QUEUE).inputs["rateLimits"]
+        assert rate["maxDispatchesPerSecond"] == stack_config["max_dispatches_per_second"]
+        assert rate["maxConcurrentDispatches"] == stack_config["max_concurrent_dispatches"]
+
+    def test_retry_config(self, plan: Plan, stack_config: dict[str, Any]) -> None:
+        retry = plan.one(QUEUE).inputs["retryConfig"]
+        assert retry["maxAttempts"] == stack_config["max_attempts"]
+        assert retry["maxDoublings"] == stack_config["max_doublings"]
+        for field in ("min_backoff", "max_backoff", "max_retry_duration"):
+            camel = "".join(w if i == 0 else w.title() for i, w in enumerate(field.split("_")))
+            assert retry[camel] == seconds(stack_config[field]), field
+
+    def test_logging_state_and_name(self, plan: Plan, stack_config: dict[str, Any]) -> None:
+        queue = plan.one(QUEUE)
+        assert (
+            queue.inputs["stackdriverLoggingConfig"]["samplingRatio"]
+            == stack_config["log_sampling_ratio"]
+        )
+        paused = stack_config.get("queue_paused", False)
+        assert queue.inputs["desiredState"] == ("PAUSED" if paused else "RUNNING")
+        if "queue_name" in stack_config:
+            assert queue.inputs["name"] == stack_config["queue_name"]
+        else:
+            assert "name" not in queue.inputs  # auto-named: no 7-day reuse block on replace
+
+    def test_queue_level_target_follows_the_flag(
+        self, plan: Plan, stack_config: dict[str, Any]
+    ) -> None:
+        target = plan.one(QUEUE).inputs.get("httpTarget")
+        if not stack_config.get("queue_http_target", False):
+            assert target is None
+            return
+        service_host = plan.one(RUN_SERVICE).outputs["uri"].removeprefix("https://")
+        assert target["uriOverride"] == {
+            "scheme": "HTTPS",
+            "host": service_host,
+            "uriOverrideEnforceMode": "ALWAYS",
+        }
+        assert (
+            target["oidcToken"]["serviceAccountEmail"] == account(plan, "-invoker").outputs["email"]
+        )
+
+    def test_queue_output_is_the_queue_path(self, plan: Plan, stack_config: dict[str, Any]) -> None:
+        queue = plan.one(QUEUE)
+        assert (
+            plan.outputs[OUTPUT_QUEUE]
+            == queue.outputs["id"]
+            == (
+                f"projects/{stack_config['gcp:project']}/locations/{stack_config['gcp:region']}"
+                f"/queues/{queue.outputs['name']}"
+            )
+        )
+
+
+class TestOneAudienceEverywhere:
+    def test_audience_is_the_deterministic_url_or_the_custom_audience(
+        self, plan: Plan, stack_config: dict[str, Any]
+    ) -> None:
+        project, region = stack_config["gcp:project"], stack_config["gcp:region"]
+        name = stack_config.get("service_name", "tasks-worker")
+        expected = stack_config.get(
+            "custom_audience", f"https://{name}-{project_number(project)}.{region}.run.app"
+        )
+        assert plan.outputs[OUTPUT_AUDIENCE] == expected
+
+    def test_the_worker_expects_the_very_audience_tasks_carry(self, plan: Plan) -> None:
+        audience = plan.outputs[OUTPUT_AUDIENCE]
+        assert env_of(plan)[WORKER_ENV_AUDIENCE] == audience
+        target = plan.one(QUEUE).inputs.get("httpTarget")
+        if target is not None:
+            assert target["oidcToken"]["audience"] == audience
+
+    def test_the_worker_allows_exactly_the_invoker(self, plan: Plan) -> None:
+        invoker = account(plan, "-invoker").outputs["email"]
+        assert env_of(plan)[WORKER_ENV_ALLOWED_INVOKERS] == invoker
+        assert plan.outputs[OUTPUT_INVOKER_EMAIL] == invoker
+
+    def test_audience_is_a_bare_origin(self, plan: Plan) -> None:
+        audience = str(plan.outputs[OUTPUT_AUDIENCE])
+        assert audience.startswith("https://")
+        assert "/" not in audience.removeprefix("https://").rstrip("/")
+
+
+class TestDeletionProtection:
+    def test_follows_the_stack_file(
+        self, plan: Plan, stack: str, stack_config: dict[str, Any]
+    ) -> None:
+        assert (
+            plan.one(RUN_SERVICE).inputs["deletionProtection"]
+            is stack_config["deletion_protection"]
+        )
+
+    def test_off_in_dev_on_in_prod(self, all_plans: dict[str, Plan]) -> None:
+        assert all_plans["dev"].one(RUN_SERVICE).inputs["deletionProtection"] is False
+        assert all_plans["prod"].one(RUN_SERVICE).inputs["deletionProtection"] is True
+
+
+class TestApisFirst:
+    def test_every_api_enabled_and_kept_on_destroy(self, plan: Plan) -> None:
+        services = plan.of_type(PROJECT_SERVICE)
+        assert {s.inputs["service"] for s in services} == EXPECTED_APIS
+        assert all(s.inputs["disableOnDestroy"] is False for s in services)
+
+    def test_cloud_tasks_agent_exists_after_its_api_and_before_the_queue(self, plan: Plan) -> None:
+        agent = plan.one(SERVICE_IDENTITY)
+        assert agent.inputs["service"] == "cloudtasks.googleapis.com"
+        assert api_urn(plan, "cloudtasks.googleapis.com") in agent.dependencies
+        assert agent.urn in plan.one(QUEUE).dependencies
+
+    def test_each_resource_waits_for_its_api(self, plan: Plan) -> None:
+        needs = {
+            QUEUE: ["cloudtasks.googleapis.com", "iamcredentials.googleapis.com"],
+            RUN_SERVICE: ["run.googleapis.com"],
+            REPOSITORY: ["artifactregistry.googleapis.com"],
+            ACCOUNT: ["iam.googleapis.com"],
+        }
+        for type_, apis in needs.items():
+            for resource in plan.of_type(type_):
+                for api in apis:
+                    assert api_urn(plan, api) in resource.dependencies, (resource.name, api)
+
+    def test_every_cloud_resource_waits_for_some_api(self, plan: Plan) -> None:
+        apis = {s.urn for s in plan.of_type(PROJECT_SERVICE)}
+        for resource in plan.resources:
+            if resource.is_component or resource.type == PROJECT_SERVICE:
+                continue
+            assert closure(plan, resource) & apis, resource.urn
+
+
+class TestComponentShape:
+    def test_type_tokens_and_nesting(self, plan: Plan) -> None:
+        components = {r.type: r for r in plan.resources if r.is_component}
+        assert set(components) == {
+            f"tasks:index:{n}"
+            for n in ("TaskPipeline", "Platform", "Identities", "TaskQueue", "WorkerService")
+        }
+        root = components["tasks:index:TaskPipeline"]
+        assert root.parent is None
+        assert all(c.parent == root.urn for t, c in components.items() if c is not root)
+
+    def test_children_are_named_from_their_parent(self, plan: Plan) -> None:
+        for resource in plan.resources:
+            if resource.parent is not None:
+                parent = plan.by_urn(resource.parent)
+                assert resource.name.startswith(f"{parent.name}-"), resource.urn
+            else:
+                assert resource.is_component, f"{resource.urn} is not inside a component"
+
+
+class TestWorkerContainer:
+    def test_command_port_and_probe(self, plan: Plan) -> None:
+        container = plan.one(RUN_SERVICE).inputs["template"]["containers"][0]
+        assert container["commands"] == ["python", "-m", "service"]
+        assert container["ports"]["containerPort"] == 8080
+        assert container["startupProbe"]["httpGet"] == {"path": HEALTH_ROUTE, "port": 8080}
+        assert "PORT" not in env_of(plan)  # Cloud Run reserves and sets it
+
+    def test_scaling_and_resources_follow_the_stack_file(
+        self, plan: Plan, stack_config: dict[str, Any]
+    ) -> None:
+        template = plan.one(RUN_SERVICE).inputs["template"]
+        assert template["timeout"] == seconds(stack_config["request_timeout"])
+        assert template["maxInstanceRequestConcurrency"] == stack_config["request_concurrency"]
+        assert template["scaling"] == {
+            "minInstanceCount": stack_config["min_instances"],
+            "maxInstanceCount": stack_config["max_instances"],
+        }
+        limits = template["containers"][0]["resources"]["limits"]
+        assert limits == {"cpu": str(stack_config["cpu"]), "memory": stack_config["memory"]}
+        ingress = stack_config.get("ingress", "INGRESS_TRAFFIC_ALL")
+        assert plan.one(RUN_SERVICE).inputs["ingress"] == ingress
+
+    def test_image_is_built_for_cloud_run_and_never_on_preview(
+        self, plan: Plan, stack: str
+    ) -> None:
+        image = plan.one(IMAGE).inputs
+        repository = plan.one(REPOSITORY)
+        assert image["push"] is True
+        assert image["buildOnPreview"] is False
+        assert image["platforms"] == ["linux/amd64"]
+        assert image["context"] == {"location": "."}
+        assert image["dockerfile"] == {"location": "service/Dockerfile"}
+        assert image["tags"] == [f"{repository.outputs['registryUri']}/worker:{stack}"]
+        assert image["registries"] == "[secret]"  # the deployer's access token stays secret
+        container = plan.one(RUN_SERVICE).inputs["template"]["containers"][0]
+        assert container["image"] == plan.one(IMAGE).outputs["ref"]
+
+
+class TestStackOutputs:
+    def test_names_and_values(self, plan: Plan, stack_config: dict[str, Any]) -> None:
+        assert tuple(plan.outputs) == STACK_OUTPUT_KEYS
+        assert plan.outputs["project"] == stack_config["gcp:project"]
+        assert plan.outputs["location"] == stack_config["gcp:region"]
+        assert plan.outputs[OUTPUT_SERVICE_URL] == plan.one(RUN_SERVICE).outputs["uri"]

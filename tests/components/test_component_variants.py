@@ -1,0 +1,86 @@
+"""Config switches no committed stack exercises, evaluated through the whole program."""
+
+from __future__ import annotations
+
+from contract.names import OUTPUT_AUDIENCE, WORKER_ENV_AUDIENCE
+from devstack.plan import (
+    ACCOUNT,
+    ACCOUNT_IAM_MEMBER,
+    IMAGE,
+    PROJECT_SERVICE,
+    QUEUE,
+    QUEUE_IAM_MEMBER,
+    REPOSITORY,
+    RUN_SERVICE,
+    Plan,
+    evaluate_config,
+    load_stack_config,
+)
+
+KEY = "cloud-tasks-pipeline:"
+
+
+def dev_with(**overrides: str) -> Plan:
+    config = load_stack_config("dev")
+    config.update({f"{KEY}{k}": v for k, v in overrides.items()})
+    return evaluate_config("dev", config)
+
+
+class TestCustomAudience:
+    def test_one_custom_audience_for_service_worker_queue_and_output(self) -> None:
+        audience = "https://tasks.example.com"
+        plan = dev_with(custom_audience=audience, queue_http_target="true")
+        service = plan.one(RUN_SERVICE).inputs
+        envs = {e["name"]: e["value"] for e in service["template"]["containers"][0]["envs"]}
+        assert service["customAudiences"] == [audience]
+        assert envs[WORKER_ENV_AUDIENCE] == audience
+        assert plan.one(QUEUE).inputs["httpTarget"]["oidcToken"]["audience"] == audience
+        assert plan.outputs[OUTPUT_AUDIENCE] == audience
+
+    def test_without_it_the_service_has_no_custom_audiences(self) -> None:
+        assert "customAudiences" not in dev_with().one(RUN_SERVICE).inputs
+
+
+class TestPrebuiltImage:
+    def test_no_registry_no_build_and_the_image_is_used_verbatim(self) -> None:
+        image = "europe-docker.pkg.dev/shared/images/worker:1.4.2"
+        plan = dev_with(image=image)
+        assert plan.of_type(IMAGE) == []
+        assert plan.of_type(REPOSITORY) == []
+        apis = {s.inputs["service"] for s in plan.of_type(PROJECT_SERVICE)}
+        assert "artifactregistry.googleapis.com" not in apis
+        assert plan.one(RUN_SERVICE).inputs["template"]["containers"][0]["image"] == image
+
+
+class TestConfiguredEnqueuers:
+    def test_each_principal_gets_the_three_grants_and_no_account_is_created(self) -> None:
+        principals = [
+            "group:backend@example.com",
+            "serviceAccount:ci@other.iam.gserviceaccount.com",
+        ]
+        plan = dev_with(enqueuers=f'["{principals[0]}", "{principals[1]}"]')
+        assert not [a for a in plan.of_type(ACCOUNT) if a.inputs["accountId"].endswith("-enqueuer")]
+        on_queue = {(r.inputs["member"], r.inputs["role"]) for r in plan.of_type(QUEUE_IAM_MEMBER)}
+        assert on_queue == {
+            (p, r)
+            for p in principals
+            for r in ("roles/cloudtasks.enqueuer", "roles/cloudtasks.viewer")
+        }
+        act_as = {r.inputs["member"] for r in plan.of_type(ACCOUNT_IAM_MEMBER)}
+        assert act_as == set(principals)
+
+    def test_reordering_principals_keeps_resource_names(self) -> None:
+        a, b = "group:a@example.com", "group:b@example.com"
+        first = {r.urn for r in dev_with(enqueuers=f'["{a}", "{b}"]').resources}
+        second = {r.urn for r in dev_with(enqueuers=f'["{b}", "{a}"]').resources}
+        assert first == second
+
+
+class TestQueueSwitches:
+    def test_paused_queue(self) -> None:
+        assert dev_with(queue_paused="true").one(QUEUE).inputs["desiredState"] == "PAUSED"
+
+    def test_named_queue_keeps_its_name(self) -> None:
+        plan = dev_with(queue_name="orders")
+        assert plan.one(QUEUE).inputs["name"] == "orders"
+        assert plan.outputs["queue"].endswith("/queues/orders")

@@ -1,0 +1,110 @@
+"""`plan` and `snapshot` sub-commands, called the way `python -m devstack` calls them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devstack import plan_cli
+from devstack.plan import REPO_ROOT, Plan
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser()
+    plan_cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    code = args.func(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_plan_json_is_the_plan(
+    capsys: pytest.CaptureFixture[str], all_plans: dict[str, Plan]
+) -> None:
+    code, out, _ = run(capsys, "plan", "--stack", "prod", "--format", "json")
+    assert code == 0
+    assert Plan.from_json(json.loads(out)) == all_plans["prod"]
+
+
+def test_plan_defaults_to_dev_text(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "plan")
+    assert code == 0
+    assert out.startswith("Plan of stack dev (cloud-tasks-pipeline)")
+
+
+def test_plan_mermaid(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "plan", "--stack", "staging", "--format", "mermaid")
+    assert code == 0
+    assert out.startswith("flowchart LR")
+
+
+def test_snapshot_then_diff_after_a_config_change(
+    capsys: pytest.CaptureFixture[str], project_copy: Path
+) -> None:
+    code, out, _ = run(capsys, "snapshot", "--all", "--root", str(project_copy))
+    assert code == 0
+    assert "tests/snapshots/plan-dev.json: 25 resources (new)" in out
+    assert sorted(p.name for p in (project_copy / "tests/snapshots").iterdir()) == [
+        "plan-dev.json",
+        "plan-prod.json",
+        "plan-staging.json",
+    ]
+    stack_file = project_copy / "Pulumi.dev.yaml"
+    stack_file.write_text(
+        stack_file.read_text().replace(
+            "max_dispatches_per_second: 5", "max_dispatches_per_second: 8"
+        )
+    )
+    code, out, _ = run(capsys, "plan", "--diff", "--root", str(project_copy))
+    assert code == 0  # a difference is not an error
+    assert "~ gcp:cloudtasks/queue:Queue  tasks-queue-queue" in out
+    assert "inputs.rateLimits.maxDispatchesPerSecond: 5 => 8" in out
+    code, out, _ = run(capsys, "plan", "--diff", "--format", "json", "--root", str(project_copy))
+    changes = json.loads(out)["modified"][0]["changes"]
+    assert changes == [{"path": "inputs.rateLimits.maxDispatchesPerSecond", "old": 5, "new": 8}]
+    code, out, _ = run(capsys, "snapshot", "--stack", "dev", "--root", str(project_copy))
+    assert "plan-dev.json: 25 resources (+0 ~1 -0)" in out
+
+
+def test_bad_config_exits_1_naming_the_key(
+    capsys: pytest.CaptureFixture[str], project_copy: Path
+) -> None:
+    stack_file = project_copy / "Pulumi.dev.yaml"
+    stack_file.write_text(stack_file.read_text().replace("memory: 512Mi", "memory: 512MB"))
+    code, out, err = run(capsys, "plan", "--root", str(project_copy))
+    assert code == 1
+    assert out == ""
+    assert "error: invalid stack config cloud-tasks-pipeline:memory = '512MB'" in err
+
+
+def test_diff_without_a_snapshot_says_how_to_make_one(
+    capsys: pytest.CaptureFixture[str], project_copy: Path
+) -> None:
+    code, _, err = run(capsys, "plan", "--diff", "--root", str(project_copy))
+    assert code == 1
+    assert "python -m devstack snapshot --stack dev" in err
+
+
+def test_unknown_stack_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "plan", "--stack", "qa")
+    assert code == 1
+    assert "known stacks: dev, prod, staging" in err
+
+
+@pytest.mark.integration
+def test_python_m_devstack_plan_in_a_fresh_process() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "devstack", "plan", "--stack", "dev", "--format", "json"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["outputs"]["location"] == "europe-west1"

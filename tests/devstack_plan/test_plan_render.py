@@ -1,0 +1,107 @@
+"""Text, Mermaid and diff renderings of a plan."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from devstack.plan import QUEUE, Plan
+from devstack.plan_render import diff_plans, flatten, render_diff, render_mermaid, render_text
+
+
+def test_text_is_a_tree_of_every_resource_with_outputs(all_plans: dict[str, Plan]) -> None:
+    plan = all_plans["dev"]
+    text = render_text(plan)
+    lines = text.splitlines()
+    for resource in plan.resources:
+        assert any(resource.name in line and resource.type in line for line in lines), resource.name
+    assert "pulumi:pulumi:Stack" in lines[3]
+    assert re.search(r"└─ tasks:index:TaskPipeline\s+tasks\b", text)
+    assert re.search(
+        r"│  ├─ gcp:cloudtasks/queue:Queue\s+tasks-queue-queue\s+5/s, 10 concurrent", text
+    )
+    assert f'invoker_email: "{plan.outputs["invoker_email"]}"' in text
+
+
+def edges(mermaid: str) -> list[tuple[str, str, str]]:
+    labels = dict(re.findall(r'^\s+(n\d+)[\[\(]+"([^"]+)"', mermaid, re.M))
+    found = []
+    for source, label, target in re.findall(r'^\s+(n\d+) \S+\|"([^"]+)"\| (n\d+)$', mermaid, re.M):
+        found.append((labels[source], label, labels[target]))
+    return found
+
+
+def test_mermaid_draws_who_may_invoke_enqueue_and_act_as(all_plans: dict[str, Plan]) -> None:
+    mermaid = render_mermaid(all_plans["dev"])
+    assert mermaid.startswith("flowchart LR\n")
+    drawn = edges(mermaid)
+    assert (
+        "tasks-invoker<br/>tasks-invoker@my-tasks-dev.iam.gserviceaccount.com",
+        "run.invoker",
+        "Cloud Run service<br/>tasks-worker",
+    ) in drawn
+    enqueuer = "tasks-enqueuer<br/>tasks-enqueuer@my-tasks-dev.iam.gserviceaccount.com"
+    assert any(
+        s == enqueuer and "cloudtasks.enqueuer" in label and t.startswith("Cloud Tasks queue")
+        for s, label, t in drawn
+    )
+    assert any(
+        s == enqueuer and label.startswith("acts as") and t.startswith("tasks-invoker")
+        for s, label, t in drawn
+    )
+    assert any(
+        s.startswith("Cloud Run service") and label == "runs as" and t.startswith("tasks-runtime")
+        for s, label, t in drawn
+    )
+
+
+def test_mermaid_shows_configured_principals_and_the_queue_level_token(
+    all_plans: dict[str, Plan],
+) -> None:
+    mermaid = render_mermaid(all_plans["prod"])
+    assert "serviceAccount:backend@my-tasks-prod.iam.gserviceaccount.com" in mermaid
+    assert "push task, OIDC as tasks-invoker@my-tasks-prod.iam.gserviceaccount.com" in mermaid
+
+
+def test_flatten_paths() -> None:
+    assert flatten({"a": {"b": [1, {"c": 2}]}, "d": []}) == {"a.b[0]": 1, "a.b[1].c": 2, "d": []}
+
+
+def test_diff_reports_added_removed_and_changed_inputs(all_plans: dict[str, Plan]) -> None:
+    old = all_plans["dev"]
+    queue = old.one(QUEUE)
+    faster = dataclasses.replace(
+        queue,
+        inputs={
+            **queue.inputs,
+            "rateLimits": {**queue.inputs["rateLimits"], "maxDispatchesPerSecond": 7},
+        },
+    )
+    dropped = old.resources[-1]
+    extra = dataclasses.replace(queue, urn=queue.urn + "-2", name=queue.name + "-2")
+    new = dataclasses.replace(
+        old,
+        resources=(
+            *tuple(faster if r is queue else r for r in old.resources if r is not dropped),
+            extra,
+        ),
+        outputs={**old.outputs, "audience": "https://other.example.com"},
+    )
+    diff = diff_plans(old, new)
+    assert [r.name for r in diff.added] == [extra.name]
+    assert [r.name for r in diff.removed] == [dropped.name]
+    assert [(r.name, [(c.path, c.old, c.new) for c in cs]) for r, cs in diff.modified] == [
+        (queue.name, [("inputs.rateLimits.maxDispatchesPerSecond", 5, 7)])
+    ]
+    text = render_diff(diff, "dev")
+    assert "~ gcp:cloudtasks/queue:Queue  tasks-queue-queue" in text
+    assert "inputs.rateLimits.maxDispatchesPerSecond: 5 => 7" in text
+    assert "1 to add, 1 to change, 1 to delete" in text
+    assert '~ audience: "https://' in text
+    assert diff.to_json()["added"] == [extra.urn]
+
+
+def test_no_diff_says_so(all_plans: dict[str, Plan]) -> None:
+    diff = diff_plans(all_plans["dev"], all_plans["dev"])
+    assert diff.empty
+    assert "matches the committed snapshot" in render_diff(diff, "dev")

@@ -1,0 +1,51 @@
+"""The full resource inventory of every stack against its committed snapshot.
+
+After an intended change to the program or a stack file, update the snapshots
+with `make snapshots` (`python -m devstack snapshot --all`) and review the diff.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from devstack.plan import Plan, available_stacks, load_snapshot
+from devstack.plan_render import diff_plans, render_diff
+
+STACKS = available_stacks()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_plan_matches_the_committed_snapshot(all_plans: dict[str, Plan], stack: str) -> None:
+    snapshot = load_snapshot(stack)
+    diff = diff_plans(snapshot, all_plans[stack])
+    assert diff.empty, render_diff(diff, stack) + "\nIf this change is intended: make snapshots"
+    # The resource outputs the mocks computed are part of the snapshot too.
+    assert [r.outputs for r in all_plans[stack].resources] == [
+        r.outputs for r in snapshot.resources
+    ]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_inventory_counts(all_plans: dict[str, Plan], stack: str) -> None:
+    counts = Counter(r.type for r in all_plans[stack].resources)
+    configured_enqueuers = stack == "prod"  # prod names its backend identity instead
+    assert counts == {
+        "tasks:index:TaskPipeline": 1,
+        "tasks:index:Platform": 1,
+        "tasks:index:Identities": 1,
+        "tasks:index:TaskQueue": 1,
+        "tasks:index:WorkerService": 1,
+        "gcp:projects/service:Service": 6,
+        "gcp:projects/serviceIdentity:ServiceIdentity": 1,
+        "gcp:serviceaccount/account:Account": 2 if configured_enqueuers else 3,
+        "gcp:projects/iAMMember:IAMMember": 2,
+        "gcp:serviceaccount/iAMMember:IAMMember": 1,
+        "gcp:cloudtasks/queue:Queue": 1,
+        "gcp:cloudtasks/queueIamMember:QueueIamMember": 2,
+        "gcp:artifactregistry/repository:Repository": 1,
+        "docker-build:index:Image": 1,
+        "gcp:cloudrunv2/service:Service": 1,
+        "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": 1,
+    }
