@@ -9,6 +9,7 @@ never INTERNAL or a dropped connection; afterwards every queue still delivers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Any
@@ -96,10 +97,8 @@ def test_random_requests_never_break_the_server(
         client.create_queue(parent=PARENT, queue=_queue_request(queue))
     except CLIENT_ERRORS:
         name = f"{PARENT}/queues/fallback"
-        try:
+        with contextlib.suppress(exceptions.AlreadyExists):
             client.create_queue(parent=PARENT, queue={"name": name})
-        except exceptions.AlreadyExists:
-            pass
     for t in batch:
         request: dict[str, Any] = {
             "http_request": {
@@ -114,10 +113,8 @@ def test_random_requests_never_break_the_server(
         if t["deadline"] is not None:
             request["dispatch_deadline"] = t["deadline"]
         request["schedule_time"] = {"seconds": int(time.time()) + t["delay"]}
-        try:
+        with contextlib.suppress(CLIENT_ERRORS):
             client.create_task(parent=name, task=request)
-        except CLIENT_ERRORS:
-            pass
     assert prop_emu.health()["status"] == "ok"
 
 
