@@ -19,6 +19,7 @@ Deliberately not here: what the commands do (`devstack.runtime`).
 from __future__ import annotations
 
 import argparse
+import io
 import shlex
 import signal
 import subprocess
@@ -45,8 +46,8 @@ from devstack.state import StackPaths, StackState, StateError, load_state
 DEFAULT_STACK = "dev"
 SMOKE_SCRIPT = runtime.REPO_ROOT / "scripts" / "smoke_test.py"
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _say(message: str) -> None:
@@ -108,6 +109,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     stack: str = args.stack
+    # `up` runs for hours with its output often piped (make, tests, CI): line
+    # buffering makes each message appear when it happens.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     try:
         running = runtime.up(stack, root=args.root, plan_file=args.plan_file, say=_say)
     except PlanNotRealisable as exc:

@@ -47,7 +47,7 @@ from rich.console import Console  # noqa: E402
 from contract.names import SMOKE_TASK_TYPE, TASK_ROUTE_PREFIX  # noqa: E402
 from enqueue import EnqueueError, Enqueuer, StackOutputs, load_outputs  # noqa: E402
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 # google.rpc.Code of an attempt's response_status -> the HTTP status Cloud Tasks mapped it from.
 _CODE_TO_HTTP = {

@@ -1,0 +1,199 @@
+"""The local stack end to end: real emulator, real worker, real tokens, the real plan."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import secrets
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from google.cloud import tasks_v2
+
+from contract.names import (
+    LOCAL_OUTPUT_KEYS,
+    OUTPUT_AUDIENCE,
+    OUTPUT_EMULATOR_HOST,
+    OUTPUT_INVOKER_EMAIL,
+    OUTPUT_QUEUE,
+    OUTPUT_SERVICE_URL,
+    SMOKE_TASK_TYPE,
+)
+from devstack.processes import is_running
+from devstack.realise import QUEUE_TYPE, SERVICE_IAM_MEMBER_TYPE
+from devstack.runtime import tasks_client
+from devstack.state import load_state
+from enqueue import AsyncEnqueuer, RetryPolicy, TaskOutcome, TaskSpec, enqueue_many, load_outputs
+from tests.devstack.stack_helpers import REPO_ROOT, LocalStack, run_smoke, write_plan
+
+pytestmark = pytest.mark.integration
+
+
+def _planned_queue(plan: dict[str, Any]) -> dict[str, Any]:
+    [queue] = [r for r in plan["resources"] if r["type"] == QUEUE_TYPE]
+    return queue
+
+
+def test_up_smoke_status_down(local_stack: LocalStack, dev_plan: dict[str, Any]) -> None:
+    result = local_stack.up()
+    assert "no local effect" in result.stdout
+    assert "is up in" in result.stdout
+
+    outputs = local_stack.outputs()
+    assert set(outputs) == set(LOCAL_OUTPUT_KEYS)
+    assert outputs[OUTPUT_QUEUE] == dev_plan["outputs"][OUTPUT_QUEUE]
+    assert outputs[OUTPUT_AUDIENCE] == dev_plan["outputs"][OUTPUT_AUDIENCE]
+    assert outputs[OUTPUT_INVOKER_EMAIL] == dev_plan["outputs"][OUTPUT_INVOKER_EMAIL]
+    assert outputs[OUTPUT_SERVICE_URL].startswith("http://127.0.0.1:")
+
+    # The emulator holds exactly the planned queue settings.
+    client = tasks_client(outputs[OUTPUT_EMULATOR_HOST])
+    try:
+        queue = client.get_queue(name=outputs[OUTPUT_QUEUE], timeout=5)
+    finally:
+        client.transport.close()
+    planned = _planned_queue(dev_plan)["inputs"]
+    rate = planned["rateLimits"]
+    assert queue.rate_limits.max_dispatches_per_second == rate["maxDispatchesPerSecond"]
+    assert queue.rate_limits.max_concurrent_dispatches == rate["maxConcurrentDispatches"]
+    assert queue.retry_config.max_attempts == planned["retryConfig"]["maxAttempts"]
+    assert queue.state == tasks_v2.Queue.State[planned.get("desiredState", "RUNNING")]
+
+    smoke = run_smoke(local_stack.paths.outputs_file)
+    assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+    assert "smoke test passed" in smoke.stdout
+    assert "no token -> HTTP 401" in smoke.stderr
+
+    again = local_stack.cli("up", "--detach")
+    assert again.returncode == 1
+    assert "already up" in again.stderr
+
+    status = local_stack.cli("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "depth 0" in status.stdout
+    assert "tasks-worker-image" in status.stdout  # listed as no local effect
+
+    pids = local_stack.recorded_pids()
+    down = local_stack.cli("down")
+    assert down.returncode == 0
+    assert not [pid for pid in pids.values() if is_running(pid)]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(outputs[OUTPUT_SERVICE_URL] + "/healthz", timeout=2)
+    assert load_state(local_stack.paths) is None
+    assert local_stack.cli("status").returncode == 3
+
+
+def test_wrong_invoker_binding_fails_the_smoke_test_with_the_403_hint(
+    local_stack: LocalStack, dev_plan: dict[str, Any], tmp_path: Path
+) -> None:
+    plan = copy.deepcopy(dev_plan)
+    [binding] = [r for r in plan["resources"] if r["type"] == SERVICE_IAM_MEMBER_TYPE]
+    binding["inputs"]["member"] = (
+        "serviceAccount:not-the-invoker@my-tasks-dev.iam.gserviceaccount.com"
+    )
+    local_stack.up("--plan-file", str(write_plan(tmp_path / "wrong.json", plan)))
+
+    smoke = run_smoke(local_stack.paths.outputs_file, "--timeout", "4")
+    assert smoke.returncode == 1
+    reason = smoke.stderr.strip().splitlines()[-1]
+    assert reason.startswith("SMOKE TEST FAILED")
+    assert "HTTP 403" in reason
+    assert "roles/run.invoker" in reason
+
+
+def test_emulator_sigkill_during_bulk_enqueue_loses_no_acknowledged_task(
+    local_stack: LocalStack,
+) -> None:
+    local_stack.up()
+    outputs = load_outputs(local_stack.paths.outputs_file)
+    emulator_pid = local_stack.recorded_pids()["emulator"]
+    prefix = secrets.token_hex(4)
+    acknowledged: list[str] = []
+    killed = threading.Event()
+    kill_after = 60
+
+    def specs() -> Iterator[TaskSpec]:
+        # Stops feeding once the emulator is dead: only creates in flight then fail.
+        for i in range(10_000):
+            if killed.is_set():
+                return
+            # Scheduled an hour ahead so the tasks are still queued after the restart.
+            yield TaskSpec(type=SMOKE_TASK_TYPE, data={"i": i}, name=f"{prefix}-{i}", delay=3600)
+
+    def on_outcome(outcome: TaskOutcome) -> None:
+        if outcome.status == "created" and outcome.name:
+            acknowledged.append(outcome.name)
+            if len(acknowledged) == kill_after:
+                os.kill(emulator_pid, signal.SIGKILL)
+                killed.set()
+
+    async def bulk() -> int:
+        policy = RetryPolicy(deadline=1.0, max_attempts=2, attempt_timeout=2.0)
+        async with AsyncEnqueuer(outputs, retry=policy) as enqueuer:
+            summary = await enqueue_many(enqueuer, specs(), concurrency=8, on_outcome=on_outcome)
+        return len(summary.failed)
+
+    asyncio.run(bulk())
+    assert killed.is_set()
+    assert len(acknowledged) >= kill_after
+
+    restarted = local_stack.cli("up", "--detach")
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert "partly down (emulator gone)" in restarted.stdout
+
+    host = local_stack.outputs()[OUTPUT_EMULATOR_HOST]
+    client = tasks_client(host)
+    try:
+        request = tasks_v2.ListTasksRequest(parent=outputs.queue, page_size=1000)
+        present = {t.name for t in client.list_tasks(request=request, timeout=10)}
+    finally:
+        client.transport.close()
+    lost = [name for name in acknowledged if name not in present]
+    assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged tasks lost: {lost[:5]}"
+
+
+def test_foreground_up_with_smoke_stops_everything_on_ctrl_c(local_stack: LocalStack) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devstack", "up", "--smoke", "--root", str(local_stack.root)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    try:
+        selector = selectors.DefaultSelector()
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 60
+        while not any("press Ctrl-C" in line for line in seen):
+            assert time.monotonic() < deadline, "no ready message:\n" + "".join(seen)
+            assert proc.poll() is None, "up exited early:\n" + "".join(seen)
+            if selector.select(timeout=1):
+                seen.append(proc.stdout.readline())
+        output = "".join(seen)
+        assert "smoke test passed" in output
+        assert "python -m enqueue --outputs" in output
+        assert "worker.log" in output
+        pids = local_stack.recorded_pids()
+
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, output + rest
+        assert "stopping the stack" in rest
+        assert not [pid for pid in pids.values() if is_running(pid)]
+        assert load_state(local_stack.paths) is None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
