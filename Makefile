@@ -18,7 +18,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . || $(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-setup: $(VENV)/.installed ## create .venv and install the pinned dependencies
+setup: $(VENV)/.installed tests/node/node_modules/.installed ## create .venv and install the pinned dependencies
+
+# The Node.js client test (tests/emulator/test_emulator_node_client.py); reinstalled
+# only when the lock file changes.
+tests/node/node_modules/.installed: tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund
+	touch $@
 
 local: setup ## bring the local stack up for STACK (default dev), smoke-test it, stay up until Ctrl-C
 	$(PY) -m devstack up --stack $(STACK) --smoke
