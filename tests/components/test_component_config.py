@@ -255,3 +255,24 @@ def test_every_committed_stack_is_valid() -> None:
         if "enqueuers" in fields:
             fields["enqueuers"] = tuple(yaml.safe_load(fields["enqueuers"]))
         assert parse_config(fields).project == config["gcp:project"]
+
+
+def test_docs_reference_table_lists_every_key_with_its_default() -> None:
+    text = Path(REPO_ROOT, "docs", "deploying.md").read_text()
+    rows = {
+        line.split("|")[1].strip().strip("`"): [c.strip() for c in line.split("|")[2:-1]]
+        for line in text.splitlines()
+        if line.startswith("| `")
+    }
+    for key in project_keys():
+        short = key.split(":", 1)[1]
+        assert short in rows, f"{short} is missing from the docs/deploying.md reference table"
+        default = PipelineConfig.model_fields[short].default
+        documented = rows[short][1].strip('"')
+        if isinstance(default, bool):
+            assert documented == str(default).lower(), short
+        elif isinstance(default, int | float) and not isinstance(default, bool):
+            assert float(documented.rstrip("s")) == default, short
+        elif isinstance(default, str):
+            assert documented == default, short
+    assert {"gcp:project", "gcp:region"} <= set(rows)

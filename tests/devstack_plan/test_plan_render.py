@@ -105,3 +105,10 @@ def test_no_diff_says_so(all_plans: dict[str, Plan]) -> None:
     diff = diff_plans(all_plans["dev"], all_plans["dev"])
     assert diff.empty
     assert "matches the committed snapshot" in render_diff(diff, "dev")
+
+
+def test_the_diagram_in_docs_is_the_dev_plans(all_plans: dict[str, Plan]) -> None:
+    from devstack.plan import REPO_ROOT
+
+    docs = (REPO_ROOT / "docs" / "deploying.md").read_text()
+    assert "```mermaid\n" + render_mermaid(all_plans["dev"]) + "```" in docs
