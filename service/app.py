@@ -25,6 +25,7 @@ the server's job (`service.__main__`), which reads `app.state.drain`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import logging
@@ -211,7 +212,16 @@ def create_app(
             else:
                 ctx = checked
                 with delivery_fields({"invoker_email": ctx.invoker_email}):
-                    outcome = await _deliver(request, ctx)
+                    try:
+                        outcome = await _deliver(request, ctx)
+                    except asyncio.CancelledError:
+                        # Only the server cancels a task: the shutdown grace ran out.
+                        logger.error(
+                            "task %s cancelled by shutdown; Cloud Tasks will retry it",
+                            ctx.task_type,
+                            extra={"fields": {"outcome": "cancelled", "status": None}},
+                        )
+                        raise
             latency_ms = round((time.perf_counter() - started) * 1000, 3)
             result_fields: dict[str, Any] = {
                 "outcome": outcome.outcome,

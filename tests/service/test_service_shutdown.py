@@ -105,5 +105,8 @@ def test_task_outliving_the_grace_is_cut_off_unacknowledged(
         assert worker.process.entries(
             lambda e: "grace" in e["message"] and "exceeded" in e["message"]
         )
+        [cancelled] = worker.process.entries(lambda e: e.get("outcome") == "cancelled")
+        assert cancelled["severity"] == "ERROR"
+        assert cancelled["task_type"] == "record"
     finally:
         worker.process.stop()

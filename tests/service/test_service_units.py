@@ -1,0 +1,472 @@
+"""The worker's parts on their own: settings, errors, store, context, registry, logs, certs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import BaseModel
+
+from contract.names import GOOGLE_CERTS_URL
+from service import (
+    ClaimState,
+    Completion,
+    InMemoryIdempotencyStore,
+    PermanentError,
+    TaskContext,
+    TaskRegistry,
+    TransientError,
+)
+from service.auth import (
+    GOOGLE_ISSUERS,
+    AuthError,
+    CertCache,
+    CertsUnavailableError,
+    TokenVerifier,
+    issuers_for,
+)
+from service.config import ConfigError, Settings
+from service.context import context_from_headers, parse_trace_context
+from service.logs import TRACE_FIELD, CloudLoggingFormatter, configure_logging, delivery_fields
+from service.testing import DEFAULT_AUDIENCE, DEFAULT_INVOKER, LocalIssuer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TestSettings:
+    def test_defaults_are_cloud_run_ready(self) -> None:
+        settings = Settings.from_env({})
+        assert (settings.host, settings.port) == ("0.0.0.0", 8080)
+        assert settings.certs_url == GOOGLE_CERTS_URL
+        assert settings.auth_enabled is False
+
+    def test_allowed_invokers_turn_the_check_on(self) -> None:
+        settings = Settings.from_env(
+            {
+                "TASKS_AUDIENCE": "https://w.a.run.app",
+                "TASKS_ALLOWED_INVOKERS": " A@p.iam.gserviceaccount.com , b@p.example.com",
+            }
+        )
+        assert settings.auth_enabled
+        assert settings.allowed_invokers == {
+            "a@p.iam.gserviceaccount.com",
+            "b@p.example.com",
+        }
+
+    @pytest.mark.parametrize(
+        ("env", "message"),
+        [
+            ({"TASKS_ALLOWED_INVOKERS": "a@p.iam.gserviceaccount.com"}, "TASKS_AUDIENCE is not"),
+            ({"TASKS_ALLOWED_INVOKERS": "not-an-email", "TASKS_AUDIENCE": "x"}, "not an email"),
+            ({"PORT": "http"}, "PORT='http' is not an integer"),
+            ({"PORT": "70000"}, "PORT=70000 is out of range"),
+            ({"TASKS_CERTS_URL": "ftp://x/certs"}, "is not an http(s) URL"),
+            ({"TASKS_EXTRA_MODULES": "my-team.tasks"}, "is not a dotted module name"),
+            ({"TASKS_SHUTDOWN_GRACE_S": "-1"}, "must be a finite number of seconds"),
+            ({"TASKS_IDEMPOTENCY_MAX_ENTRIES": "0"}, "out of range"),
+            ({"LOG_LEVEL": "LOUD"}, "use one of DEBUG"),
+        ],
+    )
+    def test_bad_values_name_the_variable_and_the_fix(
+        self, env: dict[str, str], message: str
+    ) -> None:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            Settings.from_env(env)
+
+    @pytest.mark.integration
+    def test_server_refuses_to_start_with_a_clear_message(self) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "service"],
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin", "TASKS_ALLOWED_INVOKERS": "a@p.iam.gserviceaccount.com"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 2
+        assert "configuration error: TASKS_ALLOWED_INVOKERS is set but TASKS_AUDIENCE" in (
+            result.stderr
+        )
+
+    @pytest.mark.integration
+    def test_unimportable_task_module_is_a_configuration_error(self) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "service"],
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin", "TASKS_EXTRA_MODULES": "no_such_team.tasks"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 2
+        assert "cannot import task module 'no_such_team.tasks'" in result.stderr
+
+
+class TestErrors:
+    def test_retry_after_rounds_up_to_whole_seconds(self) -> None:
+        assert TransientError("x", retry_after=0.2).retry_after_header == "1"
+        assert TransientError("x", retry_after=30).retry_after_header == "30"
+        assert TransientError("x").retry_after_header is None
+
+    @pytest.mark.parametrize("status", [200, 400, 404, 501])
+    def test_transient_status_must_be_retryable(self, status: int) -> None:
+        with pytest.raises(ValueError, match="not a retryable status"):
+            TransientError("x", status=status)
+
+    @pytest.mark.parametrize("retry_after", [-1.0, float("inf"), float("nan")])
+    def test_retry_after_must_be_finite_and_positive(self, retry_after: float) -> None:
+        with pytest.raises(ValueError, match="retry_after"):
+            TransientError("x", retry_after=retry_after)
+
+    def test_permanent_error_keeps_its_message(self) -> None:
+        assert PermanentError("gone").message == "gone"
+
+
+class TestIdempotencyStore:
+    def test_claim_then_complete_then_duplicate(self) -> None:
+        async def scenario() -> None:
+            store = InMemoryIdempotencyStore()
+            assert (await store.claim("q/t", lease_s=60)).state is ClaimState.CLAIMED
+            assert (await store.claim("q/t", lease_s=60)).state is ClaimState.IN_PROGRESS
+            await store.complete("q/t", Completion(200, "ok"))
+            claim = await store.claim("q/t", lease_s=60)
+            assert claim.state is ClaimState.DONE
+            assert claim.completion == Completion(200, "ok")
+
+        asyncio.run(scenario())
+
+    def test_release_lets_the_retry_claim(self) -> None:
+        async def scenario() -> None:
+            store = InMemoryIdempotencyStore()
+            await store.claim("k", lease_s=60)
+            await store.release("k")
+            assert (await store.claim("k", lease_s=60)).state is ClaimState.CLAIMED
+
+        asyncio.run(scenario())
+
+    def test_release_never_forgets_a_finished_task(self) -> None:
+        async def scenario() -> None:
+            store = InMemoryIdempotencyStore()
+            await store.claim("k", lease_s=60)
+            await store.complete("k", Completion(200, "ok"))
+            await store.release("k")
+            assert (await store.claim("k", lease_s=60)).state is ClaimState.DONE
+
+        asyncio.run(scenario())
+
+    def test_finished_keys_expire_after_the_ttl(self) -> None:
+        async def scenario() -> None:
+            clock = FakeClock()
+            store = InMemoryIdempotencyStore(ttl_s=100, clock=clock)
+            await store.claim("k", lease_s=60)
+            await store.complete("k", Completion(200, "ok"))
+            clock.now += 99
+            assert (await store.claim("k", lease_s=60)).state is ClaimState.DONE
+            clock.now += 2
+            assert (await store.claim("k", lease_s=60)).state is ClaimState.CLAIMED
+
+        asyncio.run(scenario())
+
+    def test_an_abandoned_claim_lapses_after_its_lease(self) -> None:
+        async def scenario() -> None:
+            clock = FakeClock()
+            store = InMemoryIdempotencyStore(clock=clock)
+            await store.claim("k", lease_s=10)
+            clock.now += 11
+            assert (await store.claim("k", lease_s=10)).state is ClaimState.CLAIMED
+
+        asyncio.run(scenario())
+
+    def test_memory_is_bounded_oldest_first(self) -> None:
+        async def scenario() -> None:
+            store = InMemoryIdempotencyStore(max_entries=3)
+            for key in "abcd":
+                await store.claim(key, lease_s=60)
+                await store.complete(key, Completion(200, "ok"))
+            assert len(store) == 3
+            assert (await store.claim("a", lease_s=60)).state is ClaimState.CLAIMED
+            assert (await store.claim("d", lease_s=60)).state is ClaimState.DONE
+
+        asyncio.run(scenario())
+
+    def test_max_entries_must_be_positive(self) -> None:
+        with pytest.raises(ValueError, match="max_entries=0"):
+            InMemoryIdempotencyStore(max_entries=0)
+
+
+class TestContext:
+    @pytest.mark.parametrize(
+        ("header", "expected"),
+        [
+            (
+                "105445aa7843bc8bf206b12000100000/1;o=1",
+                ("105445aa7843bc8bf206b12000100000", "1", True),
+            ),
+            (
+                "105445aa7843bc8bf206b12000100000/1;o=0",
+                ("105445aa7843bc8bf206b12000100000", "1", False),
+            ),
+            ("105445aa7843bc8bf206b12000100000", ("105445aa7843bc8bf206b12000100000", None, False)),
+            (
+                "105445AA7843BC8BF206B12000100000/7",
+                ("105445aa7843bc8bf206b12000100000", "7", False),
+            ),
+        ],
+    )
+    def test_trace_context_is_parsed(
+        self, header: str, expected: tuple[str, str | None, bool]
+    ) -> None:
+        trace = parse_trace_context(header)
+        assert trace is not None
+        assert (trace.trace_id, trace.span_id, trace.sampled) == expected
+
+    @pytest.mark.parametrize("header", ["", "xyz", "1234/1;o=1", "g" * 32, None])
+    def test_bad_trace_context_is_ignored(self, header: str | None) -> None:
+        assert parse_trace_context(header) is None
+
+    def test_trace_resource_name_needs_the_project(self) -> None:
+        trace = parse_trace_context("105445aa7843bc8bf206b12000100000/1")
+        assert trace is not None
+        assert trace.resource_name("p1") == "projects/p1/traces/105445aa7843bc8bf206b12000100000"
+        assert trace.resource_name(None) == "105445aa7843bc8bf206b12000100000"
+
+    def test_idempotency_key_is_queue_and_task(self) -> None:
+        ctx = context_from_headers(
+            "t", {"x-cloudtasks-taskname": "abc", "x-cloudtasks-queuename": "q"}
+        )
+        assert ctx.idempotency_key == "q/abc"
+        assert context_from_headers("t", {}).idempotency_key is None
+
+
+class TestRegistry:
+    class Payload(BaseModel):
+        x: int
+
+    def test_a_type_is_declared_once(self) -> None:
+        registry = TaskRegistry()
+
+        @registry.task("resize", payload=self.Payload)
+        async def resize(payload: TestRegistry.Payload, ctx: TaskContext) -> int:
+            return payload.x
+
+        registered = registry.get("resize")
+        assert registered is not None
+        assert registered.is_async
+        assert registered.payload is self.Payload
+        assert registry.names() == ["resize"]
+        with pytest.raises(ValueError, match=r"already registered by .*resize"):
+            registry.task("resize", payload=self.Payload)(resize)
+
+    @pytest.mark.parametrize("name", ["", "a/b", "has space", "x" * 101])
+    def test_type_names_are_path_segments(self, name: str) -> None:
+        with pytest.raises(ValueError, match=r"must be 1\.\.100 characters"):
+            TaskRegistry().task(name, payload=self.Payload)
+
+    def test_payload_must_be_a_pydantic_model(self) -> None:
+        with pytest.raises(TypeError, match="pydantic BaseModel subclass"):
+            TaskRegistry().task("t", payload=dict)  # type: ignore[type-var]
+
+    def test_builtin_types_are_registered(self) -> None:
+        import service.handlers  # noqa: F401  (registers on import)
+        from service import registry
+
+        assert {"smoke", "enrich"} <= set(registry.names())
+
+
+class TestLogs:
+    def _format(self, record: logging.LogRecord) -> dict[str, object]:
+        line = CloudLoggingFormatter().format(record)
+        assert "\n" not in line
+        parsed: dict[str, object] = json.loads(line)
+        return parsed
+
+    def test_one_json_line_with_severity_message_and_fields(self) -> None:
+        record = logging.LogRecord("x", logging.WARNING, __file__, 1, "hello %s", ("w",), None)
+        record.fields = {"latency_ms": 1.5}
+        with delivery_fields({"task_name": "t1", TRACE_FIELD: "projects/p/traces/abc"}):
+            entry = self._format(record)
+        assert entry["severity"] == "WARNING"
+        assert entry["message"] == "hello w"
+        assert entry["task_name"] == "t1"
+        assert entry[TRACE_FIELD] == "projects/p/traces/abc"
+        assert entry["latency_ms"] == 1.5
+
+    def test_fields_do_not_leak_out_of_the_delivery(self) -> None:
+        with delivery_fields({"task_name": "t1"}):
+            pass
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "after", (), None)
+        assert "task_name" not in self._format(record)
+
+    def test_exceptions_become_a_stack_trace_field(self) -> None:
+        try:
+            raise RuntimeError("kaput")
+        except RuntimeError:
+            record = logging.LogRecord(
+                "x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info()
+            )
+        entry = self._format(record)
+        assert entry["severity"] == "ERROR"
+        assert "RuntimeError: kaput" in str(entry["stack_trace"])
+
+    def test_configure_logging_replaces_handlers_and_silences_access_log(self) -> None:
+        stream = io.StringIO()
+        root = logging.getLogger()
+        saved = (root.handlers[:], root.level)
+        try:
+            configure_logging("INFO", stream)
+            logging.getLogger("uvicorn.error").info("from uvicorn")
+            logging.getLogger("uvicorn.access").info("GET / 200")
+            lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+            assert [line["message"] for line in lines] == ["from uvicorn"]
+        finally:
+            root.handlers[:], _ = saved
+            root.setLevel(saved[1])
+            logging.getLogger("uvicorn.access").disabled = False
+
+
+@pytest.fixture
+def local_issuer() -> Iterator[LocalIssuer]:
+    with LocalIssuer(max_age_s=100) as issuer:
+        yield issuer
+
+
+class TestCertCache:
+    """Against a real HTTP certs endpoint; time is a fake clock."""
+
+    def test_max_age_is_honoured(self, local_issuer: LocalIssuer) -> None:
+        async def scenario() -> None:
+            clock = FakeClock()
+            async with httpx.AsyncClient() as http:
+                cache = CertCache(local_issuer.certs_url, http, clock=clock)
+                kid = local_issuer.keys[0].kid
+                assert kid in await cache.get(kid)
+                clock.now += 99
+                await cache.get(kid)
+                assert local_issuer.fetches == 1
+                clock.now += 2
+                await cache.get(kid)
+                assert local_issuer.fetches == 2
+
+        asyncio.run(scenario())
+
+    def test_unknown_key_id_refetches_at_most_every_min_refresh(
+        self, local_issuer: LocalIssuer
+    ) -> None:
+        async def scenario() -> None:
+            clock = FakeClock()
+            async with httpx.AsyncClient() as http:
+                cache = CertCache(local_issuer.certs_url, http, min_refresh_s=30, clock=clock)
+                await cache.get(None)
+                clock.now += 31
+                rotated = local_issuer.rotate()
+                assert rotated.kid in await cache.get(rotated.kid)  # key rotation: refetched
+                assert local_issuer.fetches == 2
+                for _ in range(5):  # a forged kid must not turn requests into fetches
+                    assert "forged" not in await cache.get("forged")
+                assert local_issuer.fetches == 2
+                clock.now += 31
+                await cache.get("forged")
+                assert local_issuer.fetches == 3
+
+        asyncio.run(scenario())
+
+    def test_concurrent_misses_share_one_fetch(self, local_issuer: LocalIssuer) -> None:
+        async def scenario() -> None:
+            async with httpx.AsyncClient() as http:
+                cache = CertCache(local_issuer.certs_url, http)
+                await asyncio.gather(*(cache.get(None) for _ in range(20)))
+            assert local_issuer.fetches == 1
+
+        asyncio.run(scenario())
+
+    def test_outage_keeps_the_cached_keys(self, local_issuer: LocalIssuer) -> None:
+        async def scenario() -> None:
+            clock = FakeClock()
+            async with httpx.AsyncClient() as http:
+                cache = CertCache(local_issuer.certs_url, http, clock=clock)
+                kid = local_issuer.keys[0].kid
+                await cache.get(kid)
+                clock.now += 101
+                local_issuer.fail_next_fetches = 1
+                assert kid in await cache.get(kid)
+
+        asyncio.run(scenario())
+
+    def test_no_keys_at_all_is_certs_unavailable(self, local_issuer: LocalIssuer) -> None:
+        async def scenario() -> None:
+            async with httpx.AsyncClient() as http:
+                cache = CertCache(local_issuer.certs_url, http)
+                local_issuer.fail_next_fetches = 1
+                with pytest.raises(CertsUnavailableError, match="503"):
+                    await cache.get(None)
+
+        asyncio.run(scenario())
+
+
+class TestTokenVerifier:
+    def _verify(self, issuer: LocalIssuer, authorization: str | None) -> object:
+        async def scenario() -> object:
+            async with httpx.AsyncClient() as http:
+                verifier = TokenVerifier(
+                    audience=DEFAULT_AUDIENCE,
+                    allowed_emails=frozenset({DEFAULT_INVOKER}),
+                    certs=CertCache(issuer.certs_url, http),
+                )
+                return await verifier.verify(authorization)
+
+        return asyncio.run(scenario())
+
+    def test_valid_token_returns_its_claims(self, local_issuer: LocalIssuer) -> None:
+        claims = self._verify(local_issuer, f"Bearer {local_issuer.token()}")
+        assert isinstance(claims, dict)
+        assert claims["email"] == DEFAULT_INVOKER
+
+    def test_token_expiring_within_the_skew_is_still_accepted(
+        self, local_issuer: LocalIssuer
+    ) -> None:
+        token = local_issuer.token(issued_ago=3605, expires_in=3600)
+        assert self._verify(local_issuer, f"Bearer {token}")
+
+    def test_string_email_verified_is_accepted(self, local_issuer: LocalIssuer) -> None:
+        token = local_issuer.token(email_verified="true")
+        assert self._verify(local_issuer, f"Bearer {token}")
+
+    @pytest.mark.parametrize(
+        ("kwargs", "status", "reason"),
+        [
+            ({"expires_in": -60}, 401, "expired"),
+            ({"audience": "https://other"}, 401, "wrong audience"),
+            ({"email_verified": "false"}, 403, "not verified"),
+            ({"email": "x@y.z"}, 403, "not an allowed invoker"),
+        ],
+    )
+    def test_rejections_carry_status_and_reason(
+        self, local_issuer: LocalIssuer, kwargs: dict[str, object], status: int, reason: str
+    ) -> None:
+        token = local_issuer.token(**kwargs)  # type: ignore[arg-type]
+        with pytest.raises(AuthError) as caught:
+            self._verify(local_issuer, f"Bearer {token}")
+        assert caught.value.status == status
+        assert reason in caught.value.reason
+
+    def test_issuers_for_a_local_certs_url_add_its_origin(self) -> None:
+        assert issuers_for(GOOGLE_CERTS_URL) == GOOGLE_ISSUERS
+        local = issuers_for("http://127.0.0.1:8124/oauth2/v1/certs")
+        assert local == GOOGLE_ISSUERS | {"http://127.0.0.1:8124"}
