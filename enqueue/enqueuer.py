@@ -43,6 +43,7 @@ from enqueue.outputs import StackOutputs
 from enqueue.spec import BuiltTask, TaskSpec, build_task, random_task_id
 
 Status = Literal["created", "already_enqueued"]
+_CREATE_TASK_REQUEST_PB = tasks_v2.CreateTaskRequest.pb()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +129,9 @@ class _Base:
         return built, generated
 
     def _request(self, built: BuiltTask) -> tasks_v2.CreateTaskRequest:
-        return tasks_v2.CreateTaskRequest(parent=self.outputs.queue, task=built.task)
+        pb = _CREATE_TASK_REQUEST_PB(parent=self.outputs.queue, task=tasks_v2.Task.pb(built.task))
+        request: tasks_v2.CreateTaskRequest = tasks_v2.CreateTaskRequest.wrap(pb)
+        return request
 
     def _on_exists(self, built: BuiltTask, generated: bool, attempts: int) -> EnqueueResult:
         name: str = built.task.name

@@ -55,6 +55,9 @@ _RESERVED_HEADERS = frozenset({"host", "content-length", "user-agent", "authoriz
 _RESERVED_HEADER_PREFIXES = ("x-cloudtasks-", "x-google-", "x-appengine-")
 CONTENT_TYPE = "Content-Type"
 JSON_CONTENT_TYPE = "application/json"
+_TASK_PB = tasks_v2.Task.pb()
+_HTTP_REQUEST_PB = tasks_v2.HttpRequest.pb()
+_OIDC_TOKEN_PB = tasks_v2.OidcToken.pb()
 # 128 bits of the digest: collisions are out of reach and the id stays short.
 HASHED_ID_HEX_CHARS = 32
 
@@ -294,21 +297,27 @@ def build_task(
             f"{schedule_time.isoformat()} is more than 30 days ahead: Cloud Tasks "
             "schedules at most 30 days ahead; store the work and enqueue it later",
         )
-    http_request = tasks_v2.HttpRequest(
-        http_method=tasks_v2.HttpMethod.POST,
-        url=url,
-        headers=headers,
-        body=spec.payload(),
-        oidc_token=tasks_v2.OidcToken(
-            service_account_email=outputs.invoker_email, audience=outputs.audience
+    # The protobuf classes under the official proto-plus wrappers: building them
+    # directly and wrapping once (no copy) costs a fraction of proto-plus field
+    # marshalling, which dominated the client's CPU in bulk runs.
+    pb = _TASK_PB(
+        name=outputs.task_path(task_id),
+        http_request=_HTTP_REQUEST_PB(
+            http_method=tasks_v2.HttpMethod.POST,
+            url=url,
+            headers=headers,
+            body=spec.payload(),
+            oidc_token=_OIDC_TOKEN_PB(
+                service_account_email=outputs.invoker_email, audience=outputs.audience
+            ),
         ),
     )
-    task = tasks_v2.Task(name=outputs.task_path(task_id), http_request=http_request)
     if schedule_time is not None:
-        task.schedule_time = schedule_time
+        pb.schedule_time.FromDatetime(schedule_time)
     if spec.deadline is not None:
-        task.dispatch_deadline = timedelta(seconds=spec.deadline)
-    size = tasks_v2.Task.pb(task).ByteSize()
+        pb.dispatch_deadline.FromTimedelta(timedelta(seconds=spec.deadline))
+    task = tasks_v2.Task.wrap(pb)
+    size = pb.ByteSize()
     if size > MAX_TASK_BYTES:
         raise TaskValidationError(
             "data",
