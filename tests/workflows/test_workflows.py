@@ -1,0 +1,247 @@
+"""The GitHub workflows, validated offline.
+
+1. Schema: every workflow against the GitHub workflow JSON schema vendored in
+   the check-jsonschema wheel (no network), plus its rule that every job has a
+   timeout. A deliberately broken workflow proves the check can fail.
+2. Properties a reviewer who runs Pulumi in Actions would look for: least
+   permissions, Workload Identity auth, fork safety, one updated PR comment,
+   concurrency per stack, the smoke test after every deploy, pinned actions.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = ROOT / ".github" / "workflows"
+WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.yml"))
+STACKS = ("dev", "staging", "prod")
+
+
+def load(name: str) -> dict[str, Any]:
+    # PyYAML reads the `on:` key as the boolean True (YAML 1.1); BaseLoader keeps strings.
+    document: dict[str, Any] = yaml.load((WORKFLOWS / name).read_text(), Loader=yaml.BaseLoader)  # noqa: S506
+    return document
+
+
+def steps(job: dict[str, Any]) -> list[dict[str, Any]]:
+    listed: list[dict[str, Any]] = job.get("steps", [])
+    return listed
+
+
+def uses(job: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    return [s for s in steps(job) if s.get("uses", "").startswith(f"{action}@")]
+
+
+def check_schema(schema: str, files: list[Path]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+class TestSchema:
+    def test_the_expected_workflows_exist(self) -> None:
+        assert [p.name for p in WORKFLOW_FILES] == [
+            "deploy-stack.yml",
+            "deploy.yml",
+            "preview-comment.yml",
+            "preview.yml",
+        ]
+
+    @pytest.mark.integration
+    @pytest.mark.parametrize(
+        "schema", ["vendor.github-workflows", "custom.github-workflows-require-timeout"]
+    )
+    def test_every_workflow_is_valid(self, schema: str) -> None:
+        done = check_schema(schema, WORKFLOW_FILES)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    @pytest.mark.integration
+    def test_the_schema_check_catches_a_broken_workflow(self, tmp_path: Path) -> None:
+        broken = tmp_path / "broken.yml"
+        broken.write_text(
+            "on: push\njobs:\n  build:\n    runs-on: ubuntu-24.04\n"
+            "    timeout-minutes: 5\n    concurrency:\n      cancel-in-progress: maybe\n"
+            "    steps:\n      - uses: actions/checkout@v4.2.2\n        run: both is invalid\n"
+        )
+        done = check_schema("vendor.github-workflows", [broken])
+        assert done.returncode == 1
+        assert "broken.yml" in done.stdout
+
+
+class TestPinnedActions:
+    def test_every_action_is_pinned_to_an_exact_release_or_commit(self) -> None:
+        pattern = re.compile(r"^[\w.-]+/[\w./-]+@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
+        found = []
+        for path in WORKFLOW_FILES:
+            for job in load(path.name)["jobs"].values():
+                for step in steps(job):
+                    if "uses" in step:
+                        found.append(step["uses"])
+                        assert pattern.match(step["uses"]), f"{path.name}: {step['uses']} floats"
+        assert len(found) > 10
+
+    def test_checkout_never_keeps_the_token(self) -> None:
+        for path in WORKFLOW_FILES:
+            for job in load(path.name)["jobs"].values():
+                for step in uses(job, "actions/checkout"):
+                    assert step["with"]["persist-credentials"] == "false", path.name
+
+
+class TestPreview:
+    def test_runs_on_pull_requests_with_read_only_default_permissions(self) -> None:
+        workflow = load("preview.yml")
+        assert workflow["name"] == "preview"
+        assert "pull_request" in workflow["on"]
+        assert "pull_request_target" not in workflow["on"]
+        assert workflow["permissions"] == {"contents": "read"}
+
+    def test_lint_and_unit_tests(self) -> None:
+        commands = [s.get("run", "") for s in steps(load("preview.yml")["jobs"]["checks"])]
+        assert "make lint" in commands
+        assert "make test-fast" in commands
+
+    def test_the_plan_diff_of_every_stack_is_an_artifact_without_secrets(self) -> None:
+        job = load("preview.yml")["jobs"]["plan-diff"]
+        text = yaml.safe_dump(job)
+        assert "secrets." not in text
+        assert "permissions" not in job  # inherits contents: read
+        script = next(s["run"] for s in steps(job) if s.get("id") == "plan")
+        assert 'python -m devstack plan --stack "$stack" --diff' in script
+        assert "python -m policy.check --plan" in script
+        assert "pr-number" in script
+        assert "head-sha" in script
+        [upload] = uses(job, "actions/upload-artifact")
+        assert upload["with"]["name"] == "plan-diff"
+        assert upload["if"] == "always()"
+
+    def test_pulumi_preview_per_stack_with_policy_pack_and_workload_identity(self) -> None:
+        job = load("preview.yml")["jobs"]["pulumi-preview"]
+        assert job["strategy"]["matrix"]["stack"] == list(STACKS)
+        assert job["permissions"] == {
+            "contents": "read",
+            "id-token": "write",
+            "pull-requests": "write",
+        }
+        [auth] = uses(job, "google-github-actions/auth")
+        assert set(auth["with"]) == {"workload_identity_provider", "service_account"}
+        [preview] = uses(job, "pulumi/actions")
+        assert preview["with"]["command"] == "preview"
+        assert preview["with"]["stack-name"] == "${{ matrix.stack }}"
+        assert preview["with"]["policyPacks"] == "policy"
+        assert preview["with"]["comment-on-pr"] == "true"
+        assert preview["with"]["edit-pr-comment"] == "true"
+        assert any("policy-venv" in s.get("run", "") for s in steps(job))
+
+    def test_the_cloud_preview_is_skipped_with_a_message_without_secrets(self) -> None:
+        job = load("preview.yml")["jobs"]["pulumi-preview"]
+        first = steps(job)[0]
+        assert first["id"] == "creds"
+        assert "head.repo.full_name != github.repository" in first["env"]["FROM_FORK"]
+        assert "::notice title=pulumi preview skipped::" in first["run"]
+        assert "GITHUB_STEP_SUMMARY" in first["run"]
+        # Nothing after the check runs (or sees a secret) unless credentials exist.
+        for step in steps(job)[1:]:
+            assert step["if"] == "steps.creds.outputs.available == 'true'", step
+
+
+class TestPreviewComment:
+    def test_triggered_by_the_preview_workflow_and_never_runs_pr_code(self) -> None:
+        workflow = load("preview-comment.yml")
+        assert workflow["on"]["workflow_run"]["workflows"] == [load("preview.yml")["name"]]
+        assert workflow["on"]["workflow_run"]["types"] == ["completed"]
+        assert workflow["permissions"] == {"contents": "read"}
+        [job] = workflow["jobs"].values()
+        assert "github.event.workflow_run.event == 'pull_request'" in job["if"]
+        assert job["permissions"] == {"actions": "read", "pull-requests": "write"}
+        assert not uses(job, "actions/checkout")
+        assert not any("run" in s for s in steps(job))
+
+    def test_one_comment_found_by_a_marker_is_updated_not_duplicated(self) -> None:
+        [job] = load("preview-comment.yml")["jobs"].values()
+        [download] = uses(job, "actions/download-artifact")
+        assert download["with"]["name"] == "plan-diff"
+        assert download["with"]["run-id"] == "${{ github.event.workflow_run.id }}"
+        [script_step] = uses(job, "actions/github-script")
+        script = script_step["with"]["script"]
+        assert "<!-- cloud-tasks-pipeline:plan-diff -->" in script
+        assert "updateComment" in script
+        assert "createComment" in script
+        assert "github-actions[bot]" in script
+        # The artifact is untrusted: the number is validated and the head must match.
+        assert "^[0-9]{1,10}$" in script
+        assert "pr.head.sha !== process.env.HEAD_SHA" in script
+
+
+class TestDeploy:
+    def test_push_to_main_runs_checks_then_dev_staging_prod_in_order(self) -> None:
+        workflow = load("deploy.yml")
+        assert workflow["on"]["push"]["branches"] == ["main"]
+        assert workflow["permissions"] == {"contents": "read"}
+        jobs = workflow["jobs"]
+        assert jobs["checks"]["if"] == "github.ref == 'refs/heads/main'"
+        assert "make test" in [s.get("run") for s in steps(jobs["checks"])]
+        assert jobs["dev"]["needs"] == "checks"
+        assert jobs["staging"]["needs"] == "dev"
+        assert jobs["prod"]["needs"] == "staging"
+        for stack in STACKS:
+            job = jobs[stack]
+            assert job["uses"] == "./.github/workflows/deploy-stack.yml"
+            assert job["with"] == {"stack": stack}
+            assert job["permissions"] == {"contents": "read", "id-token": "write"}
+            assert set(job["secrets"]) == {"PULUMI_ACCESS_TOKEN"}
+
+    def test_each_stack_deploys_behind_its_environment_one_at_a_time(self) -> None:
+        workflow = load("deploy-stack.yml")
+        assert "workflow_call" in workflow["on"]
+        [job] = workflow["jobs"].values()
+        assert job["environment"] == "${{ inputs.stack }}"
+        assert job["concurrency"] == {
+            "group": "deploy-${{ inputs.stack }}",
+            "cancel-in-progress": "false",
+        }
+
+    def test_pulumi_up_with_the_policy_pack_then_the_smoke_test(self) -> None:
+        [job] = load("deploy-stack.yml")["jobs"].values()
+        listed = steps(job)
+        [auth] = uses(job, "google-github-actions/auth")
+        [up] = uses(job, "pulumi/actions")
+        assert up["with"]["command"] == "up"
+        assert up["with"]["stack-name"] == "${{ inputs.stack }}"
+        assert up["with"]["policyPacks"] == "policy"
+        smoke = listed[-1]
+        assert smoke["run"] == (
+            '.venv/bin/python scripts/smoke_test.py --stack "$STACK" --timeout 180'
+        )
+        assert smoke["env"]["STACK"] == "${{ inputs.stack }}"
+        # Order: authenticate, deploy, then smoke test; no step may swallow a failure.
+        assert listed.index(auth) < listed.index(up) < listed.index(smoke)
+        assert all("continue-on-error" not in s for s in listed)
+        assert "if" not in smoke
+
+    def test_missing_credentials_fail_the_deploy_instead_of_skipping(self) -> None:
+        [job] = load("deploy-stack.yml")["jobs"].values()
+        first = steps(job)[0]
+        assert first["id"] == "creds"
+        assert "exit 1" in first["run"]
+        assert "available=false" not in first["run"]
+
+
+def test_no_workflow_interpolates_untrusted_input_into_a_shell() -> None:
+    # ${{ }} inside `run:` is pasted into the script before bash sees it; event data
+    # there is a script injection. Pass values through `env:` instead.
+    for path in WORKFLOW_FILES:
+        for job in load(path.name)["jobs"].values():
+            for step in steps(job):
+                assert "${{" not in step.get("run", ""), f"{path.name}: {step.get('name')}"
