@@ -199,24 +199,29 @@ def up(
     t0 = time.monotonic()
     with stack_lock(paths):
         _check_previous(paths, say)
-        plan, source = load_plan(stack, plan_file)
-        plan_seconds = time.monotonic() - t0
-        realisation = analyse(plan)
         running = Running(
             state=StackState(
                 stack=stack,
-                plan_source=source,
+                plan_source="",
                 started_at=time.time(),
                 ready_seconds=0.0,
-                plan_seconds=plan_seconds,
-                realised=[v.to_json() for v in realisation.by_verdict("realised")],
-                no_local_effect=[v.to_json() for v in realisation.by_verdict("no local effect")],
-                substitutions=list(realisation.substitutions),
+                plan_seconds=0.0,
             ),
             paths=paths,
         )
         try:
-            _start(realisation, running, say)
+            # The emulator does not depend on the plan: it boots while the plan
+            # is evaluated, which takes most of the time to ready off the clock.
+            emulator = _spawn_emulator(running)
+            plan, running.state.plan_source = load_plan(stack, plan_file)
+            running.state.plan_seconds = time.monotonic() - t0
+            realisation = analyse(plan)
+            running.state.realised = [v.to_json() for v in realisation.by_verdict("realised")]
+            running.state.no_local_effect = [
+                v.to_json() for v in realisation.by_verdict("no local effect")
+            ]
+            running.state.substitutions = list(realisation.substitutions)
+            _start(realisation, running, emulator)
         except BaseException:
             _stop_children(running, say)
             clear_state(paths)
@@ -226,10 +231,10 @@ def up(
         return running
 
 
-def _start(realisation: LocalRealisation, running: Running, say: Say) -> None:
+def _spawn_emulator(running: Running) -> processes.Started:
     paths = running.paths
     paths.ensure()
-    emulator_argv = [
+    argv = [
         sys.executable,
         "-m",
         "emulator",
@@ -242,15 +247,18 @@ def _start(realisation: LocalRealisation, running: Running, say: Say) -> None:
         "--data",
         str(paths.emulator_data),
     ]
-    emulator_env = dict(os.environ, PYTHONUNBUFFERED="1")
-    emulator = processes.spawn(
-        "emulator", emulator_argv, env=emulator_env, log=paths.emulator_log, cwd=REPO_ROOT
-    )
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    emulator = processes.spawn("emulator", argv, env=env, log=paths.emulator_log, cwd=REPO_ROOT)
     running.children["emulator"] = emulator
     running.state.processes.append(emulator.record)
     # Record pids as soon as they exist: a crash of `up` itself must not leave
     # processes that `down` cannot find.
     save_state(paths, running.state)
+    return emulator
+
+
+def _start(realisation: LocalRealisation, running: Running, emulator: processes.Started) -> None:
+    paths = running.paths
     ready = processes.wait_for_line(emulator, EMULATOR_READY, START_TIMEOUT_S)
     grpc_host, http_url = ready["grpc"], ready["http"].rstrip("/")
     emulator.record.url = http_url
