@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from google.cloud import tasks_v2
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from contract.limits import MAX_TASK_BYTES, WARN_TASK_BYTES
+from contract.limits import MAX_TASK_BYTES, TASK_ID_PATTERN, WARN_TASK_BYTES
 from enqueue import StackOutputs, TaskSpec, TaskValidationError, build_task, task_id_for_key
 
 OUTPUTS = StackOutputs.from_mapping(
@@ -193,3 +196,35 @@ class TestValidation:
         )
         with pytest.raises(TaskValidationError, match="over 2083"):
             build_task(TaskSpec(type="a"), long, task_id="t")
+
+
+class TestProperties:
+    @given(task_type=st.from_regex(r"[a-z][a-z0-9_.-]{0,20}", fullmatch=True), key=st.text())
+    @settings(max_examples=200, deadline=None)
+    def test_any_key_hashes_to_a_valid_id(self, task_type: str, key: str) -> None:
+        assume(key)
+        task_id = TaskSpec(type=task_type, key=key).task_id()
+        assert task_id is not None
+        assert re.fullmatch(TASK_ID_PATTERN, task_id)
+        assert build(TaskSpec(type=task_type, key=key), task_id=task_id).name.endswith(task_id)
+
+    @given(name=st.text(max_size=600))
+    @settings(max_examples=300, deadline=None)
+    def test_any_name_is_accepted_or_explained(self, name: str) -> None:
+        if re.fullmatch(TASK_ID_PATTERN, name):
+            assert TaskSpec(type="a", name=name).task_id() == name
+        else:
+            with pytest.raises(TaskValidationError) as info:
+                TaskSpec(type="a", name=name)
+            assert info.value.field == "name"
+
+    @given(
+        data=st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(),
+            lambda c: st.lists(c) | st.dictionaries(st.text(), c),
+            max_leaves=20,
+        )
+    )
+    @settings(max_examples=100, deadline=None)
+    def test_json_payload_round_trips(self, data: Any) -> None:
+        assert json.loads(build(TaskSpec(type="a", data=data)).http_request.body) == data
