@@ -53,11 +53,11 @@ plan: setup ## offline resource plan of STACK
 snapshots: setup ## rewrite the committed plan snapshots after an intended change
 	$(PY) -m devstack snapshot --all
 
-bench: setup ## every benchmark; each prints its figures
+bench: setup policy-venv ## every benchmark; each prints its figures
 	for b in benchmarks/*_bench.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean: ## remove the virtualenv and local state
-	rm -rf $(VENV) .devstack .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) policy/.venv .devstack .pytest_cache .mypy_cache .ruff_cache
 
 # The policy pack has its own interpreter: pulumi-policy pins protobuf 5, the
 # program's google-cloud-tasks needs protobuf 6 (docs/ci.md).

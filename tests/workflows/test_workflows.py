@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -117,8 +119,12 @@ class TestPreview:
         text = yaml.safe_dump(job)
         assert "secrets." not in text
         assert "permissions" not in job  # inherits contents: read
+        [_, base] = uses(job, "actions/checkout")
+        assert base["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+        assert base["with"]["path"] == ".base"
         script = next(s["run"] for s in steps(job) if s.get("id") == "plan")
         assert 'python -m devstack plan --stack "$stack" --diff' in script
+        assert ".base/tests/snapshots/plan-$stack.json" in script
         assert "python -m policy.check --plan" in script
         assert "pr-number" in script
         assert "head-sha" in script
@@ -172,8 +178,10 @@ class TestPreviewComment:
         [job] = load("preview-comment.yml")["jobs"].values()
         [download] = uses(job, "actions/download-artifact")
         assert download["with"]["name"] == "plan-diff"
+        assert download["continue-on-error"] == "true"
         assert download["with"]["run-id"] == "${{ github.event.workflow_run.id }}"
         [script_step] = uses(job, "actions/github-script")
+        assert script_step["if"] == "steps.download.outcome == 'success'"
         script = script_step["with"]["script"]
         assert "<!-- cloud-tasks-pipeline:plan-diff -->" in script
         assert "updateComment" in script
@@ -182,6 +190,29 @@ class TestPreviewComment:
         # The artifact is untrusted: the number is validated and the head must match.
         assert "^[0-9]{1,10}$" in script
         assert "pr.head.sha !== process.env.HEAD_SHA" in script
+
+
+@pytest.mark.integration
+def test_the_comment_script_is_valid_javascript(tmp_path: Path) -> None:
+    # actions/github-script runs the script as the body of an async function with
+    # these arguments; node's parser checks it the same way.
+    [job] = load("preview-comment.yml")["jobs"].values()
+    [script_step] = uses(job, "actions/github-script")
+    wrapped = tmp_path / "comment.js"
+    wrapped.write_text(
+        "(async function (github, context, core, glob, io, exec, require) {\n"
+        + script_step["with"]["script"]
+        + "\n});\n"
+    )
+    done = subprocess.run(
+        ["node", "--check", str(wrapped)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    wrapped.write_text(wrapped.read_text().replace("const marker", "const const marker"))
+    broken = subprocess.run(
+        ["node", "--check", str(wrapped)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert broken.returncode != 0
 
 
 class TestDeploy:
@@ -245,3 +276,76 @@ def test_no_workflow_interpolates_untrusted_input_into_a_shell() -> None:
         for job in load(path.name)["jobs"].values():
             for step in steps(job):
                 assert "${{" not in step.get("run", ""), f"{path.name}: {step.get('name')}"
+
+
+@pytest.mark.integration
+def test_the_plan_diff_step_diffs_against_the_base_and_flags_policy_violations(
+    tmp_path: Path,
+) -> None:
+    """Run the plan-diff step's own script on a copy of the repository, as the runner
+    would after both checkouts: a config change shows up as a diff against the base
+    branch's snapshot, a policy violation is flagged, and the snapshots are restored."""
+    work = tmp_path / "repo"
+    ignore = shutil.ignore_patterns("__pycache__", ".venv", ".devstack")
+    for package in (
+        "contract",
+        "components",
+        "devstack",
+        "emulator",
+        "enqueue",
+        "service",
+        "policy",
+    ):
+        shutil.copytree(ROOT / package, work / package, ignore=ignore)
+    shutil.copytree(ROOT / "tests" / "snapshots", work / "tests" / "snapshots")
+    shutil.copytree(ROOT / "tests" / "snapshots", work / ".base" / "tests" / "snapshots")
+    for path in [ROOT / "__main__.py", *ROOT.glob("Pulumi*.yaml")]:
+        shutil.copy(path, work / path.name)
+    (work / ".venv").symlink_to(ROOT / ".venv")
+    git = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci"]
+    subprocess.run([*git, "init", "-q"], cwd=work, check=True)
+    subprocess.run([*git, "add", "tests/snapshots"], cwd=work, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "base"], cwd=work, check=True)
+    # The PR: a harmless dev change and a prod change the policy refuses.
+    dev = work / "Pulumi.dev.yaml"
+    dev.write_text(
+        dev.read_text().replace("max_dispatches_per_second: 5\n", "max_dispatches_per_second: 7\n")
+    )
+    prod = work / "Pulumi.prod.yaml"
+    prod.write_text(prod.read_text().replace("max_attempts: 20\n", "max_attempts: -1\n"))
+
+    job = load("preview.yml")["jobs"]["plan-diff"]
+    script = next(s["run"] for s in steps(job) if s.get("id") == "plan")
+    output, summary = tmp_path / "output", tmp_path / "summary"
+    done = subprocess.run(
+        ["bash", "-c", script],
+        cwd=work,
+        env={
+            **os.environ,
+            "GITHUB_OUTPUT": str(output),
+            "GITHUB_STEP_SUMMARY": str(summary),
+            "HEAD_SHA": "0123abc",
+            "PR_NUMBER": "42",
+        },
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert output.read_text() == "violations=1\n"
+    comment = (work / "plan-diff" / "comment.md").read_text()
+    assert "inputs.rateLimits.maxDispatchesPerSecond: 5 => 7" in comment
+    assert "<b>prod</b> — policy: VIOLATIONS" in comment
+    assert "[queue-bounded-retries]" in comment
+    assert "<b>staging</b> — policy: no violation" in comment
+    assert (work / "plan-diff" / "pr-number").read_text() == "42\n"
+    assert summary.read_text() == comment
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "tests/snapshots"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert status.stdout == ""
