@@ -37,6 +37,8 @@ class IdentitiesArgs:
     """IAM principals that create tasks; empty = create the enqueuer account."""
     depends_on: tuple[pulumi.Resource, ...] = ()
     """The IAM API service (and anything else accounts must wait for)."""
+    project_iam_depends_on: tuple[pulumi.Resource, ...] = ()
+    """The Resource Manager API service: project IAM goes through it."""
 
 
 class Identities(pulumi.ComponentResource):
@@ -79,7 +81,9 @@ class Identities(pulumi.ComponentResource):
                 project=args.project,
                 role=role,
                 member=self.runtime.member,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=list(args.project_iam_depends_on)
+                ),
             )
 
         self.enqueuer = None

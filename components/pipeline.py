@@ -92,6 +92,7 @@ class TaskPipeline(pulumi.ComponentResource):
                 enqueuer_account_id=cfg.enqueuer_account_id,
                 enqueuers=cfg.enqueuers,
                 depends_on=tuple(self.platform.api(IAM_API)),
+                project_iam_depends_on=tuple(self.platform.api(RESOURCE_MANAGER_API)),
             ),
             child,
         )

@@ -27,6 +27,7 @@ import runpy
 import sys
 import threading
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -424,6 +425,21 @@ def _ordered(resources: list[PlannedResource]) -> list[PlannedResource]:
 def _evaluate_here(stack: str, root: Path, config: dict[str, str]) -> Plan:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    # The SDK calls the monitor from the loop's executor threads, and the mock monitor
+    # needs an event loop in each; giving each thread one here lets us close them all
+    # afterwards instead of leaking them until interpreter exit.
+    thread_loops: list[asyncio.AbstractEventLoop] = []
+    thread_loops_lock = threading.Lock()
+
+    def give_thread_a_loop() -> None:
+        thread_loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(thread_loop)
+        with thread_loops_lock:
+            thread_loops.append(thread_loop)
+
+    loop.set_default_executor(
+        ThreadPoolExecutor(thread_name_prefix=f"plan-{stack}-rpc", initializer=give_thread_a_loop)
+    )
     try:
         mocks = PlanMocks(
             stack, config.get("gcp:project", "unset-project"), config.get("gcp:region", "unset")
@@ -477,6 +493,9 @@ def _evaluate_here(stack: str, root: Path, config: dict[str, str]) -> Plan:
             stack=stack, project=PROJECT, resources=tuple(_ordered(resources)), outputs=outputs
         )
     finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        for thread_loop in thread_loops:
+            thread_loop.close()
         loop.close()
         asyncio.set_event_loop(None)
 

@@ -324,6 +324,7 @@ class TestApisFirst:
             RUN_SERVICE: ["run.googleapis.com"],
             REPOSITORY: ["artifactregistry.googleapis.com"],
             ACCOUNT: ["iam.googleapis.com"],
+            PROJECT_IAM_MEMBER: ["cloudresourcemanager.googleapis.com"],
         }
         for type_, apis in needs.items():
             for resource in plan.of_type(type_):
