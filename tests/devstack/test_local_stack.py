@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from google.api_core.exceptions import NotFound
 from google.cloud import tasks_v2
 
 from contract.names import (
@@ -74,6 +75,8 @@ def test_up_smoke_status_down(local_stack: LocalStack, dev_plan: dict[str, Any])
     assert "smoke test passed" in smoke.stdout
     assert "no token -> HTTP 401" in smoke.stderr
 
+    _run_documented_official_client_example(local_stack, outputs)
+
     again = local_stack.cli("up", "--detach")
     assert again.returncode == 1
     assert "already up" in again.stderr
@@ -91,6 +94,38 @@ def test_up_smoke_status_down(local_stack: LocalStack, dev_plan: dict[str, Any])
         httpx.get(outputs[OUTPUT_SERVICE_URL] + "/healthz", timeout=2)
     assert load_state(local_stack.paths) is None
     assert local_stack.cli("status").returncode == 3
+
+
+def _run_documented_official_client_example(stack: LocalStack, outputs: dict[str, str]) -> None:
+    """docs/local.md's official-client example enqueues a task that is delivered."""
+    doc = (REPO_ROOT / "docs" / "local.md").read_text()
+    block = doc.split("<!-- example: official-client -->", 1)[1]
+    code = block.split("```python\n", 1)[1].split("```", 1)[0]
+    env = dict(os.environ, OUTPUTS=str(stack.paths.outputs_file))
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    name = result.stdout.strip()
+    assert name.startswith(outputs[OUTPUT_QUEUE] + "/tasks/")
+    client = tasks_client(outputs[OUTPUT_EMULATOR_HOST])
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.get_task(name=name, timeout=5)
+            except NotFound:
+                break
+            assert time.monotonic() < deadline, f"{name} was not delivered"
+            time.sleep(0.1)
+    finally:
+        client.transport.close()
+    task_id = name.rsplit("/", 1)[1]
+    delivered = [
+        line for line in stack.paths.worker_log.read_text().splitlines() if task_id in line
+    ]
+    assert delivered
+    assert '"status":200' in delivered[-1].replace(" ", "")
 
 
 def test_wrong_invoker_binding_fails_the_smoke_test_with_the_403_hint(

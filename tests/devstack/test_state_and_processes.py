@@ -69,7 +69,7 @@ class TestProcesses:
     def test_ready_line_then_stop(self, tmp_path: Path) -> None:
         started = self._spawn(tmp_path)
         try:
-            processes.wait_for_line(started, re.compile("sleeper ready"), timeout=10)
+            processes.wait_for_line(started, re.compile("sleeper ready"), timeout=30)
             assert processes.is_ours(started.record)
             message = processes.stop(started.record, child=started.process)
             assert "stopped" in message
@@ -82,7 +82,7 @@ class TestProcesses:
     def test_a_recycled_pid_is_never_signalled(self, tmp_path: Path) -> None:
         started = self._spawn(tmp_path)
         try:
-            processes.wait_for_line(started, re.compile("sleeper ready"), timeout=10)
+            processes.wait_for_line(started, re.compile("sleeper ready"), timeout=30)
             # Same pid, but not the process we recorded (another command line, or
             # another start time): `down` must leave it alone.
             other = processes.ProcessRecord(**{**vars(started.record), "argv": ["something"]})
@@ -107,7 +107,7 @@ class TestProcesses:
             cwd=tmp_path,
         )
         with pytest.raises(processes.ProcessError) as info:
-            processes.wait_for_line(started, re.compile("never"), timeout=10)
+            processes.wait_for_line(started, re.compile("never"), timeout=30)
         message = str(info.value)
         assert "status 3" in message
         assert "boom: bad flag" in message
