@@ -112,3 +112,16 @@ def test_the_diagram_in_docs_is_the_dev_plans(all_plans: dict[str, Plan]) -> Non
 
     docs = (REPO_ROOT / "docs" / "deploying.md").read_text()
     assert "```mermaid\n" + render_mermaid(all_plans["dev"]) + "```" in docs
+
+
+def test_every_embedded_plan_diagram_matches_a_stack(all_plans: dict[str, Plan]) -> None:
+    """The README (or any doc) may embed a plan diagram: it must be the program's."""
+    from devstack.plan import REPO_ROOT
+
+    current = {render_mermaid(plan) for plan in all_plans.values()}
+    for doc in [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]:
+        if not doc.is_file():
+            continue
+        for block in re.findall(r"```mermaid\n(.*?)```", doc.read_text(), re.S):
+            if "APIs enabled:" in block:  # a plan diagram, not a hand-drawn one
+                assert block in current, f"{doc.name}: regenerate with python -m devstack plan"
