@@ -91,7 +91,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Phase:
-    """Wall time, this process's CPU and the emulator's CPU over one phase."""
+    """Wall time, this process's CPU and the emulator's CPU, summed over rounds."""
 
     def __init__(self, emulator_pid: int) -> None:
         self.pid = emulator_pid
@@ -103,9 +103,9 @@ class Phase:
 
     def __exit__(self, *exc: object) -> None:
         wall, cpu, emu = self._t
-        self.wall = time.perf_counter() - wall
-        self.client_cpu = time.process_time() - cpu
-        self.emulator_cpu = cpu_seconds(self.pid) - emu
+        self.wall += time.perf_counter() - wall
+        self.client_cpu += time.process_time() - cpu
+        self.emulator_cpu += cpu_seconds(self.pid) - emu
 
 
 def make_queue(client: Any, name: str) -> str:
@@ -124,27 +124,33 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="split the tasks into R interleaved rounds of the three methods, so that "
+        "noise from other processes hits all three alike (default 1: one bulk of all tasks)",
+    )
     args = parser.parse_args()
-    n = args.tasks
+    n, rounds = args.tasks, args.rounds
+    if rounds < 1 or n % rounds:
+        raise SystemExit("--rounds must divide --tasks")
+    per_round = n // rounds
     payloads = [{"i": i} for i in range(n)]
 
     with EmulatorProcess() as emu:
         admin = emu.client()
-        print(f"emulator {emu.grpc_host}, {os.cpu_count()} CPUs, {n} tasks per run, queues PAUSED")
+        print(
+            f"emulator {emu.grpc_host}, {os.cpu_count()} CPUs, {n} tasks per method, queues PAUSED"
+        )
         print("(creation only: nothing is dispatched, so dispatch does not compete for CPU)")
         load = os.getloadavg()[0]
         print(f"load average before the run: {load:.2f} (figures are noisy when it exceeds 1)")
+        if rounds > 1:
+            print(f"{rounds} interleaved rounds of {per_round} tasks per method")
 
         q_sample = make_queue(admin, "sample-loop")
-        short = q_sample.rsplit("/", 1)[1]
-        with Phase(emu.pid) as sample:
-            for payload in payloads:
-                sample_create_http_task(emu.grpc_host, PROJECT, short, LOCATION, URL, payload)
-
         q_reused = make_queue(admin, "sample-loop-reused-client")
-        with Phase(emu.pid) as reused:
-            reused_client_loop(admin, q_reused, payloads)
-
         q_bulk = make_queue(admin, "enqueue-bulk")
         outputs = StackOutputs.from_mapping(
             {
@@ -157,18 +163,27 @@ def main() -> int:
                 "emulator_host": emu.grpc_host,
             }
         )
+        short = q_sample.rsplit("/", 1)[1]
+        sample, reused, bulk_phase = Phase(emu.pid), Phase(emu.pid), Phase(emu.pid)
 
-        async def bulk() -> None:
+        async def bulk(chunk: list[dict[str, int]]) -> None:
             async with AsyncEnqueuer(outputs, env={}) as enqueuer:
                 # Specs are built (and validated) inside the timed phase, as the
                 # sample builds its dicts inside its loop.
-                specs = (TaskSpec(type="bench", data=payload) for payload in payloads)
+                specs = (TaskSpec(type="bench", data=payload) for payload in chunk)
                 summary = await enqueue_many(enqueuer, specs, concurrency=args.concurrency)
-            if summary.failed or summary.created != n:
+            if summary.failed or summary.created != len(chunk):
                 raise SystemExit(f"bulk run lost tasks: {summary}")
 
-        with Phase(emu.pid) as bulk_phase:
-            asyncio.run(bulk())
+        for start in range(0, n, per_round):
+            chunk = payloads[start : start + per_round]
+            with sample:
+                for payload in chunk:
+                    sample_create_http_task(emu.grpc_host, PROJECT, short, LOCATION, URL, payload)
+            with reused:
+                reused_client_loop(admin, q_reused, chunk)
+            with bulk_phase:
+                asyncio.run(bulk(chunk))
 
         for queue in (q_sample, q_reused, q_bulk):
             got = count_tasks(admin, queue)
