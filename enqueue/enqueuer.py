@@ -178,6 +178,8 @@ class Enqueuer(_Base):
             already_exists_is_error=already_exists_is_error,
             env=env,
         )
+        # A client the caller passed in stays theirs to close.
+        self._owns_client = client is None
         self._client = client or make_client(outputs, transport, env=env)
 
     @property
@@ -214,7 +216,9 @@ class Enqueuer(_Base):
         return self.enqueue(make_spec(task, data, **options)).name
 
     def close(self) -> None:
-        self._client.transport.close()  # type: ignore[no-untyped-call]
+        """Close the client's connection, unless the client was passed in."""
+        if self._owns_client:
+            self._client.transport.close()  # type: ignore[no-untyped-call]
 
     def __enter__(self) -> Self:
         return self
@@ -254,6 +258,7 @@ class AsyncEnqueuer(_Base):
             already_exists_is_error=already_exists_is_error,
             env=env,
         )
+        self._owns_client = client is None
         self._client = client
         self._sync: Enqueuer | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -304,7 +309,7 @@ class AsyncEnqueuer(_Base):
         return (await self.enqueue(make_spec(task, data, **options))).name
 
     async def close(self) -> None:
-        if self._client is not None:
+        if self._client is not None and self._owns_client:
             await self._client.transport.close()  # type: ignore[no-untyped-call]
         if self._sync is not None:
             self._sync.close()

@@ -167,3 +167,12 @@ def test_bulk_none_lost(emulator: EmulatorProcess, transport: Transport, count: 
     assert len(names) == len(set(names)) == count
     keyed = {f"{queue}/tasks/{task_id_for_key('bulk', f'k{i}')}" for i in range(1, count, 2)}
     assert keyed <= set(names)
+
+
+def test_a_client_passed_in_stays_open(emulator: EmulatorProcess) -> None:
+    queue = make_queue(emulator, paused=True)
+    client = emulator.client()
+    with Enqueuer(outputs_for(emulator, queue, "http://127.0.0.1:9"), client=client) as enqueuer:
+        name = enqueuer.send("ping", name="own-client")
+        assert enqueuer.client is client
+    assert client.get_task(name=name).name == name  # still usable after the enqueuer closed
