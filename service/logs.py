@@ -15,7 +15,6 @@ tests. It does not sample or rate-limit either.
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import sys
 from collections.abc import Iterator, Mapping
@@ -23,6 +22,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final, TextIO
+
+from pydantic_core import to_json
 
 TRACE_FIELD: Final = "logging.googleapis.com/trace"
 SPAN_FIELD: Final = "logging.googleapis.com/spanId"
@@ -73,7 +74,9 @@ class CloudLoggingFormatter(logging.Formatter):
             entry["stack_trace"] = self.formatException(record.exc_info)
         elif record.stack_info:
             entry["stack_trace"] = record.stack_info
-        return json.dumps(entry, default=str, ensure_ascii=False, separators=(",", ":"))
+        # pydantic_core's encoder: same compact JSON as json.dumps, several times faster
+        # on the per-task hot path; `fallback=str` keeps odd values loggable.
+        return to_json(entry, fallback=str).decode()
 
 
 def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:

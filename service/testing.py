@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -56,6 +57,7 @@ class SigningKey:
 
     def __init__(self, kid: str | None = None) -> None:
         self.kid = kid or uuid.uuid4().hex
+        self._signers: dict[str, crypt.RSASigner] = {}
         self._private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.private_pem = self._private.private_bytes(
             serialization.Encoding.PEM,
@@ -78,10 +80,14 @@ class SigningKey:
 
     def signer(self, kid: str | None = None) -> crypt.RSASigner:
         """A signer with this key; `kid` overrides the key id it announces."""
-        signer: crypt.RSASigner = crypt.RSASigner.from_string(  # type: ignore[no-untyped-call]
-            self.private_pem, key_id=kid or self.kid
-        )
-        return signer
+        kid = kid or self.kid
+        # Loading a PEM private key runs cryptography's key checks (tens of ms):
+        # once per key id, not once per token.
+        if kid not in self._signers:
+            self._signers[kid] = crypt.RSASigner.from_string(  # type: ignore[no-untyped-call]
+                self.private_pem, key_id=kid
+            )
+        return self._signers[kid]
 
 
 class LocalIssuer:
@@ -220,15 +226,18 @@ class WorkerProcess:
         base = {k: v for k, v in os.environ.items() if not k.startswith("TASKS_")}
         base.update({"HOST": "127.0.0.1", WORKER_ENV_PORT: "0", "PYTHONUNBUFFERED": "1"})
         base.update(env or {})
+        # The worker writes its log to a file, not a pipe: a pipe fills up whenever
+        # the reader falls behind (as it does under a load test) and then blocks the
+        # worker's own writes, which would measure this harness instead of the worker.
+        self._log_fd, log_name = tempfile.mkstemp(prefix="worker-", suffix=".log")
+        self.log_path = Path(log_name)
         self.started_at = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service"],
             cwd=cwd,
             env=base,
-            stdout=subprocess.PIPE,
+            stdout=self._log_fd,
             stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -264,18 +273,35 @@ class WorkerProcess:
         )
 
     def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            line = line.rstrip("\n")
-            with self._cond:
-                self.raw_lines.append(line)
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    entry = None
-                if isinstance(entry, dict):
-                    self.logs.append(entry)
-                self._cond.notify_all()
+        with open(self.log_path, encoding="utf-8", errors="replace") as log:
+            pending = ""
+            while True:
+                chunk = log.readline()
+                if not chunk:
+                    if self.proc.poll() is not None:
+                        chunk = log.read()  # whatever was written before the exit
+                        if not chunk:
+                            break
+                    else:
+                        time.sleep(0.01)
+                        continue
+                pending += chunk
+                if not pending.endswith("\n") and self.proc.poll() is None:
+                    continue  # a partial line: wait for the rest
+                for line in pending.splitlines():
+                    self._add(line)
+                pending = ""
+
+    def _add(self, line: str) -> None:
+        with self._cond:
+            self.raw_lines.append(line)
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = None
+            if isinstance(entry, dict):
+                self.logs.append(entry)
+            self._cond.notify_all()
 
     def wait_for_log(
         self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 10.0
@@ -311,6 +337,7 @@ class WorkerProcess:
             self.proc.kill()
         self.proc.wait(10)
         self._reader.join(5)
+        self._close_log()
 
     def stop(self) -> None:
         """SIGTERM and wait; SIGKILL if it does not exit within 15 s."""
@@ -320,8 +347,14 @@ class WorkerProcess:
                 self.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        self._reader.join(5)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log_fd >= 0:
+            os.close(self._log_fd)
+            self._log_fd = -1
+            self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> WorkerProcess:
         return self
