@@ -100,7 +100,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 class _Stop(Exception):
-    """SIGTERM arrived: stop like on Ctrl-C."""
+    """SIGTERM or SIGHUP arrived: stop like on Ctrl-C."""
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -108,11 +108,31 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    stack: str = args.stack
     # `up` runs for hours with its output often piped (make, tests, CI): line
     # buffering makes each message appear when it happens.
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
+    # The parts run in their own sessions (so Ctrl-C reaches only `up`, which
+    # stops them in order): SIGTERM and a closed terminal (SIGHUP) must stop
+    # them too, from the first process started on.
+    handled = (signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _on_sigterm) for sig in handled}
+    try:
+        return _up(args)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _ignore_signals() -> None:
+    # Shutting down: a second Ctrl-C or SIGTERM must not cut the shutdown short
+    # and leave a part running.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _up(args: argparse.Namespace) -> int:
+    stack: str = args.stack
     try:
         running = runtime.up(stack, root=args.root, plan_file=args.plan_file, say=_say)
     except PlanNotRealisable as exc:
@@ -121,12 +141,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     except (runtime.StackError, ProcessError, StateError) as exc:
         err_console.print(f"[bold red]devstack up:[/] {exc}", markup=True)
         return 1
+    except (KeyboardInterrupt, _Stop):
+        _ignore_signals()
+        _say("\ninterrupted while starting; stopping what had started")
+        runtime.down(stack, root=args.root, say=_say)
+        return 130
     _print_ready(running.state, running.paths)
     if args.detach and not args.smoke:
         _say(f"detached; stop it with: python -m devstack down --stack {stack}")
         return 0
-
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if args.smoke:
             code = _run_smoke(running.paths)
@@ -136,6 +159,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                     f"Logs: {running.paths.emulator_log} and {running.paths.worker_log}",
                     markup=True,
                 )
+                _ignore_signals()
                 runtime.stop_running(running, _say)
                 return 1
             if args.detach:
@@ -144,11 +168,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         console.print("[bold]up[/]: press Ctrl-C to stop the stack", markup=True)
         return _watch(running)
     except (KeyboardInterrupt, _Stop):
+        _ignore_signals()
         _say("\nstopping the stack")
         runtime.stop_running(running, _say)
         return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _watch(running: runtime.Running) -> int:
@@ -162,6 +185,7 @@ def _watch(running: runtime.Running) -> int:
             state = load_state(running.paths)
             if state is None or state.started_at != running.state.started_at:
                 _say(f"stack {running.state.stack!r} was taken down by `devstack down`")
+                _ignore_signals()
                 runtime.stop_running(running, _say)
                 return 0
             err_console.print(
@@ -170,6 +194,7 @@ def _watch(running: runtime.Running) -> int:
                 "same data.",
                 markup=True,
             )
+            _ignore_signals()
             runtime.stop_running(running, _say)
             return 1
 

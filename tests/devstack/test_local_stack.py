@@ -182,6 +182,11 @@ def test_emulator_sigkill_during_bulk_enqueue_loses_no_acknowledged_task(
     assert killed.is_set()
     assert len(acknowledged) >= kill_after
 
+    status = local_stack.cli("status")
+    assert status.returncode == 1
+    assert "emulator pid" in status.stdout
+    assert "NOT RUNNING" in status.stdout
+
     restarted = local_stack.cli("up", "--detach")
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     assert "partly down (emulator gone)" in restarted.stdout
@@ -222,7 +227,11 @@ def test_foreground_up_with_smoke_stops_everything_on_ctrl_c(local_stack: LocalS
         assert "worker.log" in output
         pids = local_stack.recorded_pids()
 
+        # Ctrl-C, then an impatient SIGTERM: the second signal must not cut the
+        # shutdown short.
         proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0, output + rest
         assert "stopping the stack" in rest
