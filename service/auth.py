@@ -6,8 +6,10 @@ raises `AuthError` with the status to answer (401: missing or invalid token,
 goes to the log only. The check follows FACTS.md: RS256 signature against the
 PEM certs at the configured URL (Google's by default, the local issuer's in the
 local stack) with `google.auth.jwt.decode`; `aud` equal to the audience; not
-expired (10 s clock skew); `iss` Google's (or, with a non-Google certs URL,
+expired; `iss` Google's (or, with a non-Google certs URL,
 that URL's origin); `email_verified` true; `email` in the allowed list.
+The 10 s clock skew applies to `iat` only: an expired token is rejected the
+second it expires.
 
 Certificates are cached for the `max-age` of the certs response, fetched
 asynchronously (never a blocking call on the event loop), fetched again at most
@@ -24,6 +26,7 @@ signs ID tokens with.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import re
@@ -83,6 +86,48 @@ def _max_age(cache_control: str | None, age: str | None) -> float:
     return DEFAULT_CERTS_MAX_AGE_S
 
 
+def parse_certs(document: Any) -> dict[str, str]:
+    """Key id -> PEM, from Google's v1 PEM map or from a JWKS (`{"keys": [...]}`).
+
+    The worker is configured with a v1 URL; accepting the v3/JWKS shape too means
+    pointing `TASKS_CERTS_URL` at either of an issuer's endpoints just works.
+    """
+    if isinstance(document, dict) and isinstance(document.get("keys"), list):
+        keys = {
+            key["kid"]: _jwk_to_pem(key)
+            for key in document["keys"]
+            if isinstance(key, dict) and key.get("kty") == "RSA" and isinstance(key.get("kid"), str)
+        }
+        if not keys:
+            raise ValueError("the JWKS has no RSA key with a kid")
+        return keys
+    if (
+        isinstance(document, dict)
+        and document
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in document.items())
+    ):
+        return dict(document)
+    raise ValueError(
+        "expected a JSON object of key id -> PEM certificate (or a JWKS with RSA keys)"
+    )
+
+
+def _jwk_to_pem(key: Mapping[str, Any]) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
+
+    def number(name: str) -> int:
+        value = key.get(name)
+        if not isinstance(value, str):
+            raise ValueError(f"JWK {key.get('kid')!r} has no {name!r}")
+        return int.from_bytes(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)), "big")
+
+    public_key = RSAPublicNumbers(e=number("e"), n=number("n")).public_key()
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
 class CertCache:
     """The PEM certificates of the issuer, keyed by key id, cached."""
 
@@ -136,13 +181,7 @@ class CertCache:
         try:
             response = await self._http.get(self.url, timeout=CERTS_FETCH_TIMEOUT_S)
             response.raise_for_status()
-            certs = json.loads(response.content)
-            if not (
-                isinstance(certs, dict)
-                and certs
-                and all(isinstance(k, str) and isinstance(v, str) for k, v in certs.items())
-            ):
-                raise ValueError("expected a JSON object of key id -> PEM certificate")
+            certs = parse_certs(json.loads(response.content))
         except (httpx.HTTPError, ValueError) as exc:
             if self._certs:
                 # Keep verifying with the keys we have: Google rotates keys well
@@ -193,7 +232,7 @@ class TokenVerifier:
         """The verified claims; raises `AuthError` or `CertsUnavailableError`."""
         token = _bearer_token(authorization)
         claims = self._verified.get(token)
-        if claims is not None and self._clock() < float(claims["exp"]) + CLOCK_SKEW_S:
+        if claims is not None and self._clock() < float(claims["exp"]):
             self._verified.move_to_end(token)
         else:
             self._verified.pop(token, None)
@@ -225,8 +264,13 @@ class TokenVerifier:
             raise AuthError(
                 401, f"token issuer {claims.get('iss')!r} not in {sorted(self.issuers)}"
             )
-        if not isinstance(claims.get("exp"), int | float):
+        exp = claims.get("exp")
+        if not isinstance(exp, int | float):
             raise AuthError(401, "token has no numeric exp claim")
+        # google-auth applies the skew to `iat` and `exp` alike; the skew is there for
+        # a freshly minted token from a clock slightly ahead, so expiry stays exact.
+        if self._clock() >= exp:
+            raise AuthError(401, f"token expired at {exp}")
         self._verified[token] = claims
         if len(self._verified) > VERIFIED_TOKEN_CACHE_SIZE:
             self._verified.popitem(last=False)

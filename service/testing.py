@@ -1,8 +1,8 @@
 """Test helpers: a local OIDC issuer and the worker as a real subprocess.
 
-* `LocalIssuer` holds RSA keys, serves their certificates as Google does
-  (`GET /oauth2/v1/certs`: a JSON map of key id -> PEM certificate, with
-  `Cache-Control: max-age`) from an HTTP server on 127.0.0.1, and mints ID
+* `LocalIssuer` holds RSA keys, serves them as Google does from an HTTP
+  server on 127.0.0.1 (`GET /oauth2/v1/certs`: key id -> PEM certificate;
+  `/oauth2/v3/certs`: a JWKS; both with `Cache-Control: max-age`), and mints ID
   tokens signed with `google.auth.crypt.RSASigner` + `google.auth.jwt.encode`,
   so the worker verifies exactly what it would verify from Google.
 * `WorkerProcess` runs `python -m service` (the production command) on a
@@ -17,6 +17,7 @@ talks to Google.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import os
@@ -78,6 +79,22 @@ class SigningKey:
         )
         self.certificate_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
 
+    def jwk(self) -> dict[str, str]:
+        numbers = self._private.public_key().public_numbers()
+
+        def b64(value: int) -> str:
+            raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+            return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+        return {
+            "kty": "RSA",
+            "alg": "RS256",
+            "use": "sig",
+            "kid": self.kid,
+            "n": b64(numbers.n),
+            "e": b64(numbers.e),
+        }
+
     def signer(self, kid: str | None = None) -> crypt.RSASigner:
         """A signer with this key; `kid` overrides the key id it announces."""
         kid = kid or self.kid
@@ -120,7 +137,8 @@ class LocalIssuer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path != "/oauth2/v1/certs":
+                documents = {"/oauth2/v1/certs": issuer.certs, "/oauth2/v3/certs": issuer.jwks}
+                if self.path not in documents:
                     self.send_error(404)
                     return
                 with issuer._lock:
@@ -128,7 +146,7 @@ class LocalIssuer:
                     failing = issuer.fail_next_fetches > 0
                     if failing:
                         issuer.fail_next_fetches -= 1
-                    body = json.dumps(issuer.certs()).encode()
+                    body = json.dumps(documents[self.path]()).encode()
                 if failing:
                     self.send_error(503)
                     return
@@ -165,8 +183,17 @@ class LocalIssuer:
     def certs_url(self) -> str:
         return f"{self.origin}/oauth2/v1/certs"
 
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.origin}/oauth2/v3/certs"
+
     def certs(self) -> dict[str, str]:
+        """Google's v1 shape: key id -> PEM certificate."""
         return {key.kid: key.certificate_pem for key in self.keys}
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        """Google's v3 shape: a JWKS."""
+        return {"keys": [key.jwk() for key in self.keys]}
 
     def rotate(self) -> SigningKey:
         """Publish a new key (kept alongside the old ones) and return it."""

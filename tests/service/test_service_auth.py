@@ -89,6 +89,13 @@ class TestRejected:
         response = worker.post("record", {"id": task_id}, token=token)
         _assert_rejected(worker, response.status_code, 401, task_id)
 
+    def test_token_expired_seconds_ago_is_401(self, worker: Worker) -> None:
+        assert worker.issuer is not None
+        token = worker.issuer.token(issued_ago=62, expires_in=60)
+        task_id = new_id()
+        response = worker.post("record", {"id": task_id}, token=token)
+        _assert_rejected(worker, response.status_code, 401, task_id)
+
     def test_wrong_audience_is_401(self, worker: Worker) -> None:
         assert worker.issuer is not None
         token = worker.issuer.token(audience=DEFAULT_AUDIENCE + "/tasks/record")

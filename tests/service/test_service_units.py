@@ -33,6 +33,7 @@ from service.auth import (
     CertsUnavailableError,
     TokenVerifier,
     issuers_for,
+    parse_certs,
 )
 from service.config import ConfigError, Settings
 from service.context import context_from_headers, parse_trace_context
@@ -438,11 +439,45 @@ class TestTokenVerifier:
         assert isinstance(claims, dict)
         assert claims["email"] == DEFAULT_INVOKER
 
-    def test_token_expiring_within_the_skew_is_still_accepted(
+    def test_token_expired_a_second_ago_is_rejected(self, local_issuer: LocalIssuer) -> None:
+        # The clock skew is for `iat` only: expiry is exact.
+        token = local_issuer.token(issued_ago=3601, expires_in=3600)
+        with pytest.raises(AuthError, match="expired"):
+            self._verify(local_issuer, f"Bearer {token}")
+
+    def test_token_issued_a_few_seconds_in_the_future_is_accepted(
         self, local_issuer: LocalIssuer
     ) -> None:
-        token = local_issuer.token(issued_ago=3605, expires_in=3600)
+        token = local_issuer.token(issued_ago=-5)
         assert self._verify(local_issuer, f"Bearer {token}")
+
+    def test_token_issued_far_in_the_future_is_rejected(self, local_issuer: LocalIssuer) -> None:
+        token = local_issuer.token(issued_ago=-60)
+        with pytest.raises(AuthError, match="too early"):
+            self._verify(local_issuer, f"Bearer {token}")
+
+    def test_keys_from_a_jwks_url_verify_the_same_tokens(self, local_issuer: LocalIssuer) -> None:
+        async def scenario() -> object:
+            async with httpx.AsyncClient() as http:
+                verifier = TokenVerifier(
+                    audience=DEFAULT_AUDIENCE,
+                    allowed_emails=frozenset({DEFAULT_INVOKER}),
+                    certs=CertCache(local_issuer.jwks_url, http),
+                    issuers=GOOGLE_ISSUERS,
+                )
+                return await verifier.verify(f"Bearer {local_issuer.token()}")
+
+        claims = asyncio.run(scenario())
+        assert isinstance(claims, dict)
+        assert claims["email"] == DEFAULT_INVOKER
+
+    @pytest.mark.parametrize(
+        "document",
+        [[], {}, {"kid": 5}, {"keys": []}, {"keys": [{"kty": "EC", "kid": "k"}]}, "pem"],
+    )
+    def test_unusable_certs_documents_are_refused(self, document: object) -> None:
+        with pytest.raises(ValueError, match=r"expected a JSON object|no RSA key"):
+            parse_certs(document)
 
     def test_string_email_verified_is_accepted(self, local_issuer: LocalIssuer) -> None:
         token = local_issuer.token(email_verified="true")
