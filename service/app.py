@@ -19,7 +19,10 @@ one log line with the outcome and latency. Status codes (README.md):
 | missing/invalid token, wrong identity | 401 / 403 | retries |
 
 `app = create_app()` reads the environment at import, so `service.app:app`
-is what a server loads. The app deliberately does not handle signals: that is
+is what a server loads. At startup (lifespan) it creates the shared HTTP
+client, fetches the token certificates, and on Cloud Run without
+GOOGLE_CLOUD_PROJECT asks the metadata server for the project id (for the
+trace field). The app deliberately does not handle signals: that is
 the server's job (`service.__main__`), which reads `app.state.drain`.
 """
 
@@ -29,6 +32,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -68,6 +72,10 @@ DUPLICATE_RETRY_AFTER_S: Final = 10
 DRAINING_RETRY_AFTER_S: Final = 1
 CERTS_RETRY_AFTER_S: Final = 10
 BUILTIN_HANDLERS: Final = "service.handlers"
+CLOUD_RUN_SERVICE_ENV: Final = "K_SERVICE"  # set by Cloud Run in every container
+METADATA_HOST_ENV: Final = "GCE_METADATA_HOST"  # the override google-auth honours too
+DEFAULT_METADATA_HOST: Final = "metadata.google.internal"
+METADATA_TIMEOUT_S: Final = 2.0
 
 
 @dataclass(slots=True)
@@ -76,6 +84,7 @@ class _Runtime:
 
     http: httpx.AsyncClient | None = None
     verifier: TokenVerifier | None = None
+    project: str | None = None
 
 
 @dataclass(slots=True)
@@ -91,6 +100,23 @@ class _Outcome:
     def with_reason(self, reason: str) -> _Outcome:
         self.reason = reason
         return self
+
+
+async def discover_project(http: httpx.AsyncClient) -> str | None:
+    """The project id from the metadata server (Cloud Run), or None; never raises."""
+    host = os.environ.get(METADATA_HOST_ENV) or DEFAULT_METADATA_HOST
+    url = f"http://{host}/computeMetadata/v1/project/project-id"
+    try:
+        response = await http.get(
+            url, headers={"Metadata-Flavor": "Google"}, timeout=METADATA_TIMEOUT_S
+        )
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        logger.warning(
+            "project id unknown (set GOOGLE_CLOUD_PROJECT): metadata server %s: %s", url, exc
+        )
+        return None
+    return response.text.strip() or None
 
 
 def load_task_modules(modules: tuple[str, ...]) -> None:
@@ -132,12 +158,15 @@ def create_app(
         )
     drain = Drain()
     runtime = _Runtime()
-    project = settings.project
+    runtime.project = settings.project
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with httpx.AsyncClient(follow_redirects=False) as http:
             runtime.http = http
+            if runtime.project is None and os.environ.get(CLOUD_RUN_SERVICE_ENV):
+                # Cloud Run does not set GOOGLE_CLOUD_PROJECT; the trace field needs it.
+                runtime.project = await discover_project(http)
             if settings.auth_enabled:
                 assert settings.audience is not None  # Settings.from_env guarantees it
                 certs = CertCache(
@@ -215,7 +244,7 @@ def create_app(
         )
         fields: dict[str, Any] = ctx.log_fields()
         if ctx.trace is not None:
-            fields[TRACE_FIELD] = ctx.trace.resource_name(project)
+            fields[TRACE_FIELD] = ctx.trace.resource_name(runtime.project)
             if ctx.trace.span_id:
                 fields[SPAN_FIELD] = ctx.trace.span_id
             fields[SAMPLED_FIELD] = ctx.trace.sampled

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from contract.limits import MAX_TASK_BYTES
-from tests.service.conftest import PROJECT, Worker, new_id
+from service.testing import LocalIssuer
+from tests.service.conftest import PROJECT, Worker, new_id, start_worker
 
 pytestmark = pytest.mark.integration
 
@@ -334,3 +337,49 @@ class TestIdempotency:
         for _ in range(2):
             assert worker.post("record", {"id": task_id}).status_code == 200
         assert len(worker.runs(task_id)) == 2
+
+
+class MetadataServer(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if (
+            self.path == "/computeMetadata/v1/project/project-id"
+            and self.headers.get("Metadata-Flavor") == "Google"
+        ):
+            body = b"meta-project"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        else:
+            self.send_error(404)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_on_cloud_run_the_project_comes_from_the_metadata_server(
+    issuer: LocalIssuer, tmp_path: Path
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), MetadataServer)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    worker = start_worker(
+        tmp_path,
+        issuer,
+        {
+            "GOOGLE_CLOUD_PROJECT": "",
+            "K_SERVICE": "worker",
+            "GCE_METADATA_HOST": f"127.0.0.1:{server.server_address[1]}",
+        },
+    )
+    try:
+        name = new_id()
+        trace = "00000000000000000000000000000abc"
+        headers = _task_headers(name, **{"X-Cloud-Trace-Context": f"{trace}/1;o=1"})
+        assert worker.post("record", {"id": name}, headers=headers).status_code == 200
+        entry = worker.process.wait_for_log(lambda e: e.get("task_name") == name)
+        assert entry["logging.googleapis.com/trace"] == f"projects/meta-project/traces/{trace}"
+    finally:
+        worker.process.stop()
+        server.shutdown()
+        server.server_close()
