@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from enqueue import StackOutputs, task_id_for_key
 from enqueue.cli import main
 from tests.enqueue.conftest import make_queue, task_names, write_outputs
 
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_emulator_env")]
 
 
@@ -229,3 +231,25 @@ def test_module_entry_point(setup: tuple[str, str]) -> None:
         "error: deadline: 1 s is outside 15..1800 s, the dispatch deadline Cloud Tasks "
         "allows for HTTP targets: pick a value in that range\n"
     )
+
+
+def test_bulk_from_stdin(emulator: EmulatorProcess, setup: tuple[str, str], tmp_path: Path) -> None:
+    outputs, queue = setup
+    lines = "".join(json.dumps({"type": "stdin", "data": {"i": i}}) + "\n" for i in range(3))
+    done = subprocess.run(
+        [sys.executable, "-m", "enqueue", "--outputs", outputs, "bulk", "-", "--no-progress"],
+        input=lines + "not json\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,  # the default failures file for stdin lands in the working directory
+        env={**os.environ, "CLOUD_TASKS_EMULATOR_HOST": "", "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 1
+    assert done.stdout.startswith("created 3, already enqueued 0, failed 1 (of 4 in ")
+    assert "failed: line 4: not valid JSON" in done.stdout
+    assert done.stderr == ""
+    assert len(task_names(emulator, queue)) == 3
+    failures = tmp_path / "enqueue-failures.jsonl"
+    assert json.loads(failures.read_text())["_failure"]["raw"] == "not json"
