@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m enqueue",
         description="Enqueue tasks on the stack's Cloud Tasks queue (or the local emulator).",
+        epilog="exit codes: 0 done (created or already enqueued); 1 the API failed a task or "
+        "some bulk tasks failed; 2 bad usage/input/outputs, nothing sent; 3 already enqueued "
+        "with --fail-if-exists; 130 interrupted. CLOUD_TASKS_EMULATOR_HOST=host:port selects "
+        "an emulator. See enqueue/README.md.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--stack", metavar="S", help="read outputs with `pulumi stack output`")
