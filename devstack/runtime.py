@@ -210,12 +210,14 @@ def up(
             paths=paths,
         )
         try:
-            # The emulator does not depend on the plan: it boots while the plan
-            # is evaluated, which takes most of the time to ready off the clock.
+            # The emulator does not depend on the plan: it boots while the program
+            # is evaluated, which takes most of the time to ready off the clock. A
+            # plan file is read and judged first: it is quick, and a bad one then
+            # starts nothing.
+            realisation = _realisation(stack, plan_file, running, t0) if plan_file else None
             emulator = _spawn_emulator(running)
-            plan, running.state.plan_source = load_plan(stack, plan_file)
-            running.state.plan_seconds = time.monotonic() - t0
-            realisation = analyse(plan)
+            if realisation is None:
+                realisation = _realisation(stack, None, running, t0)
             running.state.realised = [v.to_json() for v in realisation.by_verdict("realised")]
             running.state.no_local_effect = [
                 v.to_json() for v in realisation.by_verdict("no local effect")
@@ -229,6 +231,14 @@ def up(
         running.state.ready_seconds = time.monotonic() - t0
         save_state(paths, running.state)
         return running
+
+
+def _realisation(
+    stack: str, plan_file: Path | None, running: Running, t0: float
+) -> LocalRealisation:
+    plan, running.state.plan_source = load_plan(stack, plan_file)
+    running.state.plan_seconds = time.monotonic() - t0
+    return analyse(plan)
 
 
 def _spawn_emulator(running: Running) -> processes.Started:

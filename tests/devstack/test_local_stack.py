@@ -241,3 +241,24 @@ def test_foreground_up_with_smoke_stops_everything_on_ctrl_c(local_stack: LocalS
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_a_plan_that_cannot_be_realised_starts_nothing(
+    local_stack: LocalStack, dev_plan: dict[str, Any], tmp_path: Path
+) -> None:
+    plan = copy.deepcopy(dev_plan)
+    plan["resources"].append(
+        {**_planned_queue(plan), "type": "gcp:pubsub/topic:Topic", "name": "events", "urn": "u"}
+    )
+    refused = local_stack.cli("up", "--plan-file", str(write_plan(tmp_path / "p.json", plan)))
+    assert refused.returncode == 2
+    assert "cannot be realised locally" in refused.stderr
+    assert "events (gcp:pubsub/topic:Topic)" in refused.stderr
+    assert not local_stack.paths.state_file.exists()
+    assert not local_stack.paths.emulator_log.exists()
+
+    (tmp_path / "bad.json").write_text("{not json")
+    bad = local_stack.cli("up", "--plan-file", str(tmp_path / "bad.json"))
+    assert bad.returncode == 1
+    assert "is not JSON" in bad.stderr
+    assert "devstack plan --stack dev --format json" in bad.stderr
