@@ -136,9 +136,11 @@ def measure_rate(
     if pause:
         client.resume_queue(name=name)
     times = wait_deliveries(target, first, count, timeout=count / rate * 3 + 30)
-    burst = int(rate)  # max_burst_size tokens are spent at once; measure the steady part
+    # max_burst_size tokens are spent at once and their connections open late, so
+    # the steady rate is measured over the second half of the deliveries only.
+    start = max(int(rate), len(times) // 2)
     steady = (
-        (len(times) - 1 - burst) / (times[-1] - times[burst]) if len(times) > burst + 1 else 0.0
+        (len(times) - 1 - start) / (times[-1] - times[start]) if len(times) > start + 1 else 0.0
     )
     overall = len(times) / (times[-1] - released) if times else 0.0
     return {"delivered": len(times), "steady": steady, "overall": overall}
@@ -246,7 +248,7 @@ def main() -> None:
                 proc.wait()
 
     rows = [
-        ("dispatch/s at 500/s cap (steady, after the burst)", lambda r: r["500"]["steady"]),
+        ("dispatch/s at 500/s cap (steady, 2nd half)", lambda r: r["500"]["steady"]),
         ("dispatch/s at 500/s cap (overall incl. burst)", lambda r: r["500"]["overall"]),
         ("  % of the 500/s cap (steady)", lambda r: 100 * r["500"]["steady"] / 500),
         ("dispatch/s at 50/s cap (steady)", lambda r: r["50"]["steady"]),

@@ -8,6 +8,7 @@ task then 200, anything else answers 200.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import itertools
 import threading
@@ -106,17 +107,32 @@ def _handler(target: Target) -> type[http.server.BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def target() -> Iterator[Target]:
+@contextlib.contextmanager
+def _serve_target() -> Iterator[Target]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
     server.daemon_threads = True
     t = Target(base_url=f"http://127.0.0.1:{server.server_address[1]}")
     server.RequestHandlerClass = _handler(t)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield t
-    server.shutdown()
-    server.server_close()
+    try:
+        yield t
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def target() -> Iterator[Target]:
+    with _serve_target() as t:
+        yield t
+
+
+@pytest.fixture(scope="module")
+def module_target() -> Iterator[Target]:
+    """A target shared by a module, for scenarios that run in the background."""
+    with _serve_target() as t:
+        yield t
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import google.auth.transport.requests
 import pytest
 import requests
+from google.api_core import exceptions
 from google.cloud import tasks_v2
 from google.oauth2 import id_token
 
@@ -24,6 +26,65 @@ from emulator.testing import EmulatorProcess
 pytestmark = pytest.mark.integration
 FULL = tasks_v2.Task.View.FULL
 INVOKER = "invoker@emu-test.iam.gserviceaccount.com"
+SLOW_PARENT = "projects/emu-slow/locations/us-central1"
+
+
+@dataclass
+class Scenario:
+    task: str
+    started: float
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slow_scenarios(client: Any, module_target: Any) -> dict[str, Scenario]:
+    """Start the scenarios that need seconds of wall time once, at module start;
+    the tests at the end of this module check them, so the waits overlap."""
+    configs: dict[str, tuple[dict[str, Any], str, dict[str, Any]]] = {
+        # 1 s, 2 s (one doubling), then capped at 2 s; abandoned after 4 attempts.
+        "spacing": (
+            {"max_attempts": 4, "min_backoff": "1s", "max_backoff": "2s", "max_doublings": 1},
+            "/status/500",
+            {},
+        ),
+        "both_limits": (
+            {
+                "max_attempts": 2,
+                "max_retry_duration": "3s",
+                "min_backoff": "1s",
+                "max_backoff": "1s",
+            },
+            "/status/500",
+            {},
+        ),
+        "duration_only": (
+            {
+                "max_attempts": -1,
+                "max_retry_duration": "2s",
+                "min_backoff": "1s",
+                "max_backoff": "1s",
+            },
+            "/status/500",
+            {},
+        ),
+        "deadline": (
+            {"min_backoff": "30s", "max_backoff": "30s"},
+            "/sleep/40",
+            {"dispatch_deadline": "15s"},
+        ),
+    }
+    scenarios = {}
+    for key, (retry, path, extra) in configs.items():
+        queue = f"{SLOW_PARENT}/queues/{key.replace('_', '-')}-{time.time_ns() % 10**9}"
+        client.create_queue(parent=SLOW_PARENT, queue={"name": queue, "retry_config": retry})
+        task = client.create_task(
+            parent=queue, task={"http_request": {"url": module_target.url(path)}, **extra}
+        )
+        scenarios[key] = Scenario(task=task.name, started=time.time())
+    return scenarios
+
+
+def _wait_until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.time()))
 
 
 def _bearer(delivery: Any) -> str:
@@ -84,43 +145,6 @@ def test_oidc_token_has_explicit_audience_and_kid_from_jwks(
     assert discovery["jwks_uri"] == emu.jwks_url
 
 
-def test_retries_follow_the_retry_config_then_give_up(
-    client: Any, make_queue: Any, target: Any
-) -> None:
-    # 1s, 2s (one doubling), then capped at 2s; abandoned after 4 attempts.
-    queue = make_queue(
-        retry_config={
-            "max_attempts": 4,
-            "min_backoff": "1s",
-            "max_backoff": "2s",
-            "max_doublings": 1,
-        }
-    )
-    task = client.create_task(
-        parent=queue, task={"http_request": {"url": target.url("/status/500")}}
-    )
-    deliveries = target.wait_for(2, task.name)
-    full = client.get_task(request={"name": task.name, "response_view": FULL})
-    assert full.dispatch_count >= 1
-    assert full.response_count >= 1
-    assert full.first_attempt.dispatch_time.timestamp() > 0
-    assert full.last_attempt.response_status.code == 13  # INTERNAL for an HTTP 500
-    deliveries = target.wait_for(4, task.name, timeout=10)
-    gaps = [b.at - a.at for a, b in itertools.pairwise(deliveries)]
-    assert len(deliveries) == 4
-    for gap, expected in zip(gaps, [1, 2, 2], strict=True):
-        assert expected - 0.05 <= gap <= expected + 0.6, gaps
-    assert [d.headers[HEADER_RETRY_COUNT] for d in deliveries] == ["0", "1", "2", "3"]
-    assert HEADER_PREVIOUS_RESPONSE not in deliveries[0].headers
-    assert deliveries[1].headers[HEADER_PREVIOUS_RESPONSE] == "500"
-    # 5xx responses do not count as executions.
-    assert {d.headers[HEADER_EXECUTION_COUNT] for d in deliveries} == {"0"}
-    time.sleep(2.5)
-    assert len(target.for_task(task.name)) == 4
-    with pytest.raises(Exception, match="does not exist"):
-        client.get_task(name=task.name)
-
-
 def test_execution_count_counts_non_5xx_responses(
     client: Any, make_queue: Any, target: Any
 ) -> None:
@@ -144,46 +168,6 @@ def test_task_succeeding_after_failures_is_deleted(
     assert len(target.for_task(task.name)) == 2
 
 
-def test_both_limits_must_be_reached_before_giving_up(
-    client: Any, make_queue: Any, target: Any
-) -> None:
-    queue = make_queue(
-        retry_config={
-            "max_attempts": 2,
-            "max_retry_duration": "3s",
-            "min_backoff": "1s",
-            "max_backoff": "1s",
-        }
-    )
-    task = client.create_task(
-        parent=queue, task={"http_request": {"url": target.url("/status/500")}}
-    )
-    time.sleep(4.5)
-    count = len(target.for_task(task.name))
-    # Attempts at 0, 1, 2, 3 s: max_attempts (2) alone would have stopped after 2.
-    assert count == 4
-    time.sleep(1.2)
-    assert len(target.for_task(task.name)) == count
-
-
-def test_unlimited_attempts_stop_at_max_retry_duration(
-    client: Any, make_queue: Any, target: Any
-) -> None:
-    queue = make_queue(
-        retry_config={
-            "max_attempts": -1,
-            "max_retry_duration": "2s",
-            "min_backoff": "1s",
-            "max_backoff": "1s",
-        }
-    )
-    task = client.create_task(
-        parent=queue, task={"http_request": {"url": target.url("/status/500")}}
-    )
-    time.sleep(4)
-    assert len(target.for_task(task.name)) == 3  # at 0, 1 and 2 s
-
-
 def test_retry_after_on_429_is_honoured(client: Any, make_queue: Any, target: Any) -> None:
     queue = make_queue(retry_config={"max_attempts": 2, "min_backoff": "1s", "max_backoff": "1s"})
     task = client.create_task(
@@ -204,20 +188,6 @@ def test_unreachable_target_is_retried_with_unavailable(
     assert full.dispatch_count == 1
     assert full.response_count == 0
     assert full.last_attempt.response_status.code == 14  # UNAVAILABLE
-
-
-def test_dispatch_deadline_aborts_the_attempt(client: Any, make_queue: Any, target: Any) -> None:
-    queue = make_queue(retry_config={"min_backoff": "30s", "max_backoff": "30s"})
-    task = client.create_task(
-        parent=queue,
-        task={"http_request": {"url": target.url("/sleep/40")}, "dispatch_deadline": "15s"},
-    )
-    time.sleep(15.6)
-    full = client.get_task(request={"name": task.name, "response_view": FULL})
-    assert full.dispatch_count == 1
-    assert full.response_count == 0
-    assert full.last_attempt.response_status.code == 4  # DEADLINE_EXCEEDED
-    assert full.schedule_time.timestamp() > time.time() + 20  # retry scheduled 30 s later
 
 
 def test_rate_limit_and_burst_are_held(client: Any, make_queue: Any, target: Any) -> None:
@@ -285,3 +255,77 @@ def test_queue_uri_override_if_not_exists_keeps_task_parts(
     bare = client.create_task(parent=queue, task={"http_request": {"url": target.base_url}})
     assert target.wait_for(1, mine.name)[0].path == "/mine"
     assert target.wait_for(1, bare.name)[0].path == "/default-path"
+
+
+def test_failed_attempt_is_visible_in_the_full_view(
+    client: Any, make_queue: Any, target: Any
+) -> None:
+    queue = make_queue(retry_config={"min_backoff": "60s", "max_backoff": "60s"})
+    task = client.create_task(
+        parent=queue, task={"http_request": {"url": target.url("/status/500")}}
+    )
+    target.wait_for(1, task.name)
+    time.sleep(0.2)
+    full = client.get_task(request={"name": task.name, "response_view": FULL})
+    assert full.dispatch_count == 1
+    assert full.response_count == 1
+    assert full.first_attempt.dispatch_time.timestamp() > 0
+    assert (
+        full.last_attempt.response_time.timestamp() >= full.last_attempt.dispatch_time.timestamp()
+    )
+    assert full.last_attempt.response_status.code == 13  # INTERNAL for an HTTP 500
+    assert full.schedule_time.timestamp() > time.time() + 50  # next retry in 60 s
+
+
+# -- checks of the background scenarios (kept last: they wait for wall time) ----------
+
+
+def test_retries_follow_the_retry_config_then_give_up(
+    client: Any, module_target: Any, slow_scenarios: dict[str, Scenario]
+) -> None:
+    scenario = slow_scenarios["spacing"]
+    _wait_until(scenario.started + 7.5)
+    deliveries = module_target.for_task(scenario.task)
+    assert len(deliveries) == 4
+    gaps = [b.at - a.at for a, b in itertools.pairwise(deliveries)]
+    for gap, expected in zip(gaps, [1, 2, 2], strict=True):
+        assert expected - 0.05 <= gap <= expected + 0.6, gaps
+    assert [d.headers[HEADER_RETRY_COUNT] for d in deliveries] == ["0", "1", "2", "3"]
+    assert HEADER_PREVIOUS_RESPONSE not in deliveries[0].headers
+    assert deliveries[1].headers[HEADER_PREVIOUS_RESPONSE] == "500"
+    # 5xx responses do not count as executions.
+    assert {d.headers[HEADER_EXECUTION_COUNT] for d in deliveries} == {"0"}
+    with pytest.raises(exceptions.NotFound):
+        client.get_task(name=scenario.task)
+
+
+def test_both_limits_must_be_reached_before_giving_up(
+    client: Any, module_target: Any, slow_scenarios: dict[str, Scenario]
+) -> None:
+    scenario = slow_scenarios["both_limits"]
+    _wait_until(scenario.started + 5)
+    # Attempts at 0, 1, 2, 3 s: max_attempts (2) alone would have stopped after 2,
+    # max_retry_duration (3 s) is reached at the fourth.
+    assert len(module_target.for_task(scenario.task)) == 4
+    with pytest.raises(exceptions.NotFound):
+        client.get_task(name=scenario.task)
+
+
+def test_unlimited_attempts_stop_at_max_retry_duration(
+    module_target: Any, slow_scenarios: dict[str, Scenario]
+) -> None:
+    scenario = slow_scenarios["duration_only"]
+    _wait_until(scenario.started + 4)
+    assert len(module_target.for_task(scenario.task)) == 3  # at 0, 1 and 2 s
+
+
+def test_dispatch_deadline_aborts_the_attempt(
+    client: Any, slow_scenarios: dict[str, Scenario]
+) -> None:
+    scenario = slow_scenarios["deadline"]
+    _wait_until(scenario.started + 15.8)
+    full = client.get_task(request={"name": scenario.task, "response_view": FULL})
+    assert full.dispatch_count == 1
+    assert full.response_count == 0
+    assert full.last_attempt.response_status.code == 4  # DEADLINE_EXCEEDED
+    assert full.schedule_time.timestamp() > time.time() + 20  # retry scheduled 30 s later
