@@ -317,7 +317,7 @@ def create_app(
         return email if isinstance(email, str) else None
 
     async def _deliver(request: Request, ctx: TaskContext) -> _Outcome:
-        body = await _read_body(request)
+        body = await _read_body(request, ctx.headers)
         if body is None:
             return _Outcome(
                 status=413,
@@ -428,9 +428,9 @@ def create_app(
             severity=logging.WARNING,  # the dead-letter entry itself is the ERROR
         )
 
-    async def _read_body(request: Request) -> bytes | None:
+    async def _read_body(request: Request, headers: Mapping[str, str]) -> bytes | None:
         """The whole body, or None above the Cloud Tasks size limit."""
-        declared = request.headers.get("content-length")
+        declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_TASK_BYTES:
             return None
         # Straight from `receive` rather than `request.stream()`: same result for a
