@@ -54,7 +54,6 @@ from emulator import validation as v
 from emulator.errors import (
     ApiError,
     already_exists,
-    failed_precondition,
     http_to_rpc_code,
     invalid,
     not_found,
@@ -955,6 +954,3 @@ def _parse_retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if 0 <= seconds <= 24 * 3600 else None
-
-
-__all__ = ["ApiError", "Emulator", "failed_precondition"]
