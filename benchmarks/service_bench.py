@@ -140,6 +140,9 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller workloads")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds per row; the median round is shown"
+    )
     args = parser.parse_args()
     per_level = 600 if args.quick else 3000
     max_s = 10.0 if args.quick else 30.0
@@ -148,6 +151,7 @@ def main() -> int:
         listening, first_ok, worker = time_to_first_ok(issuer)
         try:
             print("worker benchmark (python -m service, token check on, uvloop + httptools)")
+            print(f"  load average at start            {os.getloadavg()[0]:8.2f}   (2 cores)")
             print(f"  start -> listening               {listening * 1000:8.0f} ms")
             print(f"  start -> first authenticated 200 {first_ok * 1000:8.0f} ms   (goal < 1000)")
 
@@ -162,20 +166,43 @@ def main() -> int:
                 f"  {'concurrency':>11} {'tokens':>7} {'tasks':>6} {'req/s':>8} "
                 f"{'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'worker CPU/task':>15}"
             )
-            runs: list[tuple[int, str, list[str]]] = [(c, "reused", [token]) for c in LEVELS]
-            fresh = [issuer.token(extra={"n": i}) for i in range(per_level // 3)]
-            runs.append((10, "fresh", fresh))
-            for concurrency, kind, tokens in runs:
-                total = len(tokens) if kind == "fresh" else per_level
-                cpu_before = cpu_seconds(worker.proc.pid)
-                count, elapsed, latencies, errors = asyncio.run(
-                    load(worker.port, tokens, concurrency, total, max_s)
-                )
-                cpu_us = (cpu_seconds(worker.proc.pid) - cpu_before) / count * 1e6
+            runs = [(c, "reused") for c in LEVELS] + [(10, "fresh")]
+            minted = 0
+
+            def tokens_for(kind: str) -> list[str]:
+                nonlocal minted
+                if kind == "reused":
+                    return [token]
+                # Never seen by the worker, so each one goes through the RSA check.
+                minted += per_level // 3
+                return [issuer.token(extra={"n": minted + i}) for i in range(per_level // 3)]
+
+            for concurrency, kind in runs:
+                rounds = []
+                for _ in range(args.rounds):
+                    tokens = tokens_for(kind)
+                    total = len(tokens) if kind == "fresh" else per_level
+                    cpu_before = cpu_seconds(worker.proc.pid)
+                    count, elapsed, latencies, errors = asyncio.run(
+                        load(worker.port, tokens, concurrency, total, max_s)
+                    )
+                    cpu_us = (cpu_seconds(worker.proc.pid) - cpu_before) / count * 1e6
+                    rounds.append(
+                        (
+                            percentile(latencies, 0.99) * 1000,
+                            count,
+                            count / elapsed,
+                            statistics.median(latencies) * 1000,
+                            errors,
+                            cpu_us,
+                        )
+                    )
+                # The machine is shared: show the median round (by p99), not the luckiest.
+                p99, count, rate, p50, errors, cpu_us = sorted(rounds)[len(rounds) // 2]
+                spread = f"{min(r[0] for r in rounds):.1f}-{max(r[0] for r in rounds):.1f}"
                 print(
-                    f"  {concurrency:>11} {kind:>7} {count:>6} {count / elapsed:>8.0f} "
-                    f"{statistics.median(latencies) * 1000:>7.2f} "
-                    f"{percentile(latencies, 0.99) * 1000:>7.2f} {errors:>6} {cpu_us:>12.0f} us"
+                    f"  {concurrency:>11} {kind:>7} {count:>6} {rate:>8.0f} {p50:>7.2f} "
+                    f"{p99:>7.2f} {errors:>6} {cpu_us:>12.0f} us   p99 over rounds {spread}"
                 )
             print(f"  RSS at the end                   {rss_mb(worker.proc.pid):8.1f} MB")
             print(
