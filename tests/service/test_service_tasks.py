@@ -286,7 +286,7 @@ class TestIdempotency:
 
         def deliver_slow() -> None:
             results["first"] = worker.post(
-                "record", {"id": name, "sleep_s": 1.0}, headers=_task_headers(name)
+                "record", {"id": name, "sleep_s": 1.5}, headers=_task_headers(name)
             )
 
         thread = threading.Thread(target=deliver_slow)

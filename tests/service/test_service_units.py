@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from contract.names import GOOGLE_CERTS_URL
@@ -505,3 +507,51 @@ class TestTokenVerifier:
         assert issuers_for(GOOGLE_CERTS_URL) == GOOGLE_ISSUERS
         local = issuers_for("http://127.0.0.1:8124/oauth2/v1/certs")
         assert local == GOOGLE_ISSUERS | {"http://127.0.0.1:8124"}
+
+
+class TestHeaderRobustness:
+    """Cloud Tasks headers are informational: no value may make a delivery fail."""
+
+    @given(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "x-cloudtasks-taskname",
+                    "x-cloudtasks-queuename",
+                    "x-cloudtasks-taskretrycount",
+                    "x-cloudtasks-taskexecutioncount",
+                    "x-cloudtasks-tasketa",
+                    "x-cloudtasks-taskpreviousresponse",
+                    "x-cloudtasks-taskretryreason",
+                    "x-cloud-trace-context",
+                ]
+            ),
+            st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255), max_size=40),
+        )
+    )
+    def test_any_header_values_give_a_context(self, headers: dict[str, str]) -> None:
+        ctx = context_from_headers("t", headers)
+        fields = ctx.log_fields()
+        assert fields["task_type"] == "t"
+        for name in ("retry_count", "execution_count", "previous_response"):
+            assert isinstance(getattr(ctx, name), int | None)
+        assert ctx.trace is None or len(ctx.trace.trace_id) == 32
+
+    @given(st.integers(min_value=0, max_value=10**6), st.integers(min_value=0, max_value=10**6))
+    def test_integer_headers_round_trip(self, retry: int, executions: int) -> None:
+        ctx = context_from_headers(
+            "t",
+            {
+                "x-cloudtasks-taskretrycount": str(retry),
+                "x-cloudtasks-taskexecutioncount": str(executions),
+            },
+        )
+        assert (ctx.retry_count, ctx.execution_count) == (retry, executions)
+
+    @given(st.floats(min_value=0, max_value=10**6, allow_nan=False))
+    def test_retry_after_header_is_never_shorter_than_asked(self, seconds: float) -> None:
+        header = TransientError("x", retry_after=seconds).retry_after_header
+        assert header is not None
+        assert header.isdigit()
+        assert int(header) >= seconds
+        assert int(header) - 1 < seconds or int(header) == 0
