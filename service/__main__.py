@@ -20,6 +20,7 @@ process, and Cloud Run scales by instances, not by forking.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -102,17 +103,23 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
 
 
+def _fatal(exc: ConfigError) -> None:
+    # Still one JSON line, so Cloud Logging shows why the revision failed to start.
+    line = {"severity": "CRITICAL", "message": f"service: configuration error: {exc}"}
+    print(json.dumps(line), file=sys.stderr, flush=True)
+
+
 def main() -> int:
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
-        print(f"service: configuration error: {exc}", file=sys.stderr, flush=True)
+        _fatal(exc)
         return 2
     configure_logging(settings.log_level)
     try:
         from service.app import app
     except ConfigError as exc:
-        print(f"service: configuration error: {exc}", file=sys.stderr, flush=True)
+        _fatal(exc)
         return 2
     config = uvicorn.Config(
         app,

@@ -224,7 +224,9 @@ class TokenVerifier:
         self.audience = audience
         self.allowed_emails = frozenset(e.lower() for e in allowed_emails)
         self.certs = certs
-        self.issuers = issuers if issuers is not None else issuers_for(certs.url)
+        self.issuers = frozenset(
+            i.rstrip("/") for i in (issuers if issuers is not None else issuers_for(certs.url))
+        )
         self._clock = clock
         self._verified: OrderedDict[str, Mapping[str, Any]] = OrderedDict()
 
@@ -261,7 +263,8 @@ class TokenVerifier:
             )
         except Exception as exc:  # signature, expiry, audience, key id: all 401
             raise AuthError(401, f"token rejected: {exc}") from None
-        if claims.get("iss") not in self.issuers:
+        issuer = claims.get("iss")
+        if not isinstance(issuer, str) or issuer.rstrip("/") not in self.issuers:
             raise AuthError(
                 401, f"token issuer {claims.get('iss')!r} not in {sorted(self.issuers)}"
             )

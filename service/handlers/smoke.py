@@ -3,10 +3,13 @@
 It echoes what it received and who delivered it, and has no side effects, so
 it is safe to send to production at any time. Extra payload fields are kept
 (and echoed) rather than rejected so any smoke-test version can use it.
+`delay_s` (0..60) holds the answer that long: a harmless way to try dispatch
+deadlines, concurrency and graceful shutdown against a real deployment.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,10 +25,13 @@ class SmokePayload(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     nonce: str | None = Field(default=None, max_length=200)
+    delay_s: float = Field(default=0, ge=0, le=60)
 
 
 @registry.task(SMOKE_TASK_TYPE, payload=SmokePayload)
 async def smoke(payload: SmokePayload, ctx: TaskContext) -> dict[str, Any]:
+    if payload.delay_s:
+        await asyncio.sleep(payload.delay_s)
     return {
         "pong": True,
         "nonce": payload.nonce,

@@ -47,7 +47,14 @@ class TestSuccess:
         result = response.json()["result"]
         assert result["pong"] is True
         assert result["nonce"] == "n-123"
-        assert result["payload"] == {"nonce": "n-123", "sent_at": 5}
+        assert result["payload"] == {"nonce": "n-123", "delay_s": 0, "sent_at": 5}
+
+    def test_smoke_can_hold_the_answer(self, worker: Worker) -> None:
+        started = time.monotonic()
+        response = worker.post("smoke", {"delay_s": 0.3})
+        assert response.status_code == 200
+        assert time.monotonic() - started >= 0.3
+        assert worker.post("smoke", {"delay_s": 61}).json()["status"] == "dead_letter"
 
     def test_smoke_accepts_an_empty_body(self, worker: Worker) -> None:
         response = worker.post("smoke", raw=b"")

@@ -104,8 +104,11 @@ class TestSettings:
             timeout=30,
         )
         assert result.returncode == 2
-        assert "configuration error: TASKS_ALLOWED_INVOKERS is set but TASKS_AUDIENCE" in (
-            result.stderr
+        line = json.loads(result.stderr)
+        assert line["severity"] == "CRITICAL"
+        assert (
+            "configuration error: TASKS_ALLOWED_INVOKERS is set but TASKS_AUDIENCE"
+            in (line["message"])
         )
 
     @pytest.mark.integration
@@ -502,6 +505,22 @@ class TestTokenVerifier:
             self._verify(local_issuer, f"Bearer {token}")
         assert caught.value.status == status
         assert reason in caught.value.reason
+
+    def test_issuer_with_a_trailing_slash_is_the_same_issuer(
+        self, local_issuer: LocalIssuer
+    ) -> None:
+        token = local_issuer.token(issuer=local_issuer.origin + "/")
+
+        async def scenario() -> object:
+            async with httpx.AsyncClient() as http:
+                verifier = TokenVerifier(
+                    audience=DEFAULT_AUDIENCE,
+                    allowed_emails=frozenset({DEFAULT_INVOKER}),
+                    certs=CertCache(local_issuer.certs_url, http),
+                )
+                return await verifier.verify(f"Bearer {token}")
+
+        assert asyncio.run(scenario())
 
     def test_issuers_for_a_local_certs_url_add_its_origin(self) -> None:
         assert issuers_for(GOOGLE_CERTS_URL) == GOOGLE_ISSUERS
