@@ -202,6 +202,15 @@ def test_emulator_sigkill_during_bulk_enqueue_loses_no_acknowledged_task(
     assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged tasks lost: {lost[:5]}"
 
 
+def _story(stack: LocalStack, seen: list[str]) -> str:
+    """What `up` printed and the ends of both logs, for a failure message."""
+    parts = ["".join(seen)]
+    for log in (stack.paths.emulator_log, stack.paths.worker_log):
+        lines = log.read_text().splitlines()[-15:] if log.exists() else ["(no log)"]
+        parts.append(f"--- {log.name}:\n" + "\n".join(lines))
+    return "\n".join(parts)
+
+
 def test_foreground_up_with_smoke_stops_everything_on_ctrl_c(local_stack: LocalStack) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "devstack", "up", "--smoke", "--root", str(local_stack.root)],
@@ -215,10 +224,10 @@ def test_foreground_up_with_smoke_stops_everything_on_ctrl_c(local_stack: LocalS
     try:
         selector = selectors.DefaultSelector()
         selector.register(proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while not any("press Ctrl-C" in line for line in seen):
-            assert time.monotonic() < deadline, "no ready message:\n" + "".join(seen)
-            assert proc.poll() is None, "up exited early:\n" + "".join(seen)
+            assert time.monotonic() < deadline, "no ready message:\n" + _story(local_stack, seen)
+            assert proc.poll() is None, "up exited early:\n" + _story(local_stack, seen)
             if selector.select(timeout=1):
                 seen.append(proc.stdout.readline())
         output = "".join(seen)
