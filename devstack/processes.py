@@ -227,9 +227,13 @@ def stop(
     Returns what happened, for the user. child, when this process started it,
     is reaped so that no zombie is left behind.
     """
-    if not is_ours(record):
-        if child is not None:
-            child.poll()
+    if child is not None:
+        # Our own unreaped child cannot have a recycled pid, and right after
+        # spawn its command line may not show the exec yet: trust the Popen.
+        code = child.poll()
+        if code is not None:
+            return f"{record.role} (pid {record.pid}) had exited with status {code}"
+    elif not is_ours(record):
         return f"{record.role} (pid {record.pid}) was not running"
     # The process leads its own session and process group (start_new_session), so
     # signalling the group also reaches anything it spawned.

@@ -79,6 +79,16 @@ class TestProcesses:
             started.process.kill()
             started.process.wait()
 
+    def test_a_child_stopped_right_after_spawn_is_stopped(self, tmp_path: Path) -> None:
+        # Before the exec its command line is still ours: the Popen is the proof.
+        started = self._spawn(tmp_path)
+        try:
+            assert "stopped" in processes.stop(started.record, child=started.process)
+            assert started.process.returncode is not None
+        finally:
+            started.process.kill()
+            started.process.wait()
+
     def test_a_recycled_pid_is_never_signalled(self, tmp_path: Path) -> None:
         started = self._spawn(tmp_path)
         try:
