@@ -284,11 +284,12 @@ class Emulator:
             self._push(ts)
         self.tombstones = {n: e for n, e in self.store.load_tombstones() if e > now}
 
-    def _persist_task(self, ts: TaskState) -> None:
+    def _persist_task(self, ts: TaskState, *, fsync: bool = True) -> None:
         if self.store is None:
             return
         self.store.put_task(
-            StoredTask(
+            fsync=fsync,
+            task=StoredTask(
                 name=str(ts.pb.name),
                 queue=ts.queue.name,
                 data=ts.pb.SerializeToString(),
@@ -296,7 +297,7 @@ class Emulator:
                 execution_count=ts.execution_count,
                 first_attempt_at=ts.first_attempt_at,
                 previous_response=ts.previous_response,
-            )
+            ),
         )
 
     def _persist_queue(self, q: QueueState) -> None:
@@ -696,10 +697,12 @@ class Emulator:
             self._start_attempt(ts)
         return self._view(ts, view)
 
-    def _remove_tasks(self, q: QueueState, tasks: list[TaskState], now: float) -> None:
+    def _remove_tasks(
+        self, q: QueueState, tasks: list[TaskState], now: float, *, fsync: bool = True
+    ) -> None:
         tombstones = [(str(ts.pb.name), now + self.tombstone_seconds) for ts in tasks if ts.named]
         if self.store:
-            self.store.delete_tasks([str(ts.pb.name) for ts in tasks], tombstones)
+            self.store.delete_tasks([str(ts.pb.name) for ts in tasks], tombstones, fsync=fsync)
         for ts in tasks:
             ts.removed = True
             q.tasks.pop(str(ts.pb.name), None)
@@ -866,7 +869,7 @@ class Emulator:
                         ) as resp,
                     ):
                         status = resp.status
-                        await resp.read()
+                        await _drain(resp)
                     code = http_to_rpc_code(status)
                     message = f"HTTP {status} {resp.reason or ''}".strip()
                     if status in (429, 503):
@@ -903,7 +906,7 @@ class Emulator:
         pb = ts.pb
         q = ts.queue
         if status is not None and 200 <= status < 300:
-            self._remove_tasks(q, [ts], now)
+            self._remove_tasks(q, [ts], now, fsync=False)
             return
         la = pb.last_attempt
         if status is not None:
@@ -930,7 +933,7 @@ class Emulator:
             exhausted = duration_done
         if exhausted:
             log.info("task %s abandoned after %d attempts", pb.name, attempts)
-            self._remove_tasks(q, [ts], now)
+            self._remove_tasks(q, [ts], now, fsync=False)
             return
         delay = v.retry_delay(
             attempts - 1,
@@ -942,7 +945,7 @@ class Emulator:
             delay = max(delay, retry_after)
         eta = now + delay
         _set_time(pb.schedule_time, eta)
-        self._persist_task(ts)
+        self._persist_task(ts, fsync=False)
         self._push(ts, eta)
 
 
@@ -954,3 +957,18 @@ def _parse_retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if 0 <= seconds <= 24 * 3600 else None
+
+
+async def _drain(resp: aiohttp.ClientResponse) -> None:
+    """Read and discard the worker's response body, at most 1 MiB of it.
+
+    Reading lets the connection be reused; a worker streaming an endless body
+    only loses its connection instead of filling the emulator's memory.
+    """
+    remaining = 1024 * 1024
+    while remaining > 0:
+        chunk = await resp.content.read(min(remaining, 65536))
+        if not chunk:
+            return
+        remaining -= len(chunk)
+    resp.close()

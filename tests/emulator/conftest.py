@@ -3,7 +3,7 @@
 The target is a threaded ``http.server`` on 127.0.0.1 that records every request
 and answers according to its path: ``/status/CODE`` answers CODE, ``/sleep/S``
 sleeps S seconds before answering 200, ``/flaky/N`` answers 500 N times per
-task then 200, anything else answers 200.
+task then 200, ``/big/N`` answers 200 with an N-byte body, anything else answers 200.
 """
 
 from __future__ import annotations
@@ -90,11 +90,16 @@ def _handler(target: Target) -> type[http.server.BaseHTTPRequestHandler]:
                     with target.lock:
                         target.counts[key] = target.counts.get(key, 0) + 1
                         status = 500 if target.counts[key] <= int(parts[1]) else 200
+                payload = b""
+                if parts[0] == "big" and len(parts) > 1:
+                    payload = b"z" * int(parts[1])
                 self.send_response(status)
                 if status in (429, 503):
                     self.send_header("Retry-After", "2")
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
             finally:
                 with target.lock:
                     target.active -= 1

@@ -4,6 +4,8 @@ queue-level http_target."""
 from __future__ import annotations
 
 import itertools
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -275,6 +277,50 @@ def test_failed_attempt_is_visible_in_the_full_view(
     )
     assert full.last_attempt.response_status.code == 13  # INTERNAL for an HTTP 500
     assert full.schedule_time.timestamp() > time.time() + 50  # next retry in 60 s
+
+
+def test_huge_response_body_does_not_hurt_the_emulator(
+    client: Any, queue_name: str, target: Any, emu: EmulatorProcess
+) -> None:
+    task = client.create_task(
+        parent=queue_name, task={"http_request": {"url": target.url("/big/5000000")}}
+    )
+    target.wait_for(1, task.name)
+    time.sleep(0.3)
+    with pytest.raises(exceptions.NotFound):  # a 200 is a success, whatever the body
+        client.get_task(name=task.name)
+    assert emu.health()["status"] == "ok"
+
+
+def test_garbage_response_is_a_failed_attempt_and_the_queue_goes_on(
+    client: Any, make_queue: Any, target: Any
+) -> None:
+    with socket.socket() as garbage:
+        garbage.bind(("127.0.0.1", 0))
+        garbage.listen(8)
+        port = garbage.getsockname()[1]
+
+        def answer_garbage() -> None:
+            conn, _ = garbage.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+
+        thread = threading.Thread(target=answer_garbage, daemon=True)
+        thread.start()
+        queue = make_queue(
+            rate_limits={"max_concurrent_dispatches": 1},
+            retry_config={"min_backoff": "60s", "max_backoff": "60s"},
+        )
+        bad = client.create_task(
+            parent=queue, task={"http_request": {"url": f"http://127.0.0.1:{port}/x"}}
+        )
+        good = client.create_task(parent=queue, task={"http_request": {"url": target.url()}})
+        assert len(target.wait_for(1, good.name, timeout=5)) == 1
+        thread.join(timeout=5)
+    full = client.get_task(request={"name": bad.name, "response_view": FULL})
+    assert full.dispatch_count == 1
+    assert full.last_attempt.response_status.code == 14  # UNAVAILABLE
 
 
 # -- checks of the background scenarios (kept last: they wait for wall time) ----------
