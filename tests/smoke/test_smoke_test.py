@@ -10,6 +10,7 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,15 @@ class TestAttemptView:
         assert smoke_test.attempt_view(self._task(16, "denied")).http_status == 401
         assert smoke_test.attempt_view(self._task(5, "")).http_status == 404
         assert smoke_test.attempt_view(self._task(14, "")).http_status == 503
+
+    def test_first_attempt_time_is_read(self) -> None:
+        task = self._task(7, "HTTP 403")
+        task.first_attempt = tasks_v2.Attempt(
+            dispatch_time=timestamp_pb2.Timestamp(seconds=1_800_000_000)
+        )
+        first = smoke_test.attempt_view(task).first_attempt
+        assert first is not None
+        assert first.timestamp() == 1_800_000_000
 
     def test_no_response_yet_is_not_a_failure(self) -> None:
         view = smoke_test.attempt_view(tasks_v2.Task(dispatch_count=1))
@@ -157,3 +167,29 @@ class TestCommandLine:
         assert smoke_test.main(["--outputs", str(path), "--timeout", "2"]) == 1
         lines = capsys.readouterr().err.strip().splitlines()
         assert lines[-1].startswith("SMOKE TEST FAILED: cannot reach")
+
+
+class TestRetriesLeft:
+    """A task gone after a failure passes only if the queue cannot have given up yet."""
+
+    NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+    def _retry(self, attempts: int, duration_s: int) -> tasks_v2.RetryConfig:
+        return tasks_v2.RetryConfig(
+            max_attempts=attempts, max_retry_duration=timedelta(seconds=duration_s)
+        )
+
+    def test_unlimited_attempts_never_give_up(self) -> None:
+        assert smoke_test.retries_left(self._retry(-1, 0), None, self.NOW)
+
+    def test_within_the_retry_duration_the_queue_cannot_have_given_up(self) -> None:
+        first = self.NOW - timedelta(seconds=30)
+        assert smoke_test.retries_left(self._retry(5, 600), first, self.NOW)
+
+    def test_after_the_retry_duration_it_may_have(self) -> None:
+        first = self.NOW - timedelta(seconds=601)
+        assert not smoke_test.retries_left(self._retry(5, 600), first, self.NOW)
+
+    def test_without_a_duration_limit_or_first_attempt_it_cannot_tell(self) -> None:
+        assert not smoke_test.retries_left(self._retry(5, 0), self.NOW, self.NOW)
+        assert not smoke_test.retries_left(self._retry(5, 600), None, self.NOW)
