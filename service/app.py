@@ -1,7 +1,7 @@
 """The worker's ASGI app: `POST /tasks/{type}` and `GET /healthz`.
 
 One delivery goes through, in order: drain check (503 while shutting down),
-context from the headers, token check (401/403, handler never runs), body
+token check (401/403, handler never runs), context from the headers, body
 read (413 above the Cloud Tasks size limit), idempotency claim (an already
 finished task is acknowledged again, a running duplicate gets 409), task type
 lookup and payload validation (both permanent: dead letter), the handler, and
@@ -34,7 +34,7 @@ import importlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -71,6 +71,7 @@ CLAIM_LEASE_S: Final = 1860.0
 DUPLICATE_RETRY_AFTER_S: Final = 10
 DRAINING_RETRY_AFTER_S: Final = 1
 CERTS_RETRY_AFTER_S: Final = 10
+DEPENDENCY_RETRY_AFTER_S: Final = 10  # dead-letter sink or idempotency store failing
 BUILTIN_HANDLERS: Final = "service.handlers"
 CLOUD_RUN_SERVICE_ENV: Final = "K_SERVICE"  # set by Cloud Run in every container
 METADATA_HOST_ENV: Final = "GCE_METADATA_HOST"  # the override google-auth honours too
@@ -131,6 +132,27 @@ def load_task_modules(modules: tuple[str, ...]) -> None:
             ) from exc
 
 
+def load_object(spec: str, variable: str) -> Any:
+    """`module:attribute` from the environment; a class or factory is called once."""
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{variable}={spec!r}: cannot import {module_name!r}: {exc}") from exc
+    try:
+        target = getattr(module, attribute)
+    except AttributeError:
+        raise ConfigError(f"{variable}={spec!r}: {module_name} has no {attribute!r}") from None
+    # An instance (it has the protocol's methods) is used as is; a class or a
+    # factory function is called with no arguments.
+    is_instance = not isinstance(target, type) and (
+        hasattr(target, "record") or hasattr(target, "claim")
+    )
+    if not is_instance and callable(target):
+        target = target()
+    return target
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -152,6 +174,21 @@ def create_app(
     if task_registry is None:
         load_task_modules(settings.extra_modules)
         task_registry = registry
+    if dead_letter_sink is None and settings.dead_letter_sink:
+        dead_letter_sink = load_object(settings.dead_letter_sink, "TASKS_DEAD_LETTER_SINK")
+        if not callable(getattr(dead_letter_sink, "record", None)):
+            raise ConfigError(
+                f"TASKS_DEAD_LETTER_SINK={settings.dead_letter_sink!r} has no record(letter) "
+                "method; see service.DeadLetterSink"
+            )
+    if store is None and settings.idempotency_store:
+        store = load_object(settings.idempotency_store, "TASKS_IDEMPOTENCY_STORE")
+        missing = [m for m in ("claim", "complete", "release") if not hasattr(store, m)]
+        if missing:
+            raise ConfigError(
+                f"TASKS_IDEMPOTENCY_STORE={settings.idempotency_store!r} lacks "
+                f"{', '.join(missing)}; see service.IdempotencyStore"
+            )
     if store is None:
         store = InMemoryIdempotencyStore(
             max_entries=settings.idempotency_max_entries, ttl_s=settings.idempotency_ttl_s
@@ -328,7 +365,18 @@ def create_app(
 
         key = ctx.idempotency_key
         if key is not None:
-            claim = await store.claim(key, lease_s=CLAIM_LEASE_S)
+            try:
+                claim = await store.claim(key, lease_s=CLAIM_LEASE_S)
+            except Exception as exc:
+                # Without the claim the handler could run twice: let Cloud Tasks retry.
+                return _Outcome(
+                    status=503,
+                    outcome="retry",
+                    body={"status": "retry"},
+                    headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_S)},
+                    severity=logging.ERROR,
+                    exc_info=exc,
+                ).with_reason("idempotency store failed to claim the task")
             if claim.state is ClaimState.DONE:
                 previous = claim.completion.outcome if claim.completion else "ok"
                 return _Outcome(
@@ -349,13 +397,21 @@ def create_app(
             outcome = await _run(ctx, body)
             finished = outcome.outcome in ("ok", "dead_letter")
             if key is not None and finished:
-                await store.complete(key, Completion(outcome.status, outcome.outcome))
+                await _settle(store.complete(key, Completion(outcome.status, outcome.outcome)))
             return outcome
         finally:
             # Transient failures, crashes and cancellation (shutdown grace exceeded)
             # give the key back so Cloud Tasks' retry can run the handler.
             if key is not None and not finished:
-                await store.release(key)
+                await _settle(store.release(key))
+
+    async def _settle(call: Awaitable[None]) -> None:
+        # The task's fate is decided; a store failure now only widens the duplicate
+        # window (a remembered key lapses with its lease), so log it and answer.
+        try:
+            await call
+        except Exception:
+            logger.exception("idempotency store failed to record the outcome")
 
     async def _run(ctx: TaskContext, body: bytes) -> _Outcome:
         task_type = task_registry.get(ctx.task_type)
@@ -393,18 +449,20 @@ def create_app(
                 severity=logging.ERROR,
                 exc_info=exc,
             )
-        return _Outcome(
-            status=200,
-            outcome="ok",
-            body={"status": "ok", "result": to_jsonable_python(result, fallback=str)},
-        )
+        try:
+            rendered = to_jsonable_python(result, fallback=str)
+        except Exception:  # the work is done; an odd return value must not undo that
+            logger.warning("handler result is not serialisable; returning its repr")
+            rendered = repr(result)[:1000]
+        return _Outcome(status=200, outcome="ok", body={"status": "ok", "result": rendered})
 
     async def _dead_letter(ctx: TaskContext, body: bytes, reason: str) -> _Outcome:
         letter = DeadLetter(
             task_type=ctx.task_type,
             reason=reason,
             body=body,
-            headers=ctx.headers,
+            # Everything needed to replay the task, but never the caller's credentials.
+            headers={k: v for k, v in ctx.headers.items() if k not in _SECRET_HEADERS},
             task_name=ctx.task_name,
             queue_name=ctx.queue_name,
         )
@@ -417,7 +475,7 @@ def create_app(
                     status=503,
                     outcome="retry",
                     body={"status": "retry"},
-                    headers={"Retry-After": str(CERTS_RETRY_AFTER_S)},
+                    headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_S)},
                     severity=logging.ERROR,
                     exc_info=exc,
                 ).with_reason("dead-letter sink failed; retrying so the letter is not lost")
@@ -461,6 +519,9 @@ def create_app(
     app.state.registry = task_registry
     app.state.store = store
     return app
+
+
+_SECRET_HEADERS: Final = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
 def _summarise(exc: ValidationError) -> str:

@@ -34,6 +34,8 @@ IDEMPOTENCY_MAX_ENTRIES_ENV: Final = "TASKS_IDEMPOTENCY_MAX_ENTRIES"
 IDEMPOTENCY_TTL_ENV: Final = "TASKS_IDEMPOTENCY_TTL_S"
 CERTS_REFRESH_MIN_INTERVAL_ENV: Final = "TASKS_CERTS_MIN_REFRESH_S"
 LOG_LEVEL_ENV: Final = "LOG_LEVEL"
+DEAD_LETTER_SINK_ENV: Final = "TASKS_DEAD_LETTER_SINK"
+IDEMPOTENCY_STORE_ENV: Final = "TASKS_IDEMPOTENCY_STORE"
 
 DEFAULT_PORT: Final = 8080
 DEFAULT_HOST: Final = "0.0.0.0"
@@ -46,6 +48,9 @@ DEFAULT_CERTS_MIN_REFRESH_S: Final = 30.0
 
 _EMAIL: Final = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
 _MODULE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_OBJECT: Final = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+)
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -69,6 +74,8 @@ class Settings:
     idempotency_ttl_s: float = DEFAULT_IDEMPOTENCY_TTL_S
     certs_min_refresh_s: float = DEFAULT_CERTS_MIN_REFRESH_S
     log_level: str = "INFO"
+    dead_letter_sink: str | None = None  # "module:attribute"
+    idempotency_store: str | None = None  # "module:attribute"
 
     @property
     def auth_enabled(self) -> bool:
@@ -106,6 +113,14 @@ class Settings:
                     f"{EXTRA_MODULES_ENV}: {module!r} is not a dotted module name; "
                     "give comma-separated import paths like 'myteam.tasks,myteam.more_tasks'"
                 )
+        objects = {name: get(name) for name in (DEAD_LETTER_SINK_ENV, IDEMPOTENCY_STORE_ENV)}
+        for name, spec in objects.items():
+            if spec is not None and not _OBJECT.match(spec):
+                raise ConfigError(
+                    f"{name}={spec!r} is not 'module:attribute'; give e.g. "
+                    "'myteam.sinks:FirestoreSink' (a class or factory called with no "
+                    "arguments, or a ready instance)"
+                )
         log_level = (get(LOG_LEVEL_ENV) or "INFO").upper()
         if log_level not in _LOG_LEVELS:
             raise ConfigError(f"{LOG_LEVEL_ENV}={log_level!r}: use one of {', '.join(_LOG_LEVELS)}")
@@ -136,6 +151,8 @@ class Settings:
                 DEFAULT_CERTS_MIN_REFRESH_S,
             ),
             log_level=log_level,
+            dead_letter_sink=objects[DEAD_LETTER_SINK_ENV],
+            idempotency_store=objects[IDEMPOTENCY_STORE_ENV],
         )
 
 

@@ -14,7 +14,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service import PermanentError, TaskContext, TransientError, registry
+from service import (
+    Claim,
+    Completion,
+    DeadLetter,
+    InMemoryIdempotencyStore,
+    PermanentError,
+    TaskContext,
+    TransientError,
+    registry,
+)
 
 RECORD_FILE_ENV = "TASKS_TEST_RECORD_FILE"
 
@@ -114,3 +123,64 @@ async def flaky(payload: FailPayload, ctx: TaskContext) -> dict[str, str]:
     if not ctx.retry_count:
         raise TransientError("first attempt always fails", retry_after=1)
     return {"id": payload.id}
+
+
+# --- plug-ins loaded with TASKS_DEAD_LETTER_SINK / TASKS_IDEMPOTENCY_STORE -----------
+
+PLUGIN_FILE_ENV = "TASKS_TEST_PLUGIN_FILE"
+
+
+def _plugin_record(entry: dict[str, Any]) -> None:
+    with open(os.environ[PLUGIN_FILE_ENV], "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+class FileSink:
+    """A DeadLetterSink that appends each letter to a file."""
+
+    async def record(self, letter: DeadLetter) -> None:
+        _plugin_record(
+            {
+                "sink": "letter",
+                "task_name": letter.task_name,
+                "reason": letter.reason,
+                "body": letter.body.decode(),
+                "headers": dict(letter.headers),
+            }
+        )
+
+
+class BrokenSink:
+    async def record(self, letter: DeadLetter) -> None:
+        raise ConnectionError("sink backend down")
+
+
+class RecordingStore:
+    """The in-memory store, with every call written to a file."""
+
+    def __init__(self) -> None:
+        self._inner = InMemoryIdempotencyStore()
+
+    async def claim(self, key: str, *, lease_s: float) -> Claim:
+        claim = await self._inner.claim(key, lease_s=lease_s)
+        _plugin_record({"store": "claim", "key": key, "state": claim.state.value})
+        return claim
+
+    async def complete(self, key: str, completion: Completion) -> None:
+        _plugin_record({"store": "complete", "key": key, "outcome": completion.outcome})
+        await self._inner.complete(key, completion)
+
+    async def release(self, key: str) -> None:
+        _plugin_record({"store": "release", "key": key})
+        await self._inner.release(key)
+
+
+class BrokenStore:
+    async def claim(self, key: str, *, lease_s: float) -> Claim:
+        raise ConnectionError("redis down")
+
+    async def complete(self, key: str, completion: Completion) -> None:
+        raise ConnectionError("redis down")
+
+    async def release(self, key: str) -> None:
+        raise ConnectionError("redis down")

@@ -85,6 +85,8 @@ class TestSettings:
             ({"TASKS_SHUTDOWN_GRACE_S": "-1"}, "must be a finite number of seconds"),
             ({"TASKS_IDEMPOTENCY_MAX_ENTRIES": "0"}, "out of range"),
             ({"LOG_LEVEL": "LOUD"}, "use one of DEBUG"),
+            ({"TASKS_DEAD_LETTER_SINK": "myteam.sinks"}, "is not 'module:attribute'"),
+            ({"TASKS_IDEMPOTENCY_STORE": "a:b:c"}, "is not 'module:attribute'"),
         ],
     )
     def test_bad_values_name_the_variable_and_the_fix(

@@ -1,0 +1,87 @@
+"""Dead-letter sinks and idempotency stores plugged in by import path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.app import load_object
+from service.config import ConfigError
+from service.testing import LocalIssuer, iter_json_lines
+from tests.service.conftest import FIXTURE_MODULE, Worker, new_id, start_worker
+
+pytestmark = pytest.mark.integration
+
+
+def _headers(name: str) -> dict[str, str]:
+    return {"X-CloudTasks-TaskName": name, "X-CloudTasks-QueueName": "jobs"}
+
+
+def _start(issuer: LocalIssuer, tmp_path: Path, sink: str, store: str) -> tuple[Worker, Path]:
+    plugin_file = tmp_path / "plugins.jsonl"
+    worker = start_worker(
+        tmp_path,
+        issuer,
+        {
+            "TASKS_DEAD_LETTER_SINK": f"{FIXTURE_MODULE}:{sink}",
+            "TASKS_IDEMPOTENCY_STORE": f"{FIXTURE_MODULE}:{store}",
+            "TASKS_TEST_PLUGIN_FILE": str(plugin_file),
+        },
+    )
+    return worker, plugin_file
+
+
+def test_sink_gets_the_letter_without_credentials_and_store_sees_every_step(
+    issuer: LocalIssuer, tmp_path: Path
+) -> None:
+    worker, plugin_file = _start(issuer, tmp_path, "FileSink", "RecordingStore")
+    try:
+        name = new_id()
+        first = worker.post(
+            "fail_permanent", {"id": name, "message": "gone"}, headers=_headers(name)
+        )
+        again = worker.post("fail_permanent", {"id": name}, headers=_headers(name))
+        assert first.json()["status"] == "dead_letter"
+        assert again.json()["status"] == "duplicate"
+        entries = list(iter_json_lines(plugin_file))
+        [letter] = [e for e in entries if e.get("sink") == "letter"]
+        assert letter["task_name"] == name
+        assert letter["reason"] == "gone"
+        assert '"message": "gone"' in letter["body"]
+        assert letter["headers"]["x-cloudtasks-queuename"] == "jobs"
+        assert "authorization" not in letter["headers"]
+        steps = [(e["store"], e.get("state") or e.get("outcome")) for e in entries if "store" in e]
+        assert steps == [("claim", "claimed"), ("complete", "dead_letter"), ("claim", "done")]
+    finally:
+        worker.process.stop()
+
+
+def test_failing_sink_and_store_make_cloud_tasks_retry(issuer: LocalIssuer, tmp_path: Path) -> None:
+    worker, _ = _start(issuer, tmp_path, "BrokenSink", "BrokenStore")
+    try:
+        name = new_id()
+        # The store cannot claim: answering 2xx could run the handler twice later.
+        claimed = worker.post("record", {"id": name}, headers=_headers(name))
+        assert claimed.status_code == 503
+        assert claimed.headers["retry-after"] == "10"
+        assert worker.runs(name) == []
+        # The sink cannot keep the letter: a retry is better than losing it.
+        task_id = new_id()
+        letter = worker.post("fail_permanent", {"id": task_id})
+        assert letter.status_code == 503
+        entry = worker.process.wait_for_log(
+            lambda e: e.get("outcome") == "retry" and "sink" in e.get("reason", "")
+        )
+        assert "ConnectionError: sink backend down" in entry["stack_trace"]
+    finally:
+        worker.process.stop()
+
+
+def test_plugin_specs_are_checked() -> None:
+    with pytest.raises(ConfigError, match="cannot import 'no_such_module'"):
+        load_object("no_such_module:Sink", "TASKS_DEAD_LETTER_SINK")
+    with pytest.raises(ConfigError, match="has no 'Nope'"):
+        load_object(f"{FIXTURE_MODULE}:Nope", "TASKS_DEAD_LETTER_SINK")
+    sink = load_object(f"{FIXTURE_MODULE}:FileSink", "TASKS_DEAD_LETTER_SINK")
+    assert type(sink).__name__ == "FileSink"
