@@ -212,9 +212,10 @@ def up(
         try:
             # The emulator does not depend on the plan: it boots while the program
             # is evaluated, which takes most of the time to ready off the clock. A
-            # plan file is read and judged first: it is quick, and a bad one then
-            # starts nothing.
-            realisation = _realisation(stack, plan_file, running, t0) if plan_file else None
+            # plan file (or a missing stack) is judged first: it is quick, and a
+            # bad one then starts nothing.
+            quick = plan_file is not None or not _stack_file_exists(stack)
+            realisation = _realisation(stack, plan_file, running, t0) if quick else None
             emulator = _spawn_emulator(running)
             if realisation is None:
                 realisation = _realisation(stack, None, running, t0)
@@ -231,6 +232,12 @@ def up(
         running.state.ready_seconds = time.monotonic() - t0
         save_state(paths, running.state)
         return running
+
+
+def _stack_file_exists(stack: str) -> bool:
+    from devstack import plan as plan_module
+
+    return plan_module.stack_file(stack).exists()
 
 
 def _realisation(
