@@ -426,8 +426,26 @@ def create_app(
             payload = task_type.payload.model_validate_json(body or b"{}")
         except ValidationError as exc:
             return await _dead_letter(ctx, body, f"invalid payload: {_summarise(exc)}")
+        deadline = asyncio.timeout(task_type.timeout_s)
         try:
-            result = await as_async(task_type)(payload, ctx)
+            async with deadline:
+                result = await as_async(task_type)(payload, ctx)
+        except TimeoutError as exc:
+            if deadline.expired():
+                return _Outcome(
+                    status=503,
+                    outcome="retry",
+                    body={"status": "retry"},
+                    severity=logging.WARNING,
+                ).with_reason(f"handler exceeded its timeout of {task_type.timeout_s:g} s")
+            # The handler's own TimeoutError (a library's): unforeseen, like any other.
+            return _Outcome(
+                status=500,
+                outcome="error",
+                body={"status": "error"},
+                severity=logging.ERROR,
+                exc_info=exc,
+            )
         except TransientError as exc:
             retry_after = exc.retry_after_header
             return _Outcome(

@@ -51,6 +51,7 @@ class TaskType(Generic[P]):
     payload: type[P]
     handler: Handler[P]
     is_async: bool
+    timeout_s: float | None = None
 
 
 class TaskRegistry:
@@ -59,8 +60,19 @@ class TaskRegistry:
     def __init__(self) -> None:
         self._types: dict[str, TaskType[Any]] = {}
 
-    def task(self, name: str, *, payload: type[P]) -> Callable[[Handler[P]], Handler[P]]:
+    def task(
+        self, name: str, *, payload: type[P], timeout_s: float | None = None
+    ) -> Callable[[Handler[P]], Handler[P]]:
         """Declare task type `name`; decorate its handler.
+
+        Args:
+            name: the `{type}` of `POST /tasks/{type}`.
+            payload: the pydantic model the JSON body must validate against.
+            timeout_s: optional limit on one run; past it the run is abandoned
+                and answered 503 (retried). Keep it below the queue's dispatch
+                deadline, so the worker answers before Cloud Tasks gives up on
+                the attempt. A plain (thread) handler keeps running in its
+                thread: only its answer is abandoned.
 
         Raises:
             ValueError: the name is not a valid path segment or is already taken.
@@ -71,6 +83,8 @@ class TaskRegistry:
                 f"task type {name!r} must be 1..100 characters of [A-Za-z0-9_-] "
                 "(it is the {type} segment of POST /tasks/{type})"
             )
+        if timeout_s is not None and not (0 < timeout_s < float("inf")):
+            raise ValueError(f"task type {name!r}: timeout_s={timeout_s!r} must be > 0 seconds")
         if not (isinstance(payload, type) and issubclass(payload, BaseModel)):
             raise TypeError(
                 f"task type {name!r}: payload must be a pydantic BaseModel subclass, "
@@ -89,6 +103,7 @@ class TaskRegistry:
                 payload=payload,
                 handler=handler,
                 is_async=inspect.iscoroutinefunction(handler),
+                timeout_s=timeout_s,
             )
             return handler
 

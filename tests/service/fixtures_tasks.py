@@ -184,3 +184,12 @@ class BrokenStore:
 
     async def release(self, key: str) -> None:
         raise ConnectionError("redis down")
+
+
+@registry.task("bounded", payload=RecordPayload, timeout_s=0.3)
+async def bounded(payload: RecordPayload, ctx: TaskContext) -> dict[str, str]:
+    """Declared with a 0.3 s timeout."""
+    _record("start", payload.id, ctx)
+    await asyncio.sleep(payload.sleep_s)
+    _record("end", payload.id, ctx)
+    return {"id": payload.id}

@@ -240,6 +240,21 @@ class TestFailures:
         assert entry["outcome"] == "retry"
         assert entry["reason"] == "db-primary-7 refused"
 
+    def test_declared_timeout_abandons_the_run_and_asks_for_a_retry(self, worker: Worker) -> None:
+        name = new_id()
+        started = time.monotonic()
+        response = worker.post("bounded", {"id": name, "sleep_s": 5}, headers=_task_headers(name))
+        assert response.status_code == 503
+        assert time.monotonic() - started < 3
+        assert len(worker.runs(name)) == 1
+        assert worker.runs(name, "end") == []
+        entry = worker.process.wait_for_log(lambda e: e.get("task_name") == name and "outcome" in e)
+        assert entry["reason"] == "handler exceeded its timeout of 0.3 s"
+        # The key was released: the retry runs, and finishes in time.
+        retry = worker.post("bounded", {"id": name}, headers=_task_headers(name))
+        assert retry.status_code == 200
+        assert len(worker.runs(name, "end")) == 1
+
     def test_permanent_error_is_acknowledged_and_dead_lettered(self, worker: Worker) -> None:
         name = new_id()
         response = worker.post(

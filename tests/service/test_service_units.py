@@ -287,6 +287,11 @@ class TestRegistry:
         with pytest.raises(ValueError, match=r"must be 1\.\.100 characters"):
             TaskRegistry().task(name, payload=self.Payload)
 
+    @pytest.mark.parametrize("timeout_s", [0, -1, float("inf")])
+    def test_timeout_must_be_positive_and_finite(self, timeout_s: float) -> None:
+        with pytest.raises(ValueError, match="must be > 0 seconds"):
+            TaskRegistry().task("t", payload=self.Payload, timeout_s=timeout_s)
+
     def test_payload_must_be_a_pydantic_model(self) -> None:
         with pytest.raises(TypeError, match="pydantic BaseModel subclass"):
             TaskRegistry().task("t", payload=dict)  # type: ignore[type-var]
