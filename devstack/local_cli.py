@@ -183,7 +183,7 @@ def _watch(running: runtime.Running) -> int:
             if code is None:
                 continue
             state = load_state(running.paths)
-            if state is None or state.started_at != running.state.started_at:
+            if state is None or state.started_at != running.state.started_at or state.stopping:
                 _say(f"stack {running.state.stack!r} was taken down by `devstack down`")
                 _ignore_signals()
                 runtime.stop_running(running, _say)

@@ -343,6 +343,8 @@ def down(stack: str, *, root: Path | None = None, say: Say = print) -> int:
         if state is None:
             say(f"stack {stack!r} is not up (nothing recorded in {paths.dir})")
             return 0
+        state.stopping = True
+        save_state(paths, state)
         for role in ("emulator", "worker"):
             record = state.process(role)
             if record is not None:

@@ -211,9 +211,10 @@ def _story(stack: LocalStack, seen: list[str]) -> str:
     return "\n".join(parts)
 
 
-def test_foreground_up_with_smoke_stops_everything_on_ctrl_c(local_stack: LocalStack) -> None:
+def _foreground_up(stack: LocalStack, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """Start `up` in the foreground and return once it says it stays up."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack", "up", "--smoke", "--root", str(local_stack.root)],
+        [sys.executable, "-m", "devstack", "up", "--root", str(stack.root), *args],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -226,11 +227,20 @@ def test_foreground_up_with_smoke_stops_everything_on_ctrl_c(local_stack: LocalS
         selector.register(proc.stdout, selectors.EVENT_READ)
         deadline = time.monotonic() + 90
         while not any("press Ctrl-C" in line for line in seen):
-            assert time.monotonic() < deadline, "no ready message:\n" + _story(local_stack, seen)
-            assert proc.poll() is None, "up exited early:\n" + _story(local_stack, seen)
+            assert time.monotonic() < deadline, "no ready message:\n" + _story(stack, seen)
+            assert proc.poll() is None, "up exited early:\n" + _story(stack, seen)
             if selector.select(timeout=1):
                 seen.append(proc.stdout.readline())
-        output = "".join(seen)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc, "".join(seen)
+
+
+def test_foreground_up_with_smoke_stops_everything_on_ctrl_c(local_stack: LocalStack) -> None:
+    proc, output = _foreground_up(local_stack, "--smoke")
+    try:
         assert "smoke test passed" in output
         assert "python -m enqueue --outputs" in output
         assert "worker.log" in output
@@ -246,6 +256,21 @@ def test_foreground_up_with_smoke_stops_everything_on_ctrl_c(local_stack: LocalS
         assert "stopping the stack" in rest
         assert not [pid for pid in pids.values() if is_running(pid)]
         assert load_state(local_stack.paths) is None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_down_from_another_terminal_ends_a_foreground_up(local_stack: LocalStack) -> None:
+    proc, output = _foreground_up(local_stack)
+    try:
+        pids = local_stack.recorded_pids()
+        assert local_stack.cli("down").returncode == 0
+        rest, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, output + rest
+        assert "taken down by `devstack down`" in rest
+        assert not [pid for pid in pids.values() if is_running(pid)]
     finally:
         if proc.poll() is None:
             proc.kill()
