@@ -1,4 +1,9 @@
-"""``python -m emulator``: command-line entry of the local Cloud Tasks emulator."""
+"""``python -m emulator``: command-line entry of the local Cloud Tasks emulator.
+
+It only parses and checks flags (with messages that say how to fix them) and
+hands over to :func:`emulator.server.serve`; it deliberately reads no
+environment variables, so a stray ``PORT`` cannot move the emulator.
+"""
 
 from __future__ import annotations
 

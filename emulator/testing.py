@@ -29,6 +29,8 @@ from typing import IO, Any, Literal, NoReturn
 import grpc
 import requests
 
+from contract.names import EMULATOR_HOST_ENV
+
 READY_RE = re.compile(r"cloud-tasks-emulator ready grpc=(\S+) http=(\S+)")
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,6 +69,11 @@ class EmulatorProcess:
     def certs_url(self) -> str:
         """Google-shaped PEM certs map (``TASKS_CERTS_URL`` for the worker)."""
         return f"{self.http_url}/oauth2/v1/certs"
+
+    @property
+    def environ(self) -> dict[str, str]:
+        """``{"CLOUD_TASKS_EMULATOR_HOST": "127.0.0.1:PORT"}``, to merge into a child's env."""
+        return {EMULATOR_HOST_ENV: self.grpc_host}
 
     @property
     def jwks_url(self) -> str:

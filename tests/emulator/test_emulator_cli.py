@@ -83,4 +83,5 @@ def test_restart_keeps_the_ports() -> None:
         grpc_host, http_url = emu.grpc_host, emu.http_url
         emu.restart()
         assert (emu.grpc_host, emu.http_url) == (grpc_host, http_url)
+        assert emu.environ == {"CLOUD_TASKS_EMULATOR_HOST": grpc_host}
         assert emu.health()["status"] == "ok"
