@@ -387,6 +387,7 @@ class Emulator:
         ):
             if d.seconds < 0 or d.nanos < 0:
                 raise invalid(f"RetryConfig.{label} must not be negative")
+            v.check_duration(d, f"RetryConfig.{label}")
         if rc.max_doublings < 0:
             raise invalid(f"RetryConfig.max_doublings must be >= 0; got {rc.max_doublings}")
         if _duration_s(rc.min_backoff) > _duration_s(rc.max_backoff):
@@ -626,6 +627,7 @@ class Emulator:
         else:
             pb.name = f"{q.name}/tasks/{secrets.randbits(63)}"
         if src.HasField("schedule_time"):
+            v.check_timestamp(src.schedule_time, "Task.schedule_time")
             eta = _get_time(src.schedule_time)
             if eta - now > MAX_SCHEDULE_AHEAD_S:
                 raise invalid(
@@ -637,6 +639,7 @@ class Emulator:
             eta = now
             _set_time(pb.schedule_time, now)
         if src.HasField("dispatch_deadline"):
+            v.check_duration(src.dispatch_deadline, "Task.dispatch_deadline")
             deadline = _duration_s(src.dispatch_deadline)
             if not MIN_DISPATCH_DEADLINE_S <= deadline <= MAX_DISPATCH_DEADLINE_S:
                 raise invalid(

@@ -7,7 +7,7 @@ exact rules (and the error messages that tell a caller how to fix a request).
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from contract.limits import (
@@ -115,6 +115,28 @@ def is_reserved_header(key: str) -> bool:
 def check_email(email: str, what: str) -> None:
     if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
         raise invalid(f"{what} {email[:100]!r} is not a service account email")
+
+
+# google.protobuf Timestamp/Duration ranges: values outside them cannot be
+# rendered as JSON, so they are rejected up front rather than breaking REST reads.
+_MIN_TIMESTAMP_S: Final = -62_135_596_800  # 0001-01-01T00:00:00Z
+_MAX_TIMESTAMP_S: Final = 253_402_300_799  # 9999-12-31T23:59:59Z
+_MAX_DURATION_S: Final = 315_576_000_000
+
+
+def check_timestamp(ts: Any, what: str) -> None:
+    if not _MIN_TIMESTAMP_S <= ts.seconds <= _MAX_TIMESTAMP_S or not 0 <= ts.nanos < 10**9:
+        raise invalid(f"{what} is not a valid timestamp (years 0001..9999, nanos 0..999999999)")
+
+
+def check_duration(d: Any, what: str) -> None:
+    if (
+        not -_MAX_DURATION_S <= d.seconds <= _MAX_DURATION_S
+        or not -(10**9) < d.nanos < 10**9
+        or (d.seconds > 0 and d.nanos < 0)
+        or (d.seconds < 0 and d.nanos > 0)
+    ):
+        raise invalid(f"{what} is not a valid duration")
 
 
 def retry_delay(

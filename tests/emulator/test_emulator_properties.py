@@ -55,7 +55,10 @@ tasks = st.fixed_dictionaries(
         "headers": st.dictionaries(st.text(max_size=12), st.text(max_size=30), max_size=4),
         "body_size": st.sampled_from([0, 1, 100, 100_001, 1_048_600]),
         "deadline": durations,
-        "delay": st.integers(min_value=-100, max_value=40 * 86400),
+        "delay": st.one_of(
+            st.integers(min_value=-100, max_value=40 * 86400),
+            st.sampled_from([-(10**13), 10**13]),
+        ),
         "status": st.sampled_from(["/ok", "/status/500", "/status/404"]),
     }
 )
@@ -156,6 +159,11 @@ def test_every_queue_still_dispatches_after_the_barrage(
     assert len(names) >= 2
     created = []
     for name in names:
+        # Whatever was accepted must also render as REST JSON.
+        listed = requests.get(
+            f"{prop_emu.http_url}/v2/{name}/tasks", params={"responseView": "FULL"}, timeout=10
+        )
+        assert listed.status_code == 200, listed.text
         client.purge_queue(name=name)
         client.resume_queue(name=name)
         created.append(

@@ -344,3 +344,22 @@ def test_schedule_time_in_the_past_runs_now(client: Any, queue_name: str, target
         parent=queue_name, task={"http_request": {"url": target.url()}, "schedule_time": past}
     )
     assert len(target.wait_for(1, task.name, timeout=3)) == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("schedule_time", {"seconds": -(10**15)}),
+        ("schedule_time", {"seconds": 1, "nanos": -5}),
+        ("dispatch_deadline", {"seconds": 20, "nanos": -1}),
+    ],
+)
+def test_out_of_range_times_are_invalid_argument(
+    client: Any, queue_name: str, target: Any, field: str, value: dict[str, int]
+) -> None:
+    # Raw protobuf: the client would refuse to build these from datetimes.
+    request = tasks_v2.CreateTaskRequest.pb()(parent=queue_name)
+    request.task.http_request.url = target.url()
+    getattr(request.task, field).MergeFrom(getattr(request.task, field).__class__(**value))
+    with pytest.raises(exceptions.InvalidArgument, match="valid"):
+        client.create_task(request=tasks_v2.CreateTaskRequest.wrap(request))
