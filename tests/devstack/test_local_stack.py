@@ -222,20 +222,28 @@ def _foreground_up(stack: LocalStack, *args: str) -> tuple[subprocess.Popen[str]
     )
     assert proc.stdout is not None
     seen: list[str] = []
+    # Read raw bytes: a buffered readline() after select() can leave complete
+    # lines in Python's buffer while select() waits for more on the pipe.
+    fd = proc.stdout.fileno()
+    selector = selectors.DefaultSelector()
+    selector.register(fd, selectors.EVENT_READ)
+    chunks = b""
     try:
-        selector = selectors.DefaultSelector()
-        selector.register(proc.stdout, selectors.EVENT_READ)
         deadline = time.monotonic() + 90
-        while not any("press Ctrl-C" in line for line in seen):
+        while b"press Ctrl-C" not in chunks:
+            seen[:] = [chunks.decode(errors="replace")]
             assert time.monotonic() < deadline, "no ready message:\n" + _story(stack, seen)
-            assert proc.poll() is None, "up exited early:\n" + _story(stack, seen)
             if selector.select(timeout=1):
-                seen.append(proc.stdout.readline())
+                data = os.read(fd, 65536)
+                assert data, "up exited early:\n" + _story(stack, seen)
+                chunks += data
     except BaseException:
         proc.kill()
         proc.communicate()
         raise
-    return proc, "".join(seen)
+    finally:
+        selector.close()
+    return proc, chunks.decode(errors="replace")
 
 
 def test_foreground_up_with_smoke_stops_everything_on_ctrl_c(local_stack: LocalStack) -> None:
