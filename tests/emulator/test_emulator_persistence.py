@@ -135,3 +135,21 @@ def test_pending_tasks_resume_after_a_clean_restart(tmp_path: Path, target: Any)
         emu.restart()
         assert len(target.wait_for(1, task.name, timeout=5)) == 1
         assert emu.health()["persistent"] is True
+
+
+def test_sigterm_during_a_slow_delivery_exits_promptly_and_redelivers(
+    tmp_path: Path, target: Any
+) -> None:
+    with EmulatorProcess(tmp_path / "emu.db") as emu:
+        client = emu.client()
+        queue = client.create_queue(parent=PARENT, queue={"name": f"{PARENT}/queues/slow"}).name
+        task = client.create_task(
+            parent=queue, task={"http_request": {"url": target.url("/sleep/30")}}
+        )
+        target.wait_for(1, task.name)
+        started = time.monotonic()
+        assert emu.stop() == 0
+        assert time.monotonic() - started < 8  # the 30 s attempt is cancelled, not awaited
+        emu.restart()
+        # The interrupted attempt never completed, so the task is delivered again.
+        assert len(target.wait_for(2, task.name, timeout=5)) == 2
