@@ -388,11 +388,12 @@ def queue_status(outputs: Mapping[str, str], queue_path: str) -> QueueStatus:
         return QueueStatus(queue_path, "unknown", None, "no emulator address recorded")
     client = tasks_client(host)
     try:
-        queue = client.get_queue(name=queue_path, timeout=3)
+        # No retries: a dead emulator must show up as such at once, not after
+        # the client's default 20 s of retrying UNAVAILABLE.
+        queue = client.get_queue(name=queue_path, retry=None, timeout=3)
         depth = 0
-        for page in client.list_tasks(
-            request=tasks_v2.ListTasksRequest(parent=queue_path, page_size=1000), timeout=10
-        ).pages:
+        request = tasks_v2.ListTasksRequest(parent=queue_path, page_size=1000)
+        for page in client.list_tasks(request=request, retry=None, timeout=10).pages:
             depth += len(page.tasks)
         return QueueStatus(queue_path, tasks_v2.Queue.State(queue.state).name, depth, "")
     except gexc.GoogleAPICallError as exc:
