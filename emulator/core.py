@@ -723,6 +723,17 @@ class Emulator:
         q.runner = asyncio.create_task(self._run_queue(q), name=f"queue {q.name}")
 
     async def _run_queue(self, q: QueueState) -> None:
+        """Run :meth:`_dispatch_loop`, restarting it if a bug ever escapes it."""
+        while not q.removed:
+            try:
+                await self._dispatch_loop(q)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dispatch loop of %s failed; restarting it", q.name)
+                await asyncio.sleep(0.1)
+
+    async def _dispatch_loop(self, q: QueueState) -> None:
         """Hand due tasks to attempts, holding the rate, burst and concurrency limits."""
         started = 0
         while not q.removed:
@@ -778,6 +789,9 @@ class Emulator:
         except ApiError as exc:
             # A queue override can make a stored task undeliverable; fail the attempt.
             request = exc
+        except Exception as exc:  # never let one task take the queue's runner down
+            log.exception("cannot build the request for %s", pb.name)
+            request = ApiError(grpc.StatusCode.INTERNAL, f"Emulator error: {exc}")
         task = asyncio.create_task(self._attempt(ts, request))
         self._attempts.add(task)
         task.add_done_callback(self._attempts.discard)
@@ -893,7 +907,13 @@ class Emulator:
             ts.in_flight = False
             q.in_flight -= 1
             q.wake.set()
-        self._finish_attempt(ts, status, code, message, retry_after)
+        try:
+            self._finish_attempt(ts, status, code, message, retry_after)
+        except Exception:
+            # E.g. the data file became unwritable: keep the task and try again later.
+            log.exception("recording the attempt of %s failed; retrying the task", ts.pb.name)
+            if not ts.removed:
+                self._push(ts, time.time() + 1.0)
 
     def _finish_attempt(
         self,
