@@ -153,3 +153,33 @@ def test_sigterm_during_a_slow_delivery_exits_promptly_and_redelivers(
         emu.restart()
         # The interrupted attempt never completed, so the task is delivered again.
         assert len(target.wait_for(2, task.name, timeout=5)) == 2
+
+
+def test_every_acknowledged_task_is_delivered_despite_a_kill_mid_dispatch(
+    tmp_path: Path, target: Any
+) -> None:
+    with EmulatorProcess(tmp_path / "emu.db") as emu:
+        client = emu.client()
+        queue = client.create_queue(
+            parent=PARENT,
+            queue={
+                "name": f"{PARENT}/queues/busy",
+                "rate_limits": {"max_dispatches_per_second": 100},
+            },
+        ).name
+        names = [
+            client.create_task(
+                parent=queue, task={"http_request": {"url": target.url(), "body": str(i).encode()}}
+            ).name
+            for i in range(300)
+        ]
+        target.wait_for(150, timeout=10)
+        emu.kill()  # roughly half delivered, some in flight
+        emu.restart()
+        target.wait_for(len(names), timeout=15)
+        time.sleep(0.5)
+        delivered = {
+            f"{queue}/tasks/{d.headers['X-CloudTasks-TaskName']}" for d in target.deliveries
+        }
+        assert set(names) <= delivered
+        assert list(emu.client().list_tasks(parent=queue)) == []
