@@ -76,7 +76,9 @@ BUILTIN_HANDLERS: Final = "service.handlers"
 CLOUD_RUN_SERVICE_ENV: Final = "K_SERVICE"  # set by Cloud Run in every container
 METADATA_HOST_ENV: Final = "GCE_METADATA_HOST"  # the override google-auth honours too
 DEFAULT_METADATA_HOST: Final = "metadata.google.internal"
-METADATA_TIMEOUT_S: Final = 2.0
+# The metadata server answers in milliseconds on Cloud Run; elsewhere (a local
+# stack that sets K_SERVICE to look like Cloud Run) this bounds the wait at startup.
+METADATA_TIMEOUT_S: Final = 1.0
 
 
 @dataclass(slots=True)

@@ -101,6 +101,10 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
+    # httpx logs every request at INFO: the certs fetches and each backend call of a
+    # handler would double the volume; its warnings and errors still come through.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     # The worker logs one line per task itself; a second access line per request
     # would double the log volume without adding a field.
     logging.getLogger("uvicorn.access").disabled = True

@@ -346,6 +346,7 @@ class TestLogs:
             configure_logging("INFO", stream)
             logging.getLogger("uvicorn.error").info("from uvicorn")
             logging.getLogger("uvicorn.access").info("GET / 200")
+            logging.getLogger("httpx").info("HTTP Request: GET https://x")
             lines = [json.loads(line) for line in stream.getvalue().splitlines()]
             assert [line["message"] for line in lines] == ["from uvicorn"]
         finally:
