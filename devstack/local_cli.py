@@ -208,7 +208,7 @@ def _run_smoke(paths: StackPaths) -> int:
 def _print_ready(state: StackState, paths: StackPaths) -> None:
     console.print(
         f"[bold green]stack {state.stack} is up[/] in {state.ready_seconds:.2f} s "
-        f"(plan {state.plan_seconds:.2f} s, from {state.plan_source})",
+        f"(goal < 5 s; plan {state.plan_seconds:.2f} s of it, from {state.plan_source})",
         markup=True,
     )
     _print_grouped("realised locally", state.realised, by_detail=False)
@@ -253,7 +253,7 @@ def _print_howto(state: StackState, paths: StackPaths) -> None:
         """--data '{"hello": "world"}'"""
     )
     _say(
-        f"  with the official client: CLOUD_TASKS_EMULATOR_HOST={out.get(OUTPUT_EMULATOR_HOST)}, "
+        f"  with the official client: insecure gRPC channel to {out.get(OUTPUT_EMULATOR_HOST)}, "
         f"parent {out.get(OUTPUT_QUEUE)}, url {out.get(OUTPUT_SERVICE_URL)}/tasks/TYPE, "
         f"oidc_token(service_account_email={out.get(OUTPUT_INVOKER_EMAIL)}, "
         f"audience={out.get(OUTPUT_AUDIENCE)}); example in docs/local.md"
