@@ -238,6 +238,11 @@ def run(
         except _Timeout as exc:
             _discard(enqueuer.client, name)
             reason = hint_for(exc.last.http_status, outputs, log_hint)
+            if exc.last.http_status is None and _queue_paused(enqueuer.client, outputs):
+                reason = (
+                    f"the queue {outputs.queue} is PAUSED: nothing is dispatched until it is "
+                    "resumed (desiredState RUNNING, or ResumeQueue)"
+                )
             raise SmokeFailure(
                 f"task not done within {timeout:.0f} s ({exc.last.describe()}); {reason}"
             ) from None
@@ -257,6 +262,14 @@ def run(
                 markup=False,
             )
     return f"smoke test passed in {time.monotonic() - started:.2f} s: {name} delivered"
+
+
+def _queue_paused(client: tasks_v2.CloudTasksClient, outputs: StackOutputs) -> bool:
+    try:
+        queue = client.get_queue(name=outputs.queue, timeout=10)
+    except gexc.GoogleAPICallError:
+        return False
+    return bool(queue.state == tasks_v2.Queue.State.PAUSED)
 
 
 def _retries_were_left(

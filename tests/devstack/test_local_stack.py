@@ -146,6 +146,19 @@ def test_wrong_invoker_binding_fails_the_smoke_test_with_the_403_hint(
     assert "roles/run.invoker" in reason
 
 
+def test_a_paused_queue_is_realised_paused_and_the_smoke_test_says_so(
+    local_stack: LocalStack, dev_plan: dict[str, Any], tmp_path: Path
+) -> None:
+    plan = copy.deepcopy(dev_plan)
+    _planned_queue(plan)["inputs"]["desiredState"] = "PAUSED"
+    local_stack.up("--plan-file", str(write_plan(tmp_path / "paused.json", plan)))
+    assert "state PAUSED" in local_stack.cli("status").stdout
+
+    smoke = run_smoke(local_stack.paths.outputs_file, "--timeout", "2")
+    assert smoke.returncode == 1
+    assert "is PAUSED" in smoke.stderr.strip().splitlines()[-1]
+
+
 def test_emulator_sigkill_during_bulk_enqueue_loses_no_acknowledged_task(
     local_stack: LocalStack,
 ) -> None:
