@@ -57,6 +57,7 @@ EMULATOR_READY = re.compile(r"cloud-tasks-emulator ready grpc=(?P<grpc>\S+) http
 EMULATOR_HEALTH = "/emulator/v1/health"
 EMULATOR_CERTS = "/oauth2/v1/certs"
 START_TIMEOUT_S = 20.0
+WORKER_PORT_ATTEMPTS = 3
 
 # What the worker inherits from this shell: enough to run Python, nothing else,
 # so that it sees the planned environment as its container would.
@@ -281,34 +282,27 @@ def _start(realisation: LocalRealisation, running: Running, emulator: processes.
     emulator.record.url = http_url
     emulator.record.health_path = EMULATOR_HEALTH
 
-    port = processes.free_port(LOCAL_HOST)
-    worker_url = f"http://{LOCAL_HOST}:{port}"
-    worker = processes.spawn(
-        "worker",
-        realisation.worker.command,
-        env=_worker_env(realisation, port, http_url + EMULATOR_CERTS),
-        log=paths.worker_log,
-        cwd=REPO_ROOT,
-        url=worker_url,
-        health_path=realisation.worker.health_path,
-    )
-    running.children["worker"] = worker
-    running.state.processes.append(worker.record)
-    save_state(paths, running.state)
-
-    # The queue is created while the worker boots: the two overlap.
     client = tasks_client(grpc_host)
     try:
-        apply_queue(client, realisation, port)
-    except gexc.GoogleAPICallError as exc:
-        raise StackError(
-            f"the emulator refused the planned queue {realisation.queue.path}: {exc.message} "
-            f"(see {paths.emulator_log})"
-        ) from exc
+        for attempt in range(1, WORKER_PORT_ATTEMPTS + 1):
+            port = processes.free_port(LOCAL_HOST)
+            worker = _spawn_worker(realisation, running, port, http_url + EMULATOR_CERTS)
+            # The queue is created while the worker boots: the two overlap.
+            _apply_queue_or_explain(client, realisation, port, paths)
+            try:
+                processes.wait_healthy(worker, START_TIMEOUT_S)
+                break
+            except processes.ProcessError:
+                # The port was free when picked, but something may have taken it
+                # before the worker bound it: pick another, a few times.
+                if attempt == WORKER_PORT_ATTEMPTS or not _lost_port_race(worker):
+                    raise
+                running.children.pop("worker")
+                running.state.processes.remove(worker.record)
     finally:
         client.transport.close()  # type: ignore[no-untyped-call]
     processes.wait_healthy(emulator, START_TIMEOUT_S)
-    processes.wait_healthy(worker, START_TIMEOUT_S)
+    worker_url = worker.record.url
 
     outputs = dict(realisation.outputs)
     outputs[OUTPUT_SERVICE_URL] = worker_url
@@ -316,6 +310,44 @@ def _start(realisation: LocalRealisation, running: Running, emulator: processes.
     outputs[OUTPUT_EMULATOR_URL] = http_url
     running.state.outputs = outputs
     write_outputs(paths, outputs)
+
+
+def _spawn_worker(
+    realisation: LocalRealisation, running: Running, port: int, certs_url: str
+) -> processes.Started:
+    worker = processes.spawn(
+        "worker",
+        realisation.worker.command,
+        env=_worker_env(realisation, port, certs_url),
+        log=running.paths.worker_log,
+        cwd=REPO_ROOT,
+        url=f"http://{LOCAL_HOST}:{port}",
+        health_path=realisation.worker.health_path,
+    )
+    running.children["worker"] = worker
+    running.state.processes.append(worker.record)
+    save_state(running.paths, running.state)
+    return worker
+
+
+def _lost_port_race(worker: processes.Started) -> bool:
+    if worker.process.poll() is None:
+        return False
+    with Path(worker.record.log).open("rb") as log:
+        log.seek(worker.log_offset)
+        return b"address already in use" in log.read().lower()
+
+
+def _apply_queue_or_explain(
+    client: tasks_v2.CloudTasksClient, realisation: LocalRealisation, port: int, paths: StackPaths
+) -> None:
+    try:
+        apply_queue(client, realisation, port)
+    except gexc.GoogleAPICallError as exc:
+        raise StackError(
+            f"the emulator refused the planned queue {realisation.queue.path}: {exc.message} "
+            f"(see {paths.emulator_log})"
+        ) from exc
 
 
 def _stop_children(running: Running, say: Say) -> None:

@@ -8,6 +8,7 @@ import os
 import secrets
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +31,7 @@ from contract.names import (
     OUTPUT_SERVICE_URL,
     SMOKE_TASK_TYPE,
 )
+from devstack import processes, runtime
 from devstack.processes import is_running
 from devstack.realise import QUEUE_TYPE, SERVICE_IAM_MEMBER_TYPE
 from devstack.runtime import tasks_client
@@ -317,3 +319,29 @@ def test_a_plan_that_cannot_be_realised_starts_nothing(
     assert bad.returncode == 1
     assert "is not JSON" in bad.stderr
     assert "devstack plan --stack dev --format json" in bad.stderr
+
+
+def test_a_worker_port_taken_before_the_worker_binds_it_is_replaced(
+    local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fault injection: the first port handed to the worker is held by a real
+    # listener, as when another process grabs a picked port in the meantime.
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    ports = iter([taken])
+    real_free_port = processes.free_port
+    monkeypatch.setattr(
+        processes, "free_port", lambda host: next(ports, None) or real_free_port(host)
+    )
+    try:
+        running = runtime.up("dev", root=local_stack.root, say=lambda _: None)
+    finally:
+        holder.close()
+    worker_url = running.state.outputs[OUTPUT_SERVICE_URL]
+    assert worker_url != f"http://127.0.0.1:{taken}"
+    assert httpx.get(worker_url + "/healthz", timeout=5).is_success
+    assert "address already in use" in local_stack.paths.worker_log.read_text().lower()
+    assert [p.role for p in running.state.processes] == ["emulator", "worker"]
+    runtime.stop_running(running, lambda _: None)
