@@ -307,6 +307,74 @@ def _local_command(
     return argv
 
 
+@dataclass
+class _Judging:
+    """What judging the resources one by one collects along the way."""
+
+    service_names: set[str]
+    problems: list[str] = field(default_factory=list)
+    substitutions: list[str] = field(default_factory=list)
+    invoker_emails: list[str] = field(default_factory=list)
+    public_invoke: bool = False
+
+
+def _judge(res: Mapping[str, Any], ctx: _Judging) -> tuple[Verdict, str]:
+    """The verdict on one resource, and why."""
+    rtype = str(res.get("type", ""))
+    name = str(res.get("name", ""))
+    inputs: Mapping[str, Any] = res.get("inputs") or {}
+    if rtype == QUEUE_TYPE:
+        return "realised", "queue in the emulator, planned rate limits, retries and target"
+    if rtype == SERVICE_TYPE:
+        if inputs.get("ingress") not in (None, "INGRESS_TRAFFIC_ALL"):
+            ctx.substitutions.append(
+                f"ingress {inputs.get('ingress')}: locally the worker listens on 127.0.0.1 "
+                "only, so only this machine reaches it"
+            )
+        return "realised", "worker process on 127.0.0.1 with the planned command and envs"
+    if rtype == SERVICE_IAM_MEMBER_TYPE:
+        return _judge_invoker_binding(name, inputs, ctx)
+    if rtype == ACCOUNT_TYPE:
+        email = (res.get("outputs") or {}).get("email") or inputs.get("accountId")
+        return "realised", f"identity {email}: the emulator's issuer signs its ID tokens"
+    if rtype in NO_LOCAL_EFFECT:
+        return "no local effect", NO_LOCAL_EFFECT[rtype]
+    if rtype.startswith("pulumi:providers:"):
+        return "no local effect", "provider: credentials and project defaults"
+    if _is_component(rtype) or rtype == "pulumi:pulumi:Stack":
+        return "no local effect", "component: groups the resources listed with it"
+    ctx.problems.append(
+        f"{name} ({rtype}): the local stack has no realisation for this resource type; "
+        "add one to devstack/realise.py (or list it in NO_LOCAL_EFFECT with the "
+        "reason it needs none)"
+    )
+    return "refused", "no local realisation for this type"
+
+
+def _judge_invoker_binding(
+    name: str, inputs: Mapping[str, Any], ctx: _Judging
+) -> tuple[Verdict, str]:
+    role = str(inputs.get("role", ""))
+    member = str(inputs.get("member", ""))
+    bound_to = _last_segment(inputs.get("name", ""))
+    if ctx.service_names and bound_to not in ctx.service_names:
+        return "no local effect", f"{role} on service {bound_to!r}, not the worker"
+    if role != RUN_INVOKER_ROLE:
+        return "no local effect", f"{role} for {member}: only run.invoker is checked"
+    if member in _PUBLIC_MEMBERS:
+        ctx.public_invoke = True
+        return "realised", f"{member} may invoke: the worker's token check is off"
+    email = _member_email(member)
+    if email is not None:
+        ctx.invoker_emails.append(email)
+        return "realised", f"{email} may invoke the worker (its token check allows it)"
+    ctx.problems.append(
+        f"{name}: run.invoker member {member!r} cannot be checked against a local "
+        "ID token; bind a `serviceAccount:EMAIL` member (the invoker identity)"
+    )
+    return "refused", f"member {member!r} cannot be checked locally"
+
+
 def analyse(plan: Mapping[str, Any]) -> LocalRealisation:
     """Give every resource of plan a verdict and extract what `up` starts.
 
@@ -356,64 +424,22 @@ def analyse(plan: Mapping[str, Any]) -> LocalRealisation:
             if value:
                 service_names.add(_last_segment(value))
 
-    invoker_emails: list[str] = []
-    public_invoke = False
-
+    judging = _Judging(service_names=service_names)
     for res in resources:
-        rtype = str(res.get("type", ""))
-        name = str(res.get("name", ""))
-        urn = str(res.get("urn", ""))
-        inputs: Mapping[str, Any] = res.get("inputs") or {}
-        res_outputs: Mapping[str, Any] = res.get("outputs") or {}
-
-        def verdict(v: Verdict, detail: str, *, _t: str = rtype, _n: str = name) -> None:
-            verdicts.append(ResourceVerdict(urn=urn, type=_t, name=_n, verdict=v, detail=detail))  # noqa: B023
-
-        if rtype == QUEUE_TYPE:
-            verdict("realised", "queue in the emulator, planned rate limits, retries and target")
-        elif rtype == SERVICE_TYPE:
-            verdict("realised", "worker process on 127.0.0.1 with the planned command and envs")
-            if inputs.get("ingress") not in (None, "INGRESS_TRAFFIC_ALL"):
-                substitutions.append(
-                    f"ingress {inputs.get('ingress')}: locally the worker listens on 127.0.0.1 "
-                    "only, so only this machine reaches it"
-                )
-        elif rtype == SERVICE_IAM_MEMBER_TYPE:
-            role = str(inputs.get("role", ""))
-            member = str(inputs.get("member", ""))
-            bound_to = _last_segment(inputs.get("name", ""))
-            if service_names and bound_to not in service_names:
-                verdict("no local effect", f"{role} on service {bound_to!r}, not the worker")
-            elif role != RUN_INVOKER_ROLE:
-                verdict("no local effect", f"{role} for {member}: only run.invoker is checked")
-            elif member in _PUBLIC_MEMBERS:
-                public_invoke = True
-                verdict("realised", f"{member} may invoke: the worker's token check is off")
-            elif (email := _member_email(member)) is not None:
-                invoker_emails.append(email)
-                verdict("realised", f"{email} may invoke the worker (its token check allows it)")
-            else:
-                verdict("refused", f"member {member!r} cannot be checked locally")
-                problems.append(
-                    f"{name}: run.invoker member {member!r} cannot be checked against a local "
-                    "ID token; bind a `serviceAccount:EMAIL` member (the invoker identity)"
-                )
-        elif rtype == ACCOUNT_TYPE:
-            email = res_outputs.get("email") or inputs.get("accountId")
-            verdict("realised", f"identity {email}: the emulator's issuer signs its ID tokens")
-        elif rtype in NO_LOCAL_EFFECT:
-            verdict("no local effect", NO_LOCAL_EFFECT[rtype])
-        elif rtype.startswith("pulumi:providers:"):
-            verdict("no local effect", "provider: credentials and project defaults")
-        elif _is_component(rtype) or rtype == "pulumi:pulumi:Stack":
-            verdict("no local effect", "component: groups the resources listed with it")
-        else:
-            verdict("refused", "no local realisation for this type")
-            problems.append(
-                f"{name} ({rtype}): the local stack has no realisation for this resource type; "
-                "add one to devstack/realise.py (or list it in NO_LOCAL_EFFECT with the "
-                "reason it needs none)"
+        verdict, detail = _judge(res, judging)
+        verdicts.append(
+            ResourceVerdict(
+                urn=str(res.get("urn", "")),
+                type=str(res.get("type", "")),
+                name=str(res.get("name", "")),
+                verdict=verdict,
+                detail=detail,
             )
+        )
+    problems.extend(judging.problems)
+    substitutions.extend(judging.substitutions)
+    invoker_emails = judging.invoker_emails
+    public_invoke = judging.public_invoke
 
     queue_spec: QueueSpec | None = None
     if len(queues) == 1:
