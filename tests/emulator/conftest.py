@@ -112,10 +112,16 @@ def _handler(target: Target) -> type[http.server.BaseHTTPRequestHandler]:
     return Handler
 
 
+class _TargetServer(http.server.ThreadingHTTPServer):
+    # The default listen backlog of 5 drops connections when a queue's burst opens
+    # a hundred at once; real workers (uvicorn, gunicorn) listen with 1024 or more.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 @contextlib.contextmanager
 def _serve_target() -> Iterator[Target]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
-    server.daemon_threads = True
+    server = _TargetServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
     t = Target(base_url=f"http://127.0.0.1:{server.server_address[1]}")
     server.RequestHandlerClass = _handler(t)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
