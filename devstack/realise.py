@@ -218,6 +218,7 @@ class WorkerSpec:
     # when that layer lets everybody through (invokerIamDisabled, allUsers).
     iam_invokers: tuple[str, ...] | None
     health_path: str  # the startup probe's path
+    project: str  # what the metadata server would answer on Cloud Run
 
     def process_env(self, *, host: str, port: int, certs_url: str) -> dict[str, str]:
         """The worker's environment: planned envs plus the local wiring.
@@ -249,6 +250,9 @@ class WorkerSpec:
         env.setdefault("K_SERVICE", self.service_name)
         env.setdefault("K_REVISION", f"{self.service_name}-local")
         env.setdefault("K_CONFIGURATION", self.service_name)
+        # Stands in for the metadata server, which has no local counterpart (the
+        # worker would otherwise wait for a DNS failure on metadata.google.internal).
+        env.setdefault("GOOGLE_CLOUD_PROJECT", self.project)
         return env
 
 
@@ -514,6 +518,7 @@ def analyse(plan: Mapping[str, Any]) -> LocalRealisation:
                 command=command,
                 env=env,
                 iam_invokers=iam,
+                project=outputs.get(OUTPUT_PROJECT, ""),
             )
 
     if problems or queue_spec is None or worker_spec is None:

@@ -149,6 +149,7 @@ class TestWorker:
         assert env["PORT"] == "9999"
         assert env["HOST"] == "127.0.0.1"
         assert env[WORKER_ENV_CERTS_URL] == "http://127.0.0.1:1/oauth2/v1/certs"
+        assert env["GOOGLE_CLOUD_PROJECT"] == dev_plan["outputs"]["project"]
         command = analyse(dev_plan).worker.command
         assert command[1:] == container["commands"][1:] + container.get("args", [])
 
