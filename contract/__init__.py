@@ -8,6 +8,7 @@ helper and the program can all depend on it without pulling each other in.
 
 from contract.names import (
     EMULATOR_HOST_ENV,
+    LOCAL_OUTPUT_KEYS,
     OUTPUT_AUDIENCE,
     OUTPUT_EMULATOR_HOST,
     OUTPUT_EMULATOR_URL,
@@ -16,7 +17,6 @@ from contract.names import (
     OUTPUT_PROJECT,
     OUTPUT_QUEUE,
     OUTPUT_SERVICE_URL,
-    LOCAL_OUTPUT_KEYS,
     STACK_OUTPUT_KEYS,
 )
 

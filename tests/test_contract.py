@@ -2,8 +2,7 @@
 
 import re
 
-from contract import LOCAL_OUTPUT_KEYS, STACK_OUTPUT_KEYS
-from contract import limits
+from contract import LOCAL_OUTPUT_KEYS, STACK_OUTPUT_KEYS, limits
 
 
 def test_stack_output_names_are_the_documented_contract() -> None:
