@@ -107,11 +107,11 @@ def test_no_diff_says_so(all_plans: dict[str, Plan]) -> None:
     assert "matches the committed snapshot" in render_diff(diff, "dev")
 
 
-def test_the_diagram_in_docs_is_the_dev_plans(all_plans: dict[str, Plan]) -> None:
+def test_the_diagram_in_the_readme_is_the_dev_plans(all_plans: dict[str, Plan]) -> None:
     from devstack.plan import REPO_ROOT
 
-    docs = (REPO_ROOT / "docs" / "deploying.md").read_text()
-    assert "```mermaid\n" + render_mermaid(all_plans["dev"]) + "```" in docs
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "```mermaid\n" + render_mermaid(all_plans["dev"]) + "```" in readme
 
 
 def test_every_embedded_plan_diagram_matches_a_stack(all_plans: dict[str, Plan]) -> None:
