@@ -157,7 +157,7 @@ def load_config() -> BootstrapConfig:
     return BootstrapConfig(
         project=project,
         github_repository=repository,
-        github_repository_owner_id=cfg.get("github_repository_owner_id"),
+        github_repository_owner_id=cfg.get("github_repository_owner_id") or None,
         pool_id=cfg.get("pool_id") or "github",
         provider_id=cfg.get("provider_id") or "github-actions",
         deployer_account_id=cfg.get("deployer_account_id") or "pulumi-deployer",

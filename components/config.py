@@ -85,7 +85,7 @@ _QUEUE_NAME_RE = re.compile(rf"^[A-Za-z0-9-]{{1,{QUEUE_ID_MAX_CHARS}}}$")
 _ACCOUNT_PREFIX_RE = re.compile(r"^[a-z](?:[-a-z0-9]{0,19}[a-z0-9])?$")
 _REPOSITORY_RE = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 _PROJECT_ID_RE = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
-_REGION_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]$")
+_REGION_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")  # europe-west1 .. europe-west12
 _PRINCIPAL_RE = re.compile(r"^(serviceAccount|user|group|domain|principal|principalSet):\S+$")
 _PUBLIC_PRINCIPALS = ("allUsers", "allAuthenticatedUsers")
 
@@ -466,7 +466,7 @@ def parse_config(raw: Mapping[str, Any]) -> PipelineConfig:
         if not isinstance(inner, ValueError) and described and described.description:
             problem = f"{problem} ({described.description.rstrip('.')})"
         if error["type"] == "extra_forbidden":
-            problem = "this key is not known; see docs/deploying.md for the list of keys"
+            problem = "this key is not known; the README's configuration reference lists the keys"
         elif error["type"] == "missing":
             problem = "it is required"
         elif error["type"] == "literal_error" and field == "ingress":
@@ -496,7 +496,7 @@ def load_config() -> PipelineConfig:
         raise ConfigError(
             unknown[0],
             project_cfg.get(unknown[0].split(":", 1)[1]),
-            "this key is not known (a typo?); Pulumi.yaml and docs/deploying.md list the keys",
+            "this key is not known (a typo?); Pulumi.yaml and the README's configuration reference list the keys",
             fix=f"rename it to a known key or remove it with `pulumi config rm {unknown[0]}`",
         )
     raw: dict[str, Any] = {"project": gcp_cfg.get("project"), "region": gcp_cfg.get("region")}
@@ -504,7 +504,8 @@ def load_config() -> PipelineConfig:
         if field in _PROVIDER_KEYS:
             continue
         text = project_cfg.get(field)
-        if text is None:
+        # "" (and []) are Pulumi.yaml's defaults for the optional keys: not set.
+        if text is None or text == "":
             continue
         if field in _LIST_FIELDS:
             try:

@@ -214,7 +214,36 @@ def load_stack_config(stack: str, root: Path = REPO_ROOT) -> dict[str, str]:
             )
         full_key = key if ":" in key else f"{PROJECT}:{key}"
         result[full_key] = _config_text(value)
-    return result
+    return _apply_project_defaults(result, stack, root)
+
+
+def _apply_project_defaults(config: dict[str, str], stack: str, root: Path) -> dict[str, str]:
+    """Merge in Pulumi.yaml's declared defaults, as the CLI does before running the program.
+
+    The CLI also refuses a stack that lacks a project key declared without a
+    default; the offline plan refuses it the same way, so it cannot pass here and
+    fail at `pulumi up`.
+    """
+    try:
+        document = yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise PlanError(f"cannot read Pulumi.yaml in {root}: {exc}") from exc
+    missing = []
+    for key, spec in (document.get("config") or {}).items():
+        full_key = key if ":" in key else f"{PROJECT}:{key}"
+        if full_key in config:
+            continue
+        if isinstance(spec, dict) and "default" in spec:
+            config[full_key] = _config_text(spec["default"])
+        elif full_key.startswith(f"{PROJECT}:"):
+            missing.append(key)
+    if missing:
+        raise PlanError(
+            f"Stack '{stack}' is missing configuration values {', '.join(sorted(missing))} "
+            "(declared in Pulumi.yaml without a default, so the Pulumi CLI requires them): "
+            "set them in the stack file or give them a default in Pulumi.yaml."
+        )
+    return config
 
 
 # --- mocks -----------------------------------------------------------------------------

@@ -236,21 +236,29 @@ def test_pulumi_yaml_documents_every_key_with_the_same_default() -> None:
     }
     declared = document["config"]
     assert {f"{PROJECT_NAME}:{k}" for k in declared} == set(project_keys())
-    parsed_defaults = parse_config(
-        {**BASE, **{k: v["default"] for k, v in declared.items() if "default" in v}}
-    )
-    assert parsed_defaults == PipelineConfig(**BASE)
+    # The CLI's config merge treats a project key declared without a default as
+    # required and refuses any stack that does not set it: every key has one.
+    missing = sorted(k for k, spec in declared.items() if "default" not in spec)
+    assert not missing, f"declared without a default (the CLI would require them): {missing}"
+    # "" and [] are how Pulumi.yaml says "unset" for the optional keys.
+    defaults = {k: v["default"] for k, v in declared.items() if v["default"] not in ("", [])}
+    assert parse_config({**BASE, **defaults}) == PipelineConfig(**BASE)
     for key, spec in declared.items():
         assert spec.get("description"), f"{key} has no description in Pulumi.yaml"
         model_default = PipelineConfig.model_fields[key].default
-        assert ("default" in spec) == (model_default not in (None, ())), key
+        assert (spec["default"] in ("", [])) == (model_default in (None, ())), key
 
 
 def test_every_committed_stack_is_valid() -> None:
     for path in sorted(REPO_ROOT.glob("Pulumi.*.yaml")):
         stack = path.name.split(".")[1]
         config = load_stack_config(stack)
-        fields = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(PROJECT_NAME)}
+        # "" and [] are Pulumi.yaml's "not set", as load_config reads them.
+        fields = {
+            k.split(":", 1)[1]: v
+            for k, v in config.items()
+            if k.startswith(PROJECT_NAME) and v not in ("", "[]")
+        }
         fields["project"], fields["region"] = config["gcp:project"], config["gcp:region"]
         if "enqueuers" in fields:
             fields["enqueuers"] = tuple(yaml.safe_load(fields["enqueuers"]))
@@ -276,3 +284,8 @@ def test_readme_reference_table_lists_every_key_with_its_default() -> None:
         elif isinstance(default, str):
             assert documented == default, short
     assert {"gcp:project", "gcp:region"} <= set(rows)
+
+
+@pytest.mark.parametrize("region", ["europe-west1", "europe-west12", "us-central1", "me-central2"])
+def test_real_regions_are_accepted(region: str) -> None:
+    assert parse_config({**BASE, "region": region}).region == region

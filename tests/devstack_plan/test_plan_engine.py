@@ -105,16 +105,49 @@ def test_secrets_in_stack_files_are_refused(tmp_path: Path) -> None:
 
 
 def test_stack_file_values_reach_the_program_as_the_cli_passes_them(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text(
+        "name: cloud-tasks-pipeline\nruntime: python\nconfig:\n"
+        "  max_attempts: {type: integer, default: 10}\n"
+        "  min_backoff: {type: string, default: 1s}\n"
+        "  queue_name: {type: string, default: ''}\n"
+    )
     (tmp_path / "Pulumi.x.yaml").write_text(
         "config:\n  gcp:project: p-123456\n  max_attempts: 3\n  queue_paused: true\n"
         "  enqueuers:\n    - group:a@example.com\n"
     )
     assert load_stack_config("x", tmp_path) == {
         "gcp:project": "p-123456",
-        "cloud-tasks-pipeline:max_attempts": "3",
+        "cloud-tasks-pipeline:max_attempts": "3",  # the stack's value wins
         "cloud-tasks-pipeline:queue_paused": "true",
         "cloud-tasks-pipeline:enqueuers": '["group:a@example.com"]',
+        "cloud-tasks-pipeline:min_backoff": "1s",  # Pulumi.yaml's default, merged in
+        "cloud-tasks-pipeline:queue_name": "",
     }
+
+
+def test_a_project_key_without_default_is_required_as_the_cli_requires_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "Pulumi.yaml").write_text(
+        "name: cloud-tasks-pipeline\nruntime: python\nconfig:\n"
+        "  image: {type: string}\n  queue_name: {type: string}\n"
+    )
+    (tmp_path / "Pulumi.x.yaml").write_text("config:\n  gcp:project: p-123456\n")
+    with pytest.raises(
+        PlanError, match="Stack 'x' is missing configuration values image, queue_name"
+    ):
+        load_stack_config("x", tmp_path)
+
+
+def test_the_empty_defaults_of_optional_keys_mean_unset() -> None:
+    config = load_stack_config("dev")
+    assert config["cloud-tasks-pipeline:queue_name"] == ""  # Pulumi.yaml's default
+    assert config["cloud-tasks-pipeline:image"] == ""
+    plan = evaluate_config("dev", config)
+    types = [r.type for r in plan.resources]
+    assert "docker-build:index:Image" in types  # no prebuilt image: it is built
+    (queue,) = [r for r in plan.resources if r.type == "gcp:cloudtasks/queue:Queue"]
+    assert "name" not in queue.inputs or queue.inputs["name"] is None  # auto-named
 
 
 def test_a_config_error_is_a_plan_error_with_nothing_declared() -> None:
