@@ -496,7 +496,8 @@ def load_config() -> PipelineConfig:
         raise ConfigError(
             unknown[0],
             project_cfg.get(unknown[0].split(":", 1)[1]),
-            "this key is not known (a typo?); Pulumi.yaml and the README's configuration reference list the keys",
+            "this key is not known (a typo?); Pulumi.yaml and the README's configuration "
+            "reference list the keys",
             fix=f"rename it to a known key or remove it with `pulumi config rm {unknown[0]}`",
         )
     raw: dict[str, Any] = {"project": gcp_cfg.get("project"), "region": gcp_cfg.get("region")}
