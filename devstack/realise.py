@@ -31,6 +31,7 @@ from contract.names import (
     OUTPUT_PROJECT,
     OUTPUT_QUEUE,
     WORKER_ENV_ALLOWED_INVOKERS,
+    WORKER_ENV_AUDIENCE,
     WORKER_ENV_CERTS_URL,
     WORKER_ENV_PORT,
 )
@@ -240,7 +241,10 @@ class WorkerSpec:
         else:
             allowed = tuple(e for e in self.iam_invokers if e in app_list)
         if allowed is None:
+            # No IAM layer and no allow-list of the program's own: the check is off,
+            # and the worker refuses an audience without invokers (fail closed).
             env.pop(WORKER_ENV_ALLOWED_INVOKERS, None)
+            env.pop(WORKER_ENV_AUDIENCE, None)
         else:
             env[WORKER_ENV_ALLOWED_INVOKERS] = ",".join(allowed) or NOBODY_INVOKER
         env[WORKER_ENV_PORT] = str(port)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from types import FrameType
@@ -32,6 +33,7 @@ import uvicorn
 from service.config import ConfigError, Settings
 from service.drain import Drain
 from service.logs import configure_logging
+from service.task_registry import busy_handler_threads
 
 logger = logging.getLogger("service.server")
 
@@ -135,7 +137,18 @@ def main() -> int:
     )
     server = DrainingServer(config, drain=app.state.drain, grace_s=settings.shutdown_grace_s)
     server.run()
-    return 0 if server.started else 1
+    code = 0 if server.started else 1
+    busy = busy_handler_threads()
+    if busy:
+        # Threads cannot be stopped and the interpreter would wait for them at exit,
+        # past Cloud Run's SIGKILL. Their tasks were not acknowledged: Cloud Tasks retries.
+        logger.error(
+            "exiting with %d handler thread(s) still running; their tasks will be retried",
+            busy,
+        )
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

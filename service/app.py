@@ -42,6 +42,7 @@ import httpx
 from pydantic import ValidationError
 from pydantic_core import to_json, to_jsonable_python
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -61,7 +62,7 @@ from service.idempotency import (
     InMemoryIdempotencyStore,
 )
 from service.logs import SAMPLED_FIELD, SPAN_FIELD, TRACE_FIELD, delivery_fields
-from service.task_registry import TaskRegistry, as_async, registry
+from service.task_registry import TaskRegistry, registry, start_handler
 
 logger = logging.getLogger("service.app")
 
@@ -99,6 +100,8 @@ class _Outcome:
     severity: int = logging.INFO
     exc_info: BaseException | None = None
     reason: str | None = None
+    still_running: asyncio.Future[Any] | None = None
+    """A plain handler's thread that outlived its timeout: it cannot be stopped."""
 
     def with_reason(self, reason: str) -> _Outcome:
         self.reason = reason
@@ -395,17 +398,42 @@ def create_app(
                     severity=logging.WARNING,
                 )
         finished = False
+        still_running: asyncio.Future[Any] | None = None
         try:
             outcome = await _run(ctx, body)
             finished = outcome.outcome in ("ok", "dead_letter")
+            still_running = outcome.still_running
             if key is not None and finished:
                 await _settle(store.complete(key, Completion(outcome.status, outcome.outcome)))
             return outcome
         finally:
-            # Transient failures, crashes and cancellation (shutdown grace exceeded)
-            # give the key back so Cloud Tasks' retry can run the handler.
             if key is not None and not finished:
+                if still_running is not None:
+                    # The thread runs on: keep the claim (retries get 409) until it ends.
+                    _settle_when_done(key, still_running)
+                else:
+                    # Transient failures, crashes and cancellation (shutdown grace
+                    # exceeded) give the key back so Cloud Tasks' retry can run it.
+                    await _settle(store.release(key))
+
+    def _settle_when_done(key: str, thread: asyncio.Future[Any]) -> None:
+        async def settle() -> None:
+            try:
+                await thread
+            except Exception:
+                logger.warning("abandoned handler thread failed; the task's retry will run it")
                 await _settle(store.release(key))
+                return
+            logger.warning(
+                "abandoned handler thread finished after its timeout; the task's retry "
+                "will be acknowledged without running it again"
+            )
+            await _settle(store.complete(key, Completion(200, "ok")))
+
+        # Created inside the delivery's log context, so these lines carry its fields.
+        background = asyncio.get_running_loop().create_task(settle())
+        _background.add(background)
+        background.add_done_callback(_background.discard)
 
     async def _settle(call: Awaitable[None]) -> None:
         # The task's fate is decided; a store failure now only widens the duplicate
@@ -429,17 +457,23 @@ def create_app(
         except ValidationError as exc:
             return await _dead_letter(ctx, body, f"invalid payload: {_summarise(exc)}")
         deadline = asyncio.timeout(task_type.timeout_s)
+        running = start_handler(task_type, payload, ctx)
+        thread = running if isinstance(running, asyncio.Future) else None
         try:
             async with deadline:
-                result = await as_async(task_type)(payload, ctx)
+                # shield: a timeout stops the waiting; the thread cannot be stopped.
+                result = await (asyncio.shield(thread) if thread is not None else running)
         except TimeoutError as exc:
             if deadline.expired():
-                return _Outcome(
+                outcome = _Outcome(
                     status=503,
                     outcome="retry",
                     body={"status": "retry"},
                     severity=logging.WARNING,
                 ).with_reason(f"handler exceeded its timeout of {task_type.timeout_s:g} s")
+                if thread is not None and not thread.done():
+                    outcome.still_running = thread
+                return outcome
             # The handler's own TimeoutError (a library's): unforeseen, like any other.
             return _Outcome(
                 status=500,
@@ -527,11 +561,27 @@ def create_app(
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
+    async def misrouted(request: Request, exc: Exception) -> Response:
+        # Cloud Tasks retries a 404/405 until the queue gives up: say so in the log,
+        # with what identifies the task, or the attempts are invisible.
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        headers = {k: v for k, v in request.headers.items() if k.startswith("x-cloudtasks-")}
+        logger.warning(
+            "no route for %s %s: %d (tasks are POST %s<type>)",
+            request.method,
+            request.url.path,
+            status,
+            TASK_ROUTE_PREFIX,
+            extra={"fields": {"outcome": "no_route", "status": status, "headers": headers}},
+        )
+        return JSONResponse({"status": "no_route"}, status_code=status)
+
     app = Starlette(
         routes=[
             Route(HEALTH_ROUTE, healthz, methods=["GET"]),
             Route(TASK_ROUTE_PREFIX + "{type}", handle_task, methods=["POST"]),
         ],
+        exception_handlers={404: misrouted, 405: misrouted},
         lifespan=lifespan,
     )
     app.state.drain = drain
@@ -542,6 +592,8 @@ def create_app(
 
 
 _SECRET_HEADERS: Final = frozenset({"authorization", "cookie", "proxy-authorization"})
+# Tasks settling abandoned handler threads; referenced so they are not collected.
+_background: set[asyncio.Task[None]] = set()
 
 
 def _summarise(exc: ValidationError) -> str:

@@ -11,12 +11,15 @@ that URL's origin); `email_verified` true; `email` in the allowed list.
 The 10 s clock skew applies to `iat` only: an expired token is rejected the
 second it expires.
 
-Certificates are cached for the `max-age` of the certs response, fetched
-asynchronously (never a blocking call on the event loop), fetched again at most
-every `min_refresh_s` when a token names an unknown key id (key rotation), and
-kept past their expiry if the certs URL is unreachable. A token that verified
-is remembered until it expires, keyed by its full text: Cloud Tasks reuses an
-ID token for many tasks, so the RSA check runs once per token, not per task.
+Certificates are cached for the `max-age` of the certs response (at least
+`min_refresh_s`), fetched asynchronously (never a blocking call on the event
+loop), fetched again at most every `min_refresh_s` when a token names an
+unknown key id (key rotation), and kept past their expiry if the certs URL is
+unreachable. With no keys yet, a failed fetch answers the requests queued
+behind it for a few seconds instead of each waiting out its own timeout. A
+token that verified is remembered until it expires, keyed by its full text:
+Cloud Tasks reuses an ID token for many tasks, so the RSA check runs once per
+token, not per task. Rejection reasons go to the log and never quote the token.
 
 It deliberately does not check authorisation beyond the email allow-list
 (no per-task-type permissions) and accepts only RS256, which is what Google
@@ -48,6 +51,8 @@ CLOCK_SKEW_S: Final = 10
 ALLOWED_ALGORITHMS: Final = frozenset({"RS256"})
 DEFAULT_CERTS_MAX_AGE_S: Final = 300.0
 CERTS_FETCH_TIMEOUT_S: Final = 5.0
+# With no keys yet, a failed fetch is not retried for this long (capped by min_refresh_s).
+FAILED_FETCH_RETRY_S: Final = 5.0
 VERIFIED_TOKEN_CACHE_SIZE: Final = 1024
 
 _MAX_AGE: Final = re.compile(r"(?:^|,)\s*max-age\s*=\s*(\d+)", re.IGNORECASE)
@@ -146,6 +151,7 @@ class CertCache:
         self._certs: dict[str, str] = {}
         self._expires_at = float("-inf")
         self._fetched_at = float("-inf")
+        self._failure: CertsUnavailableError | None = None
         self._lock = asyncio.Lock()
         self.fetch_count = 0
 
@@ -165,8 +171,16 @@ class CertCache:
                 # Unknown key id, but we fetched moments ago: a forged kid must not
                 # turn every request into a fetch. The decode will fail with 401.
                 return self._certs
+            if self._failure is not None and now - self._fetched_at < self._retry_failed_s:
+                # No keys and the last fetch failed moments ago: requests queued behind
+                # it share that answer instead of each waiting out its own timeout.
+                raise self._failure
             await self._fetch()
             return self._certs
+
+    @property
+    def _retry_failed_s(self) -> float:
+        return min(self._min_refresh_s, FAILED_FETCH_RETRY_S)
 
     async def prefetch(self) -> None:
         """Fetch now (at startup) so the first task does not wait; never raises."""
@@ -195,10 +209,14 @@ class CertCache:
                 )
                 self._expires_at = self._clock() + self._min_refresh_s
                 return
-            raise CertsUnavailableError(f"fetching {self.url} failed: {exc}") from exc
+            self._failure = CertsUnavailableError(f"fetching {self.url} failed: {exc}")
+            raise self._failure from exc
+        self._failure = None
         self._certs = certs
-        self._expires_at = self._fetched_at + _max_age(
-            response.headers.get("cache-control"), response.headers.get("age")
+        # max-age=0 (or a past Age) must not make every new token a fetch.
+        self._expires_at = self._fetched_at + max(
+            _max_age(response.headers.get("cache-control"), response.headers.get("age")),
+            self._min_refresh_s,
         )
         self.fetch_count += 1
         logger.info(
@@ -246,7 +264,7 @@ class TokenVerifier:
         try:
             header = jwt.decode_header(token)  # type: ignore[no-untyped-call]
         except Exception as exc:  # any garbage in a token is the caller's problem: 401
-            raise AuthError(401, f"malformed token: {exc}") from None
+            raise AuthError(401, f"malformed token: {_redact(str(exc), token)}") from None
         if not isinstance(header, dict):
             raise AuthError(401, "malformed token: header is not a JSON object")
         alg = header.get("alg")
@@ -262,7 +280,7 @@ class TokenVerifier:
                 token, certs=certs, audience=self.audience, clock_skew_in_seconds=CLOCK_SKEW_S
             )
         except Exception as exc:  # signature, expiry, audience, key id: all 401
-            raise AuthError(401, f"token rejected: {exc}") from None
+            raise AuthError(401, f"token rejected: {_redact(str(exc), token)}") from None
         issuer = claims.get("iss")
         if not isinstance(issuer, str) or issuer.rstrip("/") not in self.issuers:
             raise AuthError(
@@ -288,6 +306,19 @@ class TokenVerifier:
             raise AuthError(403, f"token email {email} is not verified")
         if email.lower() not in self.allowed_emails:
             raise AuthError(403, f"token email {email} is not an allowed invoker")
+
+
+def _redact(reason: str, token: str) -> str:
+    """`reason` without the token or any of its segments (google-auth quotes them).
+
+    The reason goes to the log; a mistaken access token or a real ID token sent
+    to the wrong place must not end up there.
+    """
+    reason = reason.replace(token, f"<token of {len(token)} chars>")
+    for segment in sorted(token.split("."), key=len, reverse=True):
+        if len(segment) >= 8:
+            reason = reason.replace(segment, "<token segment>")
+    return reason
 
 
 def _bearer_token(authorization: str | None) -> str:

@@ -91,8 +91,23 @@ class Settings:
             value = env.get(name, "").strip()
             return value or None
 
-        invokers = _parse_invokers(get(WORKER_ENV_ALLOWED_INVOKERS))
+        raw_invokers = get(WORKER_ENV_ALLOWED_INVOKERS)
+        invokers = _parse_invokers(raw_invokers)
         audience = get(WORKER_ENV_AUDIENCE)
+        # Fail closed: a value that names nobody (an unresolved output, a stray comma)
+        # or an audience without invokers means the check was meant to be on.
+        if raw_invokers is not None and not invokers:
+            raise ConfigError(
+                f"{WORKER_ENV_ALLOWED_INVOKERS}={raw_invokers!r} names no email: give the "
+                "invoker service account's email (comma-separated for several), or unset "
+                "the variable to run without the token check"
+            )
+        if audience is not None and not invokers:
+            raise ConfigError(
+                f"{WORKER_ENV_AUDIENCE} is set but {WORKER_ENV_ALLOWED_INVOKERS} is not: the "
+                "token check needs both; set it to the invoker service account's email, or "
+                f"unset {WORKER_ENV_AUDIENCE} to run without the check (Cloud Run IAM only)"
+            )
         if invokers and audience is None:
             raise ConfigError(
                 f"{WORKER_ENV_ALLOWED_INVOKERS} is set but {WORKER_ENV_AUDIENCE} is not: "

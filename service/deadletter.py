@@ -13,15 +13,20 @@ into every image for a choice each team makes differently.
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from pydantic_core import to_json
+
 logger = logging.getLogger("service.deadletter")
 
-# Cloud Logging refuses entries above 256 KB; a task body may be up to 1 MiB.
-MAX_LOGGED_BODY_CHARS: Final = 200_000
+# Cloud Logging refuses entries above 256 KB and a task body may be up to 1 MiB, so
+# the body is cut to this many bytes *as it appears in the JSON line* (escapes
+# included: a control character takes 6), leaving room for the rest of the entry.
+MAX_LOGGED_BODY_BYTES: Final = 128_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +41,7 @@ class DeadLetter:
     queue_name: str | None
 
     def log_fields(self) -> dict[str, Any]:
-        text = self.body.decode("utf-8", errors="replace")
-        truncated = len(text) > MAX_LOGGED_BODY_CHARS
+        body, encoding, truncated = logged_body(self.body)
         return {
             "dead_letter": {
                 "reason": self.reason,
@@ -45,11 +49,39 @@ class DeadLetter:
                 "task_name": self.task_name,
                 "queue_name": self.queue_name,
                 "headers": {k: v for k, v in self.headers.items() if k.startswith("x-cloudtasks-")},
-                "body": text[:MAX_LOGGED_BODY_CHARS] if truncated else text,
+                "body": body,
+                "body_encoding": encoding,
                 "body_bytes": len(self.body),
                 "body_truncated": truncated,
             }
         }
+
+
+def logged_body(body: bytes, limit: int = MAX_LOGGED_BODY_BYTES) -> tuple[str, str, bool]:
+    """The body as logged: (text, "utf-8" or "base64", truncated).
+
+    UTF-8 bodies are logged as text, anything else as base64, so the entry can
+    always be turned back into the exact bytes (when not truncated) to replay it.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        # 4 base64 characters per 3 bytes, none of them escaped in JSON.
+        kept = body[: limit // 4 * 3]
+        return base64.b64encode(kept).decode("ascii"), "base64", len(kept) < len(body)
+    size = _json_size(text)
+    if size <= limit:
+        return text, "utf-8", False
+    keep = len(text)
+    while size > limit:
+        # Shrink in proportion to the overshoot; converges in a few steps.
+        keep = max(0, keep * limit // size - 1)
+        size = _json_size(text[:keep])
+    return text[:keep], "utf-8", True
+
+
+def _json_size(text: str) -> int:
+    return len(to_json(text)) - 2  # without the quotes
 
 
 class DeadLetterSink(Protocol):

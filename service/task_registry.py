@@ -23,9 +23,14 @@ in `service.handlers`, and a team's own modules are listed in
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import inspect
 import re
+import threading
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar, cast
 
@@ -131,14 +136,40 @@ registry: Final = TaskRegistry()
 """The process-wide registry the app serves; import it as `from service import registry`."""
 
 
-def as_async(task_type: TaskType[Any]) -> Callable[[Any, TaskContext], Awaitable[Any]]:
-    """The handler as an awaitable callable (plain handlers go to a thread)."""
+# Plain handlers run here, not in the event loop's default executor (min(32, CPUs + 4)
+# threads: 6 on a 2-CPU instance). 40 is anyio's (and Starlette's) default limit.
+HANDLER_THREADS: Final = 40
+_executor = ThreadPoolExecutor(max_workers=HANDLER_THREADS, thread_name_prefix="task-handler")
+_busy_lock = threading.Lock()
+_busy = 0
+
+
+def busy_handler_threads() -> int:
+    """Plain handlers still running in a thread (including ones past their timeout)."""
+    return _busy
+
+
+def _run_counted(context: contextvars.Context, call: Callable[[], Any]) -> Any:
+    global _busy
+    with _busy_lock:
+        _busy += 1
+    try:
+        return context.run(call)
+    finally:
+        with _busy_lock:
+            _busy -= 1
+
+
+def start_handler(task_type: TaskType[Any], payload: Any, ctx: TaskContext) -> Awaitable[Any]:
+    """Start the handler: a coroutine for async handlers, a thread's future for plain ones.
+
+    A thread cannot be stopped, so a caller that stops waiting (a timeout) gets to
+    know it is still running from the future, and must not let the task run again
+    until it ends.
+    """
     if task_type.is_async:
-        return cast(Callable[[Any, TaskContext], Awaitable[Any]], task_type.handler)
-
-    async def run_in_thread(payload: Any, ctx: TaskContext) -> Any:
-        import anyio.to_thread
-
-        return await anyio.to_thread.run_sync(task_type.handler, payload, ctx)
-
-    return run_in_thread
+        return cast(Awaitable[Any], task_type.handler(payload, ctx))
+    loop = asyncio.get_running_loop()
+    # copy_context: the handler's own log lines carry the delivery's task fields.
+    call = functools.partial(task_type.handler, payload, ctx)
+    return loop.run_in_executor(_executor, _run_counted, contextvars.copy_context(), call)

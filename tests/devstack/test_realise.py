@@ -190,7 +190,9 @@ class TestWorker:
         container["envs"] = [
             e for e in container["envs"] if e["name"] != WORKER_ENV_ALLOWED_INVOKERS
         ]
-        assert WORKER_ENV_ALLOWED_INVOKERS not in self._env(plan)
+        env = self._env(plan)
+        assert WORKER_ENV_ALLOWED_INVOKERS not in env
+        assert WORKER_ENV_AUDIENCE not in env  # the worker refuses an audience alone
 
     def test_group_member_is_refused(self, dev_plan: dict[str, Any]) -> None:
         plan = _mutated(dev_plan)

@@ -193,3 +193,14 @@ async def bounded(payload: RecordPayload, ctx: TaskContext) -> dict[str, str]:
     await asyncio.sleep(payload.sleep_s)
     _record("end", payload.id, ctx)
     return {"id": payload.id}
+
+
+@registry.task("bounded_sync", payload=RecordPayload, timeout_s=0.3)
+def bounded_sync(payload: RecordPayload, ctx: TaskContext) -> dict[str, str]:
+    """A plain function with a 0.3 s timeout: its thread cannot be stopped."""
+    import time
+
+    _record("start", payload.id, ctx)
+    time.sleep(payload.sleep_s)
+    _record("end", payload.id, ctx)
+    return {"id": payload.id}

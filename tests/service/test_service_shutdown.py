@@ -111,3 +111,22 @@ def test_task_outliving_the_grace_is_cut_off_unacknowledged(
         assert cancelled["task_type"] == "record"
     finally:
         worker.process.stop()
+
+
+def test_a_handler_thread_past_its_timeout_does_not_hold_the_exit(
+    issuer: LocalIssuer, tmp_path: Path
+) -> None:
+    worker = start_worker(tmp_path, issuer)
+    try:
+        task_id = new_id()
+        response = worker.post("bounded_sync", {"id": task_id, "sleep_s": 20})
+        assert response.status_code == 503  # timed out; its thread sleeps on
+        started = time.monotonic()
+        worker.process.terminate()
+        assert worker.process.wait(10) == 0
+        # Nothing in flight, so no grace to wait out; the thread does not hold the exit.
+        assert time.monotonic() - started < 5
+        assert worker.process.entries(lambda e: "handler thread(s) still running" in e["message"])
+        assert worker.runs(task_id, "end") == []
+    finally:
+        worker.process.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import logging
@@ -18,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from contract.limits import MAX_TASK_BYTES
 from contract.names import GOOGLE_CERTS_URL
 from service import (
     ClaimState,
@@ -39,6 +41,7 @@ from service.auth import (
 )
 from service.config import ConfigError, Settings
 from service.context import context_from_headers, parse_trace_context
+from service.deadletter import MAX_LOGGED_BODY_BYTES, logged_body
 from service.logs import TRACE_FIELD, CloudLoggingFormatter, configure_logging, delivery_fields
 from service.testing import DEFAULT_AUDIENCE, DEFAULT_INVOKER, LocalIssuer
 
@@ -78,6 +81,10 @@ class TestSettings:
         [
             ({"TASKS_ALLOWED_INVOKERS": "a@p.iam.gserviceaccount.com"}, "TASKS_AUDIENCE is not"),
             ({"TASKS_ALLOWED_INVOKERS": "not-an-email", "TASKS_AUDIENCE": "x"}, "not an email"),
+            # Fail closed: a list naming nobody, or an audience alone, never turns it off.
+            ({"TASKS_ALLOWED_INVOKERS": ",", "TASKS_AUDIENCE": "x"}, "names no email"),
+            ({"TASKS_ALLOWED_INVOKERS": " , "}, "names no email"),
+            ({"TASKS_AUDIENCE": "https://w.a.run.app"}, "TASKS_ALLOWED_INVOKERS is not"),
             ({"PORT": "http"}, "PORT='http' is not an integer"),
             ({"PORT": "70000"}, "PORT=70000 is out of range"),
             ({"TASKS_CERTS_URL": "ftp://x/certs"}, "is not an http(s) URL"),
@@ -423,6 +430,42 @@ class TestCertCache:
 
         asyncio.run(scenario())
 
+    def test_max_age_zero_is_floored_at_min_refresh(self, local_issuer: LocalIssuer) -> None:
+        local_issuer.max_age_s = 0
+
+        async def scenario() -> None:
+            clock = FakeClock()
+            async with httpx.AsyncClient() as http:
+                cache = CertCache(local_issuer.certs_url, http, min_refresh_s=30, clock=clock)
+                kid = local_issuer.keys[0].kid
+                for _ in range(50):
+                    assert kid in await cache.get(kid)
+                assert local_issuer.fetches == 1
+                clock.now += 31
+                await cache.get(kid)
+                assert local_issuer.fetches == 2
+
+        asyncio.run(scenario())
+
+    def test_a_failed_first_fetch_answers_the_requests_queued_behind_it(
+        self, local_issuer: LocalIssuer
+    ) -> None:
+        async def scenario() -> None:
+            clock = FakeClock()
+            async with httpx.AsyncClient() as http:
+                cache = CertCache(local_issuer.certs_url, http, clock=clock)
+                local_issuer.fail_next_fetches = 1
+                results = await asyncio.gather(
+                    *(cache.get(None) for _ in range(10)), return_exceptions=True
+                )
+                assert all(isinstance(r, CertsUnavailableError) for r in results)
+                assert local_issuer.fetches == 1  # one (failed) fetch for the ten requests
+                clock.now += 6  # past the retry pause: fetched again, and it works
+                assert await cache.get(None)
+                assert local_issuer.fetches == 2
+
+        asyncio.run(scenario())
+
     def test_no_keys_at_all_is_certs_unavailable(self, local_issuer: LocalIssuer) -> None:
         async def scenario() -> None:
             async with httpx.AsyncClient() as http:
@@ -446,6 +489,21 @@ class TestTokenVerifier:
                 return await verifier.verify(authorization)
 
         return asyncio.run(scenario())
+
+    @pytest.mark.parametrize(
+        "token",
+        [
+            "ya29.a0AfB_byC8ExampleAccessTokenThatIsNotAJwt0123456789",
+            "eyJhbGciOiJSUzI1NiJ9.bm90LWpzb24tYXQtYWxsLXJlYWxseQ.c2lnbmF0dXJlLWJ5dGVz",
+            "onlyonesegmentbutlongenoughtomatter",
+        ],
+    )
+    def test_the_reason_never_quotes_the_token(self, local_issuer: LocalIssuer, token: str) -> None:
+        with pytest.raises(AuthError) as caught:
+            self._verify(local_issuer, f"Bearer {token}")
+        assert caught.value.status == 401
+        for segment in token.split("."):
+            assert segment not in caught.value.reason
 
     def test_valid_token_returns_its_claims(self, local_issuer: LocalIssuer) -> None:
         claims = self._verify(local_issuer, f"Bearer {local_issuer.token()}")
@@ -582,3 +640,32 @@ class TestHeaderRobustness:
         assert header.isdigit()
         assert int(header) >= seconds
         assert int(header) - 1 < seconds or int(header) == 0
+
+
+class TestDeadLetterBody:
+    """Every body is logged so it can be replayed, within Cloud Logging's entry size."""
+
+    @pytest.mark.parametrize("char", ["a", "é", '"', "\x01", "漢"])
+    def test_the_logged_body_fits_whatever_it_escapes_to(self, char: str) -> None:
+        body = (char * (MAX_TASK_BYTES // len(char.encode()))).encode()
+        text, encoding, truncated = logged_body(body)
+        assert (encoding, truncated) == ("utf-8", True)
+        assert len(json.dumps(text, ensure_ascii=False).encode()) - 2 <= MAX_LOGGED_BODY_BYTES
+        assert body.decode().startswith(text)
+        assert len(text) > MAX_LOGGED_BODY_BYTES // 7
+
+    def test_a_small_body_is_logged_whole(self) -> None:
+        assert logged_body(b'{"a": "\xc3\xa9"}') == ('{"a": "é"}', "utf-8", False)
+
+    def test_a_body_that_is_not_utf8_is_logged_as_base64_and_round_trips(self) -> None:
+        body = bytes(range(256)) * 4
+        text, encoding, truncated = logged_body(body)
+        assert (encoding, truncated) == ("base64", False)
+        assert base64.b64decode(text) == body
+
+    def test_a_large_binary_body_is_cut_within_the_limit(self) -> None:
+        body = b"\xff" * MAX_TASK_BYTES
+        text, encoding, truncated = logged_body(body)
+        assert (encoding, truncated) == ("base64", True)
+        assert len(text) <= MAX_LOGGED_BODY_BYTES
+        assert base64.b64decode(text) == body[: len(base64.b64decode(text))]
