@@ -2,7 +2,8 @@
 
 Outputs (paste into the GitHub environment of the same stack, docs/ci.md):
 `workload_identity_provider` -> variable GCP_WORKLOAD_IDENTITY_PROVIDER,
-`service_account` -> variable GCP_SERVICE_ACCOUNT.
+`service_account` -> variable GCP_SERVICE_ACCOUNT (deploys, environment jobs only),
+`preview_service_account` -> variable GCP_PREVIEW_SERVICE_ACCOUNT (read-only PR previews).
 
 This file deliberately declares nothing itself: bootstrap/deployer.py does.
 """
@@ -25,3 +26,4 @@ deployer = GitHubDeployer("github", load_config())
 pulumi.export("workload_identity_provider", deployer.provider.name)
 pulumi.export("service_account", deployer.account.email)
 pulumi.export("principal_set", deployer.principal_set)
+pulumi.export("preview_service_account", deployer.previewer.email)

@@ -5,12 +5,19 @@ Creates, in one project (one bootstrap stack per target project):
 - a Workload Identity pool and a GitHub OIDC provider whose attribute condition
   accepts tokens of ONE repository only (so no other repository on GitHub, even
   one that finds the provider's name, can exchange its token);
-- the deployer service account, and `roles/iam.workloadIdentityUser` on it for the
-  principal set of that repository (the only way in: no keys are created);
+- the deployer service account, which only jobs running in the stack's GitHub
+  *environment* may impersonate (`roles/iam.workloadIdentityUser` for the
+  principal set `attribute.environment/<environment>`; no keys are created).
+  The environment's protection rules (required reviewers, main branch only) are
+  therefore what stands between a workflow and `pulumi up`: a job elsewhere in
+  the repository, a PR that edits a workflow included, cannot get the deployer;
 - exactly the project roles that `pulumi up` of the main program needs, listed in
   `DEPLOYER_ROLES` with the resources that need each (`ROLE_FOR_TYPE`), so a test
   can prove the list covers every resource type of every stack's plan and has
-  nothing extra.
+  nothing extra;
+- a read-only previewer account (`roles/viewer`) for `pulumi preview` on pull
+  requests, which any workflow run of the repository may impersonate (fork PRs
+  get no OIDC token).
 
 This module deliberately does not create the Pulumi state backend (Pulumi Cloud
 via PULUMI_ACCESS_TOKEN, or a bucket you grant separately), GitHub settings
@@ -70,6 +77,12 @@ ROLE_FOR_TYPE: Final[dict[str, tuple[str, ...]]] = {
 }
 """Resource types of the main program -> the deployer roles that create them."""
 
+PREVIEWER_ROLES: Final[dict[str, str]] = {
+    "roles/viewer": "read every resource of the stack and call the program's lookups "
+    "(organizations.get_project) during `pulumi preview`; it can change nothing",
+}
+"""The previewer's project roles: read-only."""
+
 GRANTABLE_PROJECT_ROLES: Final = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
 """The only roles the deployer may grant at project level (the runtime account's)."""
 
@@ -85,6 +98,7 @@ _REPOSITORY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{
 _POOL_ID_RE = re.compile(r"^[a-z0-9-]{4,32}$")
 _ACCOUNT_ID_RE = re.compile(r"^[a-z](?:[-a-z0-9]{4,28}[a-z0-9])$")
 _OWNER_ID_RE = re.compile(r"^[0-9]+$")
+_ENVIRONMENT_RE = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
 
 
 class BootstrapConfigError(ValueError):
@@ -102,9 +116,12 @@ class BootstrapConfig:
     project: str
     github_repository: str
     github_repository_owner_id: str | None = None
+    environment: str = "dev"
+    """GitHub environment whose jobs may deploy (default: the bootstrap stack's name)."""
     pool_id: str = "github"
     provider_id: str = "github-actions"
     deployer_account_id: str = "pulumi-deployer"
+    previewer_account_id: str = "pulumi-previewer"
 
     def __post_init__(self) -> None:
         if not _REPOSITORY_RE.match(self.github_repository):
@@ -127,11 +144,25 @@ class BootstrapConfig:
                 raise BootstrapConfigError(
                     key, value, "4..32 lowercase letters, digits and hyphens, not starting gcp-"
                 )
-        if not _ACCOUNT_ID_RE.match(self.deployer_account_id):
+        for key in ("deployer_account_id", "previewer_account_id"):
+            value = getattr(self, key)
+            if not _ACCOUNT_ID_RE.match(value):
+                raise BootstrapConfigError(
+                    key,
+                    value,
+                    "6..30 lowercase letters, digits and hyphens, starting with a letter",
+                )
+        if self.deployer_account_id == self.previewer_account_id:
             raise BootstrapConfigError(
-                "deployer_account_id",
-                self.deployer_account_id,
-                "6..30 lowercase letters, digits and hyphens, starting with a letter",
+                "previewer_account_id",
+                self.previewer_account_id,
+                "it must differ from deployer_account_id (the previewer is read-only)",
+            )
+        if not _ENVIRONMENT_RE.match(self.environment):
+            raise BootstrapConfigError(
+                "environment",
+                self.environment,
+                "a GitHub environment name (letters, digits, '-', '_', '.'; up to 255)",
             )
 
     @property
@@ -158,9 +189,13 @@ def load_config() -> BootstrapConfig:
         project=project,
         github_repository=repository,
         github_repository_owner_id=cfg.get("github_repository_owner_id") or None,
+        # One bootstrap stack per target project, named like the main stack and its
+        # GitHub environment (dev, staging, prod).
+        environment=cfg.get("environment") or pulumi.get_stack(),
         pool_id=cfg.get("pool_id") or "github",
         provider_id=cfg.get("provider_id") or "github-actions",
         deployer_account_id=cfg.get("deployer_account_id") or "pulumi-deployer",
+        previewer_account_id=cfg.get("previewer_account_id") or "pulumi-previewer",
     )
 
 
@@ -175,12 +210,15 @@ BOOTSTRAP_APIS: Final = (
 
 
 class GitHubDeployer(pulumi.ComponentResource):
-    """Workload Identity pool + GitHub provider + deployer account and its roles."""
+    """Workload Identity pool + GitHub provider + deployer and previewer accounts."""
 
     pool: gcp.iam.WorkloadIdentityPool
     provider: gcp.iam.WorkloadIdentityPoolProvider
     account: gcp.serviceaccount.Account
+    previewer: gcp.serviceaccount.Account
     principal_set: pulumi.Output[str]
+    """`principalSet://.../attribute.environment/ENV`: the jobs of that environment."""
+    preview_principal_set: pulumi.Output[str]
     """`principalSet://.../attribute.repository/OWNER/NAME`: every workflow run of the repo."""
 
     def __init__(
@@ -234,10 +272,11 @@ class GitHubDeployer(pulumi.ComponentResource):
             description=f"Impersonated by {config.github_repository} workflows to run pulumi up.",
             opts=after_apis,
         )
+        # The pool accepts tokens of this repository only (attribute condition), so
+        # within it the environment alone identifies the deploy jobs.
         self.principal_set = self.pool.name.apply(
             lambda pool: (
-                f"principalSet://iam.googleapis.com/{pool}"
-                f"/attribute.repository/{config.github_repository}"
+                f"principalSet://iam.googleapis.com/{pool}/attribute.environment/{config.environment}"
             )
         )
         gcp.serviceaccount.IAMMember(
@@ -247,6 +286,37 @@ class GitHubDeployer(pulumi.ComponentResource):
             member=self.principal_set,
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+        self.previewer = gcp.serviceaccount.Account(
+            f"{name}-previewer",
+            project=config.project,
+            account_id=config.previewer_account_id,
+            display_name="Pulumi previewer (GitHub Actions, read-only)",
+            description=f"Impersonated by {config.github_repository} PR workflows to run "
+            "pulumi preview.",
+            opts=after_apis,
+        )
+        self.preview_principal_set = self.pool.name.apply(
+            lambda pool: (
+                f"principalSet://iam.googleapis.com/{pool}"
+                f"/attribute.repository/{config.github_repository}"
+            )
+        )
+        gcp.serviceaccount.IAMMember(
+            f"{name}-previewer-wif-user",
+            service_account_id=self.previewer.name,
+            role="roles/iam.workloadIdentityUser",
+            member=self.preview_principal_set,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        for role in PREVIEWER_ROLES:
+            gcp.projects.IAMMember(
+                f"{name}-previewer-{role.split('/')[1].replace('.', '-').lower()}",
+                project=config.project,
+                role=role,
+                member=self.previewer.member,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         for role in DEPLOYER_ROLES:
             condition = (
                 gcp.projects.IAMMemberConditionArgs(
@@ -272,5 +342,6 @@ class GitHubDeployer(pulumi.ComponentResource):
                 "workload_identity_provider": self.provider.name,
                 "service_account": self.account.email,
                 "principal_set": self.principal_set,
+                "preview_service_account": self.previewer.email,
             }
         )

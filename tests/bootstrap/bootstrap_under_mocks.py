@@ -71,12 +71,16 @@ def main(config: dict[str, str]) -> dict[str, Any]:
         program = runpy.run_path(str(ROOT / "bootstrap" / "__main__.py"), run_name="__main__")
         deployer = program["deployer"]
         return pulumi.Output.all(
-            deployer.provider.name, deployer.account.email, deployer.principal_set
+            deployer.provider.name,
+            deployer.account.email,
+            deployer.principal_set,
+            deployer.previewer.email,
         ).apply(
             lambda values: exported.update(
                 workload_identity_provider=values[0],
                 service_account=values[1],
                 principal_set=values[2],
+                preview_service_account=values[3],
             )
         )
 

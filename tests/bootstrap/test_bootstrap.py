@@ -19,6 +19,7 @@ import pytest
 
 from bootstrap.deployer import (
     DEPLOYER_ROLES,
+    PREVIEWER_ROLES,
     GRANTABLE_PROJECT_ROLES,
     PROJECT_IAM_ADMIN,
     ROLE_FOR_TYPE,
@@ -32,6 +33,7 @@ REPO = "my-org/cloud-tasks-pipeline"
 PROJECT = "my-tasks-dev"
 POOL = "projects/123456789012/locations/global/workloadIdentityPools/github"
 DEPLOYER_EMAIL = f"pulumi-deployer@{PROJECT}.iam.gserviceaccount.com"
+PREVIEWER_EMAIL = f"pulumi-previewer@{PROJECT}.iam.gserviceaccount.com"
 
 EXPECTED_ROLES = {
     "roles/serviceusage.serviceUsageAdmin",
@@ -71,6 +73,12 @@ def of_type(result: dict[str, Any], type_: str) -> list[dict[str, Any]]:
     return [r for r in result["resources"] if r["type"] == type_]
 
 
+def wif_bindings(result: dict[str, Any]) -> list[dict[str, Any]]:
+    bindings = [r["inputs"] for r in of_type(result, "gcp:serviceaccount/iAMMember:IAMMember")]
+    assert {b["role"] for b in bindings} == {"roles/iam.workloadIdentityUser"}
+    return bindings
+
+
 @pytest.mark.integration
 class TestTrust:
     def test_the_provider_accepts_only_this_repository(self, default: dict[str, Any]) -> None:
@@ -93,23 +101,45 @@ class TestTrust:
             f"assertion.repository == '{REPO}' && assertion.repository_owner_id == '4242'"
         )
 
-    def test_only_the_repositorys_principal_set_may_impersonate_the_deployer(
+    def test_only_jobs_of_the_stacks_environment_may_impersonate_the_deployer(
         self, default: dict[str, Any]
     ) -> None:
-        [binding] = of_type(default, "gcp:serviceaccount/iAMMember:IAMMember")
-        assert binding["inputs"]["role"] == "roles/iam.workloadIdentityUser"
-        assert binding["inputs"]["member"] == (
-            f"principalSet://iam.googleapis.com/{POOL}/attribute.repository/{REPO}"
+        # Not the whole repository: a PR that edits a workflow could then deploy
+        # without the environment's required reviewers.
+        [binding] = [b for b in wif_bindings(default) if DEPLOYER_EMAIL in b["serviceAccountId"]]
+        assert binding["member"] == (
+            f"principalSet://iam.googleapis.com/{POOL}/attribute.environment/dev"
         )
-        assert binding["inputs"]["serviceAccountId"] == (
+        assert binding["serviceAccountId"] == (
             f"projects/{PROJECT}/serviceAccounts/{DEPLOYER_EMAIL}"
         )
+
+    def test_the_environment_can_be_named(self) -> None:
+        result = evaluate(environment="production")
+        [binding] = [b for b in wif_bindings(result) if DEPLOYER_EMAIL in b["serviceAccountId"]]
+        assert binding["member"].endswith("/attribute.environment/production")
+
+    def test_the_previewer_is_read_only_and_for_the_whole_repository(
+        self, default: dict[str, Any]
+    ) -> None:
+        [binding] = [b for b in wif_bindings(default) if PREVIEWER_EMAIL in b["serviceAccountId"]]
+        assert binding["member"] == (
+            f"principalSet://iam.googleapis.com/{POOL}/attribute.repository/{REPO}"
+        )
+        grants = [
+            g["inputs"]
+            for g in of_type(default, "gcp:projects/iAMMember:IAMMember")
+            if g["inputs"]["member"] == f"serviceAccount:{PREVIEWER_EMAIL}"
+        ]
+        assert [g["role"] for g in grants] == ["roles/viewer"]
+        assert set(PREVIEWER_ROLES) == {"roles/viewer"}
 
     def test_outputs_are_what_the_workflows_need(self, default: dict[str, Any]) -> None:
         assert default["outputs"] == {
             "workload_identity_provider": f"{POOL}/providers/github-actions",
             "service_account": DEPLOYER_EMAIL,
-            "principal_set": f"principalSet://iam.googleapis.com/{POOL}/attribute.repository/{REPO}",
+            "principal_set": f"principalSet://iam.googleapis.com/{POOL}/attribute.environment/dev",
+            "preview_service_account": PREVIEWER_EMAIL,
         }
 
     def test_no_keys_and_no_authoritative_iam(self, default: dict[str, Any]) -> None:
@@ -123,7 +153,11 @@ class TestDeployerRoles:
     def test_the_deployer_holds_exactly_the_expected_project_roles(
         self, default: dict[str, Any]
     ) -> None:
-        grants = of_type(default, "gcp:projects/iAMMember:IAMMember")
+        grants = [
+            g
+            for g in of_type(default, "gcp:projects/iAMMember:IAMMember")
+            if g["inputs"]["member"] != f"serviceAccount:{PREVIEWER_EMAIL}"
+        ]
         assert sorted(g["inputs"]["role"] for g in grants) == sorted(EXPECTED_ROLES)
         assert set(DEPLOYER_ROLES) == EXPECTED_ROLES
         assert {g["inputs"]["member"] for g in grants} == {f"serviceAccount:{DEPLOYER_EMAIL}"}
@@ -178,6 +212,8 @@ class TestConfig:
             ("github_repository_owner_id", "my-org", "numeric id"),
             ("pool_id", "gcp-pool", "not starting gcp-"),
             ("deployer_account_id", "Deployer", "6..30 lowercase"),
+            ("previewer_account_id", "pulumi-deployer", "must differ from deployer_account_id"),
+            ("environment", "prod stack", "a GitHub environment name"),
         ],
     )
     def test_bad_values_are_refused_with_the_key_and_the_fix(

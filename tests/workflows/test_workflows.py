@@ -161,6 +161,23 @@ class TestPreview:
         for step in steps(job)[1:]:
             assert step["if"] == "steps.creds.outputs.available == 'true'", step
 
+    def test_previews_use_the_read_only_account_never_the_deployer(self) -> None:
+        # Only jobs in the stack's GitHub environment may impersonate the deployer
+        # (bootstrap/): a PR's preview could not, and must not try.
+        job = load("preview.yml")["jobs"]["pulumi-preview"]
+        creds = steps(job)[0]["run"]
+        assert "GCP_PREVIEW_SERVICE_ACCOUNT_$suffix" in creds
+        assert "GCP_SERVICE_ACCOUNT_" not in creds
+        assert "environment" not in job
+
+
+def test_every_pulumi_step_can_read_a_passphrase_protected_stack() -> None:
+    """A self-managed backend defaults to the passphrase secrets provider."""
+    [deploy] = load("deploy-stack.yml")["jobs"].values()
+    assert deploy["env"]["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
+    [preview] = uses(load("preview.yml")["jobs"]["pulumi-preview"], "pulumi/actions")
+    assert preview["env"]["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
+
 
 class TestPreviewComment:
     def test_triggered_by_the_preview_workflow_and_never_runs_pr_code(self) -> None:
@@ -231,7 +248,7 @@ class TestDeploy:
             assert job["uses"] == "./.github/workflows/deploy-stack.yml"
             assert job["with"] == {"stack": stack}
             assert job["permissions"] == {"contents": "read", "id-token": "write"}
-            assert set(job["secrets"]) == {"PULUMI_ACCESS_TOKEN"}
+            assert set(job["secrets"]) == {"PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE"}
 
     def test_each_stack_deploys_behind_its_environment_one_at_a_time(self) -> None:
         workflow = load("deploy-stack.yml")
