@@ -19,8 +19,8 @@ import pytest
 
 from bootstrap.deployer import (
     DEPLOYER_ROLES,
-    PREVIEWER_ROLES,
     GRANTABLE_PROJECT_ROLES,
+    PREVIEWER_ROLES,
     PROJECT_IAM_ADMIN,
     ROLE_FOR_TYPE,
     BootstrapConfig,
