@@ -50,12 +50,20 @@ RUN_IAM_BINDING_TYPES = (RUN_SERVICE_IAM_BINDING, LEGACY_RUN_IAM_BINDING)
 RUN_IAM_POLICY_TYPES = (RUN_SERVICE_IAM_POLICY, LEGACY_RUN_IAM_POLICY)
 RUN_IAM_TYPES = RUN_IAM_MEMBER_TYPES + RUN_IAM_BINDING_TYPES + RUN_IAM_POLICY_TYPES
 
-# Authoritative IAM at project level replaces every grant not declared here, including
-# the service agents' own: one `pulumi up` can lock the whole project out.
-AUTHORITATIVE_PROJECT_IAM = (
+# Authoritative IAM replaces every grant not declared here. At project (folder,
+# organisation) level that includes the service agents' own: one `pulumi up` can lock
+# the whole project out. On a resource it silently removes grants made elsewhere (a
+# team's own enqueuer on the queue, an operator's access). Every pulumi-gcp resource
+# of that kind is named *IamBinding / *IamPolicy (IAMBinding, IAMPolicy, ...).
+AUTHORITATIVE_PARENT_IAM = (
     "gcp:projects/iAMBinding:IAMBinding",
     "gcp:projects/iAMPolicy:IAMPolicy",
+    "gcp:folder/iAMBinding:IAMBinding",
+    "gcp:folder/iAMPolicy:IAMPolicy",
+    "gcp:organizations/iAMBinding:IAMBinding",
+    "gcp:organizations/iAMPolicy:IAMPolicy",
 )
+_AUTHORITATIVE_IAM_RE = re.compile(r":\w*I[aA][mM](Binding|Policy)$")
 
 RUN_INVOKER_ROLE = "roles/run.invoker"
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
@@ -141,7 +149,12 @@ def _get(props: Mapping[str, Any], *path: str) -> Any:
 def _is_invoker_grant(role: Any) -> bool:
     # roles/run.invoker is the grant; a custom role cannot be judged here, so only the
     # named role (and the owner-style roles that include it) are looked at.
-    return role in (RUN_INVOKER_ROLE, "roles/run.admin", "roles/run.developer")
+    return role in (
+        RUN_INVOKER_ROLE,
+        "roles/run.servicesInvoker",
+        "roles/run.admin",
+        "roles/run.developer",
+    )
 
 
 def _grants(resource_type: str, props: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -272,17 +285,25 @@ def queue_dispatch_rate(resource_type: str, props: Mapping[str, Any], stack: str
     return problems
 
 
-def no_authoritative_project_iam(
-    resource_type: str, props: Mapping[str, Any], stack: str
-) -> list[str]:
-    """Only non-authoritative IAMMember at project level."""
-    if resource_type not in AUTHORITATIVE_PROJECT_IAM:
+def no_authoritative_iam(resource_type: str, props: Mapping[str, Any], stack: str) -> list[str]:
+    """Only non-authoritative *IamMember grants, at project level and on resources."""
+    if not _AUTHORITATIVE_IAM_RE.search(resource_type):
         return []
     what = f"role {props['role']}" if props.get("role") else "the whole IAM policy"
+    member_type = re.sub(r"(Binding|Policy)$", "Member", resource_type.rsplit(":", 1)[1])
+    if resource_type in AUTHORITATIVE_PARENT_IAM:
+        scope = resource_type.split(":")[1].split("/")[0]
+        return [
+            f"{resource_type} is authoritative for {what} on {scope} "
+            f"{props.get('project') or props.get('folder') or props.get('orgId')!r}: it removes "
+            "every grant not declared in this stack, including Google's service agents. "
+            f"Use the non-authoritative {member_type} (one member, one role) instead."
+        ]
     return [
-        f"{resource_type} is authoritative for {what} on project {props.get('project')!r}: "
-        "it removes every grant not declared in this stack, including Google's service agents. "
-        "Use gcp.projects.IAMMember (one member, one role) instead."
+        f"{resource_type} is authoritative for {what} on its resource: it removes every "
+        "grant of that resource made outside this stack (another team's enqueuer, an "
+        f"operator's access). Use the non-authoritative {member_type} (one member, one "
+        "role) instead."
     ]
 
 
@@ -370,9 +391,9 @@ RESOURCE_RULES: tuple[ResourceRule, ...] = (
         queue_dispatch_rate,
     ),
     ResourceRule(
-        "no-authoritative-project-iam",
-        "No authoritative project IAM (projects.IAMBinding, projects.IAMPolicy).",
-        no_authoritative_project_iam,
+        "no-authoritative-iam",
+        "No authoritative IAM (any *IamBinding or *IamPolicy), at project level or on a resource.",
+        no_authoritative_iam,
     ),
     ResourceRule(
         "prod-deletion-protection",

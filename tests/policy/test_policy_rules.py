@@ -181,6 +181,28 @@ def _project_binding(plan: Plan) -> None:
     )
 
 
+def _queue_binding(plan: Plan) -> None:
+    add_resource(
+        plan,
+        "gcp:cloudtasks/queueIamBinding:QueueIamBinding",
+        "enqueuers",
+        {"name": "q", "role": "roles/cloudtasks.enqueuer", "members": ["serviceAccount:a@b.c"]},
+    )
+
+
+def _services_invoker(plan: Plan) -> None:
+    add_resource(
+        plan,
+        RUN_SERVICE_IAM_MEMBER,
+        "invoker-bob",
+        {
+            "name": "tasks-worker",
+            "role": "roles/run.servicesInvoker",
+            "member": "user:bob@example.com",
+        },
+    )
+
+
 def _project_policy(plan: Plan) -> None:
     add_resource(
         plan, "gcp:projects/iAMPolicy:IAMPolicy", "all", {"project": "demo", "policyData": "{}"}
@@ -213,12 +235,10 @@ MUTATIONS: list[tuple[str, str, Mutation]] = [
     ("queue-dispatch-rate-within-limits", "maxDispatchesPerSecond = 0", _rate_zero),
     ("queue-dispatch-rate-within-limits", "sets no rateLimits.maxDispatchesPerSecond", _rate_unset),
     ("queue-dispatch-rate-within-limits", "maxConcurrentDispatches = 5001", _concurrency_too_high),
-    (
-        "no-authoritative-project-iam",
-        "authoritative for role roles/logging.logWriter",
-        _project_binding,
-    ),
-    ("no-authoritative-project-iam", "authoritative for the whole IAM policy", _project_policy),
+    ("no-authoritative-iam", "authoritative for role roles/logging.logWriter", _project_binding),
+    ("no-authoritative-iam", "authoritative for the whole IAM policy", _project_policy),
+    ("no-authoritative-iam", "Use the non-authoritative QueueIamMember", _queue_binding),
+    ("cloud-run-invoker-service-accounts-only", "'user:bob@example.com'", _services_invoker),
     (
         "prod-deletion-protection",
         "deletionProtection = false in stack 'prod'",
@@ -244,7 +264,10 @@ class TestEachRuleFires:
         plan = mutated(load_plan("prod"))
         mutate(plan)
         violations = check_plan(plan, "prod", max(deadline("prod"), 600))
-        assert rules_fired(violations) == {rule}, [v.message for v in violations]
+        # A Cloud Run IamBinding/IamPolicy is also authoritative: both rules speak.
+        authoritative_run_iam = (_public_binding, _public_policy, _group_invoker_binding)
+        also = {"no-authoritative-iam"} if mutate in authoritative_run_iam else set()
+        assert rules_fired(violations) == {rule} | also, [v.message for v in violations]
         assert any(fragment in v.message for v in violations), [v.message for v in violations]
         # Every message tells how to fix it, and points at a resource.
         for violation in violations:
@@ -294,13 +317,26 @@ class TestRuleBoundaries:
         _short_timeout(plan)
         assert check_plan(plan, "dev", 1800) == []
 
-    def test_run_invoker_to_a_service_account_is_fine_even_in_a_binding(self) -> None:
+    def test_run_invoker_to_a_service_account_in_a_binding_is_only_authoritative(self) -> None:
         plan = mutated(load_plan("prod"))
         add_resource(
             plan,
             "gcp:cloudrunv2/serviceIamBinding:ServiceIamBinding",
             "sa-binding",
             {"role": RUN_INVOKER_ROLE, "members": ["serviceAccount:x@p.iam.gserviceaccount.com"]},
+        )
+        # The invoker rules accept the member; only its authoritative form is refused.
+        violations = check_plan(plan, "prod", deadline("prod"))
+        assert rules_fired(violations) == {"no-authoritative-iam"}
+        assert "Use the non-authoritative ServiceIamMember" in violations[0].message
+
+    def test_member_resources_are_not_authoritative(self) -> None:
+        plan = mutated(load_plan("prod"))
+        add_resource(
+            plan,
+            "gcp:cloudtasks/queueIamMember:QueueIamMember",
+            "another-enqueuer",
+            {"role": "roles/cloudtasks.enqueuer", "member": "serviceAccount:a@b.iam.x.com"},
         )
         assert check_plan(plan, "prod", deadline("prod")) == []
 
