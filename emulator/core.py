@@ -147,19 +147,31 @@ def _duration_s(d: Any) -> float:
     return float(d.ToNanoseconds()) / 1e9
 
 
+# Page tokens are "ctpage1:" + the last name of the previous page, base64url. The
+# marker and the name's prefix (the listed parent) make a token self-validating:
+# garbage, a token of another list, or base64 of anything else is INVALID_ARGUMENT.
+_PAGE_MARKER = "ctpage1:"
+
+
 def _page_token(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode()
+    return base64.urlsafe_b64encode((_PAGE_MARKER + name).encode()).decode()
 
 
-def _page_start(token: str) -> str:
+def _page_start(token: str, prefix: str) -> str:
+    """The name after which the page starts; ``prefix`` is the listed parent + "/"."""
     if not token:
         return ""
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        text = ""
+    name = text.removeprefix(_PAGE_MARKER)
+    if not text.startswith(_PAGE_MARKER) or not name.startswith(prefix) or name == prefix:
         raise invalid(
-            "Invalid page_token: pass back the next_page_token of a previous response"
-        ) from exc
+            f"Invalid page_token {token[:100]!r}: pass back the next_page_token of a previous "
+            "response of the same list call, or no page_token for the first page"
+        )
+    return name
 
 
 @dataclass(eq=False)
@@ -461,8 +473,8 @@ class Emulator:
             raise invalid("page_size must not be negative")
         state_filter = self._parse_queue_filter(req.filter)
         size = min(req.page_size or LIST_QUEUES_MAX_PAGE, LIST_QUEUES_MAX_PAGE)
-        start = _page_start(req.page_token)
         prefix = req.parent + "/queues/"
+        start = _page_start(req.page_token, prefix)
         names = sorted(
             n
             for n, q in self.queues.items()
@@ -586,7 +598,7 @@ class Emulator:
         if req.page_size < 0:
             raise invalid("page_size must not be negative")
         size = min(req.page_size or LIST_TASKS_MAX_PAGE, LIST_TASKS_MAX_PAGE)
-        start = _page_start(req.page_token)
+        start = _page_start(req.page_token, req.parent + "/tasks/")
         view = req.response_view
         names = sorted(n for n in q.tasks if n > start)
         resp = ListTasksResponsePb()

@@ -3,13 +3,15 @@
 Requests and responses are the protobuf messages of ``google-cloud-tasks``
 (registered through a generic handler, no generated stubs are vendored); every
 call is delegated to :class:`emulator.core.Emulator`. Methods the emulator does
-not implement answer UNIMPLEMENTED with a message naming the alternative.
+not implement answer UNIMPLEMENTED with a message naming the alternative, and
+request bytes that do not parse answer INVALID_ARGUMENT, as on Google.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -24,6 +26,44 @@ SERVICE = "google.cloud.tasks.v2.CloudTasks"
 log = logging.getLogger("emulator.grpc")
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """Stands in for a request whose bytes did not parse (see :func:`_parser`)."""
+
+    type_name: str
+    error: str
+
+
+def _parser(message_type: Any) -> Callable[[bytes], Any]:
+    """A request deserializer that never raises.
+
+    grpc answers UNKNOWN (and logs a traceback) when a deserializer raises;
+    Google answers INVALID_ARGUMENT. So a parse failure becomes an
+    :class:`_Undecodable` request that :func:`_checked` rejects.
+    """
+    type_name = message_type.DESCRIPTOR.full_name
+
+    def parse(data: bytes) -> Any:
+        try:
+            return message_type.FromString(data)
+        except Exception as exc:  # DecodeError, or anything else the bytes provoke
+            return _Undecodable(type_name, str(exc) or type(exc).__name__)
+
+    return parse
+
+
+def _checked(handler: Handler) -> Handler:
+    async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, _Undecodable):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Invalid request: {request.error}: send a serialized {request.type_name} message",
+            )
+        return await handler(request, context)
+
+    return checked
 
 
 def _wrap(fn: Callable[[Any], Any]) -> Handler:
@@ -55,16 +95,12 @@ _IAM = (
 
 def generic_handler(emulator: Emulator) -> grpc.GenericRpcHandler:
     def rpc(fn: Callable[[Any], Any], request: Any, response: Any) -> grpc.RpcMethodHandler:
-        return grpc.unary_unary_rpc_method_handler(
-            _wrap(fn),
-            request_deserializer=request.pb().FromString,
-            response_serializer=response.SerializeToString,
-        )
+        return raw(_wrap(fn), request.pb(), response)
 
     def raw(handler: Handler, request_type: Any, response: Any) -> grpc.RpcMethodHandler:
         return grpc.unary_unary_rpc_method_handler(
-            handler,
-            request_deserializer=request_type.FromString,
+            _checked(handler),
+            request_deserializer=_parser(request_type),
             response_serializer=response.SerializeToString,
         )
 

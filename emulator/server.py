@@ -69,59 +69,72 @@ def _bind_http(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(settings: Settings) -> None:
-    store = Store(settings.data) if settings.data else None
-    emulator = Emulator(store=store, tombstone_seconds=settings.tombstone_seconds)
-    await emulator.start()
-
-    grpc_server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-            ("grpc.so_reuseport", 0),
-        ]
-    )
-    grpc_server.add_generic_rpc_handlers((generic_handler(emulator),))
-    try:
-        grpc_port = grpc_server.add_insecure_port(f"{_url_host(settings.host)}:{settings.port}")
-    except RuntimeError as exc:
-        await emulator.close()
-        raise SystemExit(
-            f"cloud-tasks-emulator: cannot bind the gRPC port {settings.host}:{settings.port}; "
-            "pass --port 0 to pick a free port"
-        ) from exc
-    await grpc_server.start()
-
-    sock = _bind_http(settings.host, settings.http_port)
-    http_port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        build_app(emulator),
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=2,
-    )
-    http_server = _EmbeddedUvicorn(config)
-    http_task = asyncio.create_task(http_server.serve(sockets=[sock]))
-    while not http_server.started:
-        if http_task.done():
-            await http_task
-            raise SystemExit("cloud-tasks-emulator: the HTTP server stopped during startup")
-        await asyncio.sleep(0.01)
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
-    host = _url_host(settings.host)
-    sys.stdout.write(f"{READY_PREFIX} grpc={host}:{grpc_port} http=http://{host}:{http_port}\n")
-    sys.stdout.flush()
-    log.info("serving gRPC on %s:%d and HTTP on %s:%d", host, grpc_port, host, http_port)
-
-    await stop.wait()
-    log.info("shutting down")
-    http_server.should_exit = True
-    await grpc_server.stop(grace=1.0)
+async def _stop_http(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    server.should_exit = True
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(http_task, timeout=5)
-    await emulator.close()
+        await asyncio.wait_for(task, timeout=5)
+
+
+async def serve(settings: Settings) -> None:
+    # Everything started is registered for cleanup at once, so a failure at any
+    # step (a busy port, an unusable --data file) exits with its message alone:
+    # no unclosed HTTP client session, no tasks left on a closed loop.
+    async with contextlib.AsyncExitStack() as cleanup:
+        # The HTTP port first: it is the one most often busy, and nothing is
+        # running yet when it is.
+        sock = _bind_http(settings.host, settings.http_port)
+        cleanup.callback(sock.close)
+        store = Store(settings.data) if settings.data else None
+        emulator = Emulator(store=store, tombstone_seconds=settings.tombstone_seconds)
+        cleanup.push_async_callback(emulator.close)  # closes the store too, started or not
+
+        grpc_server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        grpc_server.add_generic_rpc_handlers((generic_handler(emulator),))
+        try:
+            grpc_port = grpc_server.add_insecure_port(f"{_url_host(settings.host)}:{settings.port}")
+        except RuntimeError as exc:
+            raise SystemExit(
+                f"cloud-tasks-emulator: cannot bind the gRPC port {settings.host}:{settings.port}; "
+                "pass --port 0 to pick a free port"
+            ) from exc
+        await emulator.start()
+        await grpc_server.start()
+        cleanup.push_async_callback(grpc_server.stop, 1.0)
+
+        http_port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            build_app(emulator),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        )
+        http_server = _EmbeddedUvicorn(config)
+        http_task = asyncio.create_task(http_server.serve(sockets=[sock]))
+        cleanup.push_async_callback(_stop_http, http_server, http_task)
+        while not http_server.started:
+            if http_task.done():
+                await http_task
+                raise SystemExit("cloud-tasks-emulator: the HTTP server stopped during startup")
+            await asyncio.sleep(0.01)
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        host = _url_host(settings.host)
+        sys.stdout.write(f"{READY_PREFIX} grpc={host}:{grpc_port} http=http://{host}:{http_port}\n")
+        sys.stdout.flush()
+        log.info("serving gRPC on %s:%d and HTTP on %s:%d", host, grpc_port, host, http_port)
+
+        await stop.wait()
+        log.info("shutting down")
+        # HTTP starts draining now, alongside the gRPC grace period; the cleanup
+        # above then waits for it, stops gRPC and closes the emulator, in that order.
+        http_server.should_exit = True

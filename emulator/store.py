@@ -34,6 +34,22 @@ CREATE INDEX IF NOT EXISTS tasks_by_queue ON tasks (queue);
 CREATE TABLE IF NOT EXISTS tombstones (name TEXT PRIMARY KEY, expires REAL NOT NULL);
 """
 
+# Every column the store reads, checked when an existing file is opened.
+_COLUMNS = {
+    "meta": ("key", "value"),
+    "queues": ("name", "data"),
+    "tasks": (
+        "name",
+        "queue",
+        "data",
+        "named",
+        "execution_count",
+        "first_attempt_at",
+        "previous_response",
+    ),
+    "tombstones": ("name", "expires"),
+}
+
 
 @dataclass(frozen=True)
 class StoredTask:
@@ -58,9 +74,30 @@ class Store:
                 f"cannot open the emulator data file {self.path}: {exc}; "
                 "pass --data with a writable file path"
             ) from exc
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            # A database of another program may hold tables of the same names.
+            for table, columns in _COLUMNS.items():
+                # Names from _COLUMNS only, never from input.
+                self._db.execute(f"SELECT {', '.join(columns)} FROM {table} LIMIT 0")  # noqa: S608
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise ValueError(self._unusable(exc)) from exc
+
+    def _unusable(self, exc: sqlite3.Error) -> str:
+        if getattr(exc, "sqlite_errorname", "") in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or (
+            isinstance(exc, sqlite3.OperationalError) and "no such column" in str(exc)
+        ):
+            return (
+                f"the data file {self.path} is not an emulator database ({exc}): pass --data "
+                "with a new file path, or move that file away to start with an empty emulator"
+            )
+        return (
+            f"cannot use the emulator data file {self.path}: {exc}; "
+            "pass --data with a writable file path"
+        )
 
     def close(self) -> None:
         self._db.close()

@@ -161,6 +161,16 @@ def spec_from_record(record: Any) -> TaskSpec:
     )
 
 
+_CARRIED_OVER = "carried over from an earlier run whose line was not a task object"
+
+
+def _carried_over(reason: object) -> str:
+    if isinstance(reason, str) and reason.startswith(_CARRIED_OVER):
+        return reason  # fed back more than once: keep the first run's reason
+    detail = f" ({reason})" if isinstance(reason, str) and reason else ""
+    return f"{_CARRIED_OVER}{detail}: rewrite it as a task object"
+
+
 def read_jsonl(stream: Iterable[bytes] | Iterable[str]) -> Iterator[BulkItem]:
     """Items from JSONL, lazily; blank lines are skipped, nothing else is.
 
@@ -190,13 +200,14 @@ def read_jsonl(stream: Iterable[bytes] | Iterable[str]) -> Iterator[BulkItem]:
                 line=number, error=f"not valid JSON ({exc.msg} at column {exc.colno})", raw=text
             )
             continue
-        if isinstance(record, dict) and set(record) == {FAILURE_FIELD}:
-            previous = record[FAILURE_FIELD]
-            raw = previous.get("raw") if isinstance(previous, dict) else None
+        previous = record.get(FAILURE_FIELD) if isinstance(record, dict) else None
+        if isinstance(previous, dict) and "raw" in previous and set(record) == {FAILURE_FIELD}:
+            # Only a line that was no task object at all is written back with "raw";
+            # any other record (even {}) is validated again below for its real reason.
+            raw = previous.get("raw")
             yield BulkItem(
                 line=number,
-                error="carried over from an earlier run whose line was not JSON: "
-                "rewrite it as a task object",
+                error=_carried_over(previous.get("reason")),
                 raw=raw if isinstance(raw, str) else text,
             )
             continue
@@ -269,16 +280,35 @@ async def enqueue_many(
 
 
 class FailureWriter:
-    """Writes failed outcomes as JSONL, creating the file on the first failure."""
+    """Writes failed outcomes as JSONL.
+
+    Without :meth:`open` the file is created on the first failure. ``open()``
+    opens it up front, so a path that cannot be written fails before anything
+    is sent; the file is still left as it was (or not created) when nothing
+    fails, and replaced by the first failure otherwise.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.count = 0
         self._stream: IO[str] | None = None
+        self._created = False
+
+    def open(self) -> None:
+        """Open (create if needed, not truncate) the file now; raises ``OSError``."""
+        if self._stream is not None:
+            return
+        existed = self.path.exists()
+        self._stream = self.path.open("a", encoding="utf-8")
+        self._created = not existed
 
     def write(self, outcome: TaskOutcome) -> None:
         if self._stream is None:
             self._stream = self.path.open("w", encoding="utf-8")
+        elif self.count == 0:
+            # Opened up front without truncating: the first failure replaces the old content.
+            self._stream.seek(0)
+            self._stream.truncate()
         self._stream.write(json.dumps(outcome.failure_record(), ensure_ascii=False) + "\n")
         self._stream.flush()
         self.count += 1
@@ -286,3 +316,6 @@ class FailureWriter:
     def close(self) -> None:
         if self._stream is not None:
             self._stream.close()
+            self._stream = None
+            if self._created and self.count == 0:
+                self.path.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -44,6 +45,7 @@ from enqueue.errors import (
 )
 from enqueue.outputs import StackOutputs, load_outputs
 from enqueue.spec import TaskSpec
+from enqueue.textfile import NotUtf8Error, read_utf8
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -66,9 +68,14 @@ class _Parser(argparse.ArgumentParser):
 
 def _seconds(text: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a finite number of seconds: give a number such as 60"
+        )
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -184,9 +191,15 @@ def _spec_from_args(args: argparse.Namespace) -> TaskSpec:
         data = _json_arg(args.data, "--data")
     elif args.data_file is not None:
         try:
-            data = _json_arg(Path(args.data_file).read_text(encoding="utf-8"), "--data-file")
+            text = read_utf8(Path(args.data_file))
+        except NotUtf8Error as exc:
+            raise UsageError(
+                f"--data-file {args.data_file} {exc.detail}: the payload must be UTF-8 JSON; "
+                "save the file as UTF-8"
+            ) from None
         except OSError as exc:
             raise UsageError(f"cannot read --data-file {args.data_file}: {exc.strerror}") from None
+        data = _json_arg(text, "--data-file")
     schedule_time = None
     if args.at is not None:
         try:
@@ -297,10 +310,13 @@ def _print_summary(
 
 
 async def _bulk_run(
-    args: argparse.Namespace, outputs: StackOutputs, stream: IO[bytes], err: Console
-) -> tuple[BulkSummary, FailureWriter]:
+    args: argparse.Namespace,
+    outputs: StackOutputs,
+    stream: IO[bytes],
+    writer: FailureWriter,
+    err: Console,
+) -> BulkSummary:
     total = None if args.file == "-" else _count_lines(Path(args.file))
-    writer = FailureWriter(_failures_path(args))
     transport: Transport = args.transport
     progress = Progress(
         TextColumn("enqueue"),
@@ -318,30 +334,27 @@ async def _bulk_run(
             writer.write(outcome)
         progress.update(bar, advance=1, failed=writer.count)
 
-    try:
-        with progress:
-            async with AsyncEnqueuer(
-                outputs,
-                transport=transport,
-                retry=_policy(args),
-                already_exists_is_error=args.fail_if_exists,
-                rest_threads=min(args.concurrency, 64),
-            ) as enqueuer:
-                summary = await enqueue_many(
-                    enqueuer,
-                    read_jsonl(stream),
-                    concurrency=args.concurrency,
-                    on_outcome=on_outcome,
-                )
-    finally:
-        writer.close()
-    return summary, writer
+    with progress:
+        async with AsyncEnqueuer(
+            outputs,
+            transport=transport,
+            retry=_policy(args),
+            already_exists_is_error=args.fail_if_exists,
+            rest_threads=min(args.concurrency, 64),
+        ) as enqueuer:
+            return await enqueue_many(
+                enqueuer,
+                read_jsonl(stream),
+                concurrency=args.concurrency,
+                on_outcome=on_outcome,
+            )
 
 
 def _bulk(args: argparse.Namespace, out: IO[str], err: Console) -> int:
     if args.concurrency > MAX_CONCURRENCY:
         raise UsageError(f"--concurrency must be at most {MAX_CONCURRENCY}")
-    _failures_path(args)  # refuse a clash before sending anything
+    writer = FailureWriter(_failures_path(args))  # refuse a clash before sending anything
+    _policy(args)
     outputs = _load(args, err)
     if args.file == "-":
         stream: IO[bytes] = sys.stdin.buffer
@@ -351,10 +364,21 @@ def _bulk(args: argparse.Namespace, out: IO[str], err: Console) -> int:
         except OSError as exc:
             raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
     try:
-        with warnings.catch_warnings():
-            # Large tasks are counted in the summary instead of one warning each.
-            warnings.simplefilter("ignore", LargeTaskWarning)
-            summary, writer = asyncio.run(_bulk_run(args, outputs, stream, err))
+        try:
+            # Opened now, so an unwritable path stops the run before anything is sent.
+            writer.open()
+        except OSError as exc:
+            hint = "pass --failures with a writable path"
+            raise UsageError(
+                f"cannot write the failures file {writer.path}: {exc.strerror}: {hint}"
+            ) from None
+        try:
+            with warnings.catch_warnings():
+                # Large tasks are counted in the summary instead of one warning each.
+                warnings.simplefilter("ignore", LargeTaskWarning)
+                summary = asyncio.run(_bulk_run(args, outputs, stream, writer, err))
+        finally:
+            writer.close()
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()

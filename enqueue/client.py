@@ -16,6 +16,7 @@ google-cloud-tasks has none, so the async enqueuer runs the REST client in threa
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -84,8 +85,11 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("RetryPolicy.max_attempts must be at least 1")
-        if min(self.initial, self.maximum, self.deadline, self.attempt_timeout) <= 0:
-            raise ValueError("RetryPolicy durations must be positive")
+        durations = (self.initial, self.maximum, self.deadline, self.attempt_timeout)
+        if not all(math.isfinite(d) and d > 0 for d in durations):
+            raise ValueError("RetryPolicy durations must be positive, finite numbers of seconds")
+        if not math.isfinite(self.multiplier):
+            raise ValueError("RetryPolicy.multiplier must be a finite number")
         if self.multiplier < 1:
             raise ValueError("RetryPolicy.multiplier must be at least 1")
 

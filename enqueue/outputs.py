@@ -14,6 +14,7 @@ stack) and an implicit lookup would fail in confusing ways there.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import subprocess
@@ -38,12 +39,26 @@ from contract.names import (
     STACK_OUTPUT_KEYS,
 )
 from enqueue.errors import OutputsError
+from enqueue.textfile import NotUtf8Error, read_utf8
 
 _QUEUE_PATH = re.compile(
     rf"projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/queues/(?P<queue>{QUEUE_ID_PATTERN})"
 )
 _HOST_PORT = re.compile(r"(?P<host>[^\s/:]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})")
+# DNS names and IPv4 addresses; IPv6 literals are checked with ipaddress.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def _valid_host(host: str) -> bool:
+    if _HOST_NAME.fullmatch(host):
+        return True
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class UnknownOutputsWarning(UserWarning):
@@ -51,15 +66,37 @@ class UnknownOutputsWarning(UserWarning):
 
 
 def _check_http_url(key: str, value: str, source: str) -> None:
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. a bracketed host that is not an IPv6 address
+        parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise OutputsError(
-            f"{source}: {key} must be an http(s) URL like https://worker-abc-uc.a.run.app, "
+            f"{source}: output {key} must be an http(s) URL like https://worker-abc-uc.a.run.app, "
             f"got {value!r}: fix the value the stack exports"
+        )
+    if any(c.isspace() or ord(c) < 0x20 or c == "\x7f" for c in value):
+        raise OutputsError(
+            f"{source}: output {key} must not contain spaces or control characters, "
+            f"got {value!r}: fix the value the stack exports"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise OutputsError(
+            f"{source}: output {key} has an invalid port (1..65535), got {value!r}: "
+            "fix the value the stack exports"
+        )
+    if not _valid_host(parts.hostname or ""):
+        raise OutputsError(
+            f"{source}: output {key} has no valid host name, got {value!r}: "
+            "fix the value the stack exports"
         )
     if parts.query or parts.fragment:
         raise OutputsError(
-            f"{source}: {key} must not carry a query or fragment, got {value!r}: "
+            f"{source}: output {key} must not carry a query or fragment, got {value!r}: "
             "export the bare service URL"
         )
 
@@ -173,7 +210,13 @@ class StackOutputs:
         """Read the outputs from a JSON file (``pulumi stack output --json`` format)."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_utf8(path)
+        except NotUtf8Error as exc:
+            raise OutputsError(
+                f"outputs file {path} {exc.detail}: it must be UTF-8 JSON; write it again as "
+                "UTF-8, e.g. in PowerShell `pulumi stack output --json | "
+                f"Out-File -Encoding utf8 {path}`"
+            ) from None
         except FileNotFoundError:
             raise OutputsError(
                 f"outputs file {path} does not exist: bring the local stack up "

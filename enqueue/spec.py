@@ -82,6 +82,13 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _seconds_text(value: float) -> str:
+    """The number as given: 2592001 stays 2592001 (``:g`` would print 2.592e+06)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value)
+
+
 def validate_task_id(task_id: object, field_name: str = "name") -> str:
     """Check a literal task id against the Cloud Tasks rules and return it."""
     if not isinstance(task_id, str):
@@ -176,8 +183,9 @@ class TaskSpec:
             if not 0 <= self.delay <= MAX_SCHEDULE_AHEAD_S:
                 raise TaskValidationError(
                     "delay",
-                    f"{self.delay:g} s is outside 0..{MAX_SCHEDULE_AHEAD_S} s: Cloud Tasks "
-                    "schedules at most 30 days ahead; store the work and enqueue it later",
+                    f"{_seconds_text(self.delay)} s is outside 0..{MAX_SCHEDULE_AHEAD_S} s: "
+                    "Cloud Tasks schedules at most 30 days ahead; store the work and enqueue it "
+                    "later",
                 )
         if self.schedule_time is not None:
             if not isinstance(self.schedule_time, datetime):
@@ -198,7 +206,7 @@ class TaskSpec:
             if not MIN_DISPATCH_DEADLINE_S <= self.deadline <= MAX_DISPATCH_DEADLINE_S:
                 raise TaskValidationError(
                     "deadline",
-                    f"{self.deadline:g} s is outside {MIN_DISPATCH_DEADLINE_S}.."
+                    f"{_seconds_text(self.deadline)} s is outside {MIN_DISPATCH_DEADLINE_S}.."
                     f"{MAX_DISPATCH_DEADLINE_S} s, the dispatch deadline Cloud Tasks allows "
                     "for HTTP targets: pick a value in that range",
                 )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -60,16 +62,6 @@ def test_bad_port_flag_says_what_is_wrong() -> None:
     assert "0..65535" in result.stderr
 
 
-def test_busy_http_port_fails_with_a_hint() -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen(1)
-        port = busy.getsockname()[1]
-        result = _run("--port", "0", "--http-port", str(port))
-    assert result.returncode != 0
-    assert "--http-port 0" in result.stderr
-
-
 def test_unusable_data_file_fails_with_a_hint(tmp_path: Path) -> None:
     result = _run(
         "--port", "0", "--http-port", "0", "--data", str(tmp_path / "no" / "dir" / "x.db")
@@ -85,3 +77,52 @@ def test_restart_keeps_the_ports() -> None:
         assert (emu.grpc_host, emu.http_url) == (grpc_host, http_url)
         assert emu.environ == {"CLOUD_TASKS_EMULATOR_HOST": grpc_host}
         assert emu.health()["status"] == "ok"
+
+
+_NOISE = ("Traceback", "Unclosed", "never awaited", "Event loop is closed")
+
+
+def test_busy_http_port_exits_with_the_message_alone() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = _run("--port", "0", "--http-port", str(port))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"cloud-tasks-emulator: cannot bind the HTTP port 127.0.0.1:{port}: Address already "
+        "in use; pass --http-port 0 to pick a free port\n"
+    )
+
+
+def test_busy_grpc_port_exits_without_a_traceback() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = _run("--port", str(port), "--http-port", "0")
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        f"cannot bind the gRPC port 127.0.0.1:{port}; pass --port 0 to pick a free port\n"
+    )
+    assert not any(noise in result.stderr for noise in _NOISE), result.stderr
+
+
+@pytest.mark.parametrize("content", ["garbage", "other-sqlite"])
+def test_data_file_that_is_not_an_emulator_database(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "x.db"
+    if content == "garbage":
+        path.write_text("garbage\n")
+    else:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.execute("CREATE TABLE tasks (something TEXT)")
+            db.commit()
+    result = _run("--port", "0", "--http-port", "0", "--data", str(path))
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"cloud-tasks-emulator: the data file {path} is not an emulator database ("
+    )
+    assert "pass --data with a new file path" in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert not any(noise in result.stderr for noise in _NOISE)

@@ -6,6 +6,7 @@ import datetime
 import time
 from typing import Any
 
+import grpc
 import pytest
 import requests
 from google.api_core import exceptions
@@ -363,3 +364,56 @@ def test_out_of_range_times_are_invalid_argument(
     getattr(request.task, field).MergeFrom(getattr(request.task, field).__class__(**value))
     with pytest.raises(exceptions.InvalidArgument, match="valid"):
         client.create_task(request=tasks_v2.CreateTaskRequest.wrap(request))
+
+
+@pytest.mark.parametrize("token", ["!!!", "Zm9v", "bm90LWEtdG9rZW4="])
+def test_malformed_page_tokens_are_invalid_argument(
+    client: Any, emu: EmulatorProcess, queue_name: str, parent: str, token: str
+) -> None:
+    with pytest.raises(exceptions.InvalidArgument, match="Invalid page_token"):
+        client.list_tasks(request={"parent": queue_name, "page_token": token})
+    with pytest.raises(exceptions.InvalidArgument, match="Invalid page_token"):
+        client.list_queues(request={"parent": parent, "page_token": token})
+    for path in (f"/v2/{queue_name}/tasks", f"/v2/{parent}/queues"):
+        resp = requests.get(emu.http_url + path, params={"pageToken": token}, timeout=5)
+        assert resp.status_code == 400, resp.text
+        err = resp.json()["error"]
+        assert (err["code"], err["status"]) == (400, "INVALID_ARGUMENT")
+        assert "Invalid page_token" in err["message"]
+
+
+def test_page_token_of_another_list_is_invalid_argument(
+    client: Any, make_queue: Any, target: Any
+) -> None:
+    first, other = make_queue(), make_queue()
+    for i in range(3):
+        client.create_task(
+            parent=first,
+            task={
+                "name": f"{first}/tasks/t-{i}",
+                "http_request": {"url": target.url()},
+                "schedule_time": _in(60),
+            },
+        )
+    page = client.list_tasks(request={"parent": first, "page_size": 2}).pages
+    token = next(iter(page)).next_page_token
+    assert token
+    rest = client.list_tasks(request={"parent": first, "page_token": token})
+    assert [t.name for t in rest] == [f"{first}/tasks/t-2"]
+    with pytest.raises(exceptions.InvalidArgument, match="Invalid page_token"):
+        client.list_tasks(request={"parent": other, "page_token": token})
+
+
+@pytest.mark.parametrize("method", ["CreateTask", "ListQueues", "GetIamPolicy"])
+def test_undecodable_request_bytes_are_invalid_argument(
+    emu: EmulatorProcess, client: Any, parent: str, method: str
+) -> None:
+    logged = len(emu.log_text())
+    with grpc.insecure_channel(emu.grpc_host) as channel:
+        call = channel.unary_unary(f"/google.cloud.tasks.v2.CloudTasks/{method}")
+        with pytest.raises(grpc.RpcError) as info:
+            call(b"\xff\xff\xff\xff", timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Invalid request" in (info.value.details() or "")
+    list(client.list_queues(parent=parent))  # still serving
+    assert "Traceback" not in emu.log_text()[logged:]

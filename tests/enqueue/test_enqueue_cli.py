@@ -64,7 +64,12 @@ def test_send_prints_the_name_then_already_enqueued(
         (["send", "a/b"], "error: type: 'a/b' is not a valid task type"),
         (["send", "a", "--name", "has space"], "error: name: 'has space' contains characters"),
         (["send", "a", "--name", "x" * 501], "error: name: must be 1..500 characters, got 501"),
-        (["send", "a", "--delay", "2592001"], "error: delay: 2.592e+06 s is outside 0..2592000 s"),
+        (["send", "a", "--delay", "2592001"], "error: delay: 2592001 s is outside 0..2592000 s"),
+        (["send", "a", "--delay", "2592000.5"], "error: delay: 2592000.5 s is outside 0..2592000"),
+        (["send", "a", "--delay", "inf"], "'inf' is not a finite number of seconds"),
+        (["--retry-deadline", "nan", "send", "a"], "'nan' is not a finite number of seconds"),
+        (["--retry-deadline", "inf", "send", "a"], "'inf' is not a finite number of seconds"),
+        (["--retry-deadline=-inf", "send", "a"], "'-inf' is not a finite number of seconds"),
         (["send", "a", "--at", "2999-01-01T00:00:00Z"], "error: schedule_time: 2999-01-01"),
         (["send", "a", "--at", "tomorrow"], "error: --at 'tomorrow' is not an RFC 3339 time"),
         (["send", "a", "--deadline", "10"], "error: deadline: 10 s is outside 15..1800 s"),
@@ -253,3 +258,143 @@ def test_bulk_from_stdin(emulator: EmulatorProcess, setup: tuple[str, str], tmp_
     assert len(task_names(emulator, queue)) == 3
     failures = tmp_path / "enqueue-failures.jsonl"
     assert json.loads(failures.read_text())["_failure"]["raw"] == "not json"
+
+
+def test_outputs_file_that_is_not_utf8_is_one_line(
+    emulator: EmulatorProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue = make_queue(emulator, paused=True)
+    good = write_outputs(tmp_path / "o.json", emulator, queue, "https://worker.example.test")
+    utf16 = tmp_path / "utf16.json"
+    # What Windows PowerShell's `pulumi stack output --json > FILE` writes.
+    utf16.write_bytes(good.read_text().encode("utf-16"))
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes(b'{"project": "\xff"}')
+    utf16_what = "is UTF-16, not UTF-8 (Windows PowerShell's > writes UTF-16)"
+    for path, what in ((utf16, utf16_what), (latin1, "is not valid UTF-8 (byte 14)")):
+        code, out, err = run(["--outputs", str(path), "send", "a"], capsys)
+        assert (code, out) == (2, "")
+        assert err.startswith(f"error: outputs file {path} {what}: it must be UTF-8 JSON")
+        assert err.count("\n") == 1, "one line, no traceback"
+    # A UTF-8 byte order mark (Windows tools write one) is fine.
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + good.read_bytes())
+    code, out, err = run(["--outputs", str(bom), "send", "a", "--name", "bom-ok"], capsys)
+    assert (code, out, err) == (0, f"{queue}/tasks/bom-ok\n", "")
+    assert task_names(emulator, queue) == [f"{queue}/tasks/bom-ok"]
+
+
+def test_data_file_that_is_not_utf8_is_one_line(
+    emulator: EmulatorProcess,
+    setup: tuple[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    outputs, queue = setup
+    files = {
+        "latin1": (b'"\xff"', "is not valid UTF-8 (byte 2)"),
+        "utf16": (
+            '{"a": 1}'.encode("utf-16"),
+            "is UTF-16, not UTF-8 (Windows PowerShell's > writes UTF-16)",
+        ),
+    }
+    for stem, (content, what) in files.items():
+        path = tmp_path / f"{stem}.json"
+        path.write_bytes(content)
+        code, out, err = run(["--outputs", outputs, "send", "a", "--data-file", str(path)], capsys)
+        assert (code, out) == (2, "")
+        assert err == (
+            f"error: --data-file {path} {what}: the payload must be UTF-8 JSON; "
+            "save the file as UTF-8\n"
+        )
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b'\xef\xbb\xbf{"a": 1}')
+    code, out, _ = run(
+        ["--outputs", outputs, "send", "a", "--data-file", str(bom), "--name", "d"], capsys
+    )
+    assert (code, out) == (0, f"{queue}/tasks/d\n")
+    assert task_names(emulator, queue) == [f"{queue}/tasks/d"]
+
+
+def test_bulk_refuses_an_unwritable_failures_file_before_sending(
+    emulator: EmulatorProcess,
+    setup: tuple[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    outputs, queue = setup
+    source = tmp_path / "t.jsonl"
+    source.write_text('{"type": "a", "name": "u-1"}\n{bad\n{"type": "a", "name": "u-2"}\n')
+    missing_dir = tmp_path / "no-such-dir" / "f.jsonl"
+    code, out, err = run(
+        ["--outputs", outputs, "bulk", str(source), "--failures", str(missing_dir)], capsys
+    )
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: cannot write the failures file {missing_dir}: No such file or directory: "
+        "pass --failures with a writable path\n"
+    )
+    # The default path, next to the input, taken by a directory (as unwritable as a
+    # read-only directory, and testable as root).
+    (tmp_path / "t.failures.jsonl").mkdir()
+    code, out, err = run(["--outputs", outputs, "bulk", str(source)], capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"error: cannot write the failures file {tmp_path / 't.failures.jsonl'}")
+    assert err.count("\n") == 1
+    assert task_names(emulator, queue) == []
+
+
+def test_bulk_failures_file_is_created_only_when_something_fails(
+    emulator: EmulatorProcess,
+    setup: tuple[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    outputs, queue = setup
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"type": "a", "name": "c-1"}\n')
+    code, _, _ = run(["--outputs", outputs, "bulk", str(good)], capsys)
+    assert code == 0
+    assert not (tmp_path / "good.failures.jsonl").exists()
+    # An earlier failures file is replaced by the first failure, not appended to.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"type": "a", "name": "c-2"}\nnot json\n')
+    (tmp_path / "bad.failures.jsonl").write_text('{"old": "content"}\n' * 3)
+    code, _, _ = run(["--outputs", outputs, "bulk", str(bad)], capsys)
+    assert code == 1
+    [record] = [json.loads(line) for line in (tmp_path / "bad.failures.jsonl").open()]
+    assert record["_failure"]["raw"] == "not json"
+    assert len(task_names(emulator, queue)) == 2
+
+
+def test_bulk_refeeding_an_empty_object_reports_the_real_reason(
+    emulator: EmulatorProcess,
+    setup: tuple[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    outputs, queue = setup
+    source = tmp_path / "e.jsonl"
+    source.write_text("{}\n[1, 2]\n")
+    reason = "type: missing: every line needs the task type"
+    code, out, _ = run(["--outputs", outputs, "bulk", str(source)], capsys)
+    assert code == 1
+    assert f"failed: line 1: {reason}" in out
+    failures = tmp_path / "e.failures.jsonl"
+    again = tmp_path / "again.jsonl"
+    code, out, _ = run(
+        ["--outputs", outputs, "bulk", str(failures), "--failures", str(again)], capsys
+    )
+    assert code == 1
+    assert f"failed: line 1: {reason}\n" in out
+    assert (
+        "failed: line 2: carried over from an earlier run whose line was not a task object "
+        "(line: expected a JSON object"
+    ) in out
+    # Fed back once more, the carried-over reason stays the first run's, not nested.
+    code, out, _ = run(
+        ["--outputs", outputs, "bulk", str(again), "--failures", str(tmp_path / "3.jsonl")], capsys
+    )
+    assert out.count("carried over") == 1
+    assert f"failed: line 1: {reason}\n" in out
+    assert task_names(emulator, queue) == []

@@ -75,6 +75,14 @@ class TestFromMapping:
             ({"service_url": "worker.example.com"}, "service_url must be an http\\(s\\) URL"),
             ({"service_url": "ftp://worker.example.com"}, "service_url must be an http\\(s\\)"),
             ({"service_url": "https://w.example.com/?a=1"}, "must not carry a query"),
+            ({"service_url": "https://worker:99999"}, "output service_url has an invalid port"),
+            ({"service_url": "https://worker:0"}, "output service_url has an invalid port"),
+            ({"service_url": "https://worker:abc"}, "output service_url has an invalid port"),
+            ({"service_url": "https://work er.app"}, "output service_url must not contain spaces"),
+            ({"service_url": "http://:80"}, "output service_url has no valid host name"),
+            ({"service_url": "https://a..b.app"}, "output service_url has no valid host name"),
+            ({"service_url": "http://[zz]:1"}, "output service_url must be an http\\(s\\) URL"),
+            ({"emulator_url": "http://127.0.0.1:70000"}, "output emulator_url has an invalid port"),
             ({"invoker_email": "not-an-email"}, "invoker_email must be a service account email"),
             ({"audience": ""}, "audience must be a non-empty string"),
             ({"project": 42}, "project must be a non-empty string"),
@@ -85,6 +93,12 @@ class TestFromMapping:
     def test_bad_values_are_explained(self, changes: dict[str, Any], message: str) -> None:
         with pytest.raises(OutputsError, match=message):
             StackOutputs.from_mapping(with_(**changes))
+
+    @pytest.mark.parametrize(
+        "url", ["https://worker-abc-uc.a.run.app/", "http://127.0.0.1:8080", "http://[::1]:9"]
+    )
+    def test_good_urls_pass(self, url: str) -> None:
+        assert StackOutputs.from_mapping(with_(service_url=url)).service_url == url
 
     def test_not_an_object(self) -> None:
         with pytest.raises(OutputsError, match="expected a JSON object"):
@@ -107,6 +121,26 @@ class TestFromFile:
         path.write_text("{\n  'project': 1}")
         with pytest.raises(OutputsError, match="not valid JSON \\(line 2"):
             StackOutputs.from_file(path)
+
+    def test_utf16_file_is_named_as_such(self, tmp_path: Path) -> None:
+        path = tmp_path / "outputs.json"
+        path.write_bytes(json.dumps(GOOD).encode("utf-16"))  # PowerShell 5's `>`
+        with pytest.raises(OutputsError, match=r"is UTF-16, not UTF-8.*must be UTF-8 JSON"):
+            load_outputs(path)
+        path.write_bytes(json.dumps(GOOD).encode("utf-16-le"))  # no byte order mark
+        with pytest.raises(OutputsError, match="is UTF-16, not UTF-8"):
+            load_outputs(path)
+
+    def test_not_utf8(self, tmp_path: Path) -> None:
+        path = tmp_path / "outputs.json"
+        path.write_bytes(b'{"project": "\xff"}')
+        with pytest.raises(OutputsError, match="is not valid UTF-8 \\(byte 14\\)"):
+            load_outputs(path)
+
+    def test_utf8_byte_order_mark_is_accepted(self, tmp_path: Path) -> None:
+        path = tmp_path / "outputs.json"
+        path.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode())
+        assert load_outputs(path).queue == GOOD[OUTPUT_QUEUE]
 
     def test_source_named_in_errors(self, tmp_path: Path) -> None:
         path = tmp_path / "outputs.json"

@@ -228,3 +228,27 @@ class TestProperties:
     @settings(max_examples=100, deadline=None)
     def test_json_payload_round_trips(self, data: Any) -> None:
         assert json.loads(build(TaskSpec(type="a", data=data)).http_request.body) == data
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("field", ["initial", "maximum", "deadline", "attempt_timeout"])
+def test_retry_policy_refuses_non_finite_durations(field: str, value: float) -> None:
+    from enqueue import RetryPolicy
+
+    with pytest.raises(ValueError, match="positive, finite numbers of seconds"):
+        RetryPolicy(**{field: value})
+
+
+def test_retry_policy_refuses_a_non_finite_multiplier() -> None:
+    from enqueue import RetryPolicy
+
+    with pytest.raises(ValueError, match="multiplier must be a finite number"):
+        RetryPolicy(multiplier=float("nan"))
+
+
+@pytest.mark.parametrize(
+    ("delay", "shown"), [(2592001, "2592001"), (2592001.0, "2592001"), (2592000.25, "2592000.25")]
+)
+def test_delay_error_shows_the_number_given(delay: float, shown: str) -> None:
+    with pytest.raises(TaskValidationError, match=rf"^delay: {re.escape(shown)} s is outside"):
+        TaskSpec(type="a", delay=delay)
