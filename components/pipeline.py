@@ -37,6 +37,7 @@ from components.queue import TaskQueue, TaskQueueArgs
 from components.worker import WorkerService, WorkerServiceArgs
 from contract.names import (
     OUTPUT_AUDIENCE,
+    OUTPUT_DISPATCH_DEADLINE,
     OUTPUT_INVOKER_EMAIL,
     OUTPUT_LOCATION,
     OUTPUT_PROJECT,
@@ -176,5 +177,8 @@ class TaskPipeline(pulumi.ComponentResource):
             OUTPUT_SERVICE_URL: self.worker.url,
             OUTPUT_AUDIENCE: self.audience,
             OUTPUT_INVOKER_EMAIL: self.identities.invoker.email,
+            # The deadline request_timeout was checked against; the enqueue helper gives
+            # it to every task it creates (Cloud Tasks' own default is 10 min).
+            OUTPUT_DISPATCH_DEADLINE: pulumi.Output.from_input(f"{cfg.dispatch_deadline}s"),
         }
         self.register_outputs(dict(self.outputs))

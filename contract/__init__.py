@@ -9,7 +9,9 @@ helper and the program can all depend on it without pulling each other in.
 from contract.names import (
     EMULATOR_HOST_ENV,
     LOCAL_OUTPUT_KEYS,
+    OPTIONAL_STACK_OUTPUT_KEYS,
     OUTPUT_AUDIENCE,
+    OUTPUT_DISPATCH_DEADLINE,
     OUTPUT_EMULATOR_HOST,
     OUTPUT_EMULATOR_URL,
     OUTPUT_INVOKER_EMAIL,
@@ -23,7 +25,9 @@ from contract.names import (
 __all__ = [
     "EMULATOR_HOST_ENV",
     "LOCAL_OUTPUT_KEYS",
+    "OPTIONAL_STACK_OUTPUT_KEYS",
     "OUTPUT_AUDIENCE",
+    "OUTPUT_DISPATCH_DEADLINE",
     "OUTPUT_EMULATOR_HOST",
     "OUTPUT_EMULATOR_URL",
     "OUTPUT_INVOKER_EMAIL",

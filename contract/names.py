@@ -19,11 +19,21 @@ STACK_OUTPUT_KEYS: Final = (
     OUTPUT_INVOKER_EMAIL,
 )
 
+# Optional stack outputs: readers use them when present (older stacks lack them).
+OUTPUT_DISPATCH_DEADLINE: Final = "dispatch_deadline"  # e.g. "60s": the tasks' deadline
+
+OPTIONAL_STACK_OUTPUT_KEYS: Final = (OUTPUT_DISPATCH_DEADLINE,)
+
 # Extra keys in .devstack/<stack>/outputs.json
 OUTPUT_EMULATOR_HOST: Final = "emulator_host"  # host:port of the emulator's gRPC API
 OUTPUT_EMULATOR_URL: Final = "emulator_url"  # base URL of its REST API and OIDC issuer
 
-LOCAL_OUTPUT_KEYS: Final = (*STACK_OUTPUT_KEYS, OUTPUT_EMULATOR_HOST, OUTPUT_EMULATOR_URL)
+LOCAL_OUTPUT_KEYS: Final = (
+    *STACK_OUTPUT_KEYS,
+    *OPTIONAL_STACK_OUTPUT_KEYS,
+    OUTPUT_EMULATOR_HOST,
+    OUTPUT_EMULATOR_URL,
+)
 
 # --- Environment ----------------------------------------------------------------
 # host:port of a Cloud Tasks emulator's gRPC API, like PUBSUB_EMULATOR_HOST.

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from contract.limits import QUEUE_ID_PATTERN
+from contract.limits import MAX_DISPATCH_DEADLINE_S, MIN_DISPATCH_DEADLINE_S, QUEUE_ID_PATTERN
 from contract.names import (
     LOCAL_OUTPUT_KEYS,
     OUTPUT_AUDIENCE,
+    OUTPUT_DISPATCH_DEADLINE,
     OUTPUT_EMULATOR_HOST,
     OUTPUT_EMULATOR_URL,
     OUTPUT_INVOKER_EMAIL,
@@ -49,6 +50,7 @@ _HOST_PORT = re.compile(r"(?P<host>[^\s/:]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_DEADLINE = re.compile(r"(?P<seconds>[0-9]{1,6})s")  # as components.config renders it
 
 
 def _valid_host(host: str) -> bool:
@@ -115,6 +117,8 @@ class StackOutputs:
     service_url: str
     audience: str
     invoker_email: str
+    dispatch_deadline_s: int | None = None
+    """The stack's `dispatch_deadline` output, in seconds: every task's default deadline."""
     emulator_host: str | None = None
     emulator_url: str | None = None
 
@@ -186,6 +190,19 @@ class StackOutputs:
                 f"{source}: output {OUTPUT_INVOKER_EMAIL} must be a service account email, "
                 f"got {email!r}"
             )
+        deadline_text = v.get(OUTPUT_DISPATCH_DEADLINE)
+        dispatch_deadline_s: int | None = None
+        if deadline_text is not None:
+            match = _DEADLINE.fullmatch(deadline_text)
+            dispatch_deadline_s = int(match["seconds"]) if match else None
+            if dispatch_deadline_s is None or not (
+                MIN_DISPATCH_DEADLINE_S <= dispatch_deadline_s <= MAX_DISPATCH_DEADLINE_S
+            ):
+                raise OutputsError(
+                    f"{source}: output {OUTPUT_DISPATCH_DEADLINE} must be whole seconds within "
+                    f"{MIN_DISPATCH_DEADLINE_S}s..{MAX_DISPATCH_DEADLINE_S}s like '600s', got "
+                    f"{deadline_text!r}: fix the value the stack exports"
+                )
         emulator_host = v.get(OUTPUT_EMULATOR_HOST)
         if emulator_host is not None and _HOST_PORT.fullmatch(emulator_host) is None:
             raise OutputsError(
@@ -201,6 +218,7 @@ class StackOutputs:
             service_url=req(OUTPUT_SERVICE_URL),
             audience=req(OUTPUT_AUDIENCE),
             invoker_email=email,
+            dispatch_deadline_s=dispatch_deadline_s,
             emulator_host=emulator_host,
             emulator_url=emulator_url,
         )

@@ -129,7 +129,8 @@ class TaskSpec:
         key: idempotency key, hashed into the task id (see ``task_id_for_key``).
         delay: seconds from now before the first attempt (0..30 days).
         schedule_time: absolute time of the first attempt (timezone-aware).
-        deadline: dispatch deadline in seconds (15..1800); the queue's default otherwise.
+        deadline: dispatch deadline in seconds (15..1800); otherwise the stack's
+            ``dispatch_deadline`` output, or Cloud Tasks' default (10 min) without one.
         headers: extra HTTP headers for the worker request.
     """
 
@@ -322,8 +323,11 @@ def build_task(
     )
     if schedule_time is not None:
         pb.schedule_time.FromDatetime(schedule_time)
-    if spec.deadline is not None:
-        pb.dispatch_deadline.FromTimedelta(timedelta(seconds=spec.deadline))
+    # The stack's deadline unless the task sets its own: the worker's request timeout
+    # was checked against it, not against Cloud Tasks' 10-minute default.
+    deadline = spec.deadline if spec.deadline is not None else outputs.dispatch_deadline_s
+    if deadline is not None:
+        pb.dispatch_deadline.FromTimedelta(timedelta(seconds=deadline))
     task = tasks_v2.Task.wrap(pb)
     size = pb.ByteSize()
     if size > MAX_TASK_BYTES:

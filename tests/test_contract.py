@@ -2,7 +2,7 @@
 
 import re
 
-from contract import LOCAL_OUTPUT_KEYS, STACK_OUTPUT_KEYS, limits
+from contract import LOCAL_OUTPUT_KEYS, OPTIONAL_STACK_OUTPUT_KEYS, STACK_OUTPUT_KEYS, limits
 
 
 def test_stack_output_names_are_the_documented_contract() -> None:
@@ -14,7 +14,13 @@ def test_stack_output_names_are_the_documented_contract() -> None:
         "audience",
         "invoker_email",
     )
-    assert LOCAL_OUTPUT_KEYS[-2:] == ("emulator_host", "emulator_url")
+    assert OPTIONAL_STACK_OUTPUT_KEYS == ("dispatch_deadline",)
+    assert LOCAL_OUTPUT_KEYS[: len(STACK_OUTPUT_KEYS)] == STACK_OUTPUT_KEYS
+    assert LOCAL_OUTPUT_KEYS[len(STACK_OUTPUT_KEYS) :] == (
+        "dispatch_deadline",
+        "emulator_host",
+        "emulator_url",
+    )
 
 
 def test_id_patterns_match_the_documented_charsets() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from contract.names import STACK_OUTPUT_KEYS
+from contract.names import OPTIONAL_STACK_OUTPUT_KEYS, STACK_OUTPUT_KEYS
 from devstack.plan import (
     PROJECT,
     QUEUE,
@@ -66,7 +66,7 @@ def test_json_round_trip_and_shape(all_plans: dict[str, Plan]) -> None:
         "inputs",
         "outputs",
     }
-    assert tuple(data["outputs"]) == STACK_OUTPUT_KEYS
+    assert tuple(data["outputs"]) == (*STACK_OUTPUT_KEYS, *OPTIONAL_STACK_OUTPUT_KEYS)
     assert Plan.from_json(data) == plan
 
 

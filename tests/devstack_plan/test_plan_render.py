@@ -20,7 +20,8 @@ def test_text_is_a_tree_of_every_resource_with_outputs(all_plans: dict[str, Plan
     assert re.search(
         r"│  ├─ gcp:cloudtasks/queue:Queue\s+tasks-queue-queue\s+5/s, 10 concurrent", text
     )
-    assert f'invoker_email: "{plan.outputs["invoker_email"]}"' in text
+    assert re.search(r'invoker_email\s*: "' + re.escape(plan.outputs["invoker_email"]), text)
+    assert re.search(r'dispatch_deadline\s*: "60s"', text)
 
 
 def edges(mermaid: str) -> list[tuple[str, str, str]]:

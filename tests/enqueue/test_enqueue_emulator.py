@@ -18,6 +18,7 @@ from enqueue import (
     AsyncEnqueuer,
     EnqueueFailedError,
     Enqueuer,
+    StackOutputs,
     TaskSpec,
     enqueue_many,
     task_id_for_key,
@@ -28,6 +29,7 @@ from tests.enqueue.conftest import (
     INVOKER,
     Target,
     make_queue,
+    outputs_dict,
     outputs_for,
     task_names,
 )
@@ -83,6 +85,25 @@ def test_task_as_created_is_visible_to_the_official_client(emulator: EmulatorPro
     assert task.http_request.oidc_token.service_account_email == INVOKER
     assert json.loads(task.http_request.body) == {"id": 7}
     assert task.schedule_time.timestamp() > task.create_time.timestamp() + 100
+
+
+def test_tasks_get_the_stacks_dispatch_deadline_unless_they_set_their_own(
+    emulator: EmulatorProcess,
+) -> None:
+    queue = make_queue(emulator, paused=True)
+    data = {
+        **outputs_dict(emulator, queue, "https://worker.example.test"),
+        "dispatch_deadline": "60s",
+    }
+    with Enqueuer(StackOutputs.from_mapping(data), env=NO_ENV) as enqueuer:
+        default = enqueuer.send("report", {"id": 1})
+        own = enqueuer.send("report", {"id": 2}, deadline=900)
+        got = {
+            name: enqueuer.client.get_task(name=name).dispatch_deadline.total_seconds()
+            for name in (default, own)
+        }
+    # The stack's deadline (what request_timeout was checked against), not the 10 min default.
+    assert got == {default: 60, own: 900}
 
 
 @pytest.mark.parametrize("transport", ["grpc", "rest"])

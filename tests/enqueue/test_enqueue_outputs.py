@@ -192,3 +192,12 @@ class TestFromStack:
             load_outputs()
         with pytest.raises(OutputsError, match="exactly one source"):
             load_outputs(GOOD, stack="dev")
+
+
+def test_the_dispatch_deadline_output_is_read_and_checked() -> None:
+    good = {**GOOD, "dispatch_deadline": "900s"}
+    assert StackOutputs.from_mapping(good).dispatch_deadline_s == 900
+    assert StackOutputs.from_mapping(GOOD).dispatch_deadline_s is None  # an older stack
+    for bad in ("10m", "5s", "1801s", "soon"):
+        with pytest.raises(OutputsError, match="output dispatch_deadline must be whole seconds"):
+            StackOutputs.from_mapping({**GOOD, "dispatch_deadline": bad})
