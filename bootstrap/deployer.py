@@ -221,6 +221,23 @@ class GitHubDeployer(pulumi.ComponentResource):
     preview_principal_set: pulumi.Output[str]
     """`principalSet://.../attribute.repository/OWNER/NAME`: every workflow run of the repo."""
 
+    def _impersonated_by(
+        self, name: str, account: gcp.serviceaccount.Account, attribute: str
+    ) -> pulumi.Output[str]:
+        """Let the pool's principals with `attribute` (e.g. `attribute.environment/prod`)
+        impersonate `account`; returns that principal set."""
+        principal_set = self.pool.name.apply(
+            lambda pool: f"principalSet://iam.googleapis.com/{pool}/{attribute}"
+        )
+        gcp.serviceaccount.IAMMember(
+            name,
+            service_account_id=account.name,
+            role="roles/iam.workloadIdentityUser",
+            member=principal_set,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return principal_set
+
     def __init__(
         self, name: str, config: BootstrapConfig, opts: pulumi.ResourceOptions | None = None
     ) -> None:
@@ -274,17 +291,8 @@ class GitHubDeployer(pulumi.ComponentResource):
         )
         # The pool accepts tokens of this repository only (attribute condition), so
         # within it the environment alone identifies the deploy jobs.
-        self.principal_set = self.pool.name.apply(
-            lambda pool: (
-                f"principalSet://iam.googleapis.com/{pool}/attribute.environment/{config.environment}"
-            )
-        )
-        gcp.serviceaccount.IAMMember(
-            f"{name}-wif-user",
-            service_account_id=self.account.name,
-            role="roles/iam.workloadIdentityUser",
-            member=self.principal_set,
-            opts=pulumi.ResourceOptions(parent=self),
+        self.principal_set = self._impersonated_by(
+            f"{name}-wif-user", self.account, f"attribute.environment/{config.environment}"
         )
 
         self.previewer = gcp.serviceaccount.Account(
@@ -296,18 +304,10 @@ class GitHubDeployer(pulumi.ComponentResource):
             "pulumi preview.",
             opts=after_apis,
         )
-        self.preview_principal_set = self.pool.name.apply(
-            lambda pool: (
-                f"principalSet://iam.googleapis.com/{pool}"
-                f"/attribute.repository/{config.github_repository}"
-            )
-        )
-        gcp.serviceaccount.IAMMember(
+        self.preview_principal_set = self._impersonated_by(
             f"{name}-previewer-wif-user",
-            service_account_id=self.previewer.name,
-            role="roles/iam.workloadIdentityUser",
-            member=self.preview_principal_set,
-            opts=pulumi.ResourceOptions(parent=self),
+            self.previewer,
+            f"attribute.repository/{config.github_repository}",
         )
         for role in PREVIEWER_ROLES:
             gcp.projects.IAMMember(
