@@ -1,9 +1,9 @@
 """The bootstrap Pulumi program: read config, create the GitHub deployer, export.
 
-Outputs (paste into the GitHub environment of the same stack, docs/ci.md):
-`workload_identity_provider` -> variable GCP_WORKLOAD_IDENTITY_PROVIDER,
-`service_account` -> variable GCP_SERVICE_ACCOUNT (deploys, environment jobs only),
-`preview_service_account` -> variable GCP_PREVIEW_SERVICE_ACCOUNT (read-only PR previews).
+Outputs (set as the repository variables of docs/ci.md, suffixed with the stack:
+`workload_identity_provider` -> GCP_WORKLOAD_IDENTITY_PROVIDER_<STACK>,
+`service_account` -> GCP_SERVICE_ACCOUNT_<STACK> (deploys, environment jobs only),
+`preview_service_account` -> GCP_PREVIEW_SERVICE_ACCOUNT_<STACK> (read-only previews).
 
 This file deliberately declares nothing itself: bootstrap/deployer.py does.
 """

@@ -50,7 +50,8 @@ DEPLOYER_ROLES: Final[dict[str, str]] = {
     SERVICE_ACCOUNT_ADMIN: "create the invoker/runtime/enqueuer accounts and grant actAs on the "
     "invoker (serviceaccount.Account, serviceaccount.IAMMember)",
     SERVICE_ACCOUNT_USER: "attach the runtime account to the Cloud Run service "
-    "(template.service_account needs iam.serviceAccounts.actAs)",
+    "(template.service_account needs iam.serviceAccounts.actAs) and the invoker's OIDC "
+    "token to a queue-level http_target (actAs on the invoker)",
     CLOUD_TASKS_ADMIN: "create the queue and its enqueuer/viewer grants "
     "(cloudtasks.Queue, cloudtasks.QueueIamMember)",
     RUN_ADMIN: "deploy the worker and grant run.invoker on it "
@@ -67,7 +68,8 @@ ROLE_FOR_TYPE: Final[dict[str, tuple[str, ...]]] = {
     "gcp:projects/serviceIdentity:ServiceIdentity": (SERVICE_USAGE_ADMIN,),
     "gcp:serviceaccount/account:Account": (SERVICE_ACCOUNT_ADMIN,),
     "gcp:serviceaccount/iAMMember:IAMMember": (SERVICE_ACCOUNT_ADMIN,),
-    "gcp:cloudtasks/queue:Queue": (CLOUD_TASKS_ADMIN,),
+    # A queue-level http_target's OIDC token needs actAs on the invoker account.
+    "gcp:cloudtasks/queue:Queue": (CLOUD_TASKS_ADMIN, SERVICE_ACCOUNT_USER),
     "gcp:cloudtasks/queueIamMember:QueueIamMember": (CLOUD_TASKS_ADMIN,),
     "gcp:cloudrunv2/service:Service": (RUN_ADMIN, SERVICE_ACCOUNT_USER),
     "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": (RUN_ADMIN,),

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -159,7 +160,16 @@ class TestPreview:
         assert "GITHUB_STEP_SUMMARY" in first["run"]
         # Nothing after the check runs (or sees a secret) unless credentials exist.
         for step in steps(job)[1:]:
-            assert step["if"] == "steps.creds.outputs.available == 'true'", step
+            assert step["if"] in (
+                "steps.creds.outputs.available == 'true'",
+                "always() && steps.creds.outputs.available == 'true'",  # the status comment
+            ), step
+
+    def test_previews_read_state_with_their_own_token_never_the_deploy_one(self) -> None:
+        job = load("preview.yml")["jobs"]["pulumi-preview"]
+        [preview] = uses(job, "pulumi/actions")
+        assert preview["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_PREVIEW_ACCESS_TOKEN }}"
+        assert "secrets.PULUMI_ACCESS_TOKEN" not in (WORKFLOWS / "preview.yml").read_text()
 
     def test_previews_use_the_read_only_account_never_the_deployer(self) -> None:
         # Only jobs in the stack's GitHub environment may impersonate the deployer
@@ -230,6 +240,52 @@ def test_the_comment_script_is_valid_javascript(tmp_path: Path) -> None:
         ["node", "--check", str(wrapped)], capture_output=True, text=True, timeout=60, check=False
     )
     assert broken.returncode != 0
+
+
+def _run_status_script(tmp_path: Path, outcome: str, comments: list[dict[str, Any]]) -> Any:
+    """Run the preview-status github-script with node against a recording fake API."""
+    job = load("preview.yml")["jobs"]["pulumi-preview"]
+    [step] = [s for s in uses(job, "actions/github-script")]
+    harness = tmp_path / "status.js"
+    harness.write_text(
+        "const calls = [];\n"
+        f"const existing = {json.dumps(comments)};\n"
+        "const github = { paginate: async () => existing, rest: { issues: {\n"
+        "  listComments: 'listComments',\n"
+        "  createComment: async (a) => calls.push(['create', a]),\n"
+        "  updateComment: async (a) => calls.push(['update', a]) } } };\n"
+        "const context = { repo: { owner: 'o', repo: 'r' }, serverUrl: 'https://github.com',"
+        " runId: 7 };\n"
+        "(async function (github, context) {\n"
+        + step["with"]["script"]
+        + "\n})(github, context).then(() => console.log(JSON.stringify(calls)));\n"
+    )
+    env = {
+        **os.environ,
+        "STACK": "prod",
+        "OUTCOME": outcome,
+        "HEAD_SHA": "abc123",
+        "PR_NUMBER": "12",
+    }
+    done = subprocess.run(
+        ["node", str(harness)], capture_output=True, text=True, timeout=60, check=True, env=env
+    )
+    return json.loads(done.stdout)
+
+
+def test_a_failed_cloud_preview_says_so_in_one_status_comment(tmp_path: Path) -> None:
+    [(verb, created)] = _run_status_script(tmp_path, "failure", [])
+    assert verb == "create"
+    assert created["issue_number"] == 12
+    assert "<!-- cloud-tasks-pipeline:preview-status:prod -->" in created["body"]
+    assert "**prod** at abc123: **FAILURE**" in created["body"]
+    assert "https://github.com/o/r/actions/runs/7" in created["body"]
+    # The next push that passes edits the same comment instead of adding one.
+    ours = {"id": 5, "user": {"login": "github-actions[bot]"}, "body": created["body"]}
+    theirs = {"id": 6, "user": {"login": "mallory"}, "body": created["body"]}
+    [(verb, updated)] = _run_status_script(tmp_path, "success", [theirs, ours])
+    assert (verb, updated["comment_id"]) == ("update", 5)
+    assert "**prod** at abc123: passed" in updated["body"]
 
 
 class TestDeploy:
