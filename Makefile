@@ -8,7 +8,7 @@ STACK  ?= dev
 .PHONY: help setup local test test-fast lint fmt typecheck plan snapshots bench clean policy-venv policy-test
 
 help: ## list the verbs
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 # The stamp is rebuilt whenever a pinned requirement changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-setup: $(VENV)/.installed tests/node/node_modules/.installed ## create .venv and install the pinned dependencies
+setup: $(VENV)/.installed tests/node/node_modules/.installed ## create .venv with the pinned dependencies (and the Node client test's packages)
 
 # The Node.js client test (tests/emulator/test_emulator_node_client.py); reinstalled
 # only when the lock file changes.
@@ -26,7 +26,8 @@ tests/node/node_modules/.installed: tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund
 	touch $@
 
-local: setup ## bring the local stack up for STACK (default dev), smoke-test it, stay up until Ctrl-C
+# `make local` needs only Python: the npm packages are for the Node client test.
+local: $(VENV)/.installed ## bring the local stack up for STACK (default dev), smoke-test it, stay up until Ctrl-C
 	$(PY) -m devstack up --stack $(STACK) --smoke
 
 test: setup ## the whole test suite (unit, snapshot, integration)
@@ -35,25 +36,25 @@ test: setup ## the whole test suite (unit, snapshot, integration)
 test-fast: setup ## unit tests only (no local processes)
 	$(PY) -m pytest -m "not integration"
 
-lint: setup ## ruff lint + format check, mypy
+lint: $(VENV)/.installed ## ruff lint + format check, mypy
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-fmt: setup ## format and auto-fix
+fmt: $(VENV)/.installed ## format and auto-fix
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-typecheck: setup ## mypy only
+typecheck: $(VENV)/.installed ## mypy only
 	$(PY) -m mypy
 
-plan: setup ## offline resource plan of STACK
+plan: $(VENV)/.installed ## offline resource plan of STACK
 	$(PY) -m devstack plan --stack $(STACK)
 
-snapshots: setup ## rewrite the committed plan snapshots after an intended change
+snapshots: $(VENV)/.installed ## rewrite the committed plan snapshots after an intended change
 	$(PY) -m devstack snapshot --all
 
-bench: setup policy-venv ## every benchmark; each prints its figures
+bench: $(VENV)/.installed policy-venv ## every benchmark; each prints its figures
 	for b in benchmarks/*_bench.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean: ## remove the virtualenv and local state

@@ -16,7 +16,16 @@ def main(argv: list[str] | None = None) -> int:
         description="Plan the Pulumi program offline and run it on this machine.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from devstack import local_cli, plan_cli
+    try:
+        from devstack import local_cli, plan_cli
+    except ModuleNotFoundError as exc:
+        # A fresh shell's `python` is not the project's: say which one to use.
+        print(
+            f"devstack: {exc} in {sys.executable}; run it with the project's interpreter, "
+            ".venv/bin/python -m devstack (after `make setup`), or activate .venv first",
+            file=sys.stderr,
+        )
+        return 2
 
     plan_cli.register(commands)  # plan, snapshot
     local_cli.register(commands)  # up, down, status

@@ -38,7 +38,7 @@ from contract.names import (
     OUTPUT_SERVICE_URL,
     SMOKE_TASK_TYPE,
 )
-from devstack import runtime
+from devstack import hints, runtime
 from devstack.processes import ProcessError
 from devstack.realise import PlanNotRealisable
 from devstack.state import StackPaths, StackState, StateError, load_state
@@ -148,7 +148,7 @@ def _up(args: argparse.Namespace) -> int:
         return 130
     _print_ready(running.state, running.paths)
     if args.detach and not args.smoke:
-        _say(f"detached; stop it with: python -m devstack down --stack {stack}")
+        _say(f"detached; stop it with: {hints.python()} -m devstack down --stack {stack}")
         return 0
     try:
         if args.smoke:
@@ -190,8 +190,8 @@ def _watch(running: runtime.Running) -> int:
                 return 0
             err_console.print(
                 f"[bold red]the {role} exited[/] (status {code}); see {started.record.log}. "
-                "Stopping the rest; `python -m devstack up` starts the stack again on the "
-                "same data.",
+                f"Stopping the rest; `{hints.python()} -m devstack up` starts the stack "
+                "again on the same data.",
                 markup=True,
             )
             _ignore_signals()
@@ -249,7 +249,7 @@ def _print_howto(state: StackState, paths: StackPaths) -> None:
     outputs_file = shlex.quote(str(paths.outputs_file))
     console.print("\n[bold]enqueue from another terminal[/]", markup=True)
     _say(
-        f"  .venv/bin/python -m enqueue --outputs {outputs_file} send {SMOKE_TASK_TYPE} "
+        f"  {hints.python()} -m enqueue --outputs {outputs_file} send {SMOKE_TASK_TYPE} "
         """--data '{"hello": "world"}'"""
     )
     _say(
@@ -258,7 +258,7 @@ def _print_howto(state: StackState, paths: StackPaths) -> None:
         f"oidc_token(service_account_email={out.get(OUTPUT_INVOKER_EMAIL)}, "
         f"audience={out.get(OUTPUT_AUDIENCE)}); example in docs/local.md"
     )
-    _say(f"  status: .venv/bin/python -m devstack status --stack {state.stack}")
+    _say(f"  status: {hints.python()} -m devstack status --stack {state.stack}")
     _say(f"logs: {paths.emulator_log}  {paths.worker_log}")
 
 
@@ -279,7 +279,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if state is None:
         _say(
             f"stack {args.stack!r} is not up (nothing recorded in {paths.dir}); "
-            f"start it with: python -m devstack up --stack {args.stack}"
+            f"start it with: {hints.python()} -m devstack up --stack {args.stack}"
         )
         return 3
     console.print(f"[bold]stack {state.stack}[/]", markup=True)
@@ -295,6 +295,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     depth = "unknown" if queue.depth is None else str(queue.depth)
     _say(f"queue {queue.path}: state {queue.state}, depth {depth} {queue.detail}".rstrip())
     healthy = healthy and queue.depth is not None
+    # What stands in for each planned resource, e.g. who may invoke the worker.
+    _print_grouped("realised locally", state.realised, by_detail=False)
     _print_no_local_effect(state)
     _say(
         f"ready in {state.ready_seconds:.2f} s (plan {state.plan_seconds:.2f} s); outputs: "

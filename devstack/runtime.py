@@ -39,7 +39,7 @@ from contract.names import (
     OUTPUT_EMULATOR_URL,
     OUTPUT_SERVICE_URL,
 )
-from devstack import processes
+from devstack import hints, processes
 from devstack.realise import LocalRealisation, analyse
 from devstack.state import (
     ProcessRecord,
@@ -171,8 +171,8 @@ def _check_previous(paths: StackPaths, say: Say) -> None:
     if previous.processes and len(alive) == len(previous.processes):
         raise StackError(
             f"stack {paths.stack!r} is already up (pids "
-            f"{', '.join(str(p.pid) for p in alive)}); see `python -m devstack status "
-            f"--stack {paths.stack}` or stop it with `python -m devstack down --stack "
+            f"{', '.join(str(p.pid) for p in alive)}); see `{hints.python()} -m devstack status "
+            f"--stack {paths.stack}` or stop it with `{hints.python()} -m devstack down --stack "
             f"{paths.stack}`"
         )
     gone = [p.role for p in previous.processes if p not in alive]

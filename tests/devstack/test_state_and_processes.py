@@ -140,3 +140,19 @@ class TestProcesses:
         finally:
             server.terminate()
             server.wait()
+
+
+def test_hints_name_the_interpreter_as_it_must_be_typed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from devstack import hints
+    from devstack.plan import REPO_ROOT
+
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    monkeypatch.setattr(sys, "executable", str(REPO_ROOT / ".venv" / "bin" / "python"))
+    monkeypatch.chdir(REPO_ROOT)
+    assert hints.python() == ".venv/bin/python"  # pasted in a fresh shell, it works
+    monkeypatch.chdir(tmp_path)
+    assert hints.python() == str(REPO_ROOT / ".venv" / "bin" / "python")  # from elsewhere
+    monkeypatch.setenv("VIRTUAL_ENV", str(REPO_ROOT / ".venv"))
+    assert hints.python() == "python"  # an activated venv
