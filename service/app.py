@@ -574,7 +574,8 @@ def create_app(
             TASK_ROUTE_PREFIX,
             extra={"fields": {"outcome": "no_route", "status": status, "headers": headers}},
         )
-        return JSONResponse({"status": "no_route"}, status_code=status)
+        allow = exc.headers if isinstance(exc, HTTPException) else None  # 405's Allow
+        return JSONResponse({"status": "no_route"}, status_code=status, headers=allow)
 
     app = Starlette(
         routes=[

@@ -282,6 +282,7 @@ class TestFailures:
         name = new_id()
         response = httpx.put(f"{worker.url}/tasks/record", headers=_task_headers(name))
         assert response.status_code == 405
+        assert response.headers["allow"] == "POST"
         entry = worker.process.wait_for_log(
             lambda e: (
                 e.get("outcome") == "no_route" and e["headers"].get("x-cloudtasks-taskname") == name
