@@ -1,0 +1,75 @@
+"""Pulumi names two parts must agree on: the project's config namespace, resource
+type tokens, IAM role names and the principals that mean "everyone".
+
+The program creates resources of these types; the offline plan, the local
+realisation, the policy pack and the deployer's role list read them back. A type
+token is the engine's name for a resource class (``pulumi_gcp`` 10.x: the
+``__init__`` of each resource class passes it to ``super().__init__``), so a
+token misspelt in one reader would silently match nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- project and config namespace (Pulumi.yaml `name`) --------------------------------
+PROJECT_NAME: Final = "cloud-tasks-pipeline"
+GCP_PROJECT_KEY: Final = "gcp:project"
+GCP_REGION_KEY: Final = "gcp:region"
+
+
+def config_key(field: str) -> str:
+    """The full stack-config key of a program setting: ``cloud-tasks-pipeline:<field>``."""
+    return f"{PROJECT_NAME}:{field}"
+
+
+# --- resource type tokens (pulumi-gcp 10.x, pulumi-docker-build 0.0.x) ----------------------
+QUEUE_TYPE: Final = "gcp:cloudtasks/queue:Queue"
+QUEUE_IAM_MEMBER_TYPE: Final = "gcp:cloudtasks/queueIamMember:QueueIamMember"
+RUN_SERVICE_TYPE: Final = "gcp:cloudrunv2/service:Service"
+RUN_SERVICE_IAM_MEMBER_TYPE: Final = "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"
+RUN_SERVICE_IAM_BINDING_TYPE: Final = "gcp:cloudrunv2/serviceIamBinding:ServiceIamBinding"
+RUN_SERVICE_IAM_POLICY_TYPE: Final = "gcp:cloudrunv2/serviceIamPolicy:ServiceIamPolicy"
+LEGACY_RUN_SERVICE_TYPE: Final = "gcp:cloudrun/service:Service"
+LEGACY_RUN_IAM_MEMBER_TYPE: Final = "gcp:cloudrun/iamMember:IamMember"
+LEGACY_RUN_IAM_BINDING_TYPE: Final = "gcp:cloudrun/iamBinding:IamBinding"
+LEGACY_RUN_IAM_POLICY_TYPE: Final = "gcp:cloudrun/iamPolicy:IamPolicy"
+SERVICE_ACCOUNT_TYPE: Final = "gcp:serviceaccount/account:Account"
+SERVICE_ACCOUNT_IAM_MEMBER_TYPE: Final = "gcp:serviceaccount/iAMMember:IAMMember"
+PROJECT_IAM_MEMBER_TYPE: Final = "gcp:projects/iAMMember:IAMMember"
+PROJECT_IAM_BINDING_TYPE: Final = "gcp:projects/iAMBinding:IAMBinding"
+PROJECT_IAM_POLICY_TYPE: Final = "gcp:projects/iAMPolicy:IAMPolicy"
+PROJECT_IAM_CUSTOM_ROLE_TYPE: Final = "gcp:projects/iAMCustomRole:IAMCustomRole"
+PROJECT_SERVICE_TYPE: Final = "gcp:projects/service:Service"
+SERVICE_IDENTITY_TYPE: Final = "gcp:projects/serviceIdentity:ServiceIdentity"
+ARTIFACT_REPOSITORY_TYPE: Final = "gcp:artifactregistry/repository:Repository"
+FOLDER_IAM_BINDING_TYPE: Final = "gcp:folder/iAMBinding:IAMBinding"
+FOLDER_IAM_POLICY_TYPE: Final = "gcp:folder/iAMPolicy:IAMPolicy"
+ORGANIZATION_IAM_BINDING_TYPE: Final = "gcp:organizations/iAMBinding:IAMBinding"
+ORGANIZATION_IAM_POLICY_TYPE: Final = "gcp:organizations/iAMPolicy:IAMPolicy"
+IMAGE_TYPE: Final = "docker-build:index:Image"
+# Provider functions (invokes) the program calls.
+GET_PROJECT_INVOKE: Final = "gcp:organizations/getProject:getProject"
+GET_CLIENT_CONFIG_INVOKE: Final = "gcp:organizations/getClientConfig:getClientConfig"
+
+# --- IAM roles (cloud.google.com/iam/docs/understanding-roles) ---------------------------
+RUN_INVOKER_ROLE: Final = "roles/run.invoker"
+RUN_SERVICES_INVOKER_ROLE: Final = "roles/run.servicesInvoker"
+RUN_ADMIN_ROLE: Final = "roles/run.admin"
+RUN_DEVELOPER_ROLE: Final = "roles/run.developer"
+CLOUDTASKS_ENQUEUER_ROLE: Final = "roles/cloudtasks.enqueuer"
+CLOUDTASKS_VIEWER_ROLE: Final = "roles/cloudtasks.viewer"
+CLOUDTASKS_ADMIN_ROLE: Final = "roles/cloudtasks.admin"
+SERVICE_ACCOUNT_USER_ROLE: Final = "roles/iam.serviceAccountUser"
+SERVICE_ACCOUNT_ADMIN_ROLE: Final = "roles/iam.serviceAccountAdmin"
+WORKLOAD_IDENTITY_USER_ROLE: Final = "roles/iam.workloadIdentityUser"
+PROJECT_IAM_ADMIN_ROLE: Final = "roles/resourcemanager.projectIamAdmin"
+SERVICE_USAGE_ADMIN_ROLE: Final = "roles/serviceusage.serviceUsageAdmin"
+ARTIFACT_REGISTRY_ADMIN_ROLE: Final = "roles/artifactregistry.admin"
+LOG_WRITER_ROLE: Final = "roles/logging.logWriter"
+METRIC_WRITER_ROLE: Final = "roles/monitoring.metricWriter"
+VIEWER_ROLE: Final = "roles/viewer"
+
+# --- principals that mean "anyone" (cloud.google.com/iam/docs/principals-overview) --------
+PUBLIC_PRINCIPALS: Final = ("allUsers", "allAuthenticatedUsers")
+SERVICE_ACCOUNT_MEMBER_PREFIX: Final = "serviceAccount:"
