@@ -18,12 +18,18 @@ import re
 from typing import Final
 
 _DURATION_RE: Final = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(s|m|h)?\s*")
+_FORMATTED_RE: Final = re.compile(r"\d+(\.\d{1,9})?s")
+_NON_FINITE_RE: Final = re.compile(r"\s*[+-]?(inf|infinity|nan)\s*", re.IGNORECASE)
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, None: 1}
 DURATION_EXAMPLES: Final = "30s, 0.5s, 5m or 1h (or a number of seconds)"
 
 
 class DurationError(ValueError):
     """A value that is not a duration; the message says what was given and what to write."""
+
+
+def _prefix(what: str) -> str:
+    return f"{what}: " if what else ""
 
 
 def parse_duration_s(value: object, *, what: str = "duration", whole: bool = False) -> float:
@@ -35,25 +41,31 @@ def parse_duration_s(value: object, *, what: str = "duration", whole: bool = Fal
     Negative, infinite and NaN values are always refused.
     """
     if isinstance(value, bool):
-        raise DurationError(f"{what}: expected a duration like {DURATION_EXAMPLES}, got {value!r}")
+        raise DurationError(
+            f"{_prefix(what)}expected a duration like {DURATION_EXAMPLES}, got {value!r}"
+        )
     if isinstance(value, int | float):
         seconds = float(value)
         if math.isnan(seconds) or math.isinf(seconds):
-            raise DurationError(f"{what}: {value!r} is not a finite number of seconds")
+            raise DurationError(f"{_prefix(what)}{value!r} is not a finite number of seconds")
     else:
-        match = _DURATION_RE.fullmatch(str(value))
+        text = str(value)
+        if _NON_FINITE_RE.fullmatch(text):
+            raise DurationError(f"{_prefix(what)}{text!r} is not a finite number of seconds")
+        match = _DURATION_RE.fullmatch(text)
         if match is None:
-            if str(value).strip().startswith("-"):
-                raise DurationError(f"{what}: a duration cannot be negative, got {value!r}")
+            if text.strip().startswith("-"):
+                raise DurationError(f"{_prefix(what)}a duration cannot be negative, got {value!r}")
             raise DurationError(
-                f"{what}: cannot read {value!r} as a duration; write it like {DURATION_EXAMPLES}"
+                f"{_prefix(what)}cannot read {value!r} as a duration; "
+                f"write it like {DURATION_EXAMPLES}"
             )
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if seconds < 0:
-        raise DurationError(f"{what}: a duration cannot be negative, got {value!r}")
+        raise DurationError(f"{_prefix(what)}a duration cannot be negative, got {value!r}")
     if whole and not seconds.is_integer():
         raise DurationError(
-            f"{what}: {value!r} is not a whole number of seconds; Cloud Tasks truncates "
+            f"{_prefix(what)}{value!r} is not a whole number of seconds; Cloud Tasks truncates "
             "durations to whole seconds, so write it like 30s, 5m or 1h"
         )
     return seconds
@@ -71,6 +83,20 @@ def format_duration(seconds: float) -> str:
     if float(seconds).is_integer():
         return f"{int(seconds)}s"
     return f"{seconds:.9f}".rstrip("0") + "s"
+
+
+def parse_formatted_duration(text: object, *, what: str = "duration") -> float:
+    """The inverse of :func:`format_duration`: only the protobuf JSON form ("600s", "0.5s").
+
+    For values the project itself wrote (stack outputs, provider properties),
+    where any other spelling means the value was not produced by this code.
+    """
+    if not isinstance(text, str) or _FORMATTED_RE.fullmatch(text) is None:
+        raise DurationError(
+            f"{_prefix(what)}expected seconds in protobuf JSON form like '600s' or '0.5s', "
+            f"got {text!r}"
+        )
+    return float(text[:-1])
 
 
 def seconds_text(value: float) -> str:

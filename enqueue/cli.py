@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from typing import IO, Any, NoReturn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from contract.durations import DurationError, parse_duration_s
 from enqueue.bulk import (
     DEFAULT_CONCURRENCY,
     MAX_CONCURRENCY,
@@ -67,15 +67,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _seconds(text: str) -> float:
+    # argparse prefixes the message with the flag's name.
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a finite number of seconds: give a number such as 60"
-        )
-    return value
+        return parse_duration_s(text, what="")
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_int(text: str) -> int:

@@ -37,6 +37,7 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports import (
 )
 
 from contract.names import EMULATOR_HOST_ENV
+from contract.resources import CLOUDTASKS_ENQUEUER_ROLE, SERVICE_ACCOUNT_USER_ROLE
 from enqueue.errors import ClientSetupError
 from enqueue.outputs import StackOutputs
 
@@ -239,7 +240,7 @@ def describe_api_error(
     if isinstance(exc, gexc.PermissionDenied):
         return (
             f"permission denied on {outputs.queue} (PERMISSION_DENIED: {exc.message}): the "
-            "caller needs roles/cloudtasks.enqueuer on the queue and roles/iam.serviceAccountUser "
+            f"caller needs {CLOUDTASKS_ENQUEUER_ROLE} on the queue and {SERVICE_ACCOUNT_USER_ROLE} "
             f"on {outputs.invoker_email}"
         )
     if isinstance(exc, gexc.Unauthenticated):

@@ -14,6 +14,7 @@ stack) and an implicit lookup would fail in confusing ways there.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from contract.durations import DurationError, parse_formatted_duration
 from contract.limits import MAX_DISPATCH_DEADLINE_S, MIN_DISPATCH_DEADLINE_S, QUEUE_ID_PATTERN
 from contract.names import (
     LOCAL_OUTPUT_KEYS,
@@ -50,7 +52,6 @@ _HOST_PORT = re.compile(r"(?P<host>[^\s/:]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_DEADLINE = re.compile(r"(?P<seconds>[0-9]{1,6})s")  # as components.config renders it
 
 
 def _valid_host(host: str) -> bool:
@@ -193,8 +194,9 @@ class StackOutputs:
         deadline_text = v.get(OUTPUT_DISPATCH_DEADLINE)
         dispatch_deadline_s: int | None = None
         if deadline_text is not None:
-            match = _DEADLINE.fullmatch(deadline_text)
-            dispatch_deadline_s = int(match["seconds"]) if match else None
+            with contextlib.suppress(DurationError):
+                seconds = parse_formatted_duration(deadline_text)
+                dispatch_deadline_s = int(seconds) if seconds.is_integer() else None
             if dispatch_deadline_s is None or not (
                 MIN_DISPATCH_DEADLINE_S <= dispatch_deadline_s <= MAX_DISPATCH_DEADLINE_S
             ):

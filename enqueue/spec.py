@@ -26,6 +26,8 @@ from typing import Any
 
 from google.cloud import tasks_v2
 
+from contract.durations import seconds_text
+from contract.headers import header_name_problem, header_value_problem, reserved_header_reason
 from contract.limits import (
     MAX_DISPATCH_DEADLINE_S,
     MAX_HEADERS_BYTES,
@@ -38,21 +40,12 @@ from contract.limits import (
     WARN_TASK_BYTES,
 )
 from contract.names import TASK_ROUTE_PREFIX
+from contract.task_types import task_type_problem
 from enqueue.errors import TaskValidationError
 from enqueue.outputs import StackOutputs
 
-# The type becomes one URL path segment of the worker route; keep it to
-# characters that never need escaping so the worker sees exactly this string.
-TASK_TYPE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
-_TASK_TYPE = re.compile(TASK_TYPE_PATTERN)
 _TASK_ID = re.compile(TASK_ID_PATTERN)
 _BAD_ID_CHAR = re.compile(r"[^A-Za-z0-9_-]")
-# RFC 9110 token characters for header names.
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-# Headers Cloud Tasks computes, replaces or reserves (target.proto); Authorization
-# carries the OIDC token. Setting them would be silently overridden, so refuse.
-_RESERVED_HEADERS = frozenset({"host", "content-length", "user-agent", "authorization"})
-_RESERVED_HEADER_PREFIXES = ("x-cloudtasks-", "x-google-", "x-appengine-")
 CONTENT_TYPE = "Content-Type"
 JSON_CONTENT_TYPE = "application/json"
 _TASK_PB = tasks_v2.Task.pb()
@@ -80,13 +73,6 @@ def random_task_id() -> str:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _seconds_text(value: float) -> str:
-    """The number as given: 2592001 stays 2592001 (``:g`` would print 2.592e+06)."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
-        return str(int(value))
-    return repr(value)
 
 
 def validate_task_id(task_id: object, field_name: str = "name") -> str:
@@ -155,13 +141,9 @@ class TaskSpec:
             )
 
     def _check_type(self) -> None:
-        if not isinstance(self.type, str) or _TASK_TYPE.fullmatch(self.type) is None:
-            raise TaskValidationError(
-                "type",
-                f"{self.type!r} is not a valid task type: start with a letter or digit, then "
-                "letters, digits, '_', '.', '-' (at most 100 characters); it becomes the URL "
-                "path segment of /tasks/{type}",
-            )
+        problem = task_type_problem(self.type)
+        if problem is not None:
+            raise TaskValidationError("type", problem)
 
     def _check_identity(self) -> None:
         if self.name is not None and self.key is not None:
@@ -184,7 +166,7 @@ class TaskSpec:
             if not 0 <= self.delay <= MAX_SCHEDULE_AHEAD_S:
                 raise TaskValidationError(
                     "delay",
-                    f"{_seconds_text(self.delay)} s is outside 0..{MAX_SCHEDULE_AHEAD_S} s: "
+                    f"{seconds_text(self.delay)} s is outside 0..{MAX_SCHEDULE_AHEAD_S} s: "
                     "Cloud Tasks schedules at most 30 days ahead; store the work and enqueue it "
                     "later",
                 )
@@ -207,7 +189,7 @@ class TaskSpec:
             if not MIN_DISPATCH_DEADLINE_S <= self.deadline <= MAX_DISPATCH_DEADLINE_S:
                 raise TaskValidationError(
                     "deadline",
-                    f"{_seconds_text(self.deadline)} s is outside {MIN_DISPATCH_DEADLINE_S}.."
+                    f"{seconds_text(self.deadline)} s is outside {MIN_DISPATCH_DEADLINE_S}.."
                     f"{MAX_DISPATCH_DEADLINE_S} s, the dispatch deadline Cloud Tasks allows "
                     "for HTTP targets: pick a value in that range",
                 )
@@ -218,21 +200,16 @@ class TaskSpec:
                 "headers", f"must be a mapping of name to value, got {type(self.headers).__name__}"
             )
         for name, value in self.headers.items():
-            if not isinstance(name, str) or _HEADER_NAME.fullmatch(name) is None:
-                raise TaskValidationError("headers", f"{name!r} is not a valid HTTP header name")
-            if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
-                raise TaskValidationError(
-                    "headers",
-                    f"value of {name} must be a string without CR, LF or NUL, got {value!r}",
-                )
-            lowered = name.lower()
-            if lowered in _RESERVED_HEADERS or lowered.startswith(_RESERVED_HEADER_PREFIXES):
-                raise TaskValidationError(
-                    "headers",
-                    f"{name} is set by Cloud Tasks itself (Host, Content-Length, User-Agent, "
-                    "Authorization, X-CloudTasks-*, X-Google-*, X-AppEngine-* are computed or "
-                    "replaced): remove it",
-                )
+            problem = header_name_problem(name)
+            if problem is not None:
+                raise TaskValidationError("headers", problem)
+            problem = header_value_problem(name, value)
+            if problem is not None:
+                raise TaskValidationError("headers", f"{problem}, got {value!r}")
+            # Every task carries the invoker's OIDC token, so Authorization is reserved.
+            reason = reserved_header_reason(name, with_token=True)
+            if reason is not None:
+                raise TaskValidationError("headers", f"{reason}: remove it")
 
     def task_id(self) -> str | None:
         """The id this spec names, if any: the literal name or the hashed key."""

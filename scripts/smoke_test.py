@@ -45,6 +45,7 @@ from google.cloud import tasks_v2  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from contract.names import SMOKE_TASK_TYPE, TASK_ROUTE_PREFIX  # noqa: E402
+from contract.resources import RUN_INVOKER_ROLE  # noqa: E402
 from enqueue import EnqueueError, Enqueuer, StackOutputs, load_outputs  # noqa: E402
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -99,7 +100,7 @@ def hint_for(status: int | None, outputs: StackOutputs, log_hint: str) -> str:
     if status == 403:
         return (
             f"403: {outputs.invoker_email} may not invoke the worker: check the "
-            "roles/run.invoker binding (cloudrunv2.ServiceIamMember) on the service"
+            f"{RUN_INVOKER_ROLE} binding (cloudrunv2.ServiceIamMember) on the service"
         )
     if status == 404:
         return (

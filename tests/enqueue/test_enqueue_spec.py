@@ -93,9 +93,15 @@ def expect(field: str, message: str, **kwargs: Any) -> None:
 
 
 class TestValidation:
-    @pytest.mark.parametrize("task_type", ["", "a/b", "-x", "a b", "x" * 101, "ünï"])
+    @pytest.mark.parametrize(
+        "task_type", ["", "a/b", "-x", "_private", ".hidden", "a b", "x" * 101, "ünï"]
+    )
     def test_type(self, task_type: str) -> None:
         expect("type", "is not a valid task type", type=task_type)
+
+    @pytest.mark.parametrize("task_type", ["report.v2", "a", "A_b-c.d", "9" * 100])
+    def test_type_accepted(self, task_type: str) -> None:
+        assert build(TaskSpec(type=task_type)).http_request.url.endswith("/tasks/" + task_type)
 
     def test_name_characters(self) -> None:
         expect("name", "characters Cloud Tasks does not allow \\(' \\.'\\)", type="a", name="a b.c")
@@ -175,14 +181,17 @@ class TestValidation:
             "X-Google-Foo",
             "X-AppEngine-Bar",
             "Content-Length",
+            "Transfer-Encoding",
+            "Connection",
+            "Upgrade",
         ],
     )
     def test_reserved_headers(self, name: str) -> None:
-        expect("headers", "is set by Cloud Tasks itself", type="a", headers={name: "v"})
+        expect("headers", f"^headers: {name} is .*: remove it$", type="a", headers={name: "v"})
 
     def test_header_name_and_value(self) -> None:
         expect("headers", "not a valid HTTP header name", type="a", headers={"Bad Name": "v"})
-        expect("headers", "without CR, LF or NUL", type="a", headers={"X-A": "v\r\nX-B: 1"})
+        expect("headers", "contains CR, LF or NUL", type="a", headers={"X-A": "v\r\nX-B: 1"})
 
     def test_url_too_long(self) -> None:
         long = StackOutputs.from_mapping(
