@@ -245,7 +245,7 @@ def test_retry_policy_refuses_non_finite_durations(field: str, value: float) -> 
     from enqueue import RetryPolicy
 
     with pytest.raises(ValueError, match="positive, finite numbers of seconds"):
-        RetryPolicy(**{field: value})
+        RetryPolicy(**{field: value})  # type: ignore[arg-type]
 
 
 def test_retry_policy_refuses_a_non_finite_multiplier() -> None:
