@@ -49,10 +49,10 @@ typecheck: $(VENV)/.installed ## mypy only
 	$(PY) -m mypy
 
 plan: $(VENV)/.installed ## offline resource plan of STACK
-	$(PY) -m devstack plan --stack $(STACK)
+	$(PY) -m plan --stack $(STACK)
 
 snapshots: $(VENV)/.installed ## rewrite the committed plan snapshots after an intended change
-	$(PY) -m devstack snapshot --all
+	$(PY) -m plan snapshot --all
 
 bench: $(VENV)/.installed policy-venv ## every benchmark; each prints its figures
 	for b in benchmarks/*_bench.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -18,8 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devstack.plan import available_stacks, evaluate
-from devstack.plan_render import diff_plans, render_mermaid, render_text
+from plan.diff import diff_plans
+from plan.engine import evaluate
+from plan.render import render_mermaid, render_text
+from plan.stack_config import available_stacks
 
 
 def main() -> int:

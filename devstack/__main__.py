@@ -1,7 +1,7 @@
-"""`python -m devstack {plan,snapshot,up,down,status}` (ARCHITECTURE.md, "Commands").
+"""`python -m devstack {up,down,status}`: the local stack (docs/architecture.md).
 
-The offline plan commands live in `devstack.plan_cli`, the local realisation in
-`devstack.local_cli`; each registers its own sub-commands here.
+The sub-commands live in `devstack.local_cli`. The offline plan is its own
+package now: `python -m plan` (the `plan` and `snapshot` words here only say so).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m devstack",
-        description="Plan the Pulumi program offline and run it on this machine.",
+        description="Run the Pulumi program's plan on this machine (the plan: python -m plan).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     try:
-        from devstack import local_cli, plan_cli
+        from devstack import local_cli
     except ModuleNotFoundError as exc:
         # A fresh shell's `python` is not the project's: say which one to use.
         print(
@@ -27,8 +27,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
-    plan_cli.register(commands)  # plan, snapshot
     local_cli.register(commands)  # up, down, status
+    moved = {"plan": "python -m plan", "snapshot": "python -m plan snapshot"}
+    words = sys.argv[1:] if argv is None else argv
+    if words and words[0] in moved:
+        print(f"devstack: the offline plan moved: run {moved[words[0]]} ...", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

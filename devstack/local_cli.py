@@ -8,7 +8,7 @@
 started; with `--detach` it returns once the stack is ready and `down` stops
 it. `--smoke` runs scripts/smoke_test.py against the stack once it is ready
 (`make local` does). `--plan-file` realises a plan JSON written by
-`python -m devstack plan --format json` instead of evaluating the program:
+`python -m plan --format json` instead of evaluating the program:
 a testing option, for example to check that a wrong run.invoker binding fails
 locally. `--root` (or $DEVSTACK_ROOT) moves `.devstack/` elsewhere, so tests
 never touch a developer's running stack.
@@ -83,7 +83,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--plan-file",
         type=Path,
         default=None,
-        help="realise this plan JSON (from `devstack plan --format json`) instead of "
+        help="realise this plan JSON (from `python -m plan --format json`) instead of "
         "evaluating the program: for testing a changed plan",
     )
     p_up.set_defaults(func=cmd_up)

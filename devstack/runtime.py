@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import grpc
 from google.api_core import exceptions as gexc
@@ -50,6 +49,9 @@ from devstack.state import (
     save_state,
     write_outputs,
 )
+from plan.errors import PlanError, PlanFormatError
+from plan.model import Plan
+from plan.stack_config import stack_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCAL_HOST = "127.0.0.1"
@@ -97,8 +99,8 @@ def stack_lock(paths: StackPaths) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def load_plan(stack: str, plan_file: Path | None) -> tuple[dict[str, Any], str]:
-    """The plan as JSON data, and where it came from."""
+def load_plan(stack: str, plan_file: Path | None) -> tuple[Plan, str]:
+    """The typed plan, and where it came from."""
     if plan_file is not None:
         try:
             data = json.loads(plan_file.read_text(encoding="utf-8"))
@@ -107,21 +109,24 @@ def load_plan(stack: str, plan_file: Path | None) -> tuple[dict[str, Any], str]:
         except json.JSONDecodeError as exc:
             raise StackError(
                 f"--plan-file {plan_file} is not JSON ({exc}); write one with "
-                f"`python -m devstack plan --stack {stack} --format json > FILE`"
+                f"`python -m plan --stack {stack} --format json > FILE`"
             ) from None
         if not isinstance(data, dict) or "resources" not in data:
             raise StackError(
                 f"--plan-file {plan_file} is not a plan (no `resources`); write one with "
-                f"`python -m devstack plan --stack {stack} --format json > FILE`"
+                f"`python -m plan --stack {stack} --format json > FILE`"
             )
-        return data, str(plan_file)
-    from devstack import plan as plan_module
+        try:
+            return Plan.from_json(data), str(plan_file)
+        except PlanFormatError as exc:
+            raise StackError(f"--plan-file {plan_file} is not a plan: {exc}") from None
+    from plan.engine import evaluate
 
     try:
-        evaluated = plan_module.evaluate(stack)
-    except plan_module.PlanError as exc:
+        evaluated = evaluate(stack)
+    except PlanError as exc:
         raise StackError(f"cannot evaluate the plan of stack {stack!r}: {exc}") from exc
-    return evaluated.to_json(), f"the Pulumi program, stack {stack} (evaluated offline)"
+    return evaluated, f"the Pulumi program, stack {stack} (evaluated offline)"
 
 
 def tasks_client(grpc_host: str) -> tasks_v2.CloudTasksClient:
@@ -236,9 +241,7 @@ def up(
 
 
 def _stack_file_exists(stack: str) -> bool:
-    from devstack import plan as plan_module
-
-    return plan_module.stack_file(stack).exists()
+    return stack_file(stack).exists()
 
 
 def _realisation(

@@ -7,7 +7,7 @@ Run with the policy's own interpreter (policy/.venv, made by `make policy-venv`)
 The CLI starts it as `python -m pulumi.policy ENGINE policy/`, which runs this
 file; the pack then serves Pulumi's Analyzer gRPC API and prints its port.
 `python -m policy.check --plan FILE` instead runs the same rules over an
-offline plan (`python -m devstack plan --format json`) from the main venv,
+offline plan (`python -m plan --format json`) from the main venv,
 without Pulumi's engine; that is what the tests and the PR workflow do.
 
 This module deliberately contains no rule logic: a violation found here and

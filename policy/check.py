@@ -1,6 +1,6 @@
 """`python -m policy.check --plan FILE`: the pack's rules over an offline plan.
 
-    python -m devstack plan --stack prod --format json > plan.json
+    python -m plan --stack prod --format json > plan.json
     python -m policy.check --plan plan.json
 
 Exit status 0 when no rule is violated, 1 when some are (each printed with
@@ -53,7 +53,7 @@ def format_violations(violations: list[Violation]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m policy.check",
-        description="Run the policy pack's rules over a plan from `devstack plan --format json`",
+        description="Run the policy pack's rules over a plan from `python -m plan --format json`",
     )
     parser.add_argument("--plan", required=True, help="plan JSON file, or - for stdin")
     parser.add_argument("--stack", help="stack name (default: the plan's own)")

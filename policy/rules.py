@@ -9,7 +9,7 @@ The same functions run in three places:
 - `policy/__main__.py` wraps them in `pulumi_policy` policies for
   `pulumi preview/up --policy-pack policy` (policy/.venv, protobuf 5);
 - tests run them from the main .venv against the offline plan of every stack
-  (`devstack plan`, `tests/snapshots/plan-<stack>.json`) and mutated copies;
+  (`python -m plan`, `tests/snapshots/plan-<stack>.json`) and mutated copies;
 - `python -m policy check --plan FILE` runs them over a saved plan.
 
 This module deliberately imports neither `pulumi` nor `pulumi_policy` (the
@@ -442,7 +442,7 @@ def check_resources(
 
 
 def plan_resources(plan: Mapping[str, Any]) -> list[StackResource]:
-    """Resources of an offline plan (`devstack plan --format json`) as the rules see them.
+    """Resources of an offline plan (`python -m plan --format json`) as the rules see them.
 
     Resource rules see a resource's inputs, as CrossGuard passes them at preview. The
     plan's mock outputs are laid under the inputs, since stack rules get resource
@@ -453,7 +453,7 @@ def plan_resources(plan: Mapping[str, Any]) -> list[StackResource]:
     except (KeyError, TypeError):
         raise PolicyInputError(
             "not a plan: expected a JSON object with a 'resources' list, as printed by "
-            "`python -m devstack plan --stack S --format json`"
+            "`python -m plan --stack S --format json`"
         ) from None
     return [
         StackResource(

@@ -39,7 +39,7 @@ def _struct(props: Mapping[str, Any]) -> struct_pb2.Struct:
 
 
 class PackClient:
-    """The engine's side of the Analyzer API, for plan resources (`devstack plan` JSON)."""
+    """The engine's side of the Analyzer API, for plan resources (`python -m plan` JSON)."""
 
     def __init__(self, channel: grpc.Channel) -> None:
         self._stub = analyzer_pb2_grpc.AnalyzerStub(channel)

@@ -1,5 +1,5 @@
 """Fixtures for the Pulumi program's tests: the plan of every committed stack,
-evaluated once per session under the same mocks `python -m devstack plan` uses,
+evaluated once per session under the same mocks `python -m plan` uses,
 and the raw stack files to compare it against."""
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from devstack.plan import REPO_ROOT, Plan, available_stacks, evaluate
+from plan.engine import evaluate
+from plan.model import Plan
+from plan.stack_config import REPO_ROOT, available_stacks
 
 STACKS = available_stacks()
 PREFIX = "cloud-tasks-pipeline:"

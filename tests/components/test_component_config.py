@@ -26,7 +26,9 @@ from components.config import (
     parse_memory_mib,
     project_keys,
 )
-from devstack.plan import REPO_ROOT, PlanError, evaluate_config, load_stack_config
+from plan.engine import evaluate_config
+from plan.errors import PlanError
+from plan.stack_config import REPO_ROOT, load_stack_config
 
 BASE = {"project": "my-tasks-dev", "region": "europe-west1"}
 

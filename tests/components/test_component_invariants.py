@@ -21,22 +21,21 @@ from contract.names import (
     WORKER_ENV_ALLOWED_INVOKERS,
     WORKER_ENV_AUDIENCE,
 )
-from devstack.plan import (
-    ACCOUNT,
-    ACCOUNT_IAM_MEMBER,
-    IMAGE,
-    PROJECT_IAM_MEMBER,
-    PROJECT_SERVICE,
-    QUEUE,
-    QUEUE_IAM_MEMBER,
-    REPOSITORY,
-    RUN_IAM_MEMBER,
-    RUN_SERVICE,
-    SERVICE_IDENTITY,
-    Plan,
-    PlannedResource,
-    project_number,
+from contract.resources import (
+    ARTIFACT_REPOSITORY_TYPE,
+    IMAGE_TYPE,
+    PROJECT_IAM_MEMBER_TYPE,
+    PROJECT_SERVICE_TYPE,
+    QUEUE_IAM_MEMBER_TYPE,
+    QUEUE_TYPE,
+    RUN_SERVICE_IAM_MEMBER_TYPE,
+    RUN_SERVICE_TYPE,
+    SERVICE_ACCOUNT_IAM_MEMBER_TYPE,
+    SERVICE_ACCOUNT_TYPE,
+    SERVICE_IDENTITY_TYPE,
 )
+from plan.mocks import project_number
+from plan.model import Plan, PlannedResource
 
 EXPECTED_APIS = {
     "cloudtasks.googleapis.com",
@@ -46,12 +45,19 @@ EXPECTED_APIS = {
     "artifactregistry.googleapis.com",
     "cloudresourcemanager.googleapis.com",
 }
-IAM_TYPES = (QUEUE_IAM_MEMBER, RUN_IAM_MEMBER, ACCOUNT_IAM_MEMBER, PROJECT_IAM_MEMBER)
+IAM_TYPES = (
+    QUEUE_IAM_MEMBER_TYPE,
+    RUN_SERVICE_IAM_MEMBER_TYPE,
+    SERVICE_ACCOUNT_IAM_MEMBER_TYPE,
+    PROJECT_IAM_MEMBER_TYPE,
+)
 
 
 def account(plan: Plan, account_id_suffix: str) -> PlannedResource:
     found = [
-        a for a in plan.of_type(ACCOUNT) if str(a.inputs["accountId"]).endswith(account_id_suffix)
+        a
+        for a in plan.of_type(SERVICE_ACCOUNT_TYPE)
+        if str(a.inputs["accountId"]).endswith(account_id_suffix)
     ]
     assert len(found) == 1, f"expected one *{account_id_suffix} account, got {len(found)}"
     return found[0]
@@ -74,7 +80,7 @@ def all_strings(value: Any) -> Iterator[str]:
 
 
 def env_of(plan: Plan) -> dict[str, str]:
-    container = plan.one(RUN_SERVICE).inputs["template"]["containers"][0]
+    container = plan.one(RUN_SERVICE_TYPE).inputs["template"]["containers"][0]
     return {e["name"]: e["value"] for e in container["envs"]}
 
 
@@ -91,7 +97,7 @@ def closure(plan: Plan, resource: PlannedResource) -> set[str]:
 
 
 def api_urn(plan: Plan, api: str) -> str:
-    for service in plan.of_type(PROJECT_SERVICE):
+    for service in plan.of_type(PROJECT_SERVICE_TYPE):
         if service.inputs["service"] == api:
             return service.urn
     raise AssertionError(f"API {api} is not enabled by the plan")
@@ -106,8 +112,8 @@ class TestOnlyTheInvokerMayInvoke:
             if r.type in IAM_TYPES and r.inputs["role"] == "roles/run.invoker"
         ]
         assert [b.inputs["member"] for b in bindings] == [member_of(invoker)]
-        assert bindings[0].type == RUN_IAM_MEMBER
-        assert bindings[0].inputs["name"] == plan.one(RUN_SERVICE).inputs["name"]
+        assert bindings[0].type == RUN_SERVICE_IAM_MEMBER_TYPE
+        assert bindings[0].inputs["name"] == plan.one(RUN_SERVICE_TYPE).inputs["name"]
 
     def test_the_invoker_has_no_other_grant(self, plan: Plan) -> None:
         invoker = member_of(account(plan, "-invoker"))
@@ -119,7 +125,7 @@ class TestOnlyTheInvokerMayInvoke:
         assert roles == ["roles/run.invoker"]
 
     def test_the_service_stays_private(self, plan: Plan) -> None:
-        service = plan.one(RUN_SERVICE).inputs
+        service = plan.one(RUN_SERVICE_TYPE).inputs
         assert service["invokerIamDisabled"] is False
         assert service["defaultUriDisabled"] is False  # Cloud Tasks calls the run.app URL
 
@@ -136,13 +142,15 @@ class TestSeparateRuntimeIdentity:
         )
 
     def test_the_service_runs_as_the_runtime_account(self, plan: Plan) -> None:
-        template = plan.one(RUN_SERVICE).inputs["template"]
+        template = plan.one(RUN_SERVICE_TYPE).inputs["template"]
         assert template["serviceAccount"] == account(plan, "-runtime").outputs["email"]
 
     def test_only_the_runtime_account_has_project_roles_and_only_writer_roles(
         self, plan: Plan
     ) -> None:
-        grants = {(r.inputs["member"], r.inputs["role"]) for r in plan.of_type(PROJECT_IAM_MEMBER)}
+        grants = {
+            (r.inputs["member"], r.inputs["role"]) for r in plan.of_type(PROJECT_IAM_MEMBER_TYPE)
+        }
         runtime = member_of(account(plan, "-runtime"))
         assert grants == {
             (runtime, "roles/logging.logWriter"),
@@ -162,7 +170,9 @@ class TestEnqueuers:
         configured = stack_config.get("enqueuers") or []
         if configured:
             assert not [
-                a for a in plan.of_type(ACCOUNT) if a.inputs["accountId"].endswith("-enqueuer")
+                a
+                for a in plan.of_type(SERVICE_ACCOUNT_TYPE)
+                if a.inputs["accountId"].endswith("-enqueuer")
             ]
             return set(configured)
         return {member_of(account(plan, "-enqueuer"))}
@@ -170,15 +180,17 @@ class TestEnqueuers:
     def test_each_enqueuer_may_enqueue_and_view_on_the_queue_only(
         self, plan: Plan, stack_config: dict[str, Any]
     ) -> None:
-        queue_name = plan.one(QUEUE).outputs["name"]
-        grants = {(r.inputs["member"], r.inputs["role"]) for r in plan.of_type(QUEUE_IAM_MEMBER)}
+        queue_name = plan.one(QUEUE_TYPE).outputs["name"]
+        grants = {
+            (r.inputs["member"], r.inputs["role"]) for r in plan.of_type(QUEUE_IAM_MEMBER_TYPE)
+        }
         expected = self.expected_enqueuers(plan, stack_config)
         assert grants == {
             (m, role)
             for m in expected
             for role in ("roles/cloudtasks.enqueuer", "roles/cloudtasks.viewer")
         }
-        assert {r.inputs["name"] for r in plan.of_type(QUEUE_IAM_MEMBER)} == {queue_name}
+        assert {r.inputs["name"] for r in plan.of_type(QUEUE_IAM_MEMBER_TYPE)} == {queue_name}
 
     def test_each_enqueuer_may_act_as_the_invoker_and_nothing_else(
         self, plan: Plan, stack_config: dict[str, Any]
@@ -186,7 +198,7 @@ class TestEnqueuers:
         invoker = account(plan, "-invoker")
         grants = {
             (r.inputs["member"], r.inputs["role"], r.inputs["serviceAccountId"])
-            for r in plan.of_type(ACCOUNT_IAM_MEMBER)
+            for r in plan.of_type(SERVICE_ACCOUNT_IAM_MEMBER_TYPE)
         }
         assert grants == {
             (m, "roles/iam.serviceAccountUser", invoker.outputs["name"])
@@ -196,7 +208,7 @@ class TestEnqueuers:
     def test_enqueuers_have_nothing_project_wide(
         self, plan: Plan, stack_config: dict[str, Any]
     ) -> None:
-        project_members = {r.inputs["member"] for r in plan.of_type(PROJECT_IAM_MEMBER)}
+        project_members = {r.inputs["member"] for r in plan.of_type(PROJECT_IAM_MEMBER_TYPE)}
         assert not project_members & self.expected_enqueuers(plan, stack_config)
 
 
@@ -210,12 +222,12 @@ def seconds(value: Any) -> str:
 
 class TestQueueMatchesTheStackFile:
     def test_rate_limits(self, plan: Plan, stack_config: dict[str, Any]) -> None:
-        rate = plan.one(QUEUE).inputs["rateLimits"]
+        rate = plan.one(QUEUE_TYPE).inputs["rateLimits"]
         assert rate["maxDispatchesPerSecond"] == stack_config["max_dispatches_per_second"]
         assert rate["maxConcurrentDispatches"] == stack_config["max_concurrent_dispatches"]
 
     def test_retry_config(self, plan: Plan, stack_config: dict[str, Any]) -> None:
-        retry = plan.one(QUEUE).inputs["retryConfig"]
+        retry = plan.one(QUEUE_TYPE).inputs["retryConfig"]
         assert retry["maxAttempts"] == stack_config["max_attempts"]
         assert retry["maxDoublings"] == stack_config["max_doublings"]
         for field in ("min_backoff", "max_backoff", "max_retry_duration"):
@@ -223,7 +235,7 @@ class TestQueueMatchesTheStackFile:
             assert retry[camel] == seconds(stack_config[field]), field
 
     def test_logging_state_and_name(self, plan: Plan, stack_config: dict[str, Any]) -> None:
-        queue = plan.one(QUEUE)
+        queue = plan.one(QUEUE_TYPE)
         assert (
             queue.inputs["stackdriverLoggingConfig"]["samplingRatio"]
             == stack_config["log_sampling_ratio"]
@@ -238,11 +250,11 @@ class TestQueueMatchesTheStackFile:
     def test_queue_level_target_follows_the_flag(
         self, plan: Plan, stack_config: dict[str, Any]
     ) -> None:
-        target = plan.one(QUEUE).inputs.get("httpTarget")
+        target = plan.one(QUEUE_TYPE).inputs.get("httpTarget")
         if not stack_config.get("queue_http_target", False):
             assert target is None
             return
-        service_host = plan.one(RUN_SERVICE).outputs["uri"].removeprefix("https://")
+        service_host = plan.one(RUN_SERVICE_TYPE).outputs["uri"].removeprefix("https://")
         assert target["uriOverride"] == {
             "scheme": "HTTPS",
             "host": service_host,
@@ -253,7 +265,7 @@ class TestQueueMatchesTheStackFile:
         )
 
     def test_queue_output_is_the_queue_path(self, plan: Plan, stack_config: dict[str, Any]) -> None:
-        queue = plan.one(QUEUE)
+        queue = plan.one(QUEUE_TYPE)
         assert (
             plan.outputs[OUTPUT_QUEUE]
             == queue.outputs["id"]
@@ -278,7 +290,7 @@ class TestOneAudienceEverywhere:
     def test_the_worker_expects_the_very_audience_tasks_carry(self, plan: Plan) -> None:
         audience = plan.outputs[OUTPUT_AUDIENCE]
         assert env_of(plan)[WORKER_ENV_AUDIENCE] == audience
-        target = plan.one(QUEUE).inputs.get("httpTarget")
+        target = plan.one(QUEUE_TYPE).inputs.get("httpTarget")
         if target is not None:
             assert target["oidcToken"]["audience"] == audience
 
@@ -298,34 +310,34 @@ class TestDeletionProtection:
         self, plan: Plan, stack: str, stack_config: dict[str, Any]
     ) -> None:
         assert (
-            plan.one(RUN_SERVICE).inputs["deletionProtection"]
+            plan.one(RUN_SERVICE_TYPE).inputs["deletionProtection"]
             is stack_config["deletion_protection"]
         )
 
     def test_off_in_dev_on_in_prod(self, all_plans: dict[str, Plan]) -> None:
-        assert all_plans["dev"].one(RUN_SERVICE).inputs["deletionProtection"] is False
-        assert all_plans["prod"].one(RUN_SERVICE).inputs["deletionProtection"] is True
+        assert all_plans["dev"].one(RUN_SERVICE_TYPE).inputs["deletionProtection"] is False
+        assert all_plans["prod"].one(RUN_SERVICE_TYPE).inputs["deletionProtection"] is True
 
 
 class TestApisFirst:
     def test_every_api_enabled_and_kept_on_destroy(self, plan: Plan) -> None:
-        services = plan.of_type(PROJECT_SERVICE)
+        services = plan.of_type(PROJECT_SERVICE_TYPE)
         assert {s.inputs["service"] for s in services} == EXPECTED_APIS
         assert all(s.inputs["disableOnDestroy"] is False for s in services)
 
     def test_cloud_tasks_agent_exists_after_its_api_and_before_the_queue(self, plan: Plan) -> None:
-        agent = plan.one(SERVICE_IDENTITY)
+        agent = plan.one(SERVICE_IDENTITY_TYPE)
         assert agent.inputs["service"] == "cloudtasks.googleapis.com"
         assert api_urn(plan, "cloudtasks.googleapis.com") in agent.dependencies
-        assert agent.urn in plan.one(QUEUE).dependencies
+        assert agent.urn in plan.one(QUEUE_TYPE).dependencies
 
     def test_each_resource_waits_for_its_api(self, plan: Plan) -> None:
         needs = {
-            QUEUE: ["cloudtasks.googleapis.com", "iamcredentials.googleapis.com"],
-            RUN_SERVICE: ["run.googleapis.com"],
-            REPOSITORY: ["artifactregistry.googleapis.com"],
-            ACCOUNT: ["iam.googleapis.com"],
-            PROJECT_IAM_MEMBER: ["cloudresourcemanager.googleapis.com"],
+            QUEUE_TYPE: ["cloudtasks.googleapis.com", "iamcredentials.googleapis.com"],
+            RUN_SERVICE_TYPE: ["run.googleapis.com"],
+            ARTIFACT_REPOSITORY_TYPE: ["artifactregistry.googleapis.com"],
+            SERVICE_ACCOUNT_TYPE: ["iam.googleapis.com"],
+            PROJECT_IAM_MEMBER_TYPE: ["cloudresourcemanager.googleapis.com"],
         }
         for type_, apis in needs.items():
             for resource in plan.of_type(type_):
@@ -333,9 +345,9 @@ class TestApisFirst:
                     assert api_urn(plan, api) in resource.dependencies, (resource.name, api)
 
     def test_every_cloud_resource_waits_for_some_api(self, plan: Plan) -> None:
-        apis = {s.urn for s in plan.of_type(PROJECT_SERVICE)}
+        apis = {s.urn for s in plan.of_type(PROJECT_SERVICE_TYPE)}
         for resource in plan.resources:
-            if resource.is_component or resource.type == PROJECT_SERVICE:
+            if resource.is_component or resource.type == PROJECT_SERVICE_TYPE:
                 continue
             assert closure(plan, resource) & apis, resource.urn
 
@@ -362,7 +374,7 @@ class TestComponentShape:
 
 class TestWorkerContainer:
     def test_command_port_and_probe(self, plan: Plan) -> None:
-        container = plan.one(RUN_SERVICE).inputs["template"]["containers"][0]
+        container = plan.one(RUN_SERVICE_TYPE).inputs["template"]["containers"][0]
         assert container["commands"] == ["python", "-m", "service"]
         assert container["ports"]["containerPort"] == 8080
         assert container["startupProbe"]["httpGet"] == {"path": HEALTH_ROUTE, "port": 8080}
@@ -371,7 +383,7 @@ class TestWorkerContainer:
     def test_scaling_and_resources_follow_the_stack_file(
         self, plan: Plan, stack_config: dict[str, Any]
     ) -> None:
-        template = plan.one(RUN_SERVICE).inputs["template"]
+        template = plan.one(RUN_SERVICE_TYPE).inputs["template"]
         assert template["timeout"] == seconds(stack_config["request_timeout"])
         assert template["maxInstanceRequestConcurrency"] == stack_config["request_concurrency"]
         assert template["scaling"] == {
@@ -381,13 +393,13 @@ class TestWorkerContainer:
         limits = template["containers"][0]["resources"]["limits"]
         assert limits == {"cpu": str(stack_config["cpu"]), "memory": stack_config["memory"]}
         ingress = stack_config.get("ingress", "INGRESS_TRAFFIC_ALL")
-        assert plan.one(RUN_SERVICE).inputs["ingress"] == ingress
+        assert plan.one(RUN_SERVICE_TYPE).inputs["ingress"] == ingress
 
     def test_image_is_built_for_cloud_run_and_never_on_preview(
         self, plan: Plan, stack: str
     ) -> None:
-        image = plan.one(IMAGE).inputs
-        repository = plan.one(REPOSITORY)
+        image = plan.one(IMAGE_TYPE).inputs
+        repository = plan.one(ARTIFACT_REPOSITORY_TYPE)
         assert image["push"] is True
         assert image["buildOnPreview"] is False
         assert image["platforms"] == ["linux/amd64"]
@@ -395,8 +407,8 @@ class TestWorkerContainer:
         assert image["dockerfile"] == {"location": "service/Dockerfile"}
         assert image["tags"] == [f"{repository.outputs['registryUri']}/worker:{stack}"]
         assert image["registries"] == "[secret]"  # the deployer's access token stays secret
-        container = plan.one(RUN_SERVICE).inputs["template"]["containers"][0]
-        assert container["image"] == plan.one(IMAGE).outputs["ref"]
+        container = plan.one(RUN_SERVICE_TYPE).inputs["template"]["containers"][0]
+        assert container["image"] == plan.one(IMAGE_TYPE).outputs["ref"]
 
 
 class TestStackOutputs:
@@ -406,4 +418,4 @@ class TestStackOutputs:
         assert plan.outputs["dispatch_deadline"] == seconds(stack_config["dispatch_deadline"])
         assert plan.outputs["project"] == stack_config["gcp:project"]
         assert plan.outputs["location"] == stack_config["gcp:region"]
-        assert plan.outputs[OUTPUT_SERVICE_URL] == plan.one(RUN_SERVICE).outputs["uri"]
+        assert plan.outputs[OUTPUT_SERVICE_URL] == plan.one(RUN_SERVICE_TYPE).outputs["uri"]

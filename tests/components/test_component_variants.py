@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from contract.names import OUTPUT_AUDIENCE, WORKER_ENV_AUDIENCE
-from devstack.plan import (
-    ACCOUNT,
-    ACCOUNT_IAM_MEMBER,
-    IMAGE,
-    PROJECT_SERVICE,
-    QUEUE,
-    QUEUE_IAM_MEMBER,
-    REPOSITORY,
-    RUN_SERVICE,
-    Plan,
-    evaluate_config,
-    load_stack_config,
+from contract.resources import (
+    ARTIFACT_REPOSITORY_TYPE,
+    IMAGE_TYPE,
+    PROJECT_SERVICE_TYPE,
+    QUEUE_IAM_MEMBER_TYPE,
+    QUEUE_TYPE,
+    RUN_SERVICE_TYPE,
+    SERVICE_ACCOUNT_IAM_MEMBER_TYPE,
+    SERVICE_ACCOUNT_TYPE,
 )
+from plan.engine import evaluate_config
+from plan.model import Plan
+from plan.stack_config import load_stack_config
 
 KEY = "cloud-tasks-pipeline:"
 
@@ -30,26 +30,26 @@ class TestCustomAudience:
     def test_one_custom_audience_for_service_worker_queue_and_output(self) -> None:
         audience = "https://tasks.example.com"
         plan = dev_with(custom_audience=audience, queue_http_target="true")
-        service = plan.one(RUN_SERVICE).inputs
+        service = plan.one(RUN_SERVICE_TYPE).inputs
         envs = {e["name"]: e["value"] for e in service["template"]["containers"][0]["envs"]}
         assert service["customAudiences"] == [audience]
         assert envs[WORKER_ENV_AUDIENCE] == audience
-        assert plan.one(QUEUE).inputs["httpTarget"]["oidcToken"]["audience"] == audience
+        assert plan.one(QUEUE_TYPE).inputs["httpTarget"]["oidcToken"]["audience"] == audience
         assert plan.outputs[OUTPUT_AUDIENCE] == audience
 
     def test_without_it_the_service_has_no_custom_audiences(self) -> None:
-        assert "customAudiences" not in dev_with().one(RUN_SERVICE).inputs
+        assert "customAudiences" not in dev_with().one(RUN_SERVICE_TYPE).inputs
 
 
 class TestPrebuiltImage:
     def test_no_registry_no_build_and_the_image_is_used_verbatim(self) -> None:
         image = "europe-docker.pkg.dev/shared/images/worker:1.4.2"
         plan = dev_with(image=image)
-        assert plan.of_type(IMAGE) == []
-        assert plan.of_type(REPOSITORY) == []
-        apis = {s.inputs["service"] for s in plan.of_type(PROJECT_SERVICE)}
+        assert plan.of_type(IMAGE_TYPE) == []
+        assert plan.of_type(ARTIFACT_REPOSITORY_TYPE) == []
+        apis = {s.inputs["service"] for s in plan.of_type(PROJECT_SERVICE_TYPE)}
         assert "artifactregistry.googleapis.com" not in apis
-        assert plan.one(RUN_SERVICE).inputs["template"]["containers"][0]["image"] == image
+        assert plan.one(RUN_SERVICE_TYPE).inputs["template"]["containers"][0]["image"] == image
 
 
 class TestConfiguredEnqueuers:
@@ -59,14 +59,20 @@ class TestConfiguredEnqueuers:
             "serviceAccount:ci@other.iam.gserviceaccount.com",
         ]
         plan = dev_with(enqueuers=f'["{principals[0]}", "{principals[1]}"]')
-        assert not [a for a in plan.of_type(ACCOUNT) if a.inputs["accountId"].endswith("-enqueuer")]
-        on_queue = {(r.inputs["member"], r.inputs["role"]) for r in plan.of_type(QUEUE_IAM_MEMBER)}
+        assert not [
+            a
+            for a in plan.of_type(SERVICE_ACCOUNT_TYPE)
+            if a.inputs["accountId"].endswith("-enqueuer")
+        ]
+        on_queue = {
+            (r.inputs["member"], r.inputs["role"]) for r in plan.of_type(QUEUE_IAM_MEMBER_TYPE)
+        }
         assert on_queue == {
             (p, r)
             for p in principals
             for r in ("roles/cloudtasks.enqueuer", "roles/cloudtasks.viewer")
         }
-        act_as = {r.inputs["member"] for r in plan.of_type(ACCOUNT_IAM_MEMBER)}
+        act_as = {r.inputs["member"] for r in plan.of_type(SERVICE_ACCOUNT_IAM_MEMBER_TYPE)}
         assert act_as == set(principals)
 
     def test_reordering_principals_keeps_resource_names(self) -> None:
@@ -78,9 +84,9 @@ class TestConfiguredEnqueuers:
 
 class TestQueueSwitches:
     def test_paused_queue(self) -> None:
-        assert dev_with(queue_paused="true").one(QUEUE).inputs["desiredState"] == "PAUSED"
+        assert dev_with(queue_paused="true").one(QUEUE_TYPE).inputs["desiredState"] == "PAUSED"
 
     def test_named_queue_keeps_its_name(self) -> None:
         plan = dev_with(queue_name="orders")
-        assert plan.one(QUEUE).inputs["name"] == "orders"
+        assert plan.one(QUEUE_TYPE).inputs["name"] == "orders"
         assert plan.outputs["queue"].endswith("/queues/orders")

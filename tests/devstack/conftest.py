@@ -14,16 +14,16 @@ from typing import Any
 
 import pytest
 
-from devstack import plan as plan_module
 from devstack.processes import is_running
 from devstack.state import load_state
+from plan.engine import evaluate
 from tests.devstack.stack_helpers import LocalStack
 
 
 @pytest.fixture(scope="session")
 def dev_plan() -> dict[str, Any]:
     """The dev stack's plan, evaluated from the real program once per session."""
-    return plan_module.evaluate("dev").to_json()
+    return evaluate("dev").to_json()
 
 
 @pytest.fixture

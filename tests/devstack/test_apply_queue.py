@@ -10,11 +10,18 @@ from typing import Any
 import pytest
 from google.cloud import tasks_v2
 
-from devstack.realise import QUEUE_TYPE, analyse
+from contract.resources import QUEUE_TYPE
+from devstack.realise import LocalRealisation, analyse
 from devstack.runtime import apply_queue, tasks_client
 from emulator.testing import EmulatorProcess
+from plan.model import Plan
 
 pytestmark = pytest.mark.integration
+
+
+def realise(data: dict[str, Any]) -> LocalRealisation:
+    """The verdicts on a plan given as JSON data (tests mutate copies of it)."""
+    return analyse(Plan.from_json(data))
 
 
 @pytest.fixture
@@ -36,7 +43,7 @@ def _queue_inputs(plan: dict[str, Any]) -> dict[str, Any]:
 def test_create_then_follow_the_plan(
     client: tasks_v2.CloudTasksClient, dev_plan: dict[str, Any]
 ) -> None:
-    realisation = analyse(dev_plan)
+    realisation = realise(dev_plan)
     created = apply_queue(client, realisation, worker_port=4321)
     planned = _queue_inputs(dev_plan)
     assert created.name == realisation.queue.path
@@ -54,7 +61,7 @@ def test_create_then_follow_the_plan(
     inputs["httpTarget"] = {
         "uriOverride": {"host": "worker.run.app", "pathOverride": {"path": "/tasks/smoke"}}
     }
-    updated = apply_queue(client, analyse(changed), worker_port=5555)
+    updated = apply_queue(client, realise(changed), worker_port=5555)
     assert updated.state == tasks_v2.Queue.State.PAUSED
     stored = client.get_queue(name=realisation.queue.path)
     assert stored.rate_limits.max_dispatches_per_second == 2

@@ -31,9 +31,9 @@ from contract.names import (
     OUTPUT_SERVICE_URL,
     SMOKE_TASK_TYPE,
 )
+from contract.resources import QUEUE_TYPE, RUN_SERVICE_IAM_MEMBER_TYPE
 from devstack import processes, runtime
 from devstack.processes import is_running
-from devstack.realise import QUEUE_TYPE, SERVICE_IAM_MEMBER_TYPE
 from devstack.runtime import tasks_client
 from devstack.state import load_state
 from enqueue import AsyncEnqueuer, RetryPolicy, TaskOutcome, TaskSpec, enqueue_many, load_outputs
@@ -134,7 +134,7 @@ def test_wrong_invoker_binding_fails_the_smoke_test_with_the_403_hint(
     local_stack: LocalStack, dev_plan: dict[str, Any], tmp_path: Path
 ) -> None:
     plan = copy.deepcopy(dev_plan)
-    [binding] = [r for r in plan["resources"] if r["type"] == SERVICE_IAM_MEMBER_TYPE]
+    [binding] = [r for r in plan["resources"] if r["type"] == RUN_SERVICE_IAM_MEMBER_TYPE]
     binding["inputs"]["member"] = (
         "serviceAccount:not-the-invoker@my-tasks-dev.iam.gserviceaccount.com"
     )
@@ -322,7 +322,7 @@ def test_a_plan_that_cannot_be_realised_starts_nothing(
     bad = local_stack.cli("up", "--plan-file", str(tmp_path / "bad.json"))
     assert bad.returncode == 1
     assert "is not JSON" in bad.stderr
-    assert "devstack plan --stack dev --format json" in bad.stderr
+    assert "python -m plan --stack dev --format json" in bad.stderr
 
 
 def test_a_worker_port_taken_before_the_worker_binds_it_is_replaced(

@@ -15,15 +15,16 @@ from contract.names import (
     WORKER_ENV_AUDIENCE,
     WORKER_ENV_CERTS_URL,
 )
-from devstack import plan as plan_module
-from devstack.realise import (
-    NOBODY_INVOKER,
-    QUEUE_TYPE,
-    SERVICE_IAM_MEMBER_TYPE,
-    SERVICE_TYPE,
-    PlanNotRealisable,
-    analyse,
-)
+from contract.resources import QUEUE_TYPE, RUN_SERVICE_IAM_MEMBER_TYPE, RUN_SERVICE_TYPE
+from devstack.realise import NOBODY_INVOKER, LocalRealisation, PlanNotRealisable, analyse
+from plan.engine import evaluate
+from plan.model import Plan
+from plan.stack_config import available_stacks
+
+
+def realise(data: dict[str, Any]) -> LocalRealisation:
+    """The verdicts on a plan given as JSON data (tests mutate copies of it)."""
+    return analyse(Plan.from_json(data))
 
 
 def _one(plan: dict[str, Any], rtype: str) -> dict[str, Any]:
@@ -36,19 +37,19 @@ def _mutated(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 class TestEveryResourceHasAVerdict:
-    @pytest.mark.parametrize("stack", plan_module.available_stacks())
+    @pytest.mark.parametrize("stack", available_stacks())
     def test_each_stack_realises_with_one_verdict_per_resource(self, stack: str) -> None:
-        plan = plan_module.evaluate(stack).to_json()
-        realisation = analyse(plan)
+        plan = evaluate(stack).to_json()
+        realisation = realise(plan)
         assert [v.urn for v in realisation.verdicts] == [r["urn"] for r in plan["resources"]]
         assert not realisation.by_verdict("refused")
 
     def test_the_runtime_parts_are_realised_and_cloud_only_parts_are_listed(
         self, dev_plan: dict[str, Any]
     ) -> None:
-        realisation = analyse(dev_plan)
+        realisation = realise(dev_plan)
         realised = {v.type for v in realisation.by_verdict("realised")}
-        assert {QUEUE_TYPE, SERVICE_TYPE, SERVICE_IAM_MEMBER_TYPE} <= realised
+        assert {QUEUE_TYPE, RUN_SERVICE_TYPE, RUN_SERVICE_IAM_MEMBER_TYPE} <= realised
         no_effect = {v.type for v in realisation.by_verdict("no local effect")}
         assert {
             "gcp:projects/service:Service",
@@ -66,7 +67,7 @@ class TestEveryResourceHasAVerdict:
         extra.update(type="gcp:pubsub/topic:Topic", name="events", urn="urn:x::events")
         plan["resources"].append(extra)
         with pytest.raises(PlanNotRealisable) as info:
-            analyse(plan)
+            realise(plan)
         message = str(info.value)
         assert "gcp:pubsub/topic:Topic" in message
         assert "devstack/realise.py" in message
@@ -76,7 +77,7 @@ class TestQueue:
     def test_queue_message_has_exactly_the_planned_settings(self, dev_plan: dict[str, Any]) -> None:
         planned = _one(dev_plan, QUEUE_TYPE)
         inputs = planned["inputs"]
-        queue = analyse(dev_plan).queue.to_queue("127.0.0.1", 4321)
+        queue = realise(dev_plan).queue.to_queue("127.0.0.1", 4321)
         assert queue.name == planned["outputs"]["id"] == dev_plan["outputs"][OUTPUT_QUEUE]
         rate, retry = inputs["rateLimits"], inputs["retryConfig"]
         assert queue.rate_limits.max_dispatches_per_second == rate["maxDispatchesPerSecond"]
@@ -105,7 +106,7 @@ class TestQueue:
             },
             "oidcToken": {"serviceAccountEmail": "inv@p.iam.gserviceaccount.com", "audience": "a"},
         }
-        realisation = analyse(plan)
+        realisation = realise(plan)
         target = realisation.queue.to_queue("127.0.0.1", 4321).http_target
         assert target.uri_override.scheme == tasks_v2.UriOverride.Scheme.HTTP
         assert (target.uri_override.host, target.uri_override.port) == ("127.0.0.1", 4321)
@@ -121,7 +122,7 @@ class TestQueue:
         plan = _mutated(dev_plan)
         plan["outputs"][OUTPUT_QUEUE] = "projects/p/locations/l/queues/other"
         with pytest.raises(PlanNotRealisable, match="export the queue resource's id"):
-            analyse(plan)
+            realise(plan)
 
     def test_oauth_token_target_is_refused(self, dev_plan: dict[str, Any]) -> None:
         plan = _mutated(dev_plan)
@@ -129,17 +130,17 @@ class TestQueue:
             "oauthToken": {"serviceAccountEmail": "x@p.iam.gserviceaccount.com"}
         }
         with pytest.raises(PlanNotRealisable, match="use oidcToken"):
-            analyse(plan)
+            realise(plan)
 
 
 class TestWorker:
     def _env(self, plan: dict[str, Any]) -> dict[str, str]:
-        return analyse(plan).worker.process_env(
+        return realise(plan).worker.process_env(
             host="127.0.0.1", port=9999, certs_url="http://127.0.0.1:1/oauth2/v1/certs"
         )
 
     def test_planned_envs_plus_local_wiring(self, dev_plan: dict[str, Any]) -> None:
-        service = _one(dev_plan, SERVICE_TYPE)
+        service = _one(dev_plan, RUN_SERVICE_TYPE)
         container = service["inputs"]["template"]["containers"][0]
         env = self._env(dev_plan)
         for item in container["envs"]:
@@ -150,20 +151,20 @@ class TestWorker:
         assert env["HOST"] == "127.0.0.1"
         assert env[WORKER_ENV_CERTS_URL] == "http://127.0.0.1:1/oauth2/v1/certs"
         assert env["GOOGLE_CLOUD_PROJECT"] == dev_plan["outputs"]["project"]
-        command = analyse(dev_plan).worker.command
+        command = realise(dev_plan).worker.command
         assert command[1:] == container["commands"][1:] + container.get("args", [])
 
     def test_allowed_invokers_are_exactly_the_run_invoker_members(
         self, dev_plan: dict[str, Any]
     ) -> None:
-        member = _one(dev_plan, SERVICE_IAM_MEMBER_TYPE)["inputs"]["member"]
+        member = _one(dev_plan, RUN_SERVICE_IAM_MEMBER_TYPE)["inputs"]["member"]
         assert member == f"serviceAccount:{dev_plan['outputs'][OUTPUT_INVOKER_EMAIL]}"
         env = self._env(dev_plan)
         assert env[WORKER_ENV_ALLOWED_INVOKERS] == dev_plan["outputs"][OUTPUT_INVOKER_EMAIL]
 
     def test_a_wrong_binding_lets_the_invoker_no_longer_in(self, dev_plan: dict[str, Any]) -> None:
         plan = _mutated(dev_plan)
-        binding = _one(plan, SERVICE_IAM_MEMBER_TYPE)["inputs"]
+        binding = _one(plan, RUN_SERVICE_IAM_MEMBER_TYPE)["inputs"]
         binding["member"] = "serviceAccount:someone-else@my-tasks-dev.iam.gserviceaccount.com"
         # The program's own allow-list still names the invoker: in the cloud the
         # IAM check runs first and rejects it, so locally nobody may invoke.
@@ -175,16 +176,16 @@ class TestWorker:
         self, dev_plan: dict[str, Any]
     ) -> None:
         plan = _mutated(dev_plan)
-        container = _one(plan, SERVICE_TYPE)["inputs"]["template"]["containers"][0]
+        container = _one(plan, RUN_SERVICE_TYPE)["inputs"]["template"]["containers"][0]
         container["envs"] = [
             e for e in container["envs"] if e["name"] != WORKER_ENV_ALLOWED_INVOKERS
         ]
-        _one(plan, SERVICE_IAM_MEMBER_TYPE)["inputs"]["member"] = "serviceAccount:b@p.iam.x.com"
+        _one(plan, RUN_SERVICE_IAM_MEMBER_TYPE)["inputs"]["member"] = "serviceAccount:b@p.iam.x.com"
         assert self._env(plan)[WORKER_ENV_ALLOWED_INVOKERS] == "b@p.iam.x.com"
 
     def test_invoker_iam_disabled_turns_the_iam_layer_off(self, dev_plan: dict[str, Any]) -> None:
         plan = _mutated(dev_plan)
-        service = _one(plan, SERVICE_TYPE)["inputs"]
+        service = _one(plan, RUN_SERVICE_TYPE)["inputs"]
         service["invokerIamDisabled"] = True
         container = service["template"]["containers"][0]
         container["envs"] = [
@@ -196,21 +197,21 @@ class TestWorker:
 
     def test_group_member_is_refused(self, dev_plan: dict[str, Any]) -> None:
         plan = _mutated(dev_plan)
-        _one(plan, SERVICE_IAM_MEMBER_TYPE)["inputs"]["member"] = "group:ops@example.com"
+        _one(plan, RUN_SERVICE_IAM_MEMBER_TYPE)["inputs"]["member"] = "group:ops@example.com"
         with pytest.raises(PlanNotRealisable, match="serviceAccount:EMAIL"):
-            analyse(plan)
+            realise(plan)
 
     def test_secret_env_is_refused(self, dev_plan: dict[str, Any]) -> None:
         plan = _mutated(dev_plan)
-        container = _one(plan, SERVICE_TYPE)["inputs"]["template"]["containers"][0]
+        container = _one(plan, RUN_SERVICE_TYPE)["inputs"]["template"]["containers"][0]
         container["envs"].append(
             {"name": "API_KEY", "valueSource": {"secretKeyRef": {"secret": "k"}}}
         )
         with pytest.raises(PlanNotRealisable, match="API_KEY comes from Secret Manager"):
-            analyse(plan)
+            realise(plan)
 
     def test_missing_invoker_output_is_refused(self, dev_plan: dict[str, Any]) -> None:
         plan = _mutated(dev_plan)
         del plan["outputs"][OUTPUT_INVOKER_EMAIL]
         with pytest.raises(PlanNotRealisable, match="invoker_email"):
-            analyse(plan)
+            realise(plan)

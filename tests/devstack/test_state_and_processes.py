@@ -146,7 +146,7 @@ def test_hints_name_the_interpreter_as_it_must_be_typed(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from devstack import hints
-    from devstack.plan import REPO_ROOT
+    from plan.stack_config import REPO_ROOT
 
     monkeypatch.delenv("VIRTUAL_ENV", raising=False)
     monkeypatch.setattr(sys, "executable", str(REPO_ROOT / ".venv" / "bin" / "python"))

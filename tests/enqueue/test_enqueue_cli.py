@@ -80,13 +80,16 @@ def test_send_prints_the_name_then_already_enqueued(
             ["send", "a", "--header", "X-Big:" + "v" * 80_000],
             "error: headers: 80033 bytes of headers",
         ),
-        (["send", "a", "--header", "Authorization: Bearer x"], "is set by Cloud Tasks itself"),
+        (
+            ["send", "a", "--header", "Authorization: Bearer x"],
+            "Authorization is replaced by the task's OIDC token: remove it",
+        ),
         (
             ["send", "a", "--header", "novalue"],
             "error: --header 'novalue' must look like Name:value",
         ),
         (["send", "a", "--name", "n", "--key", "k"], "not allowed with argument --name"),
-        (["send", "a", "--delay", "soon"], "'soon' is not a number of seconds"),
+        (["send", "a", "--delay", "soon"], "cannot read 'soon' as a duration; write it like 30s"),
     ],
 )
 def test_send_validation_errors(

@@ -46,7 +46,7 @@ def test_the_configured_deadline_is_used(tmp_path: Path) -> None:
         ("not json", "cannot check"),
         ("[1, 2]", "a plan is a JSON object"),
         ('{"resources": []}', "pass --stack S"),
-        ('{"stack": "dev"}', "devstack plan"),
+        ('{"stack": "dev"}', "python -m plan"),
     ],
 )
 def test_bad_input_exits_2_saying_what_is_wrong(

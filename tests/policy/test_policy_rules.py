@@ -357,5 +357,5 @@ class TestInputs:
         assert dispatch_deadline_from_config("15m") == 900
 
     def test_a_non_plan_is_refused_with_the_command_that_makes_one(self) -> None:
-        with pytest.raises(PolicyInputError, match="devstack plan"):
+        with pytest.raises(PolicyInputError, match="python -m plan"):
             check_plan({"stack": "dev"})

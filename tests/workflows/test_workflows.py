@@ -124,7 +124,7 @@ class TestPreview:
         assert base["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
         assert base["with"]["path"] == ".base"
         script = next(s["run"] for s in steps(job) if s.get("id") == "plan")
-        assert 'python -m devstack plan --stack "$stack" --diff' in script
+        assert 'python -m plan --stack "$stack" --diff' in script
         assert ".base/tests/snapshots/plan-$stack.json" in script
         assert "python -m policy.check --plan" in script
         assert "pr-number" in script
@@ -363,6 +363,7 @@ def test_the_plan_diff_step_diffs_against_the_base_and_flags_policy_violations(
     for package in (
         "contract",
         "components",
+        "plan",
         "devstack",
         "emulator",
         "enqueue",

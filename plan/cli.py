@@ -1,14 +1,17 @@
-"""`python -m devstack plan` and `python -m devstack snapshot`.
+"""`python -m plan`: a stack's offline plan, and the committed snapshots.
 
-plan      evaluate the program for a stack offline and print it as text, JSON or
-          Mermaid; with --diff, print what differs from the committed snapshot
-          (exit 0 whether or not it differs: a difference is information).
-snapshot  rewrite tests/snapshots/plan-<stack>.json for one stack or all of them,
-          after an intended change (`make snapshots`).
+    python -m plan [--stack S] [--format text|json|mermaid] [--diff]
+    python -m plan snapshot [--stack S | --all]
+
+The first form evaluates the program for a stack offline and prints it as
+text, JSON or Mermaid; with --diff, what differs from the committed snapshot
+(exit 0 whether or not it differs: a difference is information). `snapshot`
+rewrites tests/snapshots/plan-<stack>.json for one stack or all of them, after
+an intended change (`make snapshots`).
 
 Exit codes: 0 done, 1 the plan could not be made (bad stack config, unknown
 stack, missing snapshot), with the reason on stderr. This module deliberately
-holds no plan logic: `devstack.plan` evaluates and `devstack.plan_render` renders.
+holds no plan logic: `plan.engine` evaluates, `plan.render`/`plan.diff` render.
 """
 
 from __future__ import annotations
@@ -16,20 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from devstack.plan import (
-    REPO_ROOT,
-    PlanError,
-    available_stacks,
-    evaluate,
-    load_snapshot,
-    snapshot_path,
-    write_snapshot,
-)
-from devstack.plan_render import diff_plans, render_diff, render_mermaid, render_text
+from plan.diff import diff_plans, render_diff
+from plan.engine import evaluate
+from plan.errors import PlanError, PlanFormatError
+from plan.render import render_mermaid, render_text
+from plan.snapshots import load_snapshot, snapshot_path, write_snapshot
+from plan.stack_config import REPO_ROOT, available_stacks
 
 FORMATS = ("text", "json", "mermaid")
+PROG = "python -m plan"
 
 
 def _fail(message: str) -> int:
@@ -75,62 +76,56 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             plan = evaluate(stack, root)
         except _errors() as exc:
             return _fail(str(exc))
-        previous = snapshot_path(stack, root)
         summary = "new"
-        if previous.is_file():
+        if snapshot_path(stack, root).is_file():
             try:
                 diff = diff_plans(load_snapshot(stack, root), plan)
-                summary = (
-                    "unchanged"
-                    if diff.empty
-                    else f"+{len(diff.added)} ~{len(diff.modified)} -{len(diff.removed)}"
-                )
-            except (KeyError, ValueError):
+                summary = "unchanged" if diff.empty else diff.counts
+            except (KeyError, ValueError, PlanFormatError):
                 summary = "replaced an unreadable snapshot"
         path = write_snapshot(plan, root)
         print(f"{path.relative_to(root)}: {len(plan.resources)} resources ({summary})")
     return 0
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add `plan` and `snapshot` to `python -m devstack`."""
-    plan = commands.add_parser(
-        "plan",
-        help="the resource plan of a stack, offline",
+def plan_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
         description="Evaluate __main__.py for a stack under Pulumi's mocks and print the plan.",
+        epilog=f"Rewrite the committed snapshots with `{PROG} snapshot --help`.",
     )
-    plan.add_argument(
+    parser.add_argument(
         "--stack", default="dev", help="stack name (Pulumi.<stack>.yaml); default dev"
     )
-    plan.add_argument("--format", choices=FORMATS, default="text", help="default text")
-    plan.add_argument(
+    parser.add_argument("--format", choices=FORMATS, default="text", help="default text")
+    parser.add_argument(
         "--diff",
         action="store_true",
         help="compare with tests/snapshots/plan-<stack>.json and print what changes",
     )
-    plan.add_argument("--root", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
-    plan.set_defaults(func=cmd_plan)
+    parser.add_argument("--root", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
+    parser.set_defaults(func=cmd_plan)
+    return parser
 
-    snapshot = commands.add_parser(
-        "snapshot",
-        help="rewrite the committed plan snapshot(s)",
+
+def snapshot_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} snapshot",
         description="Rewrite tests/snapshots/plan-<stack>.json after an intended change.",
     )
-    which = snapshot.add_mutually_exclusive_group()
+    which = parser.add_mutually_exclusive_group()
     which.add_argument("--stack", default="dev", help="one stack; default dev")
     which.add_argument("--all", action="store_true", help="every Pulumi.<stack>.yaml")
-    snapshot.add_argument("--root", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
-    snapshot.set_defaults(func=cmd_snapshot)
+    parser.add_argument("--root", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
+    parser.set_defaults(func=cmd_snapshot)
+    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (`python -m devstack.plan_cli plan ...`), same sub-commands."""
-    parser = argparse.ArgumentParser(prog="python -m devstack.plan_cli")
-    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["snapshot"]:
+        args = snapshot_parser().parse_args(args_list[1:])
+    else:
+        args = plan_parser().parse_args(args_list)
     result: int = args.func(args)
     return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())

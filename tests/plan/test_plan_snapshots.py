@@ -1,7 +1,7 @@
 """The full resource inventory of every stack against its committed snapshot.
 
 After an intended change to the program or a stack file, update the snapshots
-with `make snapshots` (`python -m devstack snapshot --all`) and review the diff.
+with `make snapshots` (`python -m plan snapshot --all`) and review the diff.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from collections import Counter
 
 import pytest
 
-from devstack.plan import Plan, available_stacks, load_snapshot
-from devstack.plan_render import diff_plans, render_diff
+from plan.diff import diff_plans, render_diff
+from plan.model import Plan
+from plan.snapshots import load_snapshot
+from plan.stack_config import available_stacks
 
 STACKS = available_stacks()
 

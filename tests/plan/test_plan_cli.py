@@ -1,8 +1,7 @@
-"""`plan` and `snapshot` sub-commands, called the way `python -m devstack` calls them."""
+"""`python -m plan` and `python -m plan snapshot`, called through `plan.cli.main`."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -10,15 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from devstack import plan_cli
-from devstack.plan import REPO_ROOT, Plan
+from plan import cli
+from plan.model import Plan
+from plan.stack_config import REPO_ROOT
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser()
-    plan_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    code = args.func(args)
+    code = cli.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -26,19 +23,19 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_plan_json_is_the_plan(
     capsys: pytest.CaptureFixture[str], all_plans: dict[str, Plan]
 ) -> None:
-    code, out, _ = run(capsys, "plan", "--stack", "prod", "--format", "json")
+    code, out, _ = run(capsys, "--stack", "prod", "--format", "json")
     assert code == 0
     assert Plan.from_json(json.loads(out)) == all_plans["prod"]
 
 
 def test_plan_defaults_to_dev_text(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "plan")
+    code, out, _ = run(capsys)
     assert code == 0
     assert out.startswith("Plan of stack dev (cloud-tasks-pipeline)")
 
 
 def test_plan_mermaid(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "plan", "--stack", "staging", "--format", "mermaid")
+    code, out, _ = run(capsys, "--stack", "staging", "--format", "mermaid")
     assert code == 0
     assert out.startswith("flowchart LR")
 
@@ -60,11 +57,11 @@ def test_snapshot_then_diff_after_a_config_change(
             "max_dispatches_per_second: 5", "max_dispatches_per_second: 8"
         )
     )
-    code, out, _ = run(capsys, "plan", "--diff", "--root", str(project_copy))
+    code, out, _ = run(capsys, "--diff", "--root", str(project_copy))
     assert code == 0  # a difference is not an error
     assert "~ gcp:cloudtasks/queue:Queue  tasks-queue-queue" in out
     assert "inputs.rateLimits.maxDispatchesPerSecond: 5 => 8" in out
-    code, out, _ = run(capsys, "plan", "--diff", "--format", "json", "--root", str(project_copy))
+    code, out, _ = run(capsys, "--diff", "--format", "json", "--root", str(project_copy))
     changes = json.loads(out)["modified"][0]["changes"]
     assert changes == [{"path": "inputs.rateLimits.maxDispatchesPerSecond", "old": 5, "new": 8}]
     code, out, _ = run(capsys, "snapshot", "--stack", "dev", "--root", str(project_copy))
@@ -76,7 +73,7 @@ def test_bad_config_exits_1_naming_the_key(
 ) -> None:
     stack_file = project_copy / "Pulumi.dev.yaml"
     stack_file.write_text(stack_file.read_text().replace("memory: 512Mi", "memory: 512MB"))
-    code, out, err = run(capsys, "plan", "--root", str(project_copy))
+    code, out, err = run(capsys, "--root", str(project_copy))
     assert code == 1
     assert out == ""
     assert "error: invalid stack config cloud-tasks-pipeline:memory = '512MB'" in err
@@ -85,21 +82,21 @@ def test_bad_config_exits_1_naming_the_key(
 def test_diff_without_a_snapshot_says_how_to_make_one(
     capsys: pytest.CaptureFixture[str], project_copy: Path
 ) -> None:
-    code, _, err = run(capsys, "plan", "--diff", "--root", str(project_copy))
+    code, _, err = run(capsys, "--diff", "--root", str(project_copy))
     assert code == 1
-    assert "python -m devstack snapshot --stack dev" in err
+    assert "python -m plan snapshot --stack dev" in err
 
 
 def test_unknown_stack_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "plan", "--stack", "qa")
+    code, _, err = run(capsys, "--stack", "qa")
     assert code == 1
     assert "known stacks: dev, prod, staging" in err
 
 
 @pytest.mark.integration
-def test_python_m_devstack_plan_in_a_fresh_process() -> None:
+def test_python_m_plan_in_a_fresh_process() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "devstack", "plan", "--stack", "dev", "--format", "json"],
+        [sys.executable, "-m", "plan", "--stack", "dev", "--format", "json"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -108,3 +105,10 @@ def test_python_m_devstack_plan_in_a_fresh_process() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["outputs"]["location"] == "europe-west1"
+
+
+def test_devstack_plan_says_where_the_plan_moved(capsys: pytest.CaptureFixture[str]) -> None:
+    from devstack.__main__ import main as devstack_main
+
+    assert devstack_main(["plan", "--stack", "dev"]) == 2
+    assert "python -m plan" in capsys.readouterr().err

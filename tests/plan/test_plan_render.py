@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from devstack.plan import QUEUE, Plan
-from devstack.plan_render import diff_plans, flatten, render_diff, render_mermaid, render_text
+from contract.resources import QUEUE_TYPE
+from plan.diff import diff_plans, flatten, render_diff
+from plan.model import Plan
+from plan.render import render_mermaid, render_text
 
 
 def test_text_is_a_tree_of_every_resource_with_outputs(all_plans: dict[str, Plan]) -> None:
@@ -70,7 +72,7 @@ def test_flatten_paths() -> None:
 
 def test_diff_reports_added_removed_and_changed_inputs(all_plans: dict[str, Plan]) -> None:
     old = all_plans["dev"]
-    queue = old.one(QUEUE)
+    queue = old.one(QUEUE_TYPE)
     faster = dataclasses.replace(
         queue,
         inputs={
@@ -109,7 +111,7 @@ def test_no_diff_says_so(all_plans: dict[str, Plan]) -> None:
 
 
 def test_the_diagram_in_the_readme_is_the_dev_plans(all_plans: dict[str, Plan]) -> None:
-    from devstack.plan import REPO_ROOT
+    from plan.stack_config import REPO_ROOT
 
     readme = (REPO_ROOT / "README.md").read_text()
     assert "```mermaid\n" + render_mermaid(all_plans["dev"]) + "```" in readme
@@ -117,7 +119,7 @@ def test_the_diagram_in_the_readme_is_the_dev_plans(all_plans: dict[str, Plan]) 
 
 def test_every_embedded_plan_diagram_matches_a_stack(all_plans: dict[str, Plan]) -> None:
     """The README (or any doc) may embed a plan diagram: it must be the program's."""
-    from devstack.plan import REPO_ROOT
+    from plan.stack_config import REPO_ROOT
 
     current = {render_mermaid(plan) for plan in all_plans.values()}
     for doc in [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]:
@@ -125,4 +127,4 @@ def test_every_embedded_plan_diagram_matches_a_stack(all_plans: dict[str, Plan])
             continue
         for block in re.findall(r"```mermaid\n(.*?)```", doc.read_text(), re.S):
             if "APIs enabled:" in block:  # a plan diagram, not a hand-drawn one
-                assert block in current, f"{doc.name}: regenerate with python -m devstack plan"
+                assert block in current, f"{doc.name}: regenerate with python -m plan"

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from devstack.plan import REPO_ROOT, Plan, available_stacks, evaluate
+from plan.engine import evaluate
+from plan.model import Plan
+from plan.stack_config import REPO_ROOT, available_stacks
 
 STACKS = available_stacks()
 

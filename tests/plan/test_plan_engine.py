@@ -8,22 +8,17 @@ from pathlib import Path
 import pytest
 
 from contract.names import OPTIONAL_STACK_OUTPUT_KEYS, STACK_OUTPUT_KEYS
-from devstack.plan import (
-    PROJECT,
-    QUEUE,
-    RUN_SERVICE,
-    Plan,
-    PlanError,
-    evaluate,
-    evaluate_config,
-    load_stack_config,
-    project_number,
-)
+from contract.resources import PROJECT_NAME, QUEUE_TYPE, RUN_SERVICE_TYPE
+from plan.engine import evaluate, evaluate_config
+from plan.errors import PlanError
+from plan.mocks import project_number
+from plan.model import Plan
+from plan.stack_config import load_stack_config
 
 
 def test_urns_parents_and_dependencies_are_the_engines(all_plans: dict[str, Plan]) -> None:
     plan = all_plans["dev"]
-    queue = plan.one(QUEUE)
+    queue = plan.one(QUEUE_TYPE)
     assert queue.urn == (
         "urn:pulumi:dev::cloud-tasks-pipeline::tasks:index:TaskQueue"
         "$gcp:cloudtasks/queue:Queue::tasks-queue-queue"
@@ -34,7 +29,7 @@ def test_urns_parents_and_dependencies_are_the_engines(all_plans: dict[str, Plan
     dependency_types = {plan.by_urn(d).type for d in queue.dependencies}
     assert "gcp:projects/service:Service" in dependency_types
     assert "gcp:projects/serviceIdentity:ServiceIdentity" in dependency_types
-    service = plan.one(RUN_SERVICE)
+    service = plan.one(RUN_SERVICE_TYPE)
     assert {plan.by_urn(d).name for d in service.dependencies} >= {
         "tasks-identities-runtime",
         "tasks-worker-image",
@@ -55,7 +50,7 @@ def test_json_round_trip_and_shape(all_plans: dict[str, Plan]) -> None:
     plan = all_plans["staging"]
     data = json.loads(plan.dumps())
     assert set(data) == {"stack", "project", "resources", "outputs"}
-    assert data["project"] == PROJECT
+    assert data["project"] == PROJECT_NAME
     assert set(data["resources"][0]) == {
         "urn",
         "type",
@@ -75,12 +70,12 @@ def test_mocks_compute_realistic_outputs(all_plans: dict[str, Plan]) -> None:
     number = project_number("my-tasks-staging")
     assert len(number) == 12
     assert number.isdigit()
-    assert plan.one(RUN_SERVICE).outputs["uri"] == (
+    assert plan.one(RUN_SERVICE_TYPE).outputs["uri"] == (
         f"https://tasks-worker-{number}.europe-west1.run.app"
     )
     agent = plan.one("gcp:projects/serviceIdentity:ServiceIdentity")
     assert agent.outputs["email"] == f"service-{number}@gcp-sa-cloudtasks.iam.gserviceaccount.com"
-    queue_name = plan.one(QUEUE).outputs["name"]
+    queue_name = plan.one(QUEUE_TYPE).outputs["name"]
     assert queue_name.startswith("tasks-queue-queue-")
     assert len(queue_name) == len("tasks-queue-queue-") + 7
 

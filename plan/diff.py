@@ -1,0 +1,132 @@
+"""The difference between two plans (a change against its snapshot), and its rendering.
+
+`diff_plans(old, new)` compares resources by URN (inputs as dotted paths, parent,
+dependencies) and the stack outputs; `render_diff` prints it the way `pulumi
+preview` lists changes. Pure functions of plans: no evaluation, no files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from plan.model import Plan, PlannedResource
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested inputs as dotted paths: `rateLimits.maxDispatchesPerSecond`, `envs[0].value`."""
+    if isinstance(value, Mapping):
+        if not value and prefix:
+            return {prefix: {}}
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out.update(flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list):
+        if not value:
+            return {prefix: []}
+        out = {}
+        for index, inner in enumerate(value):
+            out.update(flatten(inner, f"{prefix}[{index}]"))
+        return out
+    return {prefix: value}
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class PlanDiff:
+    added: tuple[PlannedResource, ...]
+    removed: tuple[PlannedResource, ...]
+    modified: tuple[tuple[PlannedResource, tuple[Change, ...]], ...]
+    outputs: tuple[Change, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.modified or self.outputs)
+
+    @property
+    def counts(self) -> str:
+        return f"+{len(self.added)} ~{len(self.modified)} -{len(self.removed)}"
+
+    def to_json(self) -> dict[str, Any]:
+        def change(c: Change) -> dict[str, Any]:
+            return {"path": c.path, "old": c.old, "new": c.new}
+
+        return {
+            "added": [r.urn for r in self.added],
+            "removed": [r.urn for r in self.removed],
+            "modified": [
+                {"urn": r.urn, "changes": [change(c) for c in changes]}
+                for r, changes in self.modified
+            ],
+            "outputs": [change(c) for c in self.outputs],
+        }
+
+
+_MISSING = "(absent)"
+
+
+def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> Iterator[Change]:
+    for path in sorted(set(old) | set(new)):
+        before, after = old.get(path, _MISSING), new.get(path, _MISSING)
+        if before != after:
+            yield Change(path, before, after)
+
+
+def _compared(resource: PlannedResource) -> dict[str, Any]:
+    """What a change to a resource is judged on: its inputs, parent and dependencies."""
+    return {
+        **flatten(resource.inputs, "inputs"),
+        "parent": resource.parent,
+        "dependencies": sorted(resource.dependencies),
+    }
+
+
+def diff_plans(old: Plan, new: Plan) -> PlanDiff:
+    """What `new` adds, removes and modifies relative to `old` (resources by URN)."""
+    before = {r.urn: r for r in old.resources}
+    after = {r.urn: r for r in new.resources}
+    modified = []
+    for urn, resource in after.items():
+        if urn in before:
+            changes = tuple(_changes(_compared(before[urn]), _compared(resource)))
+            if changes:
+                modified.append((resource, changes))
+    return PlanDiff(
+        added=tuple(r for urn, r in after.items() if urn not in before),
+        removed=tuple(r for urn, r in before.items() if urn not in after),
+        modified=tuple(modified),
+        outputs=tuple(_changes(old.outputs, new.outputs)),
+    )
+
+
+def render_diff(diff: PlanDiff, stack: str) -> str:
+    if diff.empty:
+        return f"Stack {stack}: the plan matches the committed snapshot.\n"
+    lines = [f"Stack {stack}: changes against the committed snapshot", ""]
+    for r in diff.added:
+        lines.append(f"  + {r.type}  {r.name}")
+    for r in diff.removed:
+        lines.append(f"  - {r.type}  {r.name}")
+    for r, changes in diff.modified:
+        lines.append(f"  ~ {r.type}  {r.name}")
+        for c in changes:
+            lines.append(f"        {c.path}: {json.dumps(c.old)} => {json.dumps(c.new)}")
+    if diff.outputs:
+        lines.append("  Outputs:")
+        for c in diff.outputs:
+            lines.append(f"      ~ {c.path}: {json.dumps(c.old)} => {json.dumps(c.new)}")
+    lines += [
+        "",
+        f"{len(diff.added)} to add, {len(diff.modified)} to change, "
+        f"{len(diff.removed)} to delete. If intended: make snapshots",
+    ]
+    return "\n".join(lines) + "\n"
