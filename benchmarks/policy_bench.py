@@ -26,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from contract.resources import config_key  # noqa: E402
 from policy.check import stack_dispatch_deadline  # noqa: E402
 from policy.rules import check_plan  # noqa: E402
 from policy.served import served_pack  # noqa: E402
@@ -55,7 +56,7 @@ def main() -> int:
 
     prod = plans["prod"]
     start = time.perf_counter()
-    with served_pack("prod", {"cloud-tasks-pipeline:dispatch_deadline": "900s"}) as pack:
+    with served_pack("prod", {config_key("dispatch_deadline"): "900s"}) as pack:
         ready = time.perf_counter() - start
         per_resource = []
         for _ in range(5):

@@ -33,16 +33,41 @@ from typing import Final
 import pulumi
 import pulumi_gcp as gcp
 
+from contract.resources import (
+    ARTIFACT_REGISTRY_ADMIN_ROLE,
+    ARTIFACT_REPOSITORY_TYPE,
+    CLOUDTASKS_ADMIN_ROLE,
+    IMAGE_TYPE,
+    LOG_WRITER_ROLE,
+    METRIC_WRITER_ROLE,
+    PROJECT_IAM_ADMIN_ROLE,
+    PROJECT_IAM_MEMBER_TYPE,
+    PROJECT_SERVICE_TYPE,
+    QUEUE_IAM_MEMBER_TYPE,
+    QUEUE_TYPE,
+    RUN_ADMIN_ROLE,
+    RUN_SERVICE_IAM_MEMBER_TYPE,
+    RUN_SERVICE_TYPE,
+    SERVICE_ACCOUNT_ADMIN_ROLE,
+    SERVICE_ACCOUNT_IAM_MEMBER_TYPE,
+    SERVICE_ACCOUNT_TYPE,
+    SERVICE_ACCOUNT_USER_ROLE,
+    SERVICE_IDENTITY_TYPE,
+    SERVICE_USAGE_ADMIN_ROLE,
+    VIEWER_ROLE,
+    WORKLOAD_IDENTITY_USER_ROLE,
+)
+
 GITHUB_ISSUER: Final = "https://token.actions.githubusercontent.com"
 
 # --- what the main program's `pulumi up` needs --------------------------------------------
-SERVICE_USAGE_ADMIN: Final = "roles/serviceusage.serviceUsageAdmin"
-SERVICE_ACCOUNT_ADMIN: Final = "roles/iam.serviceAccountAdmin"
-SERVICE_ACCOUNT_USER: Final = "roles/iam.serviceAccountUser"
-CLOUD_TASKS_ADMIN: Final = "roles/cloudtasks.admin"
-RUN_ADMIN: Final = "roles/run.admin"
-ARTIFACT_REGISTRY_ADMIN: Final = "roles/artifactregistry.admin"
-PROJECT_IAM_ADMIN: Final = "roles/resourcemanager.projectIamAdmin"
+SERVICE_USAGE_ADMIN: Final = SERVICE_USAGE_ADMIN_ROLE
+SERVICE_ACCOUNT_ADMIN: Final = SERVICE_ACCOUNT_ADMIN_ROLE
+SERVICE_ACCOUNT_USER: Final = SERVICE_ACCOUNT_USER_ROLE
+CLOUD_TASKS_ADMIN: Final = CLOUDTASKS_ADMIN_ROLE
+RUN_ADMIN: Final = RUN_ADMIN_ROLE
+ARTIFACT_REGISTRY_ADMIN: Final = ARTIFACT_REGISTRY_ADMIN_ROLE
+PROJECT_IAM_ADMIN: Final = PROJECT_IAM_ADMIN_ROLE
 
 DEPLOYER_ROLES: Final[dict[str, str]] = {
     SERVICE_USAGE_ADMIN: "enable the pipeline's APIs (projects.Service) and create the Cloud "
@@ -64,28 +89,28 @@ DEPLOYER_ROLES: Final[dict[str, str]] = {
 """Every project role the deployer holds, and why."""
 
 ROLE_FOR_TYPE: Final[dict[str, tuple[str, ...]]] = {
-    "gcp:projects/service:Service": (SERVICE_USAGE_ADMIN,),
-    "gcp:projects/serviceIdentity:ServiceIdentity": (SERVICE_USAGE_ADMIN,),
-    "gcp:serviceaccount/account:Account": (SERVICE_ACCOUNT_ADMIN,),
-    "gcp:serviceaccount/iAMMember:IAMMember": (SERVICE_ACCOUNT_ADMIN,),
+    PROJECT_SERVICE_TYPE: (SERVICE_USAGE_ADMIN,),
+    SERVICE_IDENTITY_TYPE: (SERVICE_USAGE_ADMIN,),
+    SERVICE_ACCOUNT_TYPE: (SERVICE_ACCOUNT_ADMIN,),
+    SERVICE_ACCOUNT_IAM_MEMBER_TYPE: (SERVICE_ACCOUNT_ADMIN,),
     # A queue-level http_target's OIDC token needs actAs on the invoker account.
-    "gcp:cloudtasks/queue:Queue": (CLOUD_TASKS_ADMIN, SERVICE_ACCOUNT_USER),
-    "gcp:cloudtasks/queueIamMember:QueueIamMember": (CLOUD_TASKS_ADMIN,),
-    "gcp:cloudrunv2/service:Service": (RUN_ADMIN, SERVICE_ACCOUNT_USER),
-    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": (RUN_ADMIN,),
-    "gcp:artifactregistry/repository:Repository": (ARTIFACT_REGISTRY_ADMIN,),
-    "docker-build:index:Image": (ARTIFACT_REGISTRY_ADMIN,),
-    "gcp:projects/iAMMember:IAMMember": (PROJECT_IAM_ADMIN,),
+    QUEUE_TYPE: (CLOUD_TASKS_ADMIN, SERVICE_ACCOUNT_USER),
+    QUEUE_IAM_MEMBER_TYPE: (CLOUD_TASKS_ADMIN,),
+    RUN_SERVICE_TYPE: (RUN_ADMIN, SERVICE_ACCOUNT_USER),
+    RUN_SERVICE_IAM_MEMBER_TYPE: (RUN_ADMIN,),
+    ARTIFACT_REPOSITORY_TYPE: (ARTIFACT_REGISTRY_ADMIN,),
+    IMAGE_TYPE: (ARTIFACT_REGISTRY_ADMIN,),
+    PROJECT_IAM_MEMBER_TYPE: (PROJECT_IAM_ADMIN,),
 }
 """Resource types of the main program -> the deployer roles that create them."""
 
 PREVIEWER_ROLES: Final[dict[str, str]] = {
-    "roles/viewer": "read every resource of the stack and call the program's lookups "
+    VIEWER_ROLE: "read every resource of the stack and call the program's lookups "
     "(organizations.get_project) during `pulumi preview`; it can change nothing",
 }
 """The previewer's project roles: read-only."""
 
-GRANTABLE_PROJECT_ROLES: Final = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
+GRANTABLE_PROJECT_ROLES: Final = (LOG_WRITER_ROLE, METRIC_WRITER_ROLE)
 """The only roles the deployer may grant at project level (the runtime account's)."""
 
 # IAM Conditions' documented way to delegate project IAM for a fixed set of roles: every
@@ -234,7 +259,7 @@ class GitHubDeployer(pulumi.ComponentResource):
         gcp.serviceaccount.IAMMember(
             name,
             service_account_id=account.name,
-            role="roles/iam.workloadIdentityUser",
+            role=WORKLOAD_IDENTITY_USER_ROLE,
             member=principal_set,
             opts=pulumi.ResourceOptions(parent=self),
         )

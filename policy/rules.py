@@ -26,28 +26,48 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from contract.durations import DurationError
+from contract.durations import parse_duration_s as _parse_duration_s
 from contract.limits import (
     CLOUD_RUN_DEFAULT_REQUEST_TIMEOUT_S,
     DEFAULT_DISPATCH_DEADLINE_S,
     MAX_CONCURRENT_DISPATCHES,
     MAX_DISPATCHES_PER_SECOND,
 )
+from contract.resources import (
+    FOLDER_IAM_BINDING_TYPE,
+    FOLDER_IAM_POLICY_TYPE,
+    LEGACY_RUN_IAM_BINDING_TYPE,
+    LEGACY_RUN_IAM_MEMBER_TYPE,
+    LEGACY_RUN_IAM_POLICY_TYPE,
+    LEGACY_RUN_SERVICE_TYPE,
+    ORGANIZATION_IAM_BINDING_TYPE,
+    ORGANIZATION_IAM_POLICY_TYPE,
+    PROJECT_IAM_BINDING_TYPE,
+    PROJECT_IAM_POLICY_TYPE,
+    PUBLIC_PRINCIPALS,
+    QUEUE_TYPE,
+    RUN_ADMIN_ROLE,
+    RUN_DEVELOPER_ROLE,
+    RUN_INVOKER_ROLE,
+    RUN_SERVICE_IAM_BINDING_TYPE,
+    RUN_SERVICE_IAM_MEMBER_TYPE,
+    RUN_SERVICE_IAM_POLICY_TYPE,
+    RUN_SERVICE_TYPE,
+    RUN_SERVICES_INVOKER_ROLE,
+    SERVICE_ACCOUNT_MEMBER_PREFIX,
+    config_key,
+)
 
-# --- resource type tokens (pulumi-gcp 10.x) ---------------------------------------------
-QUEUE = "gcp:cloudtasks/queue:Queue"
-RUN_SERVICE = "gcp:cloudrunv2/service:Service"
-RUN_SERVICE_IAM_MEMBER = "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"
-RUN_SERVICE_IAM_BINDING = "gcp:cloudrunv2/serviceIamBinding:ServiceIamBinding"
-RUN_SERVICE_IAM_POLICY = "gcp:cloudrunv2/serviceIamPolicy:ServiceIamPolicy"
+# --- names from contract.resources, under the short names the rules read ---------------
+QUEUE = QUEUE_TYPE
+RUN_SERVICE = RUN_SERVICE_TYPE
+RUN_SERVICE_IAM_MEMBER = RUN_SERVICE_IAM_MEMBER_TYPE
+LEGACY_RUN_SERVICE = LEGACY_RUN_SERVICE_TYPE
 # The legacy (v1) Cloud Run IAM resources grant the same role on the same service.
-LEGACY_RUN_IAM_MEMBER = "gcp:cloudrun/iamMember:IamMember"
-LEGACY_RUN_IAM_BINDING = "gcp:cloudrun/iamBinding:IamBinding"
-LEGACY_RUN_IAM_POLICY = "gcp:cloudrun/iamPolicy:IamPolicy"
-LEGACY_RUN_SERVICE = "gcp:cloudrun/service:Service"
-
-RUN_IAM_MEMBER_TYPES = (RUN_SERVICE_IAM_MEMBER, LEGACY_RUN_IAM_MEMBER)
-RUN_IAM_BINDING_TYPES = (RUN_SERVICE_IAM_BINDING, LEGACY_RUN_IAM_BINDING)
-RUN_IAM_POLICY_TYPES = (RUN_SERVICE_IAM_POLICY, LEGACY_RUN_IAM_POLICY)
+RUN_IAM_MEMBER_TYPES = (RUN_SERVICE_IAM_MEMBER_TYPE, LEGACY_RUN_IAM_MEMBER_TYPE)
+RUN_IAM_BINDING_TYPES = (RUN_SERVICE_IAM_BINDING_TYPE, LEGACY_RUN_IAM_BINDING_TYPE)
+RUN_IAM_POLICY_TYPES = (RUN_SERVICE_IAM_POLICY_TYPE, LEGACY_RUN_IAM_POLICY_TYPE)
 RUN_IAM_TYPES = RUN_IAM_MEMBER_TYPES + RUN_IAM_BINDING_TYPES + RUN_IAM_POLICY_TYPES
 
 # Authoritative IAM replaces every grant not declared here. At project (folder,
@@ -56,26 +76,23 @@ RUN_IAM_TYPES = RUN_IAM_MEMBER_TYPES + RUN_IAM_BINDING_TYPES + RUN_IAM_POLICY_TY
 # team's own enqueuer on the queue, an operator's access). Every pulumi-gcp resource
 # of that kind is named *IamBinding / *IamPolicy (IAMBinding, IAMPolicy, ...).
 AUTHORITATIVE_PARENT_IAM = (
-    "gcp:projects/iAMBinding:IAMBinding",
-    "gcp:projects/iAMPolicy:IAMPolicy",
-    "gcp:folder/iAMBinding:IAMBinding",
-    "gcp:folder/iAMPolicy:IAMPolicy",
-    "gcp:organizations/iAMBinding:IAMBinding",
-    "gcp:organizations/iAMPolicy:IAMPolicy",
+    PROJECT_IAM_BINDING_TYPE,
+    PROJECT_IAM_POLICY_TYPE,
+    FOLDER_IAM_BINDING_TYPE,
+    FOLDER_IAM_POLICY_TYPE,
+    ORGANIZATION_IAM_BINDING_TYPE,
+    ORGANIZATION_IAM_POLICY_TYPE,
 )
 _AUTHORITATIVE_IAM_RE = re.compile(r":\w*I[aA][mM](Binding|Policy)$")
 
-RUN_INVOKER_ROLE = "roles/run.invoker"
-PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
-SERVICE_ACCOUNT_PREFIX = "serviceAccount:"
+PUBLIC_MEMBERS = PUBLIC_PRINCIPALS
+SERVICE_ACCOUNT_PREFIX = SERVICE_ACCOUNT_MEMBER_PREFIX
 
 PROTECTED_STACKS = ("prod",)
 """Stacks whose resources must keep deletion protection on."""
 
-DISPATCH_DEADLINE_CONFIG_KEY = "cloud-tasks-pipeline:dispatch_deadline"
+DISPATCH_DEADLINE_CONFIG_KEY = config_key("dispatch_deadline")
 """The main program's config key (components/config.py) that the pack reads."""
-
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
 
 
 class PolicyInputError(ValueError):
@@ -123,17 +140,12 @@ class StackRule:
 
 
 def parse_duration_s(value: object, what: str) -> float:
-    """Seconds in a provider duration ("600s", "3.5s"), a config duration ("10m"), or a number."""
-    if isinstance(value, bool):
-        raise PolicyInputError(f"{what}: expected a duration like 600s, got {value!r}")
-    if isinstance(value, int | float):
-        return float(value)
-    match = _DURATION_RE.match(str(value))
-    if match is None:
-        raise PolicyInputError(
-            f"{what}: cannot read duration {value!r}; write it like 600s, 10m or 1h"
-        )
-    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
+    """Seconds in a provider duration ("600s", "3.5s"), a config duration ("10m"), or a
+    number: `contract.durations`, with its error raised as the pack's input error."""
+    try:
+        return _parse_duration_s(value, what=what)
+    except DurationError as exc:
+        raise PolicyInputError(str(exc)) from None
 
 
 def _get(props: Mapping[str, Any], *path: str) -> Any:
@@ -151,9 +163,9 @@ def _is_invoker_grant(role: Any) -> bool:
     # named role (and the owner-style roles that include it) are looked at.
     return role in (
         RUN_INVOKER_ROLE,
-        "roles/run.servicesInvoker",
-        "roles/run.admin",
-        "roles/run.developer",
+        RUN_SERVICES_INVOKER_ROLE,
+        RUN_ADMIN_ROLE,
+        RUN_DEVELOPER_ROLE,
     )
 
 

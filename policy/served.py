@@ -25,9 +25,10 @@ import grpc
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
+from contract.resources import PROJECT_NAME
+
 POLICY_DIR = Path(__file__).resolve().parent
 POLICY_PYTHON = POLICY_DIR / ".venv" / "bin" / "python"
-PROJECT = "cloud-tasks-pipeline"
 
 
 class PackNotServing(RuntimeError):
@@ -81,7 +82,7 @@ def served_pack(
         raise PackNotServing(f"{python} does not exist: run `make policy-venv` first")
     env = {
         **os.environ,
-        "PULUMI_PROJECT": PROJECT,
+        "PULUMI_PROJECT": PROJECT_NAME,
         "PULUMI_STACK": stack,
         "PULUMI_DRY_RUN": "true",
         "PULUMI_CONFIG": json.dumps(dict(config or {})),
