@@ -17,7 +17,6 @@ Deliberately not a pass/fail test: the figures depend on the machine's load.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -27,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from contract.resources import config_key  # noqa: E402
+from plan.model import Plan  # noqa: E402
 from policy.check import stack_dispatch_deadline  # noqa: E402
 from policy.rules import check_plan  # noqa: E402
 from policy.served import served_pack  # noqa: E402
@@ -38,7 +38,7 @@ def main() -> int:
     args = parser.parse_args()
 
     plans = {
-        stack: json.loads((REPO / "tests" / "snapshots" / f"plan-{stack}.json").read_text())
+        stack: Plan.loads((REPO / "tests" / "snapshots" / f"plan-{stack}.json").read_text())
         for stack in ("dev", "staging", "prod")
     }
     print(f"rules in-process, median of {args.runs} runs")
@@ -50,11 +50,11 @@ def main() -> int:
             violations = check_plan(plan, stack, deadline)
             times.append(time.perf_counter() - start)
         print(
-            f"  {stack:8} {len(plan['resources']):3} resources  "
+            f"  {stack:8} {len(plan.resources):3} resources  "
             f"{statistics.median(times) * 1e6:8.1f} us  violations={len(violations)}"
         )
 
-    prod = plans["prod"]
+    prod = plans["prod"].to_json()
     start = time.perf_counter()
     with served_pack("prod", {config_key("dispatch_deadline"): "900s"}) as pack:
         ready = time.perf_counter() - start

@@ -20,10 +20,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from plan.errors import PlanFormatError
+from plan.model import Plan
 from policy.rules import (
     DISPATCH_DEADLINE_CONFIG_KEY,
     PolicyInputError,
@@ -67,10 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         text = sys.stdin.read() if args.plan == "-" else Path(args.plan).read_text()
-        plan: Any = json.loads(text)
-        if not isinstance(plan, dict):
-            raise PolicyInputError("a plan is a JSON object with 'stack' and 'resources'")
-        stack = args.stack or str(plan.get("stack") or "")
+        plan = Plan.loads(text)
+        stack = args.stack or plan.stack
         if not stack:
             raise PolicyInputError("the plan names no stack; pass --stack S")
         deadline = (
@@ -79,14 +78,14 @@ def main(argv: list[str] | None = None) -> int:
             else stack_dispatch_deadline(stack, Path(args.root))
         )
         violations = check_plan(plan, stack, deadline)
-    except (OSError, json.JSONDecodeError, PolicyInputError) as exc:
+    except (OSError, json.JSONDecodeError, PlanFormatError, PolicyInputError) as exc:
         print(f"policy.check: cannot check {args.plan}: {exc}", file=sys.stderr)
         return 2
     if violations:
         print(format_violations(violations))
         print(f"{len(violations)} policy violation(s) in stack {stack}")
         return 1
-    print(f"stack {stack}: no policy violation ({len(plan['resources'])} resources checked)")
+    print(f"stack {stack}: no policy violation ({len(plan.resources)} resources checked)")
     return 0
 
 

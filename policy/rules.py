@@ -24,7 +24,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from contract.durations import DurationError
 from contract.durations import parse_duration_s as _parse_duration_s
@@ -453,37 +453,43 @@ def check_resources(
     return found
 
 
-def plan_resources(plan: Mapping[str, Any]) -> list[StackResource]:
-    """Resources of an offline plan (`python -m plan --format json`) as the rules see them.
+class PlannedResourceLike(Protocol):
+    """What the rules read of one resource of `plan.model.Plan` (its `PlannedResource`)."""
 
-    Resource rules see a resource's inputs, as CrossGuard passes them at preview. The
-    plan's mock outputs are laid under the inputs, since stack rules get resource
-    state where computed values (ids, URIs) are filled in.
-    """
-    try:
-        entries = plan["resources"]
-    except (KeyError, TypeError):
-        raise PolicyInputError(
-            "not a plan: expected a JSON object with a 'resources' list, as printed by "
-            "`python -m plan --stack S --format json`"
-        ) from None
+    @property
+    def type(self) -> str: ...
+    @property
+    def urn(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def state(self) -> dict[str, Any]: ...
+
+
+class PlanLike(Protocol):
+    """What the rules read of a `plan.model.Plan`. Structural, so that this module
+    loads in the pack's own interpreter, which has neither `plan` nor `pulumi`."""
+
+    @property
+    def stack(self) -> str: ...
+    @property
+    def resources(self) -> Sequence[PlannedResourceLike]: ...
+
+
+def plan_resources(plan: PlanLike) -> list[StackResource]:
+    """Resources of an offline plan as the stack rules see them: the resource's state
+    (mock outputs with the inputs laid over them), as stack policies receive it."""
     return [
-        StackResource(
-            type=str(entry["type"]),
-            urn=str(entry["urn"]),
-            name=str(entry["name"]),
-            props={**(entry.get("outputs") or {}), **(entry.get("inputs") or {})},
-        )
-        for entry in entries
+        StackResource(type=r.type, urn=r.urn, name=r.name, props=r.state) for r in plan.resources
     ]
 
 
 def check_plan(
-    plan: Mapping[str, Any], stack: str | None = None, dispatch_deadline_s: int | None = None
+    plan: PlanLike, stack: str | None = None, dispatch_deadline_s: int | None = None
 ) -> list[Violation]:
-    """Every rule over an offline plan; the stack name defaults to the plan's own."""
+    """Every rule over an offline plan (`plan.model.Plan`); the stack defaults to the plan's."""
     return check_resources(
         plan_resources(plan),
-        stack if stack is not None else str(plan.get("stack", "")),
+        stack if stack is not None else plan.stack,
         dispatch_deadline_s if dispatch_deadline_s is not None else DEFAULT_DISPATCH_DEADLINE_S,
     )

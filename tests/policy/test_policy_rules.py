@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from plan.errors import PlanFormatError
+from plan.model import Plan
 from policy.rules import (
     QUEUE,
     RULE_NAMES,
@@ -26,7 +28,7 @@ from policy.rules import (
 )
 from tests.policy.policy_plans import STACKS, deadline, load_plan, mutated, resources_of
 
-Plan = dict[str, Any]
+PlanData = dict[str, Any]
 
 
 def set_prop(resource: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
@@ -46,7 +48,7 @@ def del_prop(resource: dict[str, Any], path: tuple[str, ...]) -> None:
         target.pop(path[-1], None)
 
 
-def invoker_grant(plan: Plan) -> dict[str, Any]:
+def invoker_grant(plan: PlanData) -> dict[str, Any]:
     grants = [
         r
         for r in resources_of(plan, RUN_SERVICE_IAM_MEMBER)
@@ -56,7 +58,7 @@ def invoker_grant(plan: Plan) -> dict[str, Any]:
     return grants[0]
 
 
-def add_resource(plan: Plan, type_: str, name: str, inputs: dict[str, Any]) -> None:
+def add_resource(plan: PlanData, type_: str, name: str, inputs: dict[str, Any]) -> None:
     plan["resources"].append(
         {
             "urn": f"urn:pulumi:{plan['stack']}::{plan['project']}::{type_}::{name}",
@@ -80,7 +82,7 @@ class TestRealStacksAreCompliant:
     def test_no_rule_fires_on_the_stack_plan(self, stack: str) -> None:
         plan = load_plan(stack)
         assert plan["stack"] == stack
-        violations = check_plan(plan, stack, deadline(stack))
+        violations = check_plan(Plan.from_json(plan), stack, deadline(stack))
         assert violations == [], "\n".join(f"{v.rule}: {v.message}" for v in violations)
 
     @pytest.mark.parametrize("stack", STACKS)
@@ -92,14 +94,14 @@ class TestRealStacksAreCompliant:
 
 
 # Each mutation breaks one rule in the prod plan; (rule, message fragment, mutate).
-Mutation = Callable[[Plan], None]
+Mutation = Callable[[PlanData], None]
 
 
-def _public_member(plan: Plan) -> None:
+def _public_member(plan: PlanData) -> None:
     set_prop(invoker_grant(plan), ("member",), "allUsers")
 
 
-def _public_binding(plan: Plan) -> None:
+def _public_binding(plan: PlanData) -> None:
     service = resources_of(plan, RUN_SERVICE)[0]["inputs"]
     add_resource(
         plan,
@@ -113,7 +115,7 @@ def _public_binding(plan: Plan) -> None:
     )
 
 
-def _public_policy(plan: Plan) -> None:
+def _public_policy(plan: PlanData) -> None:
     add_resource(
         plan,
         "gcp:cloudrunv2/serviceIamPolicy:ServiceIamPolicy",
@@ -125,15 +127,15 @@ def _public_policy(plan: Plan) -> None:
     )
 
 
-def _iam_disabled(plan: Plan) -> None:
+def _iam_disabled(plan: PlanData) -> None:
     set_prop(resources_of(plan, RUN_SERVICE)[0], ("invokerIamDisabled",), True)
 
 
-def _user_invoker(plan: Plan) -> None:
+def _user_invoker(plan: PlanData) -> None:
     set_prop(invoker_grant(plan), ("member",), "user:alice@example.com")
 
 
-def _group_invoker_binding(plan: Plan) -> None:
+def _group_invoker_binding(plan: PlanData) -> None:
     add_resource(
         plan,
         "gcp:cloudrunv2/serviceIamBinding:ServiceIamBinding",
@@ -142,37 +144,37 @@ def _group_invoker_binding(plan: Plan) -> None:
     )
 
 
-def _unlimited_attempts(plan: Plan) -> None:
+def _unlimited_attempts(plan: PlanData) -> None:
     set_prop(resources_of(plan, QUEUE)[0], ("retryConfig", "maxAttempts"), -1)
 
 
-def _unlimited_attempts_with_duration(plan: Plan) -> None:
+def _unlimited_attempts_with_duration(plan: PlanData) -> None:
     queue = resources_of(plan, QUEUE)[0]
     set_prop(queue, ("retryConfig", "maxAttempts"), -1)
     set_prop(queue, ("retryConfig", "maxRetryDuration"), "3600s")
 
 
-def _no_retry_config(plan: Plan) -> None:
+def _no_retry_config(plan: PlanData) -> None:
     del_prop(resources_of(plan, QUEUE)[0], ("retryConfig",))
 
 
-def _rate_too_high(plan: Plan) -> None:
+def _rate_too_high(plan: PlanData) -> None:
     set_prop(resources_of(plan, QUEUE)[0], ("rateLimits", "maxDispatchesPerSecond"), 501)
 
 
-def _rate_zero(plan: Plan) -> None:
+def _rate_zero(plan: PlanData) -> None:
     set_prop(resources_of(plan, QUEUE)[0], ("rateLimits", "maxDispatchesPerSecond"), 0)
 
 
-def _rate_unset(plan: Plan) -> None:
+def _rate_unset(plan: PlanData) -> None:
     del_prop(resources_of(plan, QUEUE)[0], ("rateLimits", "maxDispatchesPerSecond"))
 
 
-def _concurrency_too_high(plan: Plan) -> None:
+def _concurrency_too_high(plan: PlanData) -> None:
     set_prop(resources_of(plan, QUEUE)[0], ("rateLimits", "maxConcurrentDispatches"), 5001)
 
 
-def _project_binding(plan: Plan) -> None:
+def _project_binding(plan: PlanData) -> None:
     add_resource(
         plan,
         "gcp:projects/iAMBinding:IAMBinding",
@@ -181,7 +183,7 @@ def _project_binding(plan: Plan) -> None:
     )
 
 
-def _queue_binding(plan: Plan) -> None:
+def _queue_binding(plan: PlanData) -> None:
     add_resource(
         plan,
         "gcp:cloudtasks/queueIamBinding:QueueIamBinding",
@@ -190,7 +192,7 @@ def _queue_binding(plan: Plan) -> None:
     )
 
 
-def _services_invoker(plan: Plan) -> None:
+def _services_invoker(plan: PlanData) -> None:
     add_resource(
         plan,
         RUN_SERVICE_IAM_MEMBER,
@@ -203,21 +205,21 @@ def _services_invoker(plan: Plan) -> None:
     )
 
 
-def _project_policy(plan: Plan) -> None:
+def _project_policy(plan: PlanData) -> None:
     add_resource(
         plan, "gcp:projects/iAMPolicy:IAMPolicy", "all", {"project": "demo", "policyData": "{}"}
     )
 
 
-def _deletion_unprotected(plan: Plan) -> None:
+def _deletion_unprotected(plan: PlanData) -> None:
     set_prop(resources_of(plan, RUN_SERVICE)[0], ("deletionProtection",), False)
 
 
-def _short_timeout(plan: Plan) -> None:
+def _short_timeout(plan: PlanData) -> None:
     set_prop(resources_of(plan, RUN_SERVICE)[0], ("template", "timeout"), "300s")
 
 
-def _default_timeout(plan: Plan) -> None:
+def _default_timeout(plan: PlanData) -> None:
     del_prop(resources_of(plan, RUN_SERVICE)[0], ("template", "timeout"))
 
 
@@ -263,7 +265,7 @@ class TestEachRuleFires:
     ) -> None:
         plan = mutated(load_plan("prod"))
         mutate(plan)
-        violations = check_plan(plan, "prod", max(deadline("prod"), 600))
+        violations = check_plan(Plan.from_json(plan), "prod", max(deadline("prod"), 600))
         # A Cloud Run IamBinding/IamPolicy is also authoritative: both rules speak.
         authoritative_run_iam = (_public_binding, _public_policy, _group_invoker_binding)
         also = {"no-authoritative-iam"} if mutate in authoritative_run_iam else set()
@@ -284,30 +286,32 @@ class TestRuleBoundaries:
         for stack in ("dev", "staging"):
             plan = mutated(load_plan(stack))
             _deletion_unprotected(plan)
-            assert "prod-deletion-protection" not in rules_fired(check_plan(plan, stack, 600))
+            assert "prod-deletion-protection" not in rules_fired(
+                check_plan(Plan.from_json(plan), stack, 600)
+            )
 
     def test_unset_deletion_protection_is_the_provider_default_true(self) -> None:
         plan = mutated(load_plan("prod"))
         del_prop(resources_of(plan, RUN_SERVICE)[0], ("deletionProtection",))
-        assert check_plan(plan, "prod", deadline("prod")) == []
+        assert check_plan(Plan.from_json(plan), "prod", deadline("prod")) == []
 
     def test_rate_of_exactly_500_is_allowed(self) -> None:
         plan = mutated(load_plan("dev"))
         set_prop(resources_of(plan, QUEUE)[0], ("rateLimits", "maxDispatchesPerSecond"), 500)
-        assert check_plan(plan, "dev", deadline("dev")) == []
+        assert check_plan(Plan.from_json(plan), "dev", deadline("dev")) == []
 
     def test_max_retry_duration_alone_bounds_when_attempts_use_the_api_default(self) -> None:
         plan = mutated(load_plan("dev"))
         queue = resources_of(plan, QUEUE)[0]
         del_prop(queue, ("retryConfig", "maxAttempts"))
         set_prop(queue, ("retryConfig", "maxRetryDuration"), "3600s")
-        assert check_plan(plan, "dev", deadline("dev")) == []
+        assert check_plan(Plan.from_json(plan), "dev", deadline("dev")) == []
 
     def test_timeout_equal_to_the_deadline_is_enough(self) -> None:
         plan = mutated(load_plan("dev"))
         set_prop(resources_of(plan, RUN_SERVICE)[0], ("template", "timeout"), "900s")
-        assert check_plan(plan, "dev", 900) == []
-        violations = check_plan(plan, "dev", 901)
+        assert check_plan(Plan.from_json(plan), "dev", 900) == []
+        violations = check_plan(Plan.from_json(plan), "dev", 901)
         assert rules_fired(violations) == {"cloud-run-timeout-covers-dispatch-deadline"}
         assert "dispatch deadline 901s" in violations[0].message
 
@@ -315,7 +319,7 @@ class TestRuleBoundaries:
         plan = mutated(load_plan("dev"))
         plan["resources"] = [r for r in plan["resources"] if r["type"] != QUEUE]
         _short_timeout(plan)
-        assert check_plan(plan, "dev", 1800) == []
+        assert check_plan(Plan.from_json(plan), "dev", 1800) == []
 
     def test_run_invoker_to_a_service_account_in_a_binding_is_only_authoritative(self) -> None:
         plan = mutated(load_plan("prod"))
@@ -326,7 +330,7 @@ class TestRuleBoundaries:
             {"role": RUN_INVOKER_ROLE, "members": ["serviceAccount:x@p.iam.gserviceaccount.com"]},
         )
         # The invoker rules accept the member; only its authoritative form is refused.
-        violations = check_plan(plan, "prod", deadline("prod"))
+        violations = check_plan(Plan.from_json(plan), "prod", deadline("prod"))
         assert rules_fired(violations) == {"no-authoritative-iam"}
         assert "Use the non-authoritative ServiceIamMember" in violations[0].message
 
@@ -338,7 +342,7 @@ class TestRuleBoundaries:
             "another-enqueuer",
             {"role": "roles/cloudtasks.enqueuer", "member": "serviceAccount:a@b.iam.x.com"},
         )
-        assert check_plan(plan, "prod", deadline("prod")) == []
+        assert check_plan(Plan.from_json(plan), "prod", deadline("prod")) == []
 
 
 class TestInputs:
@@ -349,7 +353,10 @@ class TestInputs:
         assert parse_duration_s(text, "x") == seconds
 
     def test_a_bad_duration_says_how_to_write_it(self) -> None:
-        with pytest.raises(PolicyInputError, match="template.timeout: cannot read .ten minutes. as a duration; write it like 30s"):
+        with pytest.raises(
+            PolicyInputError,
+            match=r"template.timeout: cannot read .ten minutes. as a duration; write it like 30s",
+        ):
             parse_duration_s("ten minutes", "template.timeout")
 
     def test_the_dispatch_deadline_defaults_to_cloud_tasks_default(self) -> None:
@@ -357,5 +364,5 @@ class TestInputs:
         assert dispatch_deadline_from_config("15m") == 900
 
     def test_a_non_plan_is_refused_with_the_command_that_makes_one(self) -> None:
-        with pytest.raises(PolicyInputError, match="python -m plan"):
-            check_plan({"stack": "dev"})
+        with pytest.raises(PlanFormatError, match="python -m plan"):
+            Plan.from_json({"stack": "dev"})
