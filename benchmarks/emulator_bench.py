@@ -247,7 +247,7 @@ def main() -> None:
                 proc.kill()
                 proc.wait()
 
-    rows = [
+    rows: list[tuple[str, Callable[[dict[str, Any]], float]]] = [
         ("dispatch/s at 500/s cap (steady, 2nd half)", lambda r: r["500"]["steady"]),
         ("dispatch/s at 500/s cap (overall incl. burst)", lambda r: r["500"]["overall"]),
         ("  % of the 500/s cap (steady)", lambda r: 100 * r["500"]["steady"] / 500),

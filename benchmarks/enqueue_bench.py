@@ -80,7 +80,7 @@ def sample_create_http_task(
         converted_payload = payload.encode()
         task["http_request"]["body"] = converted_payload
     response = client.create_task(request={"parent": parent, "task": task})
-    client.transport.close()
+    client.transport.close()  # type: ignore[no-untyped-call]
     return response
 
 

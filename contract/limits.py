@@ -1,5 +1,10 @@
-"""Cloud Tasks and Cloud Run limits (FACTS.md), shared by config validation,
-the enqueue helper and the emulator so the three reject the same things."""
+"""Cloud Tasks and Cloud Run limits, shared by config validation, the enqueue helper
+and the emulator so the three reject the same things.
+
+Sources: https://cloud.google.com/tasks/docs/quotas and the field comments of
+google/cloud/tasks/v2/{cloudtasks,queue,task,target}.proto; Cloud Run's at
+https://cloud.google.com/run/quotas.
+"""
 
 from typing import Final
 

@@ -2,7 +2,7 @@
 
 from typing import Final
 
-# --- Stack outputs (ARCHITECTURE.md, "Contracts") -------------------------------
+# --- Stack outputs (docs/architecture.md, "Contracts") ---------------------------
 OUTPUT_PROJECT: Final = "project"
 OUTPUT_LOCATION: Final = "location"
 OUTPUT_QUEUE: Final = "queue"  # projects/P/locations/L/queues/Q
@@ -53,7 +53,8 @@ TASK_ROUTE_PREFIX: Final = "/tasks/"  # POST {service_url}/tasks/{type}
 HEALTH_ROUTE: Final = "/healthz"
 SMOKE_TASK_TYPE: Final = "smoke"
 
-# --- Headers Cloud Tasks sets on HTTP-target requests (FACTS.md) ----------------------
+# --- Headers Cloud Tasks sets on HTTP-target requests ---------------------------------
+# https://cloud.google.com/tasks/docs/creating-http-target-tasks#handler
 HEADER_QUEUE_NAME: Final = "X-CloudTasks-QueueName"
 HEADER_TASK_NAME: Final = "X-CloudTasks-TaskName"
 HEADER_RETRY_COUNT: Final = "X-CloudTasks-TaskRetryCount"

@@ -130,7 +130,8 @@ def load_plan(stack: str, plan_file: Path | None) -> tuple[Plan, str]:
 
 
 def tasks_client(grpc_host: str) -> tasks_v2.CloudTasksClient:
-    """The official client on an insecure channel to the emulator (FACTS.md, Clients)."""
+    """The official client on an insecure channel to the emulator (a custom transport:
+    https://cloud.google.com/python/docs/reference/cloudtasks/latest/google.cloud.tasks_v2.services.cloud_tasks.CloudTasksClient)."""
     channel = grpc.insecure_channel(grpc_host)
     return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
 

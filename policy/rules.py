@@ -322,7 +322,8 @@ def no_authoritative_iam(resource_type: str, props: Mapping[str, Any], stack: st
 def prod_deletion_protection(resource_type: str, props: Mapping[str, Any], stack: str) -> list[str]:
     """In protected stacks nothing turns deletion protection off.
 
-    Cloud Run v2 services default to deletionProtection = true (FACTS.md), so an
+    Cloud Run v2 services default to deletionProtection = true (pulumi-gcp
+    `cloudrunv2.Service` `deletion_protection`), so an
     unset value is protected; only an explicit false is a violation.
     """
     if stack not in PROTECTED_STACKS or props.get("deletionProtection") is not False:

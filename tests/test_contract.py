@@ -1,4 +1,4 @@
-"""The shared names are what ARCHITECTURE.md fixes; a rename here breaks users."""
+"""The shared names are the contract docs/architecture.md fixes; a rename here breaks users."""
 
 import re
 

@@ -56,7 +56,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         )
         return f"{args.name}-id", outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
         raise AssertionError(f"the bootstrap program should make no calls, made {args.token}")
 
 
@@ -66,7 +68,7 @@ def main(config: dict[str, str]) -> dict[str, Any]:
     pulumi.runtime.set_all_config(config)
     exported: dict[str, Any] = {}
 
-    @pulumi.runtime.test
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def evaluate() -> pulumi.Output[None]:
         program = runpy.run_path(str(ROOT / "bootstrap" / "__main__.py"), run_name="__main__")
         deployer = program["deployer"]

@@ -44,7 +44,8 @@ pytestmark = pytest.mark.integration
 
 def _planned_queue(plan: dict[str, Any]) -> dict[str, Any]:
     [queue] = [r for r in plan["resources"] if r["type"] == QUEUE_TYPE]
-    return queue
+    found: dict[str, Any] = queue
+    return found
 
 
 def test_up_smoke_status_down(local_stack: LocalStack, dev_plan: dict[str, Any]) -> None:
@@ -64,13 +65,13 @@ def test_up_smoke_status_down(local_stack: LocalStack, dev_plan: dict[str, Any])
     try:
         queue = client.get_queue(name=outputs[OUTPUT_QUEUE], timeout=5)
     finally:
-        client.transport.close()
+        client.transport.close()  # type: ignore[no-untyped-call]
     planned = _planned_queue(dev_plan)["inputs"]
     rate = planned["rateLimits"]
     assert queue.rate_limits.max_dispatches_per_second == rate["maxDispatchesPerSecond"]
     assert queue.rate_limits.max_concurrent_dispatches == rate["maxConcurrentDispatches"]
     assert queue.retry_config.max_attempts == planned["retryConfig"]["maxAttempts"]
-    assert queue.state == tasks_v2.Queue.State[planned.get("desiredState", "RUNNING")]
+    assert queue.state == tasks_v2.Queue.State[planned.get("desiredState", "RUNNING")]  # type: ignore[misc]
 
     smoke = run_smoke(local_stack.paths.outputs_file)
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
@@ -121,7 +122,7 @@ def _run_documented_official_client_example(stack: LocalStack, outputs: dict[str
             assert time.monotonic() < deadline, f"{name} was not delivered"
             time.sleep(0.1)
     finally:
-        client.transport.close()
+        client.transport.close()  # type: ignore[no-untyped-call]
     task_id = name.rsplit("/", 1)[1]
     delivered = [
         line for line in stack.paths.worker_log.read_text().splitlines() if task_id in line
@@ -216,7 +217,7 @@ def test_emulator_sigkill_during_bulk_enqueue_loses_no_acknowledged_task(
         request = tasks_v2.ListTasksRequest(parent=outputs.queue, page_size=1000)
         present = {t.name for t in client.list_tasks(request=request, timeout=10)}
     finally:
-        client.transport.close()
+        client.transport.close()  # type: ignore[no-untyped-call]
     lost = [name for name in acknowledged if name not in present]
     assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged tasks lost: {lost[:5]}"
 

@@ -29,7 +29,8 @@ def realise(data: dict[str, Any]) -> LocalRealisation:
 
 def _one(plan: dict[str, Any], rtype: str) -> dict[str, Any]:
     [resource] = [r for r in plan["resources"] if r["type"] == rtype]
-    return resource
+    found: dict[str, Any] = resource
+    return found
 
 
 def _mutated(plan: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import pytest
 from contract.names import LOCAL_OUTPUT_KEYS
 from devstack import processes
 from devstack.state import (
+    ProcessRecord,
     StackPaths,
     StackState,
     StateError,
@@ -95,12 +96,12 @@ class TestProcesses:
             processes.wait_for_line(started, re.compile("sleeper ready"), timeout=30)
             # Same pid, but not the process we recorded (another command line, or
             # another start time): `down` must leave it alone.
-            other = processes.ProcessRecord(**{**vars(started.record), "argv": ["something"]})
+            other = ProcessRecord(**{**vars(started.record), "argv": ["something"]})
             assert not processes.is_ours(other)
             assert "was not running" in processes.stop(other)
             if started.record.start_ticks is not None:
                 later = started.record.start_ticks + 1
-                moved = processes.ProcessRecord(**{**vars(started.record), "start_ticks": later})
+                moved = ProcessRecord(**{**vars(started.record), "start_ticks": later})
                 assert not processes.is_ours(moved)
             time.sleep(0.1)
             assert started.process.poll() is None, "a process that is not ours was stopped"

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from contract.resources import RUN_INVOKER_ROLE
 from plan.errors import PlanFormatError
 from plan.model import Plan
 from policy.rules import (
     QUEUE,
     RULE_NAMES,
-    RUN_INVOKER_ROLE,
     RUN_SERVICE,
     RUN_SERVICE_IAM_MEMBER,
     PolicyInputError,
