@@ -1,15 +1,16 @@
 """The Pulumi program: read the stack config, build the pipeline, export its outputs.
 
-Config is validated before any resource is declared (components.config); the
+Config is validated before any resource is declared (components.loading); the
 output names come from contract.names, where the enqueue helper, the local
-stack and the smoke test read them too.
+stack and the smoke test read them too. Deliberately nothing else: no resource,
+no config rule and no default lives here.
 """
 
 import pulumi
 
-from components import TaskPipeline, TaskPipelineArgs, load_config
+from components import TaskPipeline, load_config
 
 config = load_config()
-pipeline = TaskPipeline("tasks", TaskPipelineArgs(config=config, stack=pulumi.get_stack()))
+pipeline = TaskPipeline("tasks", config, stack=pulumi.get_stack())
 for output_name, value in pipeline.outputs.items():
     pulumi.export(output_name, value)

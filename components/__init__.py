@@ -1,30 +1,40 @@
 """Pulumi components of the Cloud Tasks -> private Cloud Run pipeline.
 
-`TaskPipeline` composes `Platform`, `Identities`, `WorkerService` and
-`TaskQueue`; `components.config.load_config()` parses the stack config once.
+`components.loading.load_config()` reads the stack config once into a
+`PipelineConfig` (`components.config`), whose sections each component takes as
+is: `TaskPipeline` hands `Platform` and every other component the `gcp` section,
+`Identities` the `identities` section, `WorkerService` the `worker` section and
+`TaskQueue` the `queue` section, plus the outputs of the components before it.
 Nothing here declares resources at import time.
 """
 
-from components.config import ConfigError, PipelineConfig, load_config, parse_config
-from components.identities import Identities, IdentitiesArgs
-from components.pipeline import TaskPipeline, TaskPipelineArgs
-from components.platform import Platform, PlatformArgs
-from components.queue import TaskQueue, TaskQueueArgs
-from components.worker import WorkerService, WorkerServiceArgs
+from components.config import (
+    ConfigError,
+    GcpConfig,
+    IdentitiesConfig,
+    PipelineConfig,
+    QueueConfig,
+    WorkerConfig,
+)
+from components.identities import Identities
+from components.loading import load_config, parse_config
+from components.pipeline import TaskPipeline
+from components.platform import Platform
+from components.queue import TaskQueue
+from components.worker import WorkerService
 
 __all__ = [
     "ConfigError",
+    "GcpConfig",
     "Identities",
-    "IdentitiesArgs",
+    "IdentitiesConfig",
     "PipelineConfig",
     "Platform",
-    "PlatformArgs",
+    "QueueConfig",
     "TaskPipeline",
-    "TaskPipelineArgs",
     "TaskQueue",
-    "TaskQueueArgs",
+    "WorkerConfig",
     "WorkerService",
-    "WorkerServiceArgs",
     "load_config",
     "parse_config",
 ]

@@ -6,7 +6,7 @@
 - the *runtime* account: what the container runs as. Separate from the invoker
   so that a compromised worker cannot invoke itself; it only writes logs and
   metrics (the only project-level grants of the whole program, non-authoritative).
-- the *enqueuers*: principals from config, or an `enqueuer` account the stack
+- the *enqueuers*: principals from `IdentitiesConfig.enqueuers`, or an `enqueuer` account the stack
   creates. They may act as the invoker (`roles/iam.serviceAccountUser` on that
   account only, needed to attach its OIDC token to a task). Their queue roles
   are declared by `TaskQueue` next to the queue they scope.
@@ -18,27 +18,15 @@ impersonation) and no authoritative bindings.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_gcp as gcp
 
+from components.config import GcpConfig, IdentitiesConfig
+
 RUNTIME_PROJECT_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
 ACT_AS_ROLE = "roles/iam.serviceAccountUser"
-
-
-@dataclass(frozen=True)
-class IdentitiesArgs:
-    project: str
-    invoker_account_id: str
-    runtime_account_id: str
-    enqueuer_account_id: str
-    enqueuers: tuple[str, ...]
-    """IAM principals that create tasks; empty = create the enqueuer account."""
-    depends_on: tuple[pulumi.Resource, ...] = ()
-    """The IAM API service (and anything else accounts must wait for)."""
-    project_iam_depends_on: tuple[pulumi.Resource, ...] = ()
-    """The Resource Manager API service: project IAM goes through it."""
 
 
 class Identities(pulumi.ComponentResource):
@@ -54,23 +42,34 @@ class Identities(pulumi.ComponentResource):
     """(stable slug for resource names, member) of every enqueuer principal."""
 
     def __init__(
-        self, name: str, args: IdentitiesArgs, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        config: IdentitiesConfig,
+        *,
+        gcp_config: GcpConfig,
+        depends_on: Sequence[pulumi.Resource] = (),
+        project_iam_depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`depends_on`: the IAM API service (and anything else accounts must wait
+        for); `project_iam_depends_on`: the Resource Manager API service, which
+        project IAM goes through."""
         super().__init__("tasks:index:Identities", name, None, opts)
-        after_api = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
+        project = gcp_config.project
+        after_api = pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
 
         self.invoker = gcp.serviceaccount.Account(
             f"{name}-invoker",
-            project=args.project,
-            account_id=args.invoker_account_id,
+            project=project,
+            account_id=config.invoker_account_id,
             display_name="Cloud Tasks invoker (OIDC identity of tasks)",
             description="Tasks carry this account's ID token; its one grant: run.invoker.",
             opts=after_api,
         )
         self.runtime = gcp.serviceaccount.Account(
             f"{name}-runtime",
-            project=args.project,
-            account_id=args.runtime_account_id,
+            project=project,
+            account_id=config.runtime_account_id,
             display_name="Task worker runtime",
             description="The worker runs as this account; it writes logs and metrics only.",
             opts=after_api,
@@ -78,23 +77,21 @@ class Identities(pulumi.ComponentResource):
         for role in RUNTIME_PROJECT_ROLES:
             gcp.projects.IAMMember(
                 f"{name}-runtime-{role.rsplit('.', 1)[1].lower()}",
-                project=args.project,
+                project=project,
                 role=role,
                 member=self.runtime.member,
-                opts=pulumi.ResourceOptions(
-                    parent=self, depends_on=list(args.project_iam_depends_on)
-                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(project_iam_depends_on)),
             )
 
         self.enqueuer = None
-        if args.enqueuers:
-            self.enqueuer_members = pulumi.Output.from_input(list(args.enqueuers))
-            self.enqueuer_grantees = [(member_slug(m), m) for m in args.enqueuers]
+        if config.enqueuers:
+            self.enqueuer_members = pulumi.Output.from_input(list(config.enqueuers))
+            self.enqueuer_grantees = [(member_slug(m), m) for m in config.enqueuers]
         else:
             self.enqueuer = gcp.serviceaccount.Account(
                 f"{name}-enqueuer",
-                project=args.project,
-                account_id=args.enqueuer_account_id,
+                project=project,
+                account_id=config.enqueuer_account_id,
                 display_name="Task enqueuer",
                 description="Creates tasks on the queue and attaches the invoker's OIDC token.",
                 opts=after_api,

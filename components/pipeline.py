@@ -10,18 +10,19 @@ the custom audience when configured, otherwise the deterministic URL
 `https://SERVICE-PROJECT_NUMBER.REGION.run.app`, known before the service exists
 (the service's own `uri` output cannot be given to the service: a cycle).
 
-This module deliberately reads no config: `components.config` does, once.
+Each component takes its own section of the validated `PipelineConfig` as is;
+this module only passes each one its section and the outputs of the others.
+It deliberately reads no config (`components.loading` does, once) and holds
+no rule about a config value (`components.config` does).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
 
 from components.config import PipelineConfig
-from components.identities import Identities, IdentitiesArgs
+from components.identities import Identities
 from components.platform import (
     ARTIFACT_REGISTRY_API,
     CLOUD_RUN_API,
@@ -31,10 +32,10 @@ from components.platform import (
     PIPELINE_APIS,
     RESOURCE_MANAGER_API,
     Platform,
-    PlatformArgs,
 )
-from components.queue import TaskQueue, TaskQueueArgs
-from components.worker import WorkerService, WorkerServiceArgs
+from components.queue import TaskQueue
+from components.worker import WorkerService
+from contract.durations import format_duration
 from contract.names import (
     OUTPUT_AUDIENCE,
     OUTPUT_DISPATCH_DEADLINE,
@@ -47,15 +48,9 @@ from contract.names import (
 
 
 def deterministic_service_url(service_name: str, project_number: str, region: str) -> str:
-    """The run.app URL Cloud Run serves for a service, computable before it exists."""
+    """The run.app URL Cloud Run serves for a service, computable before it exists
+    (https://cloud.google.com/run/docs/triggering/https-request#deterministic)."""
     return f"https://{service_name}-{project_number}.{region}.run.app"
-
-
-@dataclass(frozen=True)
-class TaskPipelineArgs:
-    config: PipelineConfig
-    stack: str
-    """Stack name; tags the built image."""
 
 
 class TaskPipeline(pulumi.ComponentResource):
@@ -70,115 +65,97 @@ class TaskPipeline(pulumi.ComponentResource):
     """The stack outputs, keyed by the names in contract.names."""
 
     def __init__(
-        self, name: str, args: TaskPipelineArgs, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        config: PipelineConfig,
+        *,
+        stack: str,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`stack`: the stack name, which tags the built image."""
         super().__init__("tasks:index:TaskPipeline", name, None, opts)
-        cfg = args.config
+        where = config.gcp
         child = pulumi.ResourceOptions(parent=self)
 
         # The registry API is only needed when the stack builds the image.
-        apis = (
-            PIPELINE_APIS
-            if cfg.image is None
-            else tuple(api for api in PIPELINE_APIS if api != ARTIFACT_REGISTRY_API)
+        apis = tuple(
+            api
+            for api in PIPELINE_APIS
+            if config.worker.builds_image or api != ARTIFACT_REGISTRY_API
         )
-        self.platform = Platform(f"{name}-platform", PlatformArgs(cfg.project, apis), child)
+        self.platform = Platform(f"{name}-platform", where, apis=apis, opts=child)
 
         self.identities = Identities(
             f"{name}-identities",
-            IdentitiesArgs(
-                project=cfg.project,
-                invoker_account_id=cfg.invoker_account_id,
-                runtime_account_id=cfg.runtime_account_id,
-                enqueuer_account_id=cfg.enqueuer_account_id,
-                enqueuers=cfg.enqueuers,
-                depends_on=tuple(self.platform.api(IAM_API)),
-                project_iam_depends_on=tuple(self.platform.api(RESOURCE_MANAGER_API)),
-            ),
-            child,
+            config.identities,
+            gcp_config=where,
+            depends_on=self.platform.api(IAM_API),
+            project_iam_depends_on=self.platform.api(RESOURCE_MANAGER_API),
+            opts=child,
         )
 
-        if cfg.custom_audience is not None:
-            self.audience = pulumi.Output.from_input(cfg.custom_audience)
-        else:
-            project = gcp.organizations.get_project_output(
-                project_id=cfg.project,
-                opts=pulumi.InvokeOutputOptions(
-                    parent=self, depends_on=self.platform.api(RESOURCE_MANAGER_API)
-                ),
-            )
-            self.audience = project.number.apply(
-                lambda number: deterministic_service_url(cfg.service_name, number, cfg.region)
-            )
+        self.audience = self._audience(config)
 
         self.worker = WorkerService(
             f"{name}-worker",
-            WorkerServiceArgs(
-                project=cfg.project,
-                region=cfg.region,
-                service_name=cfg.service_name,
-                image_tag=args.stack,
-                runtime_email=self.identities.runtime.email,
-                invoker_email=self.identities.invoker.email,
-                invoker_member=self.identities.invoker.member,
-                audience=self.audience,
-                custom_audience=cfg.custom_audience,
-                ingress=cfg.ingress,
-                request_timeout_s=cfg.request_timeout,
-                request_concurrency=cfg.request_concurrency,
-                min_instances=cfg.min_instances,
-                max_instances=cfg.max_instances,
-                cpu=cfg.cpu,
-                memory=cfg.memory,
-                deletion_protection=cfg.deletion_protection,
-                prebuilt_image=cfg.image,
-                repository_id=cfg.repository_id,
-                run_api=tuple(self.platform.api(CLOUD_RUN_API)),
-                registry_api=tuple(
-                    self.platform.api(ARTIFACT_REGISTRY_API) if cfg.image is None else ()
-                ),
+            config.worker,
+            gcp_config=where,
+            image_tag=stack,
+            runtime_email=self.identities.runtime.email,
+            invoker_email=self.identities.invoker.email,
+            invoker_member=self.identities.invoker.member,
+            audience=self.audience,
+            run_api=self.platform.api(CLOUD_RUN_API),
+            registry_api=(
+                self.platform.api(ARTIFACT_REGISTRY_API) if config.worker.builds_image else ()
             ),
-            child,
+            opts=child,
         )
 
         self.tasks = TaskQueue(
             f"{name}-queue",
-            TaskQueueArgs(
-                project=cfg.project,
-                region=cfg.region,
-                queue_name=cfg.queue_name,
-                max_dispatches_per_second=cfg.max_dispatches_per_second,
-                max_concurrent_dispatches=cfg.max_concurrent_dispatches,
-                max_attempts=cfg.max_attempts,
-                min_backoff=cfg.duration("min_backoff"),
-                max_backoff=cfg.duration("max_backoff"),
-                max_doublings=cfg.max_doublings,
-                max_retry_duration=cfg.duration("max_retry_duration"),
-                log_sampling_ratio=cfg.log_sampling_ratio,
-                paused=cfg.queue_paused,
-                http_target=cfg.queue_http_target,
-                service_url=self.worker.url,
-                audience=self.audience,
-                invoker_email=self.identities.invoker.email,
-                enqueuers=tuple(self.identities.enqueuer_grantees),
-                # Cloud Tasks mints the invoker's OIDC tokens through IAM Credentials.
-                depends_on=(
-                    *self.platform.api(CLOUD_TASKS_API, IAM_CREDENTIALS_API),
-                    self.platform.tasks_agent,
-                ),
+            config.queue,
+            gcp_config=where,
+            service_url=self.worker.url,
+            audience=self.audience,
+            invoker_email=self.identities.invoker.email,
+            enqueuers=self.identities.enqueuer_grantees,
+            # Cloud Tasks mints the invoker's OIDC tokens through IAM Credentials.
+            depends_on=(
+                *self.platform.api(CLOUD_TASKS_API, IAM_CREDENTIALS_API),
+                self.platform.tasks_agent,
             ),
-            child,
+            opts=child,
         )
 
         self.outputs = {
-            OUTPUT_PROJECT: pulumi.Output.from_input(cfg.project),
-            OUTPUT_LOCATION: pulumi.Output.from_input(cfg.region),
+            OUTPUT_PROJECT: pulumi.Output.from_input(where.project),
+            OUTPUT_LOCATION: pulumi.Output.from_input(where.region),
             OUTPUT_QUEUE: self.tasks.path,
             OUTPUT_SERVICE_URL: self.worker.url,
             OUTPUT_AUDIENCE: self.audience,
             OUTPUT_INVOKER_EMAIL: self.identities.invoker.email,
             # The deadline request_timeout was checked against; the enqueue helper gives
             # it to every task it creates (Cloud Tasks' own default is 10 min).
-            OUTPUT_DISPATCH_DEADLINE: pulumi.Output.from_input(f"{cfg.dispatch_deadline}s"),
+            OUTPUT_DISPATCH_DEADLINE: pulumi.Output.from_input(
+                format_duration(config.queue.dispatch_deadline)
+            ),
         }
         self.register_outputs(dict(self.outputs))
+
+    def _audience(self, config: PipelineConfig) -> pulumi.Output[str]:
+        """The custom audience when configured, otherwise the deterministic URL."""
+        custom = config.worker.custom_audience
+        if custom is not None:
+            return pulumi.Output.from_input(custom)
+        where = config.gcp
+        project = gcp.organizations.get_project_output(
+            project_id=where.project,
+            opts=pulumi.InvokeOutputOptions(
+                parent=self, depends_on=self.platform.api(RESOURCE_MANAGER_API)
+            ),
+        )
+        service_name = config.worker.service_name
+        return project.number.apply(
+            lambda number: deterministic_service_url(service_name, number, where.region)
+        )

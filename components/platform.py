@@ -8,10 +8,12 @@ in the project may use them. This component deliberately grants nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_gcp as gcp
+
+from components.config import GcpConfig
 
 # API name -> service. `serviceusage` must already be on (it is what enables the rest).
 CLOUD_TASKS_API = "cloudtasks.googleapis.com"
@@ -31,12 +33,6 @@ PIPELINE_APIS = (
 )
 
 
-@dataclass(frozen=True)
-class PlatformArgs:
-    project: str
-    apis: tuple[str, ...] = PIPELINE_APIS
-
-
 class Platform(pulumi.ComponentResource):
     """Enabled APIs and the Cloud Tasks service identity."""
 
@@ -47,23 +43,28 @@ class Platform(pulumi.ComponentResource):
     not-yet-created agent fail and agents are otherwise created lazily."""
 
     def __init__(
-        self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        gcp_config: GcpConfig,
+        *,
+        apis: Sequence[str] = PIPELINE_APIS,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tasks:index:Platform", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.services = {
             api: gcp.projects.Service(
                 f"{name}-{api.split('.')[0]}",
-                project=args.project,
+                project=gcp_config.project,
                 service=api,
                 disable_on_destroy=False,
                 opts=child,
             )
-            for api in args.apis
+            for api in apis
         }
         self.tasks_agent = gcp.projects.ServiceIdentity(
             f"{name}-tasks-agent",
-            project=args.project,
+            project=gcp_config.project,
             service=CLOUD_TASKS_API,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.services[CLOUD_TASKS_API]]),
         )

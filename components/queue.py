@@ -1,6 +1,7 @@
 """TaskQueue: the Cloud Tasks queue and who may create tasks on it.
 
-Rate limits, retry config, log sampling and state come from config. With
+It takes its config section, `QueueConfig`, as is: rate limits, retry config
+(durations in the provider's "Ns" form), log sampling and state. With
 `queue_http_target` on, the queue itself pins every task's host to the worker
 (enforce mode ALWAYS) and attaches the invoker's OIDC token with the audience,
 so a task created with a wrong URL or no token still reaches the worker
@@ -15,37 +16,16 @@ that is a task field, set by whoever enqueues.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_gcp as gcp
 
+from components.config import GcpConfig, QueueConfig
+from contract.durations import format_duration
+
 ENQUEUER_ROLES = ("roles/cloudtasks.enqueuer", "roles/cloudtasks.viewer")
-
-
-@dataclass(frozen=True)
-class TaskQueueArgs:
-    project: str
-    region: str
-    queue_name: str | None
-    max_dispatches_per_second: float
-    max_concurrent_dispatches: int
-    max_attempts: int
-    min_backoff: str
-    max_backoff: str
-    max_doublings: int
-    max_retry_duration: str
-    log_sampling_ratio: float
-    paused: bool
-    http_target: bool
-    service_url: pulumi.Input[str]
-    audience: pulumi.Input[str]
-    invoker_email: pulumi.Input[str]
-    enqueuers: tuple[tuple[str, pulumi.Input[str]], ...]
-    """(slug, member) of each principal allowed to create tasks."""
-    depends_on: tuple[pulumi.Resource, ...]
-    """The Cloud Tasks API and its service identity."""
 
 
 def url_host(url: str) -> str:
@@ -64,56 +44,68 @@ class TaskQueue(pulumi.ComponentResource):
     """`projects/P/locations/L/queues/Q`, the parent of every task."""
 
     def __init__(
-        self, name: str, args: TaskQueueArgs, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        config: QueueConfig,
+        *,
+        gcp_config: GcpConfig,
+        service_url: pulumi.Input[str],
+        audience: pulumi.Input[str],
+        invoker_email: pulumi.Input[str],
+        enqueuers: Sequence[tuple[str, pulumi.Input[str]]],
+        depends_on: Sequence[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`enqueuers`: (slug, member) of each principal allowed to create tasks;
+        `depends_on`: the Cloud Tasks API and its service identity."""
         super().__init__("tasks:index:TaskQueue", name, None, opts)
 
         http_target = None
-        if args.http_target:
+        if config.queue_http_target:
             http_target = gcp.cloudtasks.QueueHttpTargetArgs(
                 http_method="POST",
                 uri_override=gcp.cloudtasks.QueueHttpTargetUriOverrideArgs(
                     scheme="HTTPS",
-                    host=pulumi.Output.from_input(args.service_url).apply(url_host),
+                    host=pulumi.Output.from_input(service_url).apply(url_host),
                     uri_override_enforce_mode="ALWAYS",
                 ),
                 oidc_token=gcp.cloudtasks.QueueHttpTargetOidcTokenArgs(
-                    service_account_email=args.invoker_email,
-                    audience=args.audience,
+                    service_account_email=invoker_email,
+                    audience=audience,
                 ),
             )
 
         self.queue = gcp.cloudtasks.Queue(
             f"{name}-queue",
-            name=args.queue_name,
-            project=args.project,
-            location=args.region,
+            name=config.queue_name,
+            project=gcp_config.project,
+            location=gcp_config.region,
             rate_limits=gcp.cloudtasks.QueueRateLimitsArgs(
-                max_dispatches_per_second=args.max_dispatches_per_second,
-                max_concurrent_dispatches=args.max_concurrent_dispatches,
+                max_dispatches_per_second=config.max_dispatches_per_second,
+                max_concurrent_dispatches=config.max_concurrent_dispatches,
             ),
             retry_config=gcp.cloudtasks.QueueRetryConfigArgs(
-                max_attempts=args.max_attempts,
-                min_backoff=args.min_backoff,
-                max_backoff=args.max_backoff,
-                max_doublings=args.max_doublings,
-                max_retry_duration=args.max_retry_duration,
+                max_attempts=config.max_attempts,
+                min_backoff=format_duration(config.min_backoff),
+                max_backoff=format_duration(config.max_backoff),
+                max_doublings=config.max_doublings,
+                max_retry_duration=format_duration(config.max_retry_duration),
             ),
             stackdriver_logging_config=gcp.cloudtasks.QueueStackdriverLoggingConfigArgs(
-                sampling_ratio=args.log_sampling_ratio
+                sampling_ratio=config.log_sampling_ratio
             ),
-            desired_state="PAUSED" if args.paused else "RUNNING",
+            desired_state="PAUSED" if config.queue_paused else "RUNNING",
             http_target=http_target,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
         self.path = self.queue.id
 
-        for slug, member in args.enqueuers:
+        for slug, member in enqueuers:
             for role in ENQUEUER_ROLES:
                 gcp.cloudtasks.QueueIamMember(
                     f"{name}-{slug}-{role.rsplit('.', 1)[1]}",
-                    project=args.project,
-                    location=args.region,
+                    project=gcp_config.project,
+                    location=gcp_config.region,
                     name=self.queue.name,
                     role=role,
                     member=member,

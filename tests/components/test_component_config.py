@@ -8,24 +8,18 @@ whole program evaluated with the bad value (nothing registered).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pulumi
 import pytest
 import yaml
 
-from components.config import (
-    PROJECT_NAME,
-    ConfigError,
-    PipelineConfig,
-    load_config,
-    parse_config,
-    parse_cpu,
-    parse_duration,
-    parse_memory_mib,
-    project_keys,
-)
+from components.config import ConfigError, GcpConfig, PipelineConfig
+from components.loading import config_fields, config_key, load_config, parse_config, project_keys
+from components.values import parse_cpu, parse_duration, parse_memory_mib
+from contract.resources import PROJECT_NAME
 from plan.engine import evaluate_config
 from plan.errors import PlanError
 from plan.stack_config import REPO_ROOT, load_stack_config
@@ -110,10 +104,10 @@ def test_a_missing_project_is_named() -> None:
 
 def test_defaults_are_valid_and_safe() -> None:
     config = parse_config(BASE)
-    assert config.deletion_protection is True
-    assert config.ingress == "INGRESS_TRAFFIC_ALL"
-    assert config.request_timeout >= config.dispatch_deadline
-    assert config.queue_name is None
+    assert config.worker.deletion_protection is True
+    assert config.worker.ingress == "INGRESS_TRAFFIC_ALL"
+    assert config.worker.request_timeout >= config.queue.dispatch_deadline
+    assert config.queue.queue_name is None
 
 
 class TestParsers:
@@ -139,6 +133,13 @@ class TestParsers:
 
 
 # --- through pulumi.Config, under Pulumi's mocks ---------------------------------------
+
+_Test = TypeVar("_Test", bound=Callable[..., Any])
+
+
+def pulumi_test(function: _Test) -> _Test:
+    """`pulumi.runtime.test`, typed: it runs the test and waits for its outputs."""
+    return cast(_Test, pulumi.runtime.test(function))  # type: ignore[no-untyped-call]
 
 
 class _NoResources(pulumi.runtime.Mocks):
@@ -166,7 +167,7 @@ def set_config(**values: str) -> None:
     pulumi.runtime.set_all_config(config)
 
 
-@pulumi.runtime.test
+@pulumi_test
 def test_load_config_reads_typed_values_through_pulumi_config(mocks: _NoResources) -> None:
     set_config(
         max_dispatches_per_second="12.5",
@@ -175,13 +176,13 @@ def test_load_config_reads_typed_values_through_pulumi_config(mocks: _NoResource
         min_backoff="2m",
     )
     config = load_config()
-    assert config.max_dispatches_per_second == 12.5
-    assert config.queue_http_target is True
-    assert config.enqueuers == ("group:team@example.com",)
-    assert config.min_backoff == 120
+    assert config.queue.max_dispatches_per_second == 12.5
+    assert config.queue.queue_http_target is True
+    assert config.identities.enqueuers == ("group:team@example.com",)
+    assert config.queue.min_backoff == 120
 
 
-@pulumi.runtime.test
+@pulumi_test
 def test_load_config_rejects_a_typo_in_a_key(mocks: _NoResources) -> None:
     set_config(max_dispatch_per_second="5")
     with pytest.raises(ConfigError, match=r"max_dispatch_per_second.*not known.*pulumi config rm"):
@@ -189,14 +190,14 @@ def test_load_config_rejects_a_typo_in_a_key(mocks: _NoResources) -> None:
     assert mocks.declared == []
 
 
-@pulumi.runtime.test
+@pulumi_test
 def test_load_config_rejects_an_enqueuer_list_that_is_not_a_list(mocks: _NoResources) -> None:
     set_config(enqueuers="group:team@example.com")
     with pytest.raises(ConfigError, match=r"enqueuers.*YAML list"):
         load_config()
 
 
-@pulumi.runtime.test
+@pulumi_test
 def test_load_config_rejects_out_of_range_before_any_resource(mocks: _NoResources) -> None:
     set_config(max_concurrent_dispatches="9000")
     with pytest.raises(ConfigError, match="max_concurrent_dispatches = '9000'"):
@@ -226,29 +227,117 @@ def test_the_program_stops_before_declaring_anything(key: str, value: str) -> No
     assert caught.value.declared == 0
 
 
-# --- Pulumi.yaml documents every key with the program's defaults ----------------------------
+# --- the models, Pulumi.yaml and the README's reference name the same keys -----------------
+#
+# A key is added in one place, a field of a `components.config` section; these tests
+# then fail until Pulumi.yaml and the README's configuration reference say the same
+# (key, type, default), and fail for a key either of them lists that no model has.
+
+# README type -> Pulumi.yaml type (Pulumi.yaml types only string, integer, boolean, array).
+README_TO_PULUMI_TYPE = {
+    "string": "string",
+    "number": "string",
+    "duration": "string",
+    "integer": "integer",
+    "boolean": "boolean",
+    "list of strings": "array",
+}
+
+
+def pulumi_yaml() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(Path(REPO_ROOT, "Pulumi.yaml").read_text())
+    return document
+
+
+def readme_reference() -> dict[str, dict[str, str]]:
+    """The README's configuration reference rows, by key as written there."""
+    text = Path(REPO_ROOT, "README.md").read_text()
+    section = text.split("\n## Configuration reference\n", 1)[1].split("\n## ", 1)[0]
+    columns = ("type", "default", "accepted", "meaning")
+    rows = {}
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            cells = [c.strip() for c in line.split("|")[1:-1]]
+            assert len(cells) == 5, f"README reference row without 5 columns: {line}"
+            rows[cells[0].strip("`")] = dict(zip(columns, cells[1:], strict=True))
+    return rows
+
+
+def readme_name(field: str) -> str:
+    """How the README names a key: short in this project's namespace, full otherwise."""
+    key = config_key(field)
+    return field if key.startswith(f"{PROJECT_NAME}:") else key
+
+
+def model_readme_type(field: str) -> str:
+    info = config_fields()[field]
+    if any(getattr(m, "func", None) is parse_duration for m in info.metadata):
+        return "duration"
+    kinds: list[tuple[object, str]] = [
+        (bool, "boolean"),
+        (int, "integer"),
+        (float, "number"),
+        (tuple[str, ...], "list of strings"),
+    ]
+    return next((name for kind, name in kinds if info.annotation == kind), "string")
+
+
+def test_the_models_pulumi_yaml_and_the_readme_name_the_same_keys() -> None:
+    model = {readme_name(field) for field in config_fields()}
+    readme = set(readme_reference())
+    assert readme - model == set(), "in the README's configuration reference but in no model"
+    assert model - readme == set(), "in a model but not in the README's configuration reference"
+    declared = {f"{PROJECT_NAME}:{key}" for key in pulumi_yaml()["config"]}
+    assert declared - set(project_keys()) == set(), "in Pulumi.yaml but in no model"
+    assert set(project_keys()) - declared == set(), "in a model but not in Pulumi.yaml"
+
+
+def test_types_agree_between_the_models_the_readme_and_pulumi_yaml() -> None:
+    readme = readme_reference()
+    declared = pulumi_yaml()["config"]
+    for field in config_fields():
+        documented = readme[readme_name(field)]["type"]
+        assert documented == model_readme_type(field), field
+        if field in declared:
+            assert declared[field]["type"] == README_TO_PULUMI_TYPE[documented], field
 
 
 def test_pulumi_yaml_documents_every_key_with_the_same_default() -> None:
-    document = yaml.safe_load(Path(REPO_ROOT, "Pulumi.yaml").read_text())
+    document = pulumi_yaml()
     assert document["name"] == PROJECT_NAME
     assert document["runtime"] == {
         "name": "python",
         "options": {"toolchain": "pip", "virtualenv": ".venv"},
     }
     declared = document["config"]
-    assert {f"{PROJECT_NAME}:{k}" for k in declared} == set(project_keys())
     # The CLI's config merge treats a project key declared without a default as
     # required and refuses any stack that does not set it: every key has one.
     missing = sorted(k for k, spec in declared.items() if "default" not in spec)
     assert not missing, f"declared without a default (the CLI would require them): {missing}"
     # "" and [] are how Pulumi.yaml says "unset" for the optional keys.
     defaults = {k: v["default"] for k, v in declared.items() if v["default"] not in ("", [])}
-    assert parse_config({**BASE, **defaults}) == PipelineConfig(**BASE)
+    assert parse_config({**BASE, **defaults}) == PipelineConfig(gcp=GcpConfig(**BASE))
     for key, spec in declared.items():
         assert spec.get("description"), f"{key} has no description in Pulumi.yaml"
-        model_default = PipelineConfig.model_fields[key].default
+        model_default = config_fields()[key].default
         assert (spec["default"] in ("", [])) == (model_default in (None, ())), key
+
+
+def test_readme_reference_gives_each_key_the_model_default() -> None:
+    readme = readme_reference()
+    for field, info in config_fields().items():
+        documented = readme[readme_name(field)]["default"].strip('"')
+        default = info.default
+        if info.is_required():
+            assert documented == "required", field
+        elif isinstance(default, bool):
+            assert documented == str(default).lower(), field
+        elif isinstance(default, int | float):
+            assert float(documented.rstrip("s")) == default, field
+        elif isinstance(default, str):
+            assert documented == default, field
+        elif default == ():
+            assert documented == "[]", field
 
 
 def test_every_committed_stack_is_valid() -> None:
@@ -256,7 +345,7 @@ def test_every_committed_stack_is_valid() -> None:
         stack = path.name.split(".")[1]
         config = load_stack_config(stack)
         # "" and [] are Pulumi.yaml's "not set", as load_config reads them.
-        fields = {
+        fields: dict[str, Any] = {
             k.split(":", 1)[1]: v
             for k, v in config.items()
             if k.startswith(PROJECT_NAME) and v not in ("", "[]")
@@ -264,30 +353,9 @@ def test_every_committed_stack_is_valid() -> None:
         fields["project"], fields["region"] = config["gcp:project"], config["gcp:region"]
         if "enqueuers" in fields:
             fields["enqueuers"] = tuple(yaml.safe_load(fields["enqueuers"]))
-        assert parse_config(fields).project == config["gcp:project"]
-
-
-def test_readme_reference_table_lists_every_key_with_its_default() -> None:
-    text = Path(REPO_ROOT, "README.md").read_text()
-    rows = {
-        line.split("|")[1].strip().strip("`"): [c.strip() for c in line.split("|")[2:-1]]
-        for line in text.splitlines()
-        if line.startswith("| `")
-    }
-    for key in project_keys():
-        short = key.split(":", 1)[1]
-        assert short in rows, f"{short} is missing from the README configuration reference"
-        default = PipelineConfig.model_fields[short].default
-        documented = rows[short][1].strip('"')
-        if isinstance(default, bool):
-            assert documented == str(default).lower(), short
-        elif isinstance(default, int | float) and not isinstance(default, bool):
-            assert float(documented.rstrip("s")) == default, short
-        elif isinstance(default, str):
-            assert documented == default, short
-    assert {"gcp:project", "gcp:region"} <= set(rows)
+        assert parse_config(fields).gcp.project == config["gcp:project"]
 
 
 @pytest.mark.parametrize("region", ["europe-west1", "europe-west12", "us-central1", "me-central2"])
 def test_real_regions_are_accepted(region: str) -> None:
-    assert parse_config({**BASE, "region": region}).region == region
+    assert parse_config({**BASE, "region": region}).gcp.region == region

@@ -1,13 +1,24 @@
 """Property tests of the config rules: over generated values, a value is accepted
-exactly when it is inside the range Cloud Tasks / Cloud Run document (FACTS.md),
-the oracle here being the documented range, not the validator's code."""
+exactly when it is inside the range Cloud Tasks / Cloud Run document, the oracle
+here being the documented range, not the validator's code:
+
+- rate limits: https://cloud.google.com/tasks/docs/configuring-queues (at most 500
+  dispatches per second and 5000 concurrent dispatches per queue);
+- dispatch deadline: `HttpRequest.dispatch_deadline`, google/cloud/tasks/v2/task.proto
+  (15 seconds to 30 minutes);
+- request timeout: https://cloud.google.com/run/docs/configuring/request-timeout
+  (at most 60 minutes);
+- instances: https://cloud.google.com/run/docs/configuring/max-instances.
+"""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.config import ConfigError, PipelineConfig, parse_config
+from components.config import ConfigError, PipelineConfig
+from components.loading import parse_config
+from contract.durations import format_duration
 
 BASE = {"project": "my-tasks-dev", "region": "europe-west1"}
 FAST = settings(max_examples=150, deadline=None)
@@ -26,7 +37,7 @@ def test_dispatch_rate_range(rate: float) -> None:
     config = accepted(max_dispatches_per_second=str(rate))
     assert (config is not None) == (0 < rate <= 500)
     if config is not None:
-        assert config.max_dispatches_per_second == rate
+        assert config.queue.max_dispatches_per_second == rate
 
 
 @FAST
@@ -57,7 +68,8 @@ def test_deadline_and_timeout(deadline: int, timeout: int) -> None:
 def test_minutes_and_hours_are_whole_seconds(amount: int, unit: str) -> None:
     config = accepted(max_retry_duration=f"{amount}{unit}")
     assert config is not None
-    assert config.duration("max_retry_duration") == f"{amount * {'m': 60, 'h': 3600}[unit]}s"
+    seconds = amount * {"m": 60, "h": 3600}[unit]
+    assert format_duration(config.queue.max_retry_duration) == f"{seconds}s"
 
 
 @FAST

@@ -254,6 +254,7 @@ class TestQueueMatchesTheStackFile:
         if not stack_config.get("queue_http_target", False):
             assert target is None
             return
+        assert target is not None, "queue_http_target is on but the queue has no httpTarget"
         service_host = plan.one(RUN_SERVICE_TYPE).outputs["uri"].removeprefix("https://")
         assert target["uriOverride"] == {
             "scheme": "HTTPS",
