@@ -4,8 +4,9 @@ Run: ``.venv/bin/python benchmarks/service_bench.py`` (``make bench`` runs every
 benchmark; ``--quick`` runs smaller workloads). Prints figures, asserts nothing.
 
 The worker is the real ``python -m service`` subprocess with the token check
-on, trusting a local issuer (``service.testing.LocalIssuer``) whose RSA-signed
-ID tokens it verifies with google-auth. Every request is a ``smoke`` task with
+on, trusting a local issuer (``tests.service.support.LocalIssuer``, keys and
+signing from ``emulator.oidc``) whose RSA-signed ID tokens it verifies with
+google-auth. Every request is a ``smoke`` task with
 its own ``X-CloudTasks-TaskName`` (so the idempotency store is exercised and
 grows), carrying one reused token, as Cloud Tasks reuses an ID token across
 tasks; one extra row uses a fresh token per request to show the cost of the
@@ -32,7 +33,7 @@ import httpx
 from google.auth import jwt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from service.testing import DEFAULT_AUDIENCE, LocalIssuer, WorkerProcess
+from tests.service.support import DEFAULT_AUDIENCE, LocalIssuer, WorkerProcess
 
 LEVELS = (1, 10, 50)
 

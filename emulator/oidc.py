@@ -2,10 +2,18 @@
 
 Tokens are RS256 JWTs with a ``kid`` header and the claims Google puts in a
 service account's ID token (``iss`` https://accounts.google.com, ``aud``,
-``azp``, ``email``, ``email_verified``, ``sub``, ``iat``, ``exp``), so a worker
-verifies them with ``google.oauth2.id_token.verify_token(..., certs_url=...)``
-pointed at this issuer's ``/oauth2/v1/certs``. The issuer deliberately does not
-check that the service account exists or that anyone may act as it: IAM is not
+``azp``, ``email``, ``email_verified``, ``sub``, ``iat``, ``exp``; see
+https://developers.google.com/identity/openid-connect/openid-connect#an-id-tokens-payload),
+so a worker verifies them with ``google.oauth2.id_token.verify_token(..., certs_url=...)``
+pointed at this issuer's ``/oauth2/v1/certs``.
+
+This module is the one place that generates signing keys, signs tokens and
+renders the public keys (v1 PEM certificates, v3 JWKS) for the whole
+repository: the emulator dispatches with it, and the worker's tests
+(tests/service/support.py) build their test issuer on it, adding key rotation
+and hand-made claims (``OidcIssuer.sign``) for negative cases. It deliberately
+does not serve HTTP (emulator.rest_api and the tests do), and it does not check
+that the service account exists or that anyone may act as it: IAM is not
 emulated.
 """
 
@@ -15,6 +23,7 @@ import base64
 import datetime
 import hashlib
 import time
+from collections.abc import Mapping
 from typing import Any, Final
 
 from cryptography import x509
@@ -42,17 +51,46 @@ def subject_for(email: str) -> str:
     return str(10**20 + digest % (9 * 10**20))
 
 
-class OidcIssuer:
-    """Holds one RSA key and signs ID tokens with it."""
+def new_private_key_pem() -> bytes:
+    """A fresh 2048-bit RSA key, PKCS#8 PEM (what ``OidcIssuer`` stores and loads)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
 
-    def __init__(self, private_key_pem: bytes | None = None) -> None:
+
+def google_id_token_claims(
+    email: str, audience: str, *, issued_at: int, lifetime_s: float = TOKEN_LIFETIME_S
+) -> dict[str, Any]:
+    """The claims of a Google service-account ID token for ``email``, issued at ``issued_at``."""
+    sub = subject_for(email)
+    return {
+        "iss": GOOGLE_ISSUER,
+        "aud": audience,
+        "azp": sub,
+        "sub": sub,
+        "email": email,
+        "email_verified": True,
+        "iat": issued_at,
+        "exp": int(issued_at + lifetime_s),
+    }
+
+
+class OidcIssuer:
+    """Holds one RSA key and signs ID tokens with it.
+
+    Args:
+        private_key_pem: the key to load (a persistent emulator keeps it across
+            restarts); a new one is generated when None.
+        kid: the key id announced in tokens and certs; by default derived from
+            the public key. Tests pass a published key's id to forge a token.
+    """
+
+    def __init__(self, private_key_pem: bytes | None = None, *, kid: str | None = None) -> None:
         if private_key_pem is None:
-            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            private_key_pem = key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
+            private_key_pem = new_private_key_pem()
         loaded = serialization.load_pem_private_key(private_key_pem, password=None)
         if not isinstance(loaded, rsa.RSAPrivateKey):
             raise ValueError("the stored OIDC signing key is not an RSA key")
@@ -61,11 +99,12 @@ class OidcIssuer:
         public_der = loaded.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        self.kid = hashlib.sha1(public_der, usedforsecurity=False).hexdigest()
+        self.kid = kid or hashlib.sha1(public_der, usedforsecurity=False).hexdigest()
+        # Loading the signer runs cryptography's key checks (tens of ms): once per key.
         self._signer = crypt.RSASigner.from_string(  # type: ignore[no-untyped-call]
             private_key_pem, key_id=self.kid
         )
-        self._certificate_pem = self._self_signed_certificate()
+        self.certificate_pem = self._self_signed_certificate()
         self._cache: dict[tuple[str, str], tuple[str, int]] = {}
 
     def _self_signed_certificate(self) -> str:
@@ -84,24 +123,18 @@ class OidcIssuer:
         )
         return cert.public_bytes(serialization.Encoding.PEM).decode()
 
+    def sign(self, claims: Mapping[str, Any]) -> str:
+        """``claims`` as an RS256 JWT with this key's ``kid``, exactly as given."""
+        token: bytes = jwt.encode(self._signer, dict(claims))  # type: ignore[no-untyped-call]
+        return token.decode()
+
     def id_token(self, email: str, audience: str) -> str:
         """An ID token for ``email`` with ``aud`` = ``audience`` (cached while fresh)."""
         now = int(time.time())
         cached = self._cache.get((email, audience))
         if cached is not None and cached[1] - now > _REUSE_MARGIN_S:
             return cached[0]
-        sub = subject_for(email)
-        payload: dict[str, Any] = {
-            "iss": GOOGLE_ISSUER,
-            "aud": audience,
-            "azp": sub,
-            "sub": sub,
-            "email": email,
-            "email_verified": True,
-            "iat": now,
-            "exp": now + TOKEN_LIFETIME_S,
-        }
-        token: str = jwt.encode(self._signer, payload).decode()  # type: ignore[no-untyped-call]
+        token = self.sign(google_id_token_claims(email, audience, issued_at=now))
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[(email, audience)] = (token, now + TOKEN_LIFETIME_S)
@@ -109,23 +142,23 @@ class OidcIssuer:
 
     def pem_certs(self) -> dict[str, str]:
         """Google's ``/oauth2/v1/certs`` shape: ``{kid: PEM certificate}``."""
-        return {self.kid: self._certificate_pem}
+        return {self.kid: self.certificate_pem}
+
+    def jwk(self) -> dict[str, str]:
+        """This key as one JSON Web Key (RFC 7517), as in Google's ``/oauth2/v3/certs``."""
+        numbers = self._key.public_key().public_numbers()
+        return {
+            "kty": "RSA",
+            "alg": "RS256",
+            "use": "sig",
+            "kid": self.kid,
+            "n": _b64url_uint(numbers.n),
+            "e": _b64url_uint(numbers.e),
+        }
 
     def jwks(self) -> dict[str, Any]:
         """Google's ``/oauth2/v3/certs`` shape (JWKS)."""
-        numbers = self._key.public_key().public_numbers()
-        return {
-            "keys": [
-                {
-                    "kty": "RSA",
-                    "alg": "RS256",
-                    "use": "sig",
-                    "kid": self.kid,
-                    "n": _b64url_uint(numbers.n),
-                    "e": _b64url_uint(numbers.e),
-                }
-            ]
-        }
+        return {"keys": [self.jwk()]}
 
     def discovery(self, base_url: str) -> dict[str, Any]:
         """``/.well-known/openid-configuration`` for this issuer."""

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.testing import LocalIssuer, WorkerProcess, iter_json_lines
+from tests.service.support import LocalIssuer, WorkerProcess, iter_json_lines
 
 FIXTURE_MODULE = "tests.service.fixtures_tasks"
 PROJECT = "test-project"

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from service.testing import DEFAULT_AUDIENCE, DEFAULT_INVOKER, SigningKey
+from emulator.oidc import OidcIssuer
 from tests.service.conftest import Worker, new_id
+from tests.service.support import DEFAULT_AUDIENCE, DEFAULT_INVOKER
 
 pytestmark = pytest.mark.integration
 
@@ -66,8 +67,8 @@ class TestRejected:
     def test_bad_signature_is_401(self, worker: Worker) -> None:
         assert worker.issuer is not None
         # Same key id as the published key, different private key: a forgery.
-        forger = SigningKey(kid=worker.issuer.keys[0].kid)
-        token = worker.issuer.token(signer=forger.signer())
+        forger = OidcIssuer(kid=worker.issuer.keys[0].kid)
+        token = worker.issuer.token(key=forger)
         task_id = new_id()
         response = worker.post("record", {"id": task_id}, token=token)
         _assert_rejected(worker, response.status_code, 401, task_id)
@@ -111,7 +112,7 @@ class TestRejected:
         _assert_rejected(worker, response.status_code, 401, task_id)
 
     def test_unknown_key_id_is_401(self, worker: Worker) -> None:
-        stranger = SigningKey()
+        stranger = OidcIssuer()
         assert worker.issuer is not None
         token = worker.issuer.token(key=stranger)
         task_id = new_id()

@@ -18,8 +18,8 @@ from google.cloud import tasks_v2
 from google.protobuf import duration_pb2
 
 from emulator.testing import EmulatorProcess
-from service.testing import WorkerProcess, iter_json_lines
 from tests.service.conftest import FIXTURE_MODULE, new_id
+from tests.service.support import WorkerProcess, iter_json_lines
 
 pytestmark = pytest.mark.integration
 

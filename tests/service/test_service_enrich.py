@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from service.testing import LocalIssuer
 from tests.service.conftest import Worker, start_worker
+from tests.service.support import LocalIssuer
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import pytest
 
 from service.app import load_object
 from service.config import ConfigError
-from service.testing import LocalIssuer, iter_json_lines
 from tests.service.conftest import FIXTURE_MODULE, Worker, new_id, start_worker
+from tests.service.support import LocalIssuer, iter_json_lines
 
 pytestmark = pytest.mark.integration
 

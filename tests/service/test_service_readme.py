@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from service.testing import LocalIssuer, WorkerProcess
 from tests.service.conftest import Worker
+from tests.service.support import LocalIssuer, WorkerProcess
 
 README = Path(__file__).resolve().parents[2] / "service" / "README.md"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.testing import LocalIssuer
 from tests.service.conftest import Worker, new_id, start_worker
+from tests.service.support import LocalIssuer
 
 pytestmark = pytest.mark.integration
 

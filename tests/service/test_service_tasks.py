@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from contract.limits import MAX_TASK_BYTES
-from service.testing import LocalIssuer
 from tests.service.conftest import PROJECT, Worker, new_id, start_worker
+from tests.service.support import LocalIssuer
 
 pytestmark = pytest.mark.integration
 

@@ -43,7 +43,7 @@ from service.config import ConfigError, Settings
 from service.context import context_from_headers, parse_trace_context
 from service.deadletter import MAX_LOGGED_BODY_BYTES, logged_body
 from service.logs import TRACE_FIELD, CloudLoggingFormatter, configure_logging, delivery_fields
-from service.testing import DEFAULT_AUDIENCE, DEFAULT_INVOKER, LocalIssuer
+from tests.service.support import DEFAULT_AUDIENCE, DEFAULT_INVOKER, LocalIssuer
 
 ROOT = Path(__file__).resolve().parents[2]
 

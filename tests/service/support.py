@@ -1,24 +1,28 @@
-"""Test helpers: a local OIDC issuer and the worker as a real subprocess.
+"""Test helpers for the worker: a Google-like token issuer and the worker as a process.
 
-* `LocalIssuer` holds RSA keys, serves them as Google does from an HTTP
-  server on 127.0.0.1 (`GET /oauth2/v1/certs`: key id -> PEM certificate;
-  `/oauth2/v3/certs`: a JWKS; both with `Cache-Control: max-age`), and mints ID
-  tokens signed with `google.auth.crypt.RSASigner` + `google.auth.jwt.encode`,
-  so the worker verifies exactly what it would verify from Google.
-* `WorkerProcess` runs `python -m service` (the production command) on a
-  port the OS picks (PORT=0; the port is read from the worker's own
-  "listening" log line, so there is no race for a free port), collects its
-  JSON log lines, and stops it with SIGTERM like Cloud Run does.
+* `LocalIssuer` serves the public keys of one or more `emulator.oidc.OidcIssuer`
+  keys from an HTTP server on 127.0.0.1, as Google does (`GET /oauth2/v1/certs`:
+  key id -> PEM certificate; `/oauth2/v3/certs`: a JWKS; both with
+  `Cache-Control: max-age`; Google's keys and caching are described at
+  https://developers.google.com/identity/openid-connect/openid-connect#validatinganidtoken),
+  and mints ID tokens with them. Key generation, signing and the key documents
+  are `emulator.oidc`'s, the same code the local emulator dispatches with; what
+  this adds is what negative tests need: several keys (rotation), hand-made
+  claims (expired, wrong audience, `nbf`, missing email, ...), failing fetches
+  and a fetch counter.
+* `WorkerProcess` runs `python -m service` (the image's command) on a port the
+  OS picks (PORT=0; the port is read from the worker's own "listening" log
+  line, so there is no race for a free port), collects its JSON log lines, and
+  stops it with SIGTERM like Cloud Run does. Only the tests that need a real
+  process use it: signals and shutdown, the command itself, and end-to-end runs
+  with the emulator; everything else goes through `tests.service.asgi`.
 
-Used by tests/service and benchmarks/service_bench.py; other parts' tests may
-use them too. Deliberately not used by the worker itself, and nothing here
-talks to Google.
+Used by tests/service and benchmarks/service_bench.py. It lives in the tests
+tree so it never ships in the worker image, and nothing here talks to Google.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import json
 import os
 import signal
@@ -27,18 +31,11 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-from google.auth import crypt, jwt
 
 from contract.names import (
     GOOGLE_ISSUER,
@@ -47,71 +44,18 @@ from contract.names import (
     WORKER_ENV_CERTS_URL,
     WORKER_ENV_PORT,
 )
+from emulator.oidc import OidcIssuer, google_id_token_claims
 
-REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 DEFAULT_INVOKER: Final = "tasks-invoker@test-project.iam.gserviceaccount.com"
 DEFAULT_AUDIENCE: Final = "https://worker-test.a.run.app"
-
-
-class SigningKey:
-    """An RSA key pair with a key id and a self-signed certificate."""
-
-    def __init__(self, kid: str | None = None) -> None:
-        self.kid = kid or uuid.uuid4().hex
-        self._signers: dict[str, crypt.RSASigner] = {}
-        self._private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.private_pem = self._private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode()
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"test-issuer-{self.kid}")])
-        now = dt.datetime.now(dt.UTC)
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self._private.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .sign(self._private, hashes.SHA256())
-        )
-        self.certificate_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
-
-    def jwk(self) -> dict[str, str]:
-        numbers = self._private.public_key().public_numbers()
-
-        def b64(value: int) -> str:
-            raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
-            return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-        return {
-            "kty": "RSA",
-            "alg": "RS256",
-            "use": "sig",
-            "kid": self.kid,
-            "n": b64(numbers.n),
-            "e": b64(numbers.e),
-        }
-
-    def signer(self, kid: str | None = None) -> crypt.RSASigner:
-        """A signer with this key; `kid` overrides the key id it announces."""
-        kid = kid or self.kid
-        # Loading a PEM private key runs cryptography's key checks (tens of ms):
-        # once per key id, not once per token.
-        if kid not in self._signers:
-            self._signers[kid] = crypt.RSASigner.from_string(  # type: ignore[no-untyped-call]
-                self.private_pem, key_id=kid
-            )
-        return self._signers[kid]
 
 
 class LocalIssuer:
     """A Google-like ID token issuer on 127.0.0.1 (context manager)."""
 
     def __init__(self, *, max_age_s: int = 3600) -> None:
-        self.keys: list[SigningKey] = [SigningKey()]
+        self.keys: list[OidcIssuer] = [OidcIssuer()]
         self.max_age_s = max_age_s
         self.fetches = 0
         self.fail_next_fetches = 0
@@ -188,16 +132,16 @@ class LocalIssuer:
         return f"{self.origin}/oauth2/v3/certs"
 
     def certs(self) -> dict[str, str]:
-        """Google's v1 shape: key id -> PEM certificate."""
-        return {key.kid: key.certificate_pem for key in self.keys}
+        """Google's v1 shape: key id -> PEM certificate, for every published key."""
+        return {kid: pem for key in self.keys for kid, pem in key.pem_certs().items()}
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
-        """Google's v3 shape: a JWKS."""
+        """Google's v3 shape: a JWKS of every published key."""
         return {"keys": [key.jwk() for key in self.keys]}
 
-    def rotate(self) -> SigningKey:
+    def rotate(self) -> OidcIssuer:
         """Publish a new key (kept alongside the old ones) and return it."""
-        key = SigningKey()
+        key = OidcIssuer()
         with self._lock:
             self.keys.append(key)
         return key
@@ -212,29 +156,22 @@ class LocalIssuer:
         issued_ago: float = 0,
         email_verified: Any = True,
         issuer: str = GOOGLE_ISSUER,
-        key: SigningKey | None = None,
-        signer: crypt.Signer | None = None,
+        key: OidcIssuer | None = None,
         omit: tuple[str, ...] = (),
         extra: Mapping[str, Any] | None = None,
     ) -> str:
-        """An ID token shaped like Google's, signed by `key` (default: the first key)."""
+        """An ID token shaped like Google's, signed by `key` (default: the first key).
+
+        `key` may be an unpublished `OidcIssuer` (an unknown key id), or one made
+        with a published key's `kid` (a forgery); `extra` adds or overrides
+        claims (`nbf`, a nonce), `omit` drops them.
+        """
         now = int(time.time() - issued_ago)
-        claims: dict[str, Any] = {
-            "iss": issuer,
-            "aud": audience,
-            "azp": "1234567890",
-            "sub": "1234567890",
-            "email": email,
-            "email_verified": email_verified,
-            "iat": now,
-            "exp": int(now + expires_in),
-            **(extra or {}),
-        }
+        claims = google_id_token_claims(email, audience, issued_at=now, lifetime_s=expires_in)
+        claims.update(iss=issuer, email_verified=email_verified, **(extra or {}))
         for name in omit:
             claims.pop(name, None)
-        signer = signer or (key or self.keys[0]).signer()
-        token: bytes = jwt.encode(signer, claims)  # type: ignore[no-untyped-call]
-        return token.decode()
+        return (key or self.keys[0]).sign(claims)
 
 
 class WorkerProcess:
