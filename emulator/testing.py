@@ -30,9 +30,11 @@ import grpc
 import requests
 
 from contract.names import EMULATOR_HOST_ENV
+from emulator.clock import RealClock
 
 READY_RE = re.compile(r"cloud-tasks-emulator ready grpc=(\S+) http=(\S+)")
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+_CLOCK = RealClock()
 
 
 class EmulatorError(RuntimeError):
@@ -129,12 +131,12 @@ class EmulatorProcess:
     def _wait_ready(self) -> None:
         assert self._proc is not None
         assert self._proc.stdout is not None
-        deadline = time.monotonic() + self.startup_timeout
+        deadline = _CLOCK.monotonic() + self.startup_timeout
         buffer = b""
         with selectors.DefaultSelector() as sel:
             sel.register(self._proc.stdout, selectors.EVENT_READ)
             while b"\n" not in buffer:
-                remaining = deadline - time.monotonic()
+                remaining = deadline - _CLOCK.monotonic()
                 if remaining <= 0:
                     self._fail("did not print its ready line in time")
                 if not sel.select(timeout=min(remaining, 0.5)):

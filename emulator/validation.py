@@ -1,18 +1,35 @@
-"""Resource names, field validation and the retry arithmetic of queue.proto.
+"""Every request rule of the emulator: names, fields, queue settings, tasks, filters.
 
-Pure functions only: no state, no I/O, so the API core and the tests share the
-exact rules (and the error messages that tell a caller how to fix a request).
+It owns what CreateQueue/UpdateQueue/CreateTask/ListQueues accept and the
+defaults Google fills in (:func:`normalise_queue`), each failure an
+INVALID_ARGUMENT whose message says how to fix the request. The rules follow
+the field docs of google.cloud.tasks.v2 (queue.proto, task.proto, target.proto,
+https://cloud.google.com/tasks/docs/reference/rpc/google.cloud.tasks.v2).
+
+Pure functions only: no state, no clock (the caller passes ``now``), no I/O.
+It deliberately does not look queues or tasks up (NOT_FOUND and ALREADY_EXISTS
+are the core's) and holds no retry arithmetic (that is emulator/retry.py).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from google.cloud import tasks_v2
+
 from contract.limits import (
+    DEFAULT_DISPATCH_DEADLINE_S,
+    MAX_CONCURRENT_DISPATCHES,
+    MAX_DISPATCH_DEADLINE_S,
+    MAX_DISPATCHES_PER_SECOND,
     MAX_HEADERS_BYTES,
+    MAX_SCHEDULE_AHEAD_S,
+    MAX_TASK_BYTES,
     MAX_URL_CHARS,
+    MIN_DISPATCH_DEADLINE_S,
     QUEUE_ID_MAX_CHARS,
     QUEUE_ID_PATTERN,
     TASK_ID_MAX_CHARS,
@@ -139,25 +156,266 @@ def check_duration(d: Any, what: str) -> None:
         raise invalid(f"{what} is not a valid duration")
 
 
-def retry_delay(
-    retry_index: int,
-    min_backoff: float,
-    max_backoff: float,
-    max_doublings: int,
-) -> float:
-    """Seconds before retry number ``retry_index`` (0 = the first retry).
+def duration_s(d: Any) -> float:
+    """A google.protobuf.Duration in seconds."""
+    return float(d.ToNanoseconds()) / 1e9
 
-    queue.proto: the interval starts at min_backoff, doubles max_doublings
-    times, then grows linearly by ``2**max_doublings * min_backoff`` per retry,
-    and never exceeds max_backoff (10s, 20s, 40s, 80s, 160s, 240s, 300s, ...).
-    """
-    if retry_index < 0:
-        raise ValueError("retry_index must be >= 0")
-    doublings = max(0, max_doublings)
-    if retry_index <= doublings:
-        # Cap the exponent: 2**retry_index overflows a float long before it matters.
-        delay = min_backoff * float(2 ** min(retry_index, 64))
+
+# -- queues -------------------------------------------------------------------
+
+# Google's defaults for a queue created without rate limits or retry config
+# (RateLimits and RetryConfig field docs in queue.proto).
+DEFAULT_RATE: Final = MAX_DISPATCHES_PER_SECOND
+DEFAULT_CONCURRENCY: Final = 1000
+DEFAULT_MAX_ATTEMPTS: Final = 100
+DEFAULT_MIN_BACKOFF_NS: Final = 100_000_000
+DEFAULT_MAX_BACKOFF_S: Final = 3600
+DEFAULT_MAX_DOUBLINGS: Final = 16
+
+UPDATABLE_QUEUE_PATHS: Final = frozenset(
+    {
+        "rate_limits",
+        "rate_limits.max_dispatches_per_second",
+        "rate_limits.max_concurrent_dispatches",
+        "retry_config",
+        "retry_config.max_attempts",
+        "retry_config.max_retry_duration",
+        "retry_config.min_backoff",
+        "retry_config.max_backoff",
+        "retry_config.max_doublings",
+        "stackdriver_logging_config",
+        "stackdriver_logging_config.sampling_ratio",
+        "http_target",
+        "http_target.uri_override",
+        "http_target.http_method",
+        "http_target.header_overrides",
+        "http_target.oidc_token",
+        "http_target.oauth_token",
+        "app_engine_routing_override",
+    }
+)
+
+_State = tasks_v2.Queue.State
+_QUEUE_STATES: Final[dict[str, int]] = {
+    "RUNNING": _State.RUNNING,
+    "PAUSED": _State.PAUSED,
+    "DISABLED": _State.DISABLED,
+}
+
+
+def burst_for(rate: float) -> int:
+    """max_burst_size derived from the rate: queue.proto says it is "generally at
+    least equal to max_dispatches_per_second", so one second's worth of tokens."""
+    return max(1, math.ceil(rate))
+
+
+def check_update_mask(paths: list[str]) -> None:
+    for path in paths:
+        if path not in UPDATABLE_QUEUE_PATHS:
+            raise invalid(
+                f"update_mask path {path[:100]!r} cannot be updated; updatable paths are "
+                + ", ".join(sorted(UPDATABLE_QUEUE_PATHS))
+            )
+
+
+def parse_queue_filter(text: str) -> int | None:
+    """ListQueuesRequest.filter: the emulator supports ``state: STATE`` only."""
+    if not text.strip():
+        return None
+    key, sep, value = text.partition(":")
+    if sep and key.strip() == "state" and value.strip() in _QUEUE_STATES:
+        return _QUEUE_STATES[value.strip()]
+    raise invalid(
+        f"Unsupported filter {text[:100]!r}: the emulator supports 'state: RUNNING', "
+        "'state: PAUSED' and 'state: DISABLED'"
+    )
+
+
+def _normalise_rate_limits(rl: Any) -> None:
+    if rl.max_dispatches_per_second == 0:
+        rl.max_dispatches_per_second = DEFAULT_RATE
+    if not 0 < rl.max_dispatches_per_second <= MAX_DISPATCHES_PER_SECOND or math.isnan(
+        rl.max_dispatches_per_second
+    ):
+        raise invalid(
+            "RateLimits.max_dispatches_per_second must be greater than 0 and at most "
+            f"{MAX_DISPATCHES_PER_SECOND:g}; got {rl.max_dispatches_per_second}"
+        )
+    if rl.max_concurrent_dispatches == 0:
+        rl.max_concurrent_dispatches = DEFAULT_CONCURRENCY
+    if not 0 < rl.max_concurrent_dispatches <= MAX_CONCURRENT_DISPATCHES:
+        raise invalid(
+            "RateLimits.max_concurrent_dispatches must be between 1 and "
+            f"{MAX_CONCURRENT_DISPATCHES}; got {rl.max_concurrent_dispatches}"
+        )
+    # Output only: always derived from the rate.
+    rl.max_burst_size = burst_for(rl.max_dispatches_per_second)
+
+
+def _normalise_retry_config(rc: Any) -> None:
+    if rc.max_attempts == 0:
+        rc.max_attempts = DEFAULT_MAX_ATTEMPTS
+    if rc.max_attempts < -1:
+        raise invalid(
+            f"RetryConfig.max_attempts must be -1 (unlimited) or positive; got {rc.max_attempts}"
+        )
+    if not rc.HasField("min_backoff"):
+        rc.min_backoff.FromNanoseconds(DEFAULT_MIN_BACKOFF_NS)
     else:
-        step = min_backoff * float(2 ** min(doublings, 64))
-        delay = step * (1 + retry_index - doublings)
-    return min(delay, max_backoff)
+        rc.min_backoff.nanos = 0  # RetryConfig.min_backoff: truncated to whole seconds
+    if not rc.HasField("max_backoff"):
+        rc.max_backoff.seconds = DEFAULT_MAX_BACKOFF_S
+    else:
+        rc.max_backoff.nanos = 0
+    rc.max_retry_duration.nanos = 0  # 0 s means unlimited
+    if rc.max_doublings == 0:
+        rc.max_doublings = DEFAULT_MAX_DOUBLINGS
+    for label, d in (
+        ("min_backoff", rc.min_backoff),
+        ("max_backoff", rc.max_backoff),
+        ("max_retry_duration", rc.max_retry_duration),
+    ):
+        if d.seconds < 0 or d.nanos < 0:
+            raise invalid(f"RetryConfig.{label} must not be negative")
+        check_duration(d, f"RetryConfig.{label}")
+    if rc.max_doublings < 0:
+        raise invalid(f"RetryConfig.max_doublings must be >= 0; got {rc.max_doublings}")
+    if duration_s(rc.min_backoff) > duration_s(rc.max_backoff):
+        raise invalid(
+            "RetryConfig.min_backoff must not exceed max_backoff "
+            f"({rc.min_backoff.seconds}s > {rc.max_backoff.seconds}s)"
+        )
+
+
+def normalise_queue(pb: Any) -> None:
+    """Fill Google's defaults into a Queue protobuf, truncate durations, validate."""
+    _normalise_rate_limits(pb.rate_limits)
+    _normalise_retry_config(pb.retry_config)
+    ratio = pb.stackdriver_logging_config.sampling_ratio
+    if not 0.0 <= ratio <= 1.0:
+        raise invalid(f"StackdriverLoggingConfig.sampling_ratio must be in [0, 1]; got {ratio}")
+    if pb.HasField("http_target"):
+        check_http_target(pb.http_target)
+
+
+def check_http_target(ht: Any) -> None:
+    """A queue's HttpTarget (target.proto): uri_override, header_overrides, tokens."""
+    uo = ht.uri_override
+    if ht.HasField("uri_override"):
+        if uo.HasField("host") and not uo.host:
+            raise invalid("HttpTarget.uri_override.host cannot be an empty string")
+        if uo.HasField("host") and any(c in uo.host for c in "/?#@ \r\n"):
+            raise invalid(f"HttpTarget.uri_override.host {uo.host!r} is not a host name")
+        if uo.HasField("port") and not 0 <= uo.port <= 65535:
+            raise invalid(f"HttpTarget.uri_override.port must be 0..65535; got {uo.port}")
+        path = uo.path_override.path
+        if path and not path.startswith("/"):
+            raise invalid("HttpTarget.uri_override.path_override.path must start with '/'")
+    headers = {h.header.key: h.header.value for h in ht.header_overrides}
+    check_headers(headers, "HttpTarget.header_overrides")
+    if ht.HasField("oidc_token"):
+        # A queue-level OIDC token needs both fields (HttpTarget.oidc_token, target.proto).
+        check_email(
+            ht.oidc_token.service_account_email,
+            "HttpTarget.oidc_token.service_account_email",
+        )
+        if not ht.oidc_token.audience:
+            raise invalid(
+                "HttpTarget.oidc_token.audience is required on a queue-level OIDC token: "
+                "set it to the worker's URL or custom audience"
+            )
+    if ht.HasField("oauth_token"):
+        raise invalid("OAuth access tokens are not emulated: use oidc_token for HTTP targets")
+
+
+# -- tasks --------------------------------------------------------------------
+
+_M = tasks_v2.HttpMethod
+METHOD_NAMES: Final[dict[int, str]] = {
+    _M.POST: "POST",
+    _M.GET: "GET",
+    _M.HEAD: "HEAD",
+    _M.PUT: "PUT",
+    _M.DELETE: "DELETE",
+    _M.PATCH: "PATCH",
+    _M.OPTIONS: "OPTIONS",
+}
+BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
+_VIEWS: Final = (tasks_v2.Task.View.BASIC, tasks_v2.Task.View.FULL)
+
+
+def check_view(view: int) -> int:
+    """A request's response_view; unspecified means BASIC (task.proto)."""
+    if view == tasks_v2.Task.View.VIEW_UNSPECIFIED:
+        return tasks_v2.Task.View.BASIC
+    if view not in _VIEWS:
+        raise invalid(f"Unknown response_view {view}: use BASIC (1) or FULL (2)")
+    return view
+
+
+def check_http_request(hr: Any, queue: Any) -> None:
+    """A task's HttpRequest against its queue; fills the default method (POST)."""
+    if hr.http_method == tasks_v2.HttpMethod.HTTP_METHOD_UNSPECIFIED:
+        hr.http_method = tasks_v2.HttpMethod.POST
+    method = METHOD_NAMES.get(hr.http_method)
+    if method is None:
+        raise invalid(f"HttpRequest.http_method {hr.http_method} is not a valid HTTP method")
+    uri_override = queue.http_target.uri_override if queue.HasField("http_target") else None
+    if hr.url:
+        check_url(hr.url)
+    elif uri_override is None or not uri_override.HasField("host"):
+        raise invalid(
+            "HttpRequest.url is required (an absolute http:// or https:// URL), "
+            "unless the queue's http_target.uri_override sets the host"
+        )
+    if hr.body and method not in BODY_METHODS:
+        raise invalid(
+            f"HttpRequest.body may only be set for POST, PUT and PATCH; the method is {method}"
+        )
+    check_headers(dict(hr.headers))
+    if hr.HasField("oauth_token"):
+        raise invalid("OAuth access tokens are not emulated: use oidc_token for HTTP targets")
+    if hr.HasField("oidc_token"):
+        check_email(hr.oidc_token.service_account_email, "OidcToken.service_account_email")
+
+
+def check_new_task_name(name: str, queue_name: str) -> None:
+    task_queue, _ = split_task_name(name)
+    if task_queue != queue_name:
+        raise invalid(f"Task.name {name} is not in the queue {queue_name}")
+
+
+def check_schedule_time(ts: Any, now: float) -> float:
+    """Task.schedule_time in seconds; at most 30 days ahead (task.proto)."""
+    check_timestamp(ts, "Task.schedule_time")
+    eta = float(ts.ToNanoseconds()) / 1e9
+    if eta - now > MAX_SCHEDULE_AHEAD_S:
+        raise invalid(
+            "Task.schedule_time is more than 30 days in the future; "
+            "Cloud Tasks accepts at most 30 days ahead"
+        )
+    return eta
+
+
+def check_dispatch_deadline(d: Any) -> None:
+    """Task.dispatch_deadline: 15 s to 30 min for HTTP targets (task.proto)."""
+    check_duration(d, "Task.dispatch_deadline")
+    deadline = duration_s(d)
+    if not MIN_DISPATCH_DEADLINE_S <= deadline <= MAX_DISPATCH_DEADLINE_S:
+        raise invalid(
+            f"Task.dispatch_deadline must be between {MIN_DISPATCH_DEADLINE_S}s and "
+            f"{MAX_DISPATCH_DEADLINE_S}s for HTTP tasks; got {deadline:g}s"
+        )
+
+
+def dispatch_deadline_s(d: Any) -> float:
+    return duration_s(d) or DEFAULT_DISPATCH_DEADLINE_S
+
+
+def check_task_size(size: int) -> None:
+    """The 1 MiB task size limit (https://cloud.google.com/tasks/docs/quotas)."""
+    if size > MAX_TASK_BYTES:
+        raise invalid(
+            f"Task size too large: {size} bytes; the maximum task size is "
+            f"{MAX_TASK_BYTES} bytes (1 MiB)"
+        )

@@ -5,22 +5,23 @@ from __future__ import annotations
 import pytest
 
 from emulator import validation as v
-from emulator.core import burst_for
 from emulator.errors import ApiError
+from emulator.retry import retry_delay
+from emulator.validation import burst_for
 
 
 def test_retry_delay_matches_the_queue_proto_example() -> None:
     # queue.proto: min 10s, max 300s, 3 doublings -> 10, 20, 40, 80, 160, 240, 300, 300
-    delays = [v.retry_delay(i, 10, 300, 3) for i in range(8)]
+    delays = [retry_delay(i, 10, 300, 3) for i in range(8)]
     assert delays == [10, 20, 40, 80, 160, 240, 300, 300]
 
 
 def test_retry_delay_without_doublings_grows_linearly() -> None:
-    assert [v.retry_delay(i, 2, 100, 0) for i in range(4)] == [2, 4, 6, 8]
+    assert [retry_delay(i, 2, 100, 0) for i in range(4)] == [2, 4, 6, 8]
 
 
 def test_retry_delay_never_overflows_with_many_doublings() -> None:
-    assert v.retry_delay(10_000, 1, 3600, 16) == 3600
+    assert retry_delay(10_000, 1, 3600, 16) == 3600
 
 
 def test_burst_is_at_least_one_second_of_rate() -> None:

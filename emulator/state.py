@@ -1,0 +1,188 @@
+"""The emulator's in-memory state: queue and task records, tombstones, and their persistence.
+
+:class:`Registry` holds every queue (:class:`QueueState`), its tasks
+(:class:`TaskState`) and the reserved names of finished or deleted named tasks
+(tombstones), and writes each change through to the optional SQLite
+:class:`~emulator.store.Store` (which owns the file format). Times are passed
+in by the caller, who got them from the injected clock.
+
+It deliberately holds no rules (emulator/validation.py), no scheduling
+(emulator/dispatcher.py) and no API behaviour (emulator/core.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.cloud import tasks_v2
+
+from emulator.store import Store, StoredTask
+
+# The raw protobuf classes behind the proto-plus types google-cloud-tasks ships.
+QueuePb: Any = tasks_v2.Queue.pb()
+TaskPb: Any = tasks_v2.Task.pb()
+ListQueuesResponsePb: Any = tasks_v2.ListQueuesResponse.pb()
+ListTasksResponsePb: Any = tasks_v2.ListTasksResponse.pb()
+
+
+def set_time(ts: Any, seconds: float) -> None:
+    """Set a google.protobuf.Timestamp from seconds since the epoch."""
+    ts.FromNanoseconds(int(seconds * 1e9))
+
+
+def get_time(ts: Any) -> float:
+    return float(ts.ToNanoseconds()) / 1e9
+
+
+@dataclass(eq=False)
+class TaskState:
+    pb: Any  # tasks_v2.Task protobuf, full view
+    queue: QueueState
+    named: bool
+    execution_count: int = 0
+    first_attempt_at: float | None = None
+    previous_response: int | None = None
+    in_flight: bool = False
+    removed: bool = False
+    seq: int = 0
+
+    @property
+    def name(self) -> str:
+        return str(self.pb.name)
+
+
+@dataclass(eq=False)
+class QueueState:
+    pb: Any  # tasks_v2.Queue protobuf
+    tasks: dict[str, TaskState] = field(default_factory=dict)
+    # Dispatcher bookkeeping: (eta, seq, task) heap, wake-up event, token bucket.
+    heap: list[tuple[float, int, TaskState]] = field(default_factory=list)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    in_flight: int = 0
+    tokens: float = 0.0
+    refilled_at: float = 0.0
+    runner: asyncio.Task[None] | None = None
+    removed: bool = False
+
+    @property
+    def name(self) -> str:
+        return str(self.pb.name)
+
+    @property
+    def running(self) -> bool:
+        return bool(self.pb.state == tasks_v2.Queue.State.RUNNING)
+
+    @property
+    def rate(self) -> float:
+        return float(self.pb.rate_limits.max_dispatches_per_second)
+
+    @property
+    def burst(self) -> int:
+        return int(self.pb.rate_limits.max_burst_size)
+
+    @property
+    def concurrency(self) -> int:
+        return int(self.pb.rate_limits.max_concurrent_dispatches)
+
+
+class Registry:
+    """Every queue, task and tombstone, written through to the store when there is one."""
+
+    def __init__(self, store: Store | None, tombstone_seconds: float) -> None:
+        self.store = store
+        self.tombstone_seconds = tombstone_seconds
+        self.queues: dict[str, QueueState] = {}
+        self.tombstones: dict[str, float] = {}
+
+    def load(self, now: float) -> list[TaskState]:
+        """Read the store into memory; returns the loaded tasks (to schedule)."""
+        if self.store is None:
+            return []
+        for name, data in self.store.load_queues():
+            pb = QueuePb.FromString(data)
+            self.queues[name] = QueueState(pb=pb, tokens=float(pb.rate_limits.max_burst_size))
+        loaded = []
+        for row in self.store.load_tasks():
+            q = self.queues.get(row.queue)
+            if q is None:
+                continue
+            ts = TaskState(
+                pb=TaskPb.FromString(row.data),
+                queue=q,
+                named=row.named,
+                execution_count=row.execution_count,
+                first_attempt_at=row.first_attempt_at,
+                previous_response=row.previous_response,
+            )
+            q.tasks[row.name] = ts
+            loaded.append(ts)
+        self.tombstones = {n: e for n, e in self.store.load_tombstones() if e > now}
+        return loaded
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    # -- queues -----------------------------------------------------------------
+    def put_queue(self, q: QueueState) -> None:
+        if self.store is not None:
+            self.store.put_queue(q.name, q.pb.SerializeToString())
+        self.queues[q.name] = q
+
+    def delete_queue(self, q: QueueState) -> None:
+        if self.store is not None:
+            self.store.delete_queue(q.name)
+        del self.queues[q.name]
+        q.removed = True
+        for ts in q.tasks.values():
+            ts.removed = True
+        q.tasks.clear()
+        q.wake.set()
+
+    # -- tasks ------------------------------------------------------------------
+    def put_task(self, ts: TaskState, *, fsync: bool = True) -> None:
+        if self.store is not None:
+            self.store.put_task(
+                fsync=fsync,
+                task=StoredTask(
+                    name=ts.name,
+                    queue=ts.queue.name,
+                    data=ts.pb.SerializeToString(),
+                    named=ts.named,
+                    execution_count=ts.execution_count,
+                    first_attempt_at=ts.first_attempt_at,
+                    previous_response=ts.previous_response,
+                ),
+            )
+        ts.queue.tasks[ts.name] = ts
+
+    def remove_tasks(
+        self, q: QueueState, tasks: list[TaskState], now: float, *, fsync: bool = True
+    ) -> None:
+        """Delete tasks; a named one's name stays reserved for ``tombstone_seconds``."""
+        tombstones = [(ts.name, now + self.tombstone_seconds) for ts in tasks if ts.named]
+        if self.store is not None:
+            self.store.delete_tasks([ts.name for ts in tasks], tombstones, fsync=fsync)
+        for ts in tasks:
+            ts.removed = True
+            q.tasks.pop(ts.name, None)
+        self.tombstones.update(tombstones)
+
+    # -- tombstones -------------------------------------------------------------
+    def reserved(self, name: str, now: float) -> bool:
+        expires = self.tombstones.get(name)
+        return expires is not None and expires > now
+
+    def expire_tombstones(self, now: float) -> None:
+        self.tombstones = {n: e for n, e in self.tombstones.items() if e > now}
+        if self.store is not None:
+            self.store.expire_tombstones(now)
+
+    def clear_tombstones(self) -> int:
+        count = len(self.tombstones)
+        self.tombstones.clear()
+        if self.store is not None:
+            self.store.clear_tombstones()
+        return count
