@@ -49,7 +49,7 @@ from contract.names import (
 
 def deterministic_service_url(service_name: str, project_number: str, region: str) -> str:
     """The run.app URL Cloud Run serves for a service, computable before it exists
-    (https://cloud.google.com/run/docs/triggering/https-request#deterministic)."""
+    (https://cloud.google.com/run/docs/triggering/https-request, "Deterministic URL")."""
     return f"https://{service_name}-{project_number}.{region}.run.app"
 
 

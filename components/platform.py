@@ -45,7 +45,7 @@ class Platform(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        gcp_config: GcpConfig,
+        config: GcpConfig,
         *,
         apis: Sequence[str] = PIPELINE_APIS,
         opts: pulumi.ResourceOptions | None = None,
@@ -55,7 +55,7 @@ class Platform(pulumi.ComponentResource):
         self.services = {
             api: gcp.projects.Service(
                 f"{name}-{api.split('.')[0]}",
-                project=gcp_config.project,
+                project=config.project,
                 service=api,
                 disable_on_destroy=False,
                 opts=child,
@@ -64,7 +64,7 @@ class Platform(pulumi.ComponentResource):
         }
         self.tasks_agent = gcp.projects.ServiceIdentity(
             f"{name}-tasks-agent",
-            project=gcp_config.project,
+            project=config.project,
             service=CLOUD_TASKS_API,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.services[CLOUD_TASKS_API]]),
         )

@@ -14,23 +14,19 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BeforeValidator
 
 from contract.limits import QUEUE_ID_MAX_CHARS
 
-INGRESS_VALUES = (
-    "INGRESS_TRAFFIC_ALL",
-    "INGRESS_TRAFFIC_INTERNAL_ONLY",
-    "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
-)
-"""`ingress` of `google.cloud.run.v2.Service` (google/cloud/run/v2/service.proto)."""
 Ingress = Literal[
     "INGRESS_TRAFFIC_ALL",
     "INGRESS_TRAFFIC_INTERNAL_ONLY",
     "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
 ]
+"""`Service.ingress` values (`IngressTraffic`, google/cloud/run/v2/vendor_settings.proto)."""
+INGRESS_VALUES: tuple[str, ...] = get_args(Ingress)
 
 # Cloud Run accepts fractional CPU between 0.08 and 1, and whole CPUs from this set
 # (https://cloud.google.com/run/docs/configuring/services/cpu).
@@ -54,7 +50,7 @@ _MEMORY_RE = re.compile(r"^(\d+)(Mi|Gi|M|G)$")
 # Cloud Run service names: lowercase letters, digits and hyphens, starting with a
 # letter, not ending with a hyphen. 49 characters keeps "NAME-PROJECTNUMBER" within
 # the 63-character DNS label of the deterministic run.app URL
-# (https://cloud.google.com/run/docs/triggering/https-request#deterministic).
+# (https://cloud.google.com/run/docs/triggering/https-request, "Deterministic URL").
 SERVICE_NAME_RE = re.compile(r"^[a-z](?:[-a-z0-9]{0,47}[a-z0-9])?$")
 # QUEUE_ID: letters, digits or hyphens, at most 100 characters
 # (`Queue.name`, google/cloud/tasks/v2/queue.proto).
