@@ -24,7 +24,6 @@ from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
 from components.config import ConfigError, FieldProblem, PipelineConfig, Section
-from components.values import INGRESS_VALUES
 from contract.resources import PROJECT_NAME
 
 # --- keys: read from the models, never listed by hand ------------------------------------
@@ -119,8 +118,9 @@ def _config_error(exc: ValidationError, raw: Mapping[str, Any]) -> ConfigError:
         problem = f"{problem} ({described.description.rstrip('.')})"
     if error["type"] == "missing":
         problem = "it is required"
-    elif error["type"] == "literal_error" and field == "ingress":
-        problem = f"ingress must be one of {', '.join(INGRESS_VALUES)}"
+    elif error["type"] == "literal_error" and described is not None:
+        accepted = ", ".join(str(v) for v in typing.get_args(described.annotation))
+        problem = f"{field} must be one of {accepted}"
     return ConfigError(config_key(field), value, problem)
 
 
@@ -159,14 +159,14 @@ def load_config() -> PipelineConfig:
         if text is None or (text == "" and namespace == PROJECT_NAME):
             continue
         if _is_list(field):
-            raw[field] = _principal_list(field, text)
+            raw[field] = _list_value(field, text)
         else:
             raw[field] = text
     return parse_config(raw)
 
 
-def _principal_list(field: str, text: str) -> tuple[str, ...]:
-    """A list key as Pulumi hands it over: JSON text."""
+def _list_value(field: str, text: str) -> tuple[str, ...]:
+    """A list key as Pulumi hands it over: JSON text (`enqueuers`, a list of principals)."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError:

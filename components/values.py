@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator
 
@@ -26,7 +26,6 @@ Ingress = Literal[
     "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
 ]
 """`Service.ingress` values (`IngressTraffic`, google/cloud/run/v2/vendor_settings.proto)."""
-INGRESS_VALUES: tuple[str, ...] = get_args(Ingress)
 
 # Cloud Run accepts fractional CPU between 0.08 and 1, and whole CPUs from this set
 # (https://cloud.google.com/run/docs/configuring/services/cpu).
