@@ -6,10 +6,15 @@
 - the *runtime* account: what the container runs as. Separate from the invoker
   so that a compromised worker cannot invoke itself; it only writes logs and
   metrics (the only project-level grants of the whole program, non-authoritative).
-- the *enqueuers*: principals from `IdentitiesConfig.enqueuers`, or an `enqueuer` account the stack
-  creates. They may act as the invoker (`roles/iam.serviceAccountUser` on that
-  account only, needed to attach its OIDC token to a task). Their queue roles
-  are declared by `TaskQueue` next to the queue they scope.
+- the *enqueuers*: principals from `IdentitiesConfig.enqueuers`, or an
+  `enqueuer` account the stack creates. They may act as the invoker
+  (`roles/iam.serviceAccountUser` on that account only: creating a task with its
+  OIDC token needs `iam.serviceAccounts.actAs` on it,
+  https://cloud.google.com/tasks/docs/creating-http-target-tasks). Their queue
+  roles are declared by `TaskQueue` next to the queue they scope.
+
+It takes its config section, `IdentitiesConfig` (account id prefix, enqueuers),
+as is, and the `gcp` section for the project.
 
 This component deliberately creates no keys (use workload identity or
 impersonation) and no authoritative bindings.

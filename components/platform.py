@@ -3,7 +3,8 @@
 Every other component depends on the `gcp.projects.Service` of the API it calls,
 so a first `pulumi up` on a fresh project enables APIs before using them.
 APIs are never disabled on destroy (`disable_on_destroy=False`): other workloads
-in the project may use them. This component deliberately grants nothing.
+in the project may use them. It takes the `gcp` config section (the project)
+and the list of APIs to enable. This component deliberately grants nothing.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class Platform(pulumi.ComponentResource):
     """One `gcp.projects.Service` per API, keyed by API name."""
     tasks_agent: gcp.projects.ServiceIdentity
     """The Cloud Tasks service agent, created up front because grants to a
-    not-yet-created agent fail and agents are otherwise created lazily."""
+    not-yet-created agent fail and agents are otherwise created lazily
+    (https://cloud.google.com/iam/docs/service-agents)."""
 
     def __init__(
         self,

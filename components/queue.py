@@ -9,9 +9,12 @@ authenticated. Enqueuers get `roles/cloudtasks.enqueuer` and
 `roles/cloudtasks.viewer` (GetTask, for the smoke test) on this queue only.
 
 The queue keeps Pulumi's auto-naming unless a name is configured: a deleted
-queue's name is blocked for 7 days, and the random suffix sidesteps that on
-replacement. This component deliberately sets no per-task dispatch deadline:
-that is a task field, set by whoever enqueues.
+queue's name is blocked for 7 days (`queues.delete`,
+https://cloud.google.com/tasks/docs/reference/rest/v2/projects.locations.queues/delete),
+and the random suffix sidesteps that on replacement.
+
+This component deliberately sets no per-task dispatch deadline (`dispatch_deadline`
+of `QueueConfig` is a task field, set by whoever enqueues; the pipeline exports it).
 """
 
 from __future__ import annotations

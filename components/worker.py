@@ -9,8 +9,12 @@
   kept because Cloud Tasks calls it, running as the runtime account;
 - `roles/run.invoker` for the invoker account on this service only.
 
-The worker checks tokens itself too (defence in depth): the program passes it
-the audience it must accept and the invoker email allowed to call it.
+It takes its config section, `WorkerConfig`, as is (name, image, ingress,
+timeout, scaling, limits, deletion protection, custom audience), the `gcp`
+section, and from the other components the accounts, the audience and the APIs
+to wait for. The worker checks tokens itself too (defence in depth): the
+program passes it the audience it must accept and the invoker email allowed to
+call it.
 
 This component deliberately grants nothing to the runtime account and does not
 compute the audience: the pipeline does, because the queue needs the same value.
