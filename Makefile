@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STACK  ?= dev
 
 .DEFAULT_GOAL := help
-.PHONY: help setup local test test-fast lint fmt typecheck plan snapshots bench clean policy-venv policy-test
+.PHONY: help setup local status down test test-fast lint fmt typecheck plan snapshots bench clean policy-venv policy-test
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,7 +57,17 @@ snapshots: $(VENV)/.installed ## rewrite the committed plan snapshots after an i
 bench: $(VENV)/.installed policy-venv ## every benchmark; each prints its figures
 	for b in benchmarks/*_bench.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-clean: ## remove the virtualenv and local state
+status: $(VENV)/.installed ## health of STACK's local parts, its queue and what each resource became
+	$(PY) -m devstack status --stack $(STACK)
+
+down: $(VENV)/.installed ## stop STACK's local stack (data, logs and ports stay)
+	$(PY) -m devstack down --stack $(STACK)
+
+# Stacks still running are stopped first: once .devstack/ is gone, nothing could find them.
+clean: ## stop every local stack, remove the virtualenv and local state
+	if [ -x $(PY) ] && [ -d .devstack ]; then \
+	  for dir in .devstack/*/; do [ -d "$$dir" ] && $(PY) -m devstack down --stack "$$(basename "$$dir")"; done; \
+	fi; true
 	rm -rf $(VENV) policy/.venv .devstack .pytest_cache .mypy_cache .ruff_cache
 
 # The policy pack has its own interpreter: pulumi-policy pins protobuf 5, the

@@ -1,17 +1,20 @@
 """`python -m devstack up | down | status`: the local stack's commands.
 
     up [--stack S] [--detach] [--smoke] [--plan-file FILE] [--root DIR]
+       [--emulator-port P] [--emulator-http-port Q] [--worker-port W]
     down [--stack S] [--root DIR]
     status [--stack S] [--root DIR]
 
 `up` stays in the foreground until Ctrl-C (or SIGTERM) and then stops what it
-started; with `--detach` it returns once the stack is ready and `down` stops
+started, whether or not its output can still be written (a pipe's reader may be
+gone); with `--detach` it returns once the stack is ready and `down` stops
 it. `--smoke` runs scripts/smoke_test.py against the stack once it is ready
 (`make local` does). `--plan-file` realises a plan JSON written by
 `python -m plan --format json` instead of evaluating the program:
 a testing option, for example to check that a wrong run.invoker binding fails
-locally. `--root` (or $DEVSTACK_ROOT) moves `.devstack/` elsewhere, so tests
-never touch a developer's running stack.
+locally. The ports flags fix a part's port; without them a stack keeps the
+ports of its first `up` (`devstack.ports`). `--root` (or $DEVSTACK_ROOT) moves
+`.devstack/` elsewhere, so tests never touch a developer's running stack.
 
 Deliberately not here: what the commands do (`devstack.runtime`).
 """
@@ -19,7 +22,9 @@ Deliberately not here: what the commands do (`devstack.runtime`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
+import os
 import shlex
 import signal
 import subprocess
@@ -39,6 +44,7 @@ from contract.names import (
     SMOKE_TASK_TYPE,
 )
 from devstack import hints, runtime
+from devstack.ports import ROLES, RequestedPorts, valid_port
 from devstack.processes import ProcessError
 from devstack.realise import PlanNotRealisable
 from devstack.state import StackPaths, StackState, StateError, load_state
@@ -46,12 +52,44 @@ from devstack.state import StackPaths, StackState, StateError, load_state
 DEFAULT_STACK = "dev"
 SMOKE_SCRIPT = runtime.REPO_ROOT / "scripts" / "smoke_test.py"
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class _Console(Console):
+    """A console whose lost reader never stops the program.
+
+    `make local | tee log` and Ctrl-C kill `tee` too: every later write fails. Rich
+    then exits (SystemExit(1)) by default; here the stream is pointed at /dev/null,
+    the rest of the output is dropped, and the shutdown that follows goes on.
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.file.fileno())
+            os.close(devnull)
+
+
+console = _Console(highlight=False, soft_wrap=True)
+err_console = _Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _emit(target: _Console, message: str, markup: bool) -> None:
+    try:
+        target.print(message, markup=markup)
+    except OSError:  # EIO from a closed terminal: like a broken pipe
+        target.on_broken_pipe()
+
+
+def _out(message: str, *, markup: bool = False) -> None:
+    _emit(console, message, markup)
+
+
+def _err(message: str, *, markup: bool = True) -> None:
+    _emit(err_console, message, markup)
 
 
 def _say(message: str) -> None:
-    console.print(message, markup=False)
+    _out(message)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -86,6 +124,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="realise this plan JSON (from `python -m plan --format json`) instead of "
         "evaluating the program: for testing a changed plan",
     )
+    for role, flag in ROLES.items():
+        p_up.add_argument(
+            flag,
+            dest=f"{role}_port",
+            type=_port,
+            default=None,
+            metavar="PORT",
+            help=f"port of the {role.replace('_', ' ')} on 127.0.0.1 (default: the stack's "
+            "remembered one, else a free one, then remembered)",
+        )
     p_up.set_defaults(func=cmd_up)
 
     p_down = commands.add_parser("down", help="stop the processes `up` started, and only those")
@@ -97,6 +145,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     common(p_status)
     p_status.set_defaults(func=cmd_status)
+
+
+def _port(text: str) -> int:
+    try:
+        return valid_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _Stop(Exception):
@@ -134,12 +189,17 @@ def _ignore_signals() -> None:
 def _up(args: argparse.Namespace) -> int:
     stack: str = args.stack
     try:
-        running = runtime.up(stack, root=args.root, plan_file=args.plan_file, say=_say)
+        ports = RequestedPorts(
+            emulator_grpc=args.emulator_grpc_port,
+            emulator_http=args.emulator_http_port,
+            worker=args.worker_port,
+        )
+        running = runtime.up(stack, root=args.root, plan_file=args.plan_file, ports=ports, say=_say)
     except PlanNotRealisable as exc:
-        err_console.print(f"[bold red]devstack up:[/] {exc}", markup=True)
+        _err(f"[bold red]devstack up:[/] {exc}", markup=True)
         return 2
     except (runtime.StackError, ProcessError, StateError) as exc:
-        err_console.print(f"[bold red]devstack up:[/] {exc}", markup=True)
+        _err(f"[bold red]devstack up:[/] {exc}", markup=True)
         return 1
     except (KeyboardInterrupt, _Stop):
         _ignore_signals()
@@ -154,7 +214,7 @@ def _up(args: argparse.Namespace) -> int:
         if args.smoke:
             code = _run_smoke(running.paths)
             if code != 0:
-                err_console.print(
+                _err(
                     f"[bold red]smoke test failed[/] (exit {code}); stopping the stack. "
                     f"Logs: {running.paths.emulator_log} and {running.paths.worker_log}",
                     markup=True,
@@ -165,7 +225,7 @@ def _up(args: argparse.Namespace) -> int:
             if args.detach:
                 return 0
         _print_howto(running.state, running.paths)
-        console.print("[bold]up[/]: press Ctrl-C to stop the stack", markup=True)
+        _out("[bold]up[/]: press Ctrl-C to stop the stack", markup=True)
         return _watch(running)
     except (KeyboardInterrupt, _Stop):
         _ignore_signals()
@@ -188,7 +248,7 @@ def _watch(running: runtime.Running) -> int:
                 _ignore_signals()
                 runtime.stop_running(running, _say)
                 return 0
-            err_console.print(
+            _err(
                 f"[bold red]the {role} exited[/] (status {code}); see {started.record.log}. "
                 f"Stopping the rest; `{hints.python()} -m devstack up` starts the stack "
                 "again on the same data.",
@@ -206,7 +266,7 @@ def _run_smoke(paths: StackPaths) -> int:
 
 
 def _print_ready(state: StackState, paths: StackPaths) -> None:
-    console.print(
+    _out(
         f"[bold green]stack {state.stack} is up[/] in {state.ready_seconds:.2f} s "
         f"(goal < 5 s; plan {state.plan_seconds:.2f} s of it, from {state.plan_source})",
         markup=True,
@@ -214,7 +274,7 @@ def _print_ready(state: StackState, paths: StackPaths) -> None:
     _print_grouped("realised locally", state.realised, by_detail=False)
     _print_no_local_effect(state)
     if state.substitutions:
-        console.print("[bold]local substitutions[/]", markup=True)
+        _out("[bold]local substitutions[/]", markup=True)
         for line in state.substitutions:
             _say(f"  - {line}")
     out = state.outputs
@@ -228,7 +288,7 @@ def _print_ready(state: StackState, paths: StackPaths) -> None:
 
 def _print_grouped(title: str, items: list[dict[str, str]], *, by_detail: bool) -> None:
     """One line per resource, or per reason with the resources it covers (shorter)."""
-    console.print(f"[bold]{title}[/] ({len(items)})", markup=True)
+    _out(f"[bold]{title}[/] ({len(items)})", markup=True)
     if not by_detail:
         for item in items:
             _say(f"  - {item['name']} ({item['type']}): {item['detail']}")
@@ -247,7 +307,7 @@ def _print_no_local_effect(state: StackState) -> None:
 def _print_howto(state: StackState, paths: StackPaths) -> None:
     out = state.outputs
     outputs_file = shlex.quote(str(paths.outputs_file))
-    console.print("\n[bold]enqueue from another terminal[/]", markup=True)
+    _out("\n[bold]enqueue from another terminal[/]", markup=True)
     _say(
         f"  {hints.python()} -m enqueue --outputs {outputs_file} send {SMOKE_TASK_TYPE} "
         """--data '{"hello": "world"}'"""
@@ -266,7 +326,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     try:
         return runtime.down(args.stack, root=args.root, say=_say)
     except (runtime.StackError, StateError) as exc:
-        err_console.print(f"[bold red]devstack down:[/] {exc}", markup=True)
+        _err(f"[bold red]devstack down:[/] {exc}", markup=True)
         return 1
 
 
@@ -274,7 +334,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         paths, state = runtime.read_state(args.stack, args.root)
     except StateError as exc:
-        err_console.print(f"[bold red]devstack status:[/] {exc}", markup=True)
+        _err(f"[bold red]devstack status:[/] {exc}", markup=True)
         return 1
     if state is None:
         _say(
@@ -282,7 +342,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"start it with: {hints.python()} -m devstack up --stack {args.stack}"
         )
         return 3
-    console.print(f"[bold]stack {state.stack}[/]", markup=True)
+    _out(f"[bold]stack {state.stack}[/]", markup=True)
     healthy = True
     for record in state.processes:
         part = runtime.part_status(record)

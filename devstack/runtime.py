@@ -4,7 +4,8 @@
 each resource becomes, then starts the emulator with its data file under
 `.devstack/<stack>/`, creates the planned queue through the official
 google-cloud-tasks client, starts the worker with the planned command and
-environment on a free port, waits for both to be healthy and writes
+environment on the stack's port (`devstack.ports`: the same after every
+restart, so queued tasks still reach it), waits for both to be healthy and writes
 `outputs.json`. `down` stops exactly the processes the state file records,
 after checking each is still the process `up` started. `status` reports each
 part's health and the queue.
@@ -39,6 +40,7 @@ from contract.names import (
     OUTPUT_SERVICE_URL,
 )
 from devstack import hints, processes
+from devstack.ports import RequestedPorts, StackPorts, planned_ports, save_ports
 from devstack.realise import LocalRealisation, analyse
 from devstack.state import (
     ProcessRecord,
@@ -195,9 +197,13 @@ def up(
     *,
     root: Path | None = None,
     plan_file: Path | None = None,
+    ports: RequestedPorts | None = None,
     say: Say = print,
 ) -> Running:
     """Realise the plan of stack and return once every part is healthy.
+
+    Each part listens on the port remembered for the stack (`devstack.ports`),
+    or on `ports` where given; the first `up` of a stack picks and remembers them.
 
     Raises StackError or PlanNotRealisable with a message for the user; on any
     failure everything started so far is stopped again.
@@ -206,6 +212,7 @@ def up(
     t0 = time.monotonic()
     with stack_lock(paths):
         _check_previous(paths, say)
+        planned = planned_ports(paths, ports or RequestedPorts(), LOCAL_HOST)
         running = Running(
             state=StackState(
                 stack=stack,
@@ -223,7 +230,7 @@ def up(
             # bad one then starts nothing.
             quick = plan_file is not None or not _stack_file_exists(stack)
             realisation = _realisation(stack, plan_file, running, t0) if quick else None
-            emulator = _spawn_emulator(running)
+            emulator = _spawn_emulator(running, planned)
             if realisation is None:
                 realisation = _realisation(stack, None, running, t0)
             running.state.realised = [v.to_json() for v in realisation.by_verdict("realised")]
@@ -231,7 +238,7 @@ def up(
                 v.to_json() for v in realisation.by_verdict("no local effect")
             ]
             running.state.substitutions = list(realisation.substitutions)
-            _start(realisation, running, emulator)
+            _start(realisation, running, emulator, planned)
         except BaseException:
             _stop_children(running, say)
             clear_state(paths)
@@ -253,7 +260,7 @@ def _realisation(
     return analyse(plan)
 
 
-def _spawn_emulator(running: Running) -> processes.Started:
+def _spawn_emulator(running: Running, planned: RequestedPorts) -> processes.Started:
     paths = running.paths
     paths.ensure()
     argv = [
@@ -263,9 +270,9 @@ def _spawn_emulator(running: Running) -> processes.Started:
         "--host",
         LOCAL_HOST,
         "--port",
-        "0",
+        str(planned.emulator_grpc or 0),
         "--http-port",
-        "0",
+        str(planned.emulator_http or 0),
         "--data",
         str(paths.emulator_data),
     ]
@@ -279,7 +286,12 @@ def _spawn_emulator(running: Running) -> processes.Started:
     return emulator
 
 
-def _start(realisation: LocalRealisation, running: Running, emulator: processes.Started) -> None:
+def _start(
+    realisation: LocalRealisation,
+    running: Running,
+    emulator: processes.Started,
+    planned: RequestedPorts,
+) -> None:
     paths = running.paths
     ready = processes.wait_for_line(emulator, EMULATOR_READY, START_TIMEOUT_S)
     grpc_host, http_url = ready["grpc"], ready["http"].rstrip("/")
@@ -288,8 +300,11 @@ def _start(realisation: LocalRealisation, running: Running, emulator: processes.
 
     client = tasks_client(grpc_host)
     try:
-        for attempt in range(1, WORKER_PORT_ATTEMPTS + 1):
-            port = processes.free_port(LOCAL_HOST)
+        # A remembered or requested worker port is used as is: the stack's queued tasks
+        # carry it. Only a port picked now may be replaced if something takes it first.
+        attempts = 1 if planned.worker else WORKER_PORT_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            port = planned.worker or processes.free_port(LOCAL_HOST)
             worker = _spawn_worker(realisation, running, port, http_url + EMULATOR_CERTS)
             # The queue is created while the worker boots: the two overlap.
             _apply_queue_or_explain(client, realisation, port, paths)
@@ -299,7 +314,7 @@ def _start(realisation: LocalRealisation, running: Running, emulator: processes.
             except processes.ProcessError:
                 # The port was free when picked, but something may have taken it
                 # before the worker bound it: pick another, a few times.
-                if attempt == WORKER_PORT_ATTEMPTS or not _lost_port_race(worker):
+                if attempt == attempts or not _lost_port_race(worker):
                     raise
                 running.children.pop("worker")
                 running.state.processes.remove(worker.record)
@@ -308,12 +323,18 @@ def _start(realisation: LocalRealisation, running: Running, emulator: processes.
     processes.wait_healthy(emulator, START_TIMEOUT_S)
     worker_url = worker.record.url
 
+    save_ports(paths, StackPorts(_port_of(grpc_host), _port_of(http_url), port))
     outputs = dict(realisation.outputs)
     outputs[OUTPUT_SERVICE_URL] = worker_url
     outputs[OUTPUT_EMULATOR_HOST] = grpc_host
     outputs[OUTPUT_EMULATOR_URL] = http_url
     running.state.outputs = outputs
     write_outputs(paths, outputs)
+
+
+def _port_of(address: str) -> int:
+    """The port of `host:port` or `http://host:port`."""
+    return int(address.rstrip("/").rsplit(":", 1)[1])
 
 
 def _spawn_worker(
