@@ -4,8 +4,9 @@ What a team imports to add a task type (see README.md):
 
     from service import PermanentError, TaskContext, TransientError, registry
 
-The app itself is `service.app:app`; `python -m service` serves it. Importing
-this package deliberately starts nothing and reads no environment.
+The app is built by the factory `service.app:create_app`; `python -m service`
+serves it. Importing this package (or `service.app`) deliberately starts
+nothing and reads no environment.
 """
 
 from service.context import TaskContext, TraceContext

@@ -1,4 +1,4 @@
-"""`python -m service`: serve `service.app:app` with uvicorn on $HOST:$PORT.
+"""`python -m service`: build the app (`service.app.create_app`) and serve it with uvicorn.
 
 Same command in the Dockerfile, in the Cloud Run container and in the local
 stack. uvicorn (uvloop + httptools) is the server; what it lacks for Cloud Run
@@ -14,7 +14,10 @@ is added by `DrainingServer`:
   before it cancels what is left (those tasks' claims are released, so their
   retries run). A second SIGINT/SIGTERM exits at once. Exit code 0.
 
-It deliberately runs one process: the in-memory idempotency store is per
+The app is built here, after the logging is configured, from the same
+`Settings` (a configuration error exits 2 with one JSON line, before anything
+listens). `uvicorn service.app:create_app --factory` serves the same app without
+the drain. It deliberately runs one process: the in-memory idempotency store is per
 process, and Cloud Run scales by instances, not by forking.
 """
 
@@ -30,6 +33,7 @@ from typing import Final
 
 import uvicorn
 
+from service.app import create_app
 from service.config import ConfigError, Settings
 from service.drain import Drain
 from service.logs import configure_logging
@@ -119,7 +123,7 @@ def main() -> int:
         return 2
     configure_logging(settings.log_level)
     try:
-        from service.app import app
+        app = create_app(settings)
     except ConfigError as exc:
         _fatal(exc)
         return 2

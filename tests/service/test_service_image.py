@@ -162,12 +162,14 @@ class TestImageRequirements:
         assert not missing, f"add to service/requirements.txt: {sorted(missing)}"
 
     def test_pins_cover_everything_the_worker_imports(self) -> None:
-        # Import the worker as `python -m service` would, then map every loaded
-        # top-level module to its distribution.
+        # Import and build the worker as `python -m service` would (the factory loads
+        # the built-in handlers), then map every loaded top-level module to its
+        # distribution.
         script = (
             "import json, sys, os, importlib.metadata as m\n"
             "before = set(sys.modules)\n"
             "import service.app, service.__main__\n"
+            "service.app.create_app()\n"
             "new = set(sys.modules) - before\n"
             "tops = {n.split('.')[0] for n in new}\n"
             "candidates = {d for t, ds in m.packages_distributions().items() if t in tops"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.app import load_object
 from service.config import ConfigError
+from service.plugins import load_object
 from tests.service.conftest import FIXTURE_MODULE, Worker, new_id, start_worker
 from tests.service.support import LocalIssuer, iter_json_lines
 

@@ -1,0 +1,86 @@
+"""What the environment plugs into the worker: task modules, dead-letter sink, store.
+
+* `load_task_modules`: imports `service.handlers` (the built-in types) and each
+  module of `TASKS_EXTRA_MODULES`; importing a module registers its types in
+  `service.registry`.
+* `load_dead_letter_sink` / `load_idempotency_store`: the object named by
+  `TASKS_DEAD_LETTER_SINK` / `TASKS_IDEMPOTENCY_STORE` (`module:attribute`; a
+  class or factory is called once), checked for the protocol's methods.
+
+Every failure is a `ConfigError` naming the variable and what to fix, which
+`python -m service` turns into exit code 2 before it listens. This module
+deliberately does not search for modules or install anything: what runs is what
+the environment names and the image contains.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Final, cast
+
+from service.config import ConfigError, Settings
+from service.deadletter import DeadLetterSink
+from service.idempotency import IdempotencyStore
+
+BUILTIN_HANDLERS: Final = "service.handlers"
+_STORE_METHODS: Final = ("claim", "complete", "release")
+
+
+def load_task_modules(modules: tuple[str, ...]) -> None:
+    """Import the built-in handlers and `TASKS_EXTRA_MODULES`, which register types."""
+    for module in (BUILTIN_HANDLERS, *modules):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(
+                f"cannot import task module {module!r} (from TASKS_EXTRA_MODULES): {exc}; "
+                "check the module path and that it is on PYTHONPATH in the image"
+            ) from exc
+
+
+def load_object(spec: str, variable: str) -> Any:
+    """`module:attribute` from the environment; a class or factory is called once."""
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{variable}={spec!r}: cannot import {module_name!r}: {exc}") from exc
+    try:
+        target = getattr(module, attribute)
+    except AttributeError:
+        raise ConfigError(f"{variable}={spec!r}: {module_name} has no {attribute!r}") from None
+    # An instance (it has the protocol's methods) is used as is; a class or a
+    # factory function is called with no arguments.
+    is_instance = not isinstance(target, type) and (
+        hasattr(target, "record") or hasattr(target, "claim")
+    )
+    if not is_instance and callable(target):
+        target = target()
+    return target
+
+
+def load_dead_letter_sink(settings: Settings) -> DeadLetterSink | None:
+    """The sink `TASKS_DEAD_LETTER_SINK` names, or None when it is not set."""
+    if not settings.dead_letter_sink:
+        return None
+    sink = load_object(settings.dead_letter_sink, "TASKS_DEAD_LETTER_SINK")
+    if not callable(getattr(sink, "record", None)):
+        raise ConfigError(
+            f"TASKS_DEAD_LETTER_SINK={settings.dead_letter_sink!r} has no record(letter) "
+            "method; see service.DeadLetterSink"
+        )
+    return cast(DeadLetterSink, sink)
+
+
+def load_idempotency_store(settings: Settings) -> IdempotencyStore | None:
+    """The store `TASKS_IDEMPOTENCY_STORE` names, or None when it is not set."""
+    if not settings.idempotency_store:
+        return None
+    store = load_object(settings.idempotency_store, "TASKS_IDEMPOTENCY_STORE")
+    missing = [m for m in _STORE_METHODS if not hasattr(store, m)]
+    if missing:
+        raise ConfigError(
+            f"TASKS_IDEMPOTENCY_STORE={settings.idempotency_store!r} lacks "
+            f"{', '.join(missing)}; see service.IdempotencyStore"
+        )
+    return cast(IdempotencyStore, store)
