@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator
 
+from contract.durations import DurationError, parse_whole_seconds
 from contract.limits import QUEUE_ID_MAX_CHARS
 
 Ingress = Literal[
@@ -42,7 +43,6 @@ MAX_REQUEST_CONCURRENCY = 1000
 # https://cloud.google.com/run/docs/configuring/max-instances
 MAX_INSTANCES = 1000
 
-_DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h)?\s*$")
 _CPU_RE = re.compile(r"^(\d+(?:\.\d+)?)$|^(\d+)m$")
 _MEMORY_RE = re.compile(r"^(\d+)(Mi|Gi|M|G)$")
 
@@ -70,27 +70,17 @@ CUSTOM_AUDIENCE_RE = re.compile(r"^https://[^/?#\s]+/?$")
 
 
 def parse_duration(value: object) -> int:
-    """Parse "30s", "5m", "1h" or a bare number of seconds into whole seconds.
+    """Parse "30s", "5m", "1h" or a bare number of seconds into whole seconds
+    (`contract.durations`, the one parser every part uses).
 
     Cloud Tasks truncates durations to whole seconds (`RetryConfig`,
     google/cloud/tasks/v2/queue.proto), so fractions are refused instead of
     silently changed.
     """
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like 30s, 5m or 1h")
-    if isinstance(value, int):
-        seconds = value
-    else:
-        match = _DURATION_RE.match(str(value))
-        if match is None:
-            raise ValueError(
-                "expected a whole number of seconds, minutes or hours like 30s, 5m or 1h "
-                "(Cloud Tasks truncates durations to whole seconds)"
-            )
-        seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
+    try:
+        return parse_whole_seconds(value, what="")
+    except DurationError as exc:
+        raise ValueError(str(exc)) from None
 
 
 Seconds = Annotated[int, BeforeValidator(parse_duration)]

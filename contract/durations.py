@@ -22,6 +22,7 @@ _FORMATTED_RE: Final = re.compile(r"\d+(\.\d{1,9})?s")
 _NON_FINITE_RE: Final = re.compile(r"\s*[+-]?(inf|infinity|nan)\s*", re.IGNORECASE)
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, None: 1}
 DURATION_EXAMPLES: Final = "30s, 0.5s, 5m or 1h (or a number of seconds)"
+WHOLE_DURATION_EXAMPLES: Final = "30s, 5m or 1h (or a whole number of seconds)"
 
 
 class DurationError(ValueError):
@@ -40,10 +41,9 @@ def parse_duration_s(value: object, *, what: str = "duration", whole: bool = Fal
     so config refuses them rather than silently changing the value.
     Negative, infinite and NaN values are always refused.
     """
+    examples = WHOLE_DURATION_EXAMPLES if whole else DURATION_EXAMPLES
     if isinstance(value, bool):
-        raise DurationError(
-            f"{_prefix(what)}expected a duration like {DURATION_EXAMPLES}, got {value!r}"
-        )
+        raise DurationError(f"{_prefix(what)}expected a duration like {examples}, got {value!r}")
     if isinstance(value, int | float):
         seconds = float(value)
         if math.isnan(seconds) or math.isinf(seconds):
@@ -57,8 +57,7 @@ def parse_duration_s(value: object, *, what: str = "duration", whole: bool = Fal
             if text.strip().startswith("-"):
                 raise DurationError(f"{_prefix(what)}a duration cannot be negative, got {value!r}")
             raise DurationError(
-                f"{_prefix(what)}cannot read {value!r} as a duration; "
-                f"write it like {DURATION_EXAMPLES}"
+                f"{_prefix(what)}cannot read {value!r} as a duration; write it like {examples}"
             )
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if seconds < 0:

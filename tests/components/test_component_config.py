@@ -38,7 +38,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"max_backoff": "1.5s"}, "max_backoff", "whole seconds"),
     ({"min_backoff": "60s", "max_backoff": "30s"}, "min_backoff", "must not exceed max_backoff"),
     ({"max_doublings": "-1"}, "max_doublings", "greater than or equal to 0"),
-    ({"max_retry_duration": "-5s"}, "max_retry_duration", "like 30s"),
+    ({"max_retry_duration": "-5s"}, "max_retry_duration", "cannot be negative"),
     ({"log_sampling_ratio": "1.5"}, "log_sampling_ratio", "0..1"),
     ({"dispatch_deadline": "10s"}, "dispatch_deadline", "from 15s to 1800s"),
     ({"dispatch_deadline": "31m", "request_timeout": "3600s"}, "dispatch_deadline", "1800s"),
