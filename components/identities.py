@@ -29,9 +29,10 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.config import GcpConfig, IdentitiesConfig
+from contract.resources import LOG_WRITER_ROLE, METRIC_WRITER_ROLE, SERVICE_ACCOUNT_USER_ROLE
 
-RUNTIME_PROJECT_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
-ACT_AS_ROLE = "roles/iam.serviceAccountUser"
+RUNTIME_PROJECT_ROLES = (LOG_WRITER_ROLE, METRIC_WRITER_ROLE)
+ACT_AS_ROLE = SERVICE_ACCOUNT_USER_ROLE
 
 
 class Identities(pulumi.ComponentResource):

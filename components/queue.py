@@ -27,8 +27,9 @@ import pulumi_gcp as gcp
 
 from components.config import GcpConfig, QueueConfig
 from contract.durations import format_duration
+from contract.resources import CLOUDTASKS_ENQUEUER_ROLE, CLOUDTASKS_VIEWER_ROLE
 
-ENQUEUER_ROLES = ("roles/cloudtasks.enqueuer", "roles/cloudtasks.viewer")
+ENQUEUER_ROLES = (CLOUDTASKS_ENQUEUER_ROLE, CLOUDTASKS_VIEWER_ROLE)
 
 
 def url_host(url: str) -> str:

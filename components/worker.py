@@ -31,6 +31,7 @@ import pulumi_gcp as gcp
 from components.config import GcpConfig, WorkerConfig
 from contract.durations import format_duration
 from contract.names import HEALTH_ROUTE, WORKER_ENV_ALLOWED_INVOKERS, WORKER_ENV_AUDIENCE
+from contract.resources import RUN_INVOKER_ROLE
 
 WORKER_COMMAND = ("python", "-m", "service")
 """The worker contract: the same command as the Dockerfile CMD and the local stack."""
@@ -38,7 +39,7 @@ CONTAINER_PORT = 8080
 BUILD_CONTEXT = "."  # the repository root: Pulumi runs the program from there
 DOCKERFILE = "service/Dockerfile"
 IMAGE_NAME = "worker"
-INVOKER_ROLE = "roles/run.invoker"
+INVOKER_ROLE = RUN_INVOKER_ROLE
 
 
 class WorkerService(pulumi.ComponentResource):
