@@ -14,6 +14,7 @@ Modules, and what each owns:
 - `plan.mocks`: the outputs Google Cloud would compute, deterministically;
 - `plan.engine`: running the program under the mocks and recording what it declares;
 - `plan.snapshots`: the committed snapshot files;
+- `plan.diagrams`: the plan diagrams embedded in README.md and docs/, redrawn by `snapshot`;
 - `plan.render` and `plan.diff`: text, Mermaid and diff renderings (pure functions);
 - `plan.cli`: the command line.
 

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from plan.diagrams import DOCUMENTED_STACK, refresh_diagrams
 from plan.diff import diff_plans, render_diff
 from plan.engine import evaluate
 from plan.errors import PlanError, PlanFormatError
@@ -71,11 +72,13 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     stacks = available_stacks(root) if args.all else [args.stack]
     if not stacks:
         return _fail(f"no Pulumi.<stack>.yaml in {root}")
+    plans = {}
     for stack in stacks:
         try:
             plan = evaluate(stack, root)
         except _errors() as exc:
             return _fail(str(exc))
+        plans[stack] = plan
         summary = "new"
         if snapshot_path(stack, root).is_file():
             try:
@@ -85,6 +88,8 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
                 summary = "replaced an unreadable snapshot"
         path = write_snapshot(plan, root)
         print(f"{path.relative_to(root)}: {len(plan.resources)} resources ({summary})")
+    for doc in refresh_diagrams(root, plans):
+        print(f"{doc.relative_to(root)}: plan diagram of stack {DOCUMENTED_STACK} redrawn")
     return 0
 
 
@@ -111,7 +116,8 @@ def plan_parser() -> argparse.ArgumentParser:
 def snapshot_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"{PROG} snapshot",
-        description="Rewrite tests/snapshots/plan-<stack>.json after an intended change.",
+        description="Rewrite tests/snapshots/plan-<stack>.json after an intended change, "
+        "and redraw the plan diagrams embedded in README.md and docs/ from the dev stack.",
     )
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--stack", default="dev", help="one stack; default dev")

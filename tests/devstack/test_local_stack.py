@@ -150,7 +150,7 @@ def test_wrong_invoker_binding_fails_the_smoke_test_with_the_403_hint(
     # `status` shows who the realised binding lets in, as the 403 hint in docs/local.md says.
     status = local_stack.cli("status").stdout
     assert "not-the-invoker@my-tasks-dev.iam.gserviceaccount.com may invoke the worker" in status
-    assert "tasks-invoker@my-tasks-dev.iam.gserviceaccount.com may invoke" not in status
+    assert f"{dev_plan['outputs'][OUTPUT_INVOKER_EMAIL]} may invoke" not in status
 
 
 def test_a_paused_queue_is_realised_paused_and_the_smoke_test_says_so(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +12,11 @@ from pathlib import Path
 import pytest
 
 from plan import cli
+from plan.diagrams import plan_diagrams
+from plan.engine import evaluate
 from plan.model import Plan
-from plan.stack_config import REPO_ROOT
+from plan.render import render_mermaid
+from plan.stack_config import REPO_ROOT, available_stacks
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -112,3 +117,26 @@ def test_devstack_plan_says_where_the_plan_moved(capsys: pytest.CaptureFixture[s
 
     assert devstack_main(["plan", "--stack", "dev"]) == 2
     assert "python -m plan" in capsys.readouterr().err
+
+
+def test_one_command_brings_every_generated_artefact_in_line_with_your_project(
+    capsys: pytest.CaptureFixture[str], project_copy: Path
+) -> None:
+    """The first deploy step sets your own project id; `make snapshots` then brings
+    the snapshots and the README's diagram in line, and nothing else is needed."""
+    shutil.copy(REPO_ROOT / "README.md", project_copy / "README.md")
+    shutil.copytree(REPO_ROOT / "tests" / "snapshots", project_copy / "tests" / "snapshots")
+    for stack_file in project_copy.glob("Pulumi.*.yaml"):
+        text = stack_file.read_text()
+        stack_file.write_text(re.sub(r"gcp:project: \S+", "gcp:project: acme-queues-42", text))
+    code, out, _ = run(capsys, "snapshot", "--all", "--root", str(project_copy))
+    assert code == 0
+    assert "README.md: plan diagram of stack dev redrawn" in out
+    for stack in available_stacks(project_copy):
+        code, out, _ = run(capsys, "--stack", stack, "--diff", "--root", str(project_copy))
+        assert "matches the committed snapshot" in out
+    readme = (project_copy / "README.md").read_text()
+    [diagram] = plan_diagrams(readme)
+    assert diagram == render_mermaid(evaluate("dev", project_copy))
+    assert "tasks-invoker@acme-queues-42.iam.gserviceaccount.com" in diagram
+    assert "my-tasks-dev" not in diagram

@@ -67,7 +67,7 @@ def test_json_round_trip_and_shape(all_plans: dict[str, Plan]) -> None:
 
 def test_mocks_compute_realistic_outputs(all_plans: dict[str, Plan]) -> None:
     plan = all_plans["staging"]
-    number = project_number("my-tasks-staging")
+    number = project_number(str(plan.exports.project))
     assert len(number) == 12
     assert number.isdigit()
     assert plan.one(RUN_SERVICE_TYPE).outputs["uri"] == (

@@ -6,6 +6,7 @@ import dataclasses
 import re
 
 from contract.resources import QUEUE_TYPE
+from plan.diagrams import DOCUMENTED_STACK, plan_diagrams
 from plan.diff import diff_plans, flatten, render_diff
 from plan.model import Plan
 from plan.render import render_mermaid, render_text
@@ -36,14 +37,15 @@ def edges(mermaid: str) -> list[tuple[str, str, str]]:
 
 def test_mermaid_draws_who_may_invoke_enqueue_and_act_as(all_plans: dict[str, Plan]) -> None:
     mermaid = render_mermaid(all_plans["dev"])
+    project = all_plans["dev"].exports.project
     assert mermaid.startswith("flowchart LR\n")
     drawn = edges(mermaid)
     assert (
-        "tasks-invoker<br/>tasks-invoker@my-tasks-dev.iam.gserviceaccount.com",
+        f"tasks-invoker<br/>tasks-invoker@{project}.iam.gserviceaccount.com",
         "run.invoker",
         "Cloud Run service<br/>tasks-worker",
     ) in drawn
-    enqueuer = "tasks-enqueuer<br/>tasks-enqueuer@my-tasks-dev.iam.gserviceaccount.com"
+    enqueuer = f"tasks-enqueuer<br/>tasks-enqueuer@{project}.iam.gserviceaccount.com"
     assert any(
         s == enqueuer and "cloudtasks.enqueuer" in label and t.startswith("Cloud Tasks queue")
         for s, label, t in drawn
@@ -61,9 +63,12 @@ def test_mermaid_draws_who_may_invoke_enqueue_and_act_as(all_plans: dict[str, Pl
 def test_mermaid_shows_configured_principals_and_the_queue_level_token(
     all_plans: dict[str, Plan],
 ) -> None:
-    mermaid = render_mermaid(all_plans["prod"])
-    assert "serviceAccount:backend@my-tasks-prod.iam.gserviceaccount.com" in mermaid
-    assert "push task, OIDC as tasks-invoker@my-tasks-prod.iam.gserviceaccount.com" in mermaid
+    prod = all_plans["prod"]
+    mermaid = render_mermaid(prod)
+    configured = {grant.member for grant in prod.queue_grants()}
+    assert configured, "the prod stack names its own enqueuers"
+    assert all(member in mermaid for member in configured)
+    assert f"push task, OIDC as {prod.exports.invoker_email}" in mermaid
 
 
 def test_flatten_paths() -> None:
@@ -114,7 +119,9 @@ def test_the_diagram_in_the_readme_is_the_dev_plans(all_plans: dict[str, Plan]) 
     from plan.stack_config import REPO_ROOT
 
     readme = (REPO_ROOT / "README.md").read_text()
-    assert "```mermaid\n" + render_mermaid(all_plans["dev"]) + "```" in readme
+    assert plan_diagrams(readme) == [render_mermaid(all_plans[DOCUMENTED_STACK])], (
+        "README.md: regenerate with `make snapshots`"
+    )
 
 
 def test_every_embedded_plan_diagram_matches_a_stack(all_plans: dict[str, Plan]) -> None:
@@ -127,4 +134,4 @@ def test_every_embedded_plan_diagram_matches_a_stack(all_plans: dict[str, Plan])
             continue
         for block in re.findall(r"```mermaid\n(.*?)```", doc.read_text(), re.S):
             if "APIs enabled:" in block:  # a plan diagram, not a hand-drawn one
-                assert block in current, f"{doc.name}: regenerate with python -m plan"
+                assert block in current, f"{doc.name}: regenerate with `make snapshots`"
