@@ -153,17 +153,62 @@ def test_wrong_invoker_binding_fails_the_smoke_test_with_the_403_hint(
     assert f"{dev_plan['outputs'][OUTPUT_INVOKER_EMAIL]} may invoke" not in status
 
 
-def test_a_paused_queue_is_realised_paused_and_the_smoke_test_says_so(
+def test_a_paused_queue_is_realised_paused_and_the_smoke_test_still_passes(
     local_stack: LocalStack, dev_plan: dict[str, Any], tmp_path: Path
 ) -> None:
+    """RunTask delivers the smoke task on a paused queue (as Cloud Tasks does); the
+    queue's other tasks stay held, and the smoke test says the queue is paused."""
     plan = copy.deepcopy(dev_plan)
     _planned_queue(plan)["inputs"]["desiredState"] = "PAUSED"
     local_stack.up("--plan-file", str(write_plan(tmp_path / "paused.json", plan)))
     assert "state PAUSED" in local_stack.cli("status").stdout
+    held = _send(local_stack, "smoke", '{"held": true}')
 
-    smoke = run_smoke(local_stack.paths.outputs_file, "--timeout", "2")
-    assert smoke.returncode == 1
-    assert "is PAUSED" in smoke.stderr.strip().splitlines()[-1]
+    smoke = run_smoke(local_stack.paths.outputs_file, "--timeout", "20")
+    assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+    assert "is PAUSED: RunTask delivered the smoke task" in smoke.stderr
+    client = tasks_client(local_stack.outputs()[OUTPUT_EMULATOR_HOST])
+    try:
+        assert client.get_task(name=held, timeout=5).dispatch_count == 0
+    finally:
+        client.transport.close()  # type: ignore[no-untyped-call]
+
+
+def test_the_smoke_test_does_not_wait_behind_a_backlog(
+    local_stack: LocalStack, dev_plan: dict[str, Any], tmp_path: Path
+) -> None:
+    plan = copy.deepcopy(dev_plan)
+    _planned_queue(plan)["inputs"]["rateLimits"]["maxDispatchesPerSecond"] = 1
+    local_stack.up("--plan-file", str(write_plan(tmp_path / "slow.json", plan)))
+    backlog = tmp_path / "backlog.jsonl"
+    backlog.write_text("".join(f'{{"type": "smoke", "data": {{"n": {n}}}}}\n' for n in range(300)))
+    outputs = str(local_stack.paths.outputs_file)
+    sent = subprocess.run(
+        [sys.executable, "-m", "enqueue", "--outputs", outputs, "bulk", str(backlog)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert sent.returncode == 0, sent.stderr
+    # 300 tasks at 1/s: in turn, the smoke task would wait about five minutes.
+    smoke = run_smoke(local_stack.paths.outputs_file, "--timeout", "20")
+    assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+
+
+def _send(stack: LocalStack, task_type: str, data: str) -> str:
+    outputs = str(stack.paths.outputs_file)
+    done = subprocess.run(
+        [sys.executable, "-m", "enqueue", "--outputs", outputs, "send", task_type, "--data", data],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
 
 
 def test_emulator_sigkill_during_bulk_enqueue_loses_no_acknowledged_task(
