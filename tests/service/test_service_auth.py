@@ -1,4 +1,4 @@
-"""The token check, against the real worker over HTTP with really signed tokens."""
+"""The token check, against the app over HTTP (in-process) with really signed tokens."""
 
 from __future__ import annotations
 
@@ -47,9 +47,7 @@ class TestAccepted:
         assert worker.post("record", {"id": new_id()}, token=token).status_code == 200
 
     def test_health_needs_no_token(self, worker: Worker) -> None:
-        import httpx
-
-        response = httpx.get(f"{worker.url}/healthz")
+        response = worker.request("GET", "/healthz")
         assert response.status_code == 200
         assert response.json() == {"status": "ok"}
 
@@ -185,7 +183,7 @@ class TestRejected:
         )
         assert response.status_code == 403
         assert "intruder" not in response.text
-        entry = worker.process.wait_for_log(lambda e: e.get("task_name") == name)
+        entry = worker.wait_for_log(lambda e: e.get("task_name") == name)
         assert entry["severity"] == "WARNING"
         assert entry["outcome"] == "forbidden"
         assert "intruder@example.com is not an allowed invoker" in entry["reason"]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from service.config import ConfigError
 from service.plugins import load_object
-from tests.service.conftest import FIXTURE_MODULE, Worker, new_id, start_worker
+from tests.service.conftest import FIXTURE_MODULE, AppWorker, app_worker, new_id
 from tests.service.support import LocalIssuer, iter_json_lines
 
 pytestmark = pytest.mark.integration
@@ -18,25 +20,25 @@ def _headers(name: str) -> dict[str, str]:
     return {"X-CloudTasks-TaskName": name, "X-CloudTasks-QueueName": "jobs"}
 
 
-def _start(issuer: LocalIssuer, tmp_path: Path, sink: str, store: str) -> tuple[Worker, Path]:
+@contextlib.contextmanager
+def _start(
+    issuer: LocalIssuer, tmp_path: Path, sink: str, store: str
+) -> Iterator[tuple[AppWorker, Path]]:
+    """An app whose environment names the sink and store, as a deployment's would."""
     plugin_file = tmp_path / "plugins.jsonl"
-    worker = start_worker(
-        tmp_path,
-        issuer,
-        {
-            "TASKS_DEAD_LETTER_SINK": f"{FIXTURE_MODULE}:{sink}",
-            "TASKS_IDEMPOTENCY_STORE": f"{FIXTURE_MODULE}:{store}",
-            "TASKS_TEST_PLUGIN_FILE": str(plugin_file),
-        },
-    )
-    return worker, plugin_file
+    env = {
+        "TASKS_DEAD_LETTER_SINK": f"{FIXTURE_MODULE}:{sink}",
+        "TASKS_IDEMPOTENCY_STORE": f"{FIXTURE_MODULE}:{store}",
+        "TASKS_TEST_PLUGIN_FILE": str(plugin_file),
+    }
+    with app_worker(tmp_path, issuer, env) as worker:
+        yield worker, plugin_file
 
 
 def test_sink_gets_the_letter_without_credentials_and_store_sees_every_step(
     issuer: LocalIssuer, tmp_path: Path
 ) -> None:
-    worker, plugin_file = _start(issuer, tmp_path, "FileSink", "RecordingStore")
-    try:
+    with _start(issuer, tmp_path, "FileSink", "RecordingStore") as (worker, plugin_file):
         name = new_id()
         first = worker.post(
             "fail_permanent", {"id": name, "message": "gone"}, headers=_headers(name)
@@ -53,13 +55,10 @@ def test_sink_gets_the_letter_without_credentials_and_store_sees_every_step(
         assert "authorization" not in letter["headers"]
         steps = [(e["store"], e.get("state") or e.get("outcome")) for e in entries if "store" in e]
         assert steps == [("claim", "claimed"), ("complete", "dead_letter"), ("claim", "done")]
-    finally:
-        worker.process.stop()
 
 
 def test_failing_sink_and_store_make_cloud_tasks_retry(issuer: LocalIssuer, tmp_path: Path) -> None:
-    worker, _ = _start(issuer, tmp_path, "BrokenSink", "BrokenStore")
-    try:
+    with _start(issuer, tmp_path, "BrokenSink", "BrokenStore") as (worker, _):
         name = new_id()
         # The store cannot claim: answering 2xx could run the handler twice later.
         claimed = worker.post("record", {"id": name}, headers=_headers(name))
@@ -70,12 +69,10 @@ def test_failing_sink_and_store_make_cloud_tasks_retry(issuer: LocalIssuer, tmp_
         task_id = new_id()
         letter = worker.post("fail_permanent", {"id": task_id})
         assert letter.status_code == 503
-        entry = worker.process.wait_for_log(
+        entry = worker.wait_for_log(
             lambda e: e.get("outcome") == "retry" and "sink" in e.get("reason", "")
         )
         assert "ConnectionError: sink backend down" in entry["stack_trace"]
-    finally:
-        worker.process.stop()
 
 
 def test_plugin_specs_are_checked() -> None:

@@ -1,34 +1,42 @@
-"""The README's "Adding a task type" example, run as written in a real worker."""
+"""The README's "Adding a task type" example, run as written in a worker app."""
 
 from __future__ import annotations
 
-import os
 import re
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import Worker
-from tests.service.support import LocalIssuer, WorkerProcess
+from service import registry
+from tests.service.conftest import app_worker
+from tests.service.support import LocalIssuer
 
 README = Path(__file__).resolve().parents[2] / "service" / "README.md"
 
-pytestmark = pytest.mark.integration
+
+@pytest.fixture
+def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The example registers into `service.registry`; undo that (and its import) after."""
+    monkeypatch.setattr(registry, "_types", dict(registry._types))
+    yield
+    for name in [m for m in sys.modules if m == "myteam" or m.startswith("myteam.")]:
+        del sys.modules[name]
 
 
-def test_readme_task_type_example_works(issuer: LocalIssuer, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("isolated_registry")
+def test_readme_task_type_example_works(
+    issuer: LocalIssuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
     [example] = [b for b in blocks if b.startswith("# myteam/tasks.py")]
     package = tmp_path / "myteam"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "tasks.py").write_text(example)
-    pythonpath = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p)
-    process = WorkerProcess.with_auth(
-        issuer, env={"TASKS_EXTRA_MODULES": "myteam.tasks", "PYTHONPATH": pythonpath}
-    )
-    worker = Worker(process=process, record_file=tmp_path / "unused", issuer=issuer)
-    try:
+    monkeypatch.syspath_prepend(str(tmp_path))  # PYTHONPATH, as in a team's image
+    with app_worker(tmp_path, issuer, {"TASKS_EXTRA_MODULES": "myteam.tasks"}) as worker:
         ok = worker.post(
             "resize",
             {"image": "cat.png", "width": 640},
@@ -45,5 +53,3 @@ def test_readme_task_type_example_works(issuer: LocalIssuer, tmp_path: Path) -> 
         too_wide = worker.post("resize", {"image": "cat.png", "width": 99999})
         assert too_wide.status_code == 200
         assert "width: Input should be less than or equal to 4096" in too_wide.json()["reason"]
-    finally:
-        process.stop()

@@ -1,4 +1,8 @@
-"""SIGTERM as Cloud Run sends it: in-flight tasks finish, new ones get 503."""
+"""SIGTERM as Cloud Run sends it: in-flight tasks finish, new ones get 503.
+
+These need the real `python -m service` process (signals, uvicorn's shutdown,
+the exit code); everything else about the worker is tested in-process.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service.conftest import Worker, new_id, start_worker
+from tests.service.conftest import ProcessWorker, new_id, start_worker
 from tests.service.support import LocalIssuer
 
 pytestmark = pytest.mark.integration
 
 
-def _wait_started(worker: Worker, task_id: str, timeout_s: float = 5.0) -> None:
+def _wait_started(worker: ProcessWorker, task_id: str, timeout_s: float = 5.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not worker.runs(task_id):
         assert time.monotonic() < deadline, "the slow task never started"
@@ -23,7 +27,7 @@ def _wait_started(worker: Worker, task_id: str, timeout_s: float = 5.0) -> None:
 
 
 def _deliver_in_background(
-    worker: Worker, task_id: str, sleep_s: float
+    worker: ProcessWorker, task_id: str, sleep_s: float
 ) -> tuple[threading.Thread, dict[str, object]]:
     result: dict[str, object] = {}
 
@@ -57,7 +61,7 @@ def test_sigterm_lets_the_running_task_finish_and_refuses_new_ones(
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1"
         assert refused.headers["connection"] == "close"
-        assert httpx.get(f"{worker.url}/healthz").status_code == 503
+        assert worker.request("GET", "/healthz").status_code == 503
 
         thread.join(10)
         response = result["response"]
@@ -68,8 +72,12 @@ def test_sigterm_lets_the_running_task_finish_and_refuses_new_ones(
         assert worker.process.wait(10) == 0
         drained = worker.process.entries(lambda e: e["message"] == "drained, shutting down")
         assert len(drained) == 1
-        # It waited for the task (which had ~1.5 s left), and not much longer.
-        assert 0 < drained[0]["drain_s"] < 5.0
+        # It waited for the task, and stopped when it finished, not at the 8 s grace.
+        assert drained[0]["drain_s"] > 0
+        assert not worker.process.entries(lambda e: "exceeded" in e["message"])
+        # Everything the process printed, uvicorn's lines included, is one JSON entry.
+        assert len(worker.process.logs) == len(worker.process.raw_lines)
+        assert all("severity" in e and "message" in e for e in worker.process.logs)
     finally:
         worker.process.stop()
 
@@ -77,10 +85,11 @@ def test_sigterm_lets_the_running_task_finish_and_refuses_new_ones(
 def test_sigterm_when_idle_exits_at_once(issuer: LocalIssuer, tmp_path: Path) -> None:
     worker = start_worker(tmp_path, issuer)
     try:
-        started = time.monotonic()
         worker.process.terminate()
         assert worker.process.wait(10) == 0
-        assert time.monotonic() - started < 3.0
+        # Nothing in flight: drained at once, not after the grace.
+        assert worker.process.entries(lambda e: e["message"] == "drained, shutting down")
+        assert not worker.process.entries(lambda e: "exceeded" in e["message"])
     finally:
         worker.process.stop()
 
@@ -93,11 +102,9 @@ def test_task_outliving_the_grace_is_cut_off_unacknowledged(
         slow_id = new_id()
         thread, result = _deliver_in_background(worker, slow_id, sleep_s=20)
         _wait_started(worker, slow_id)
-        started = time.monotonic()
         worker.process.terminate()
+        # Grace 0.5 s + uvicorn's final 1 s, long before the task's 20 s.
         assert worker.process.wait(10) == 0
-        # Grace 0.5 s + uvicorn's final 1 s (+ scheduling slack); Cloud Run allows 10 s.
-        assert time.monotonic() - started < 5.0
         thread.join(10)
         response = result.get("response")
         # No 2xx ever reached the caller, so Cloud Tasks retries the task.
@@ -121,11 +128,9 @@ def test_a_handler_thread_past_its_timeout_does_not_hold_the_exit(
         task_id = new_id()
         response = worker.post("bounded_sync", {"id": task_id, "sleep_s": 20})
         assert response.status_code == 503  # timed out; its thread sleeps on
-        started = time.monotonic()
         worker.process.terminate()
+        # Nothing in flight, so no grace to wait out; the 20 s thread does not hold the exit.
         assert worker.process.wait(10) == 0
-        # Nothing in flight, so no grace to wait out; the thread does not hold the exit.
-        assert time.monotonic() - started < 5
         assert worker.process.entries(lambda e: "handler thread(s) still running" in e["message"])
         assert worker.runs(task_id, "end") == []
     finally:

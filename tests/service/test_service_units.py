@@ -7,11 +7,10 @@ import base64
 import io
 import json
 import logging
+import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -44,8 +43,6 @@ from service.context import context_from_headers, parse_trace_context
 from service.deadletter import MAX_LOGGED_BODY_BYTES, logged_body
 from service.logs import TRACE_FIELD, CloudLoggingFormatter, configure_logging, delivery_fields
 from tests.service.support import DEFAULT_AUDIENCE, DEFAULT_INVOKER, LocalIssuer
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeClock:
@@ -102,36 +99,49 @@ class TestSettings:
         with pytest.raises(ConfigError, match=re.escape(message)):
             Settings.from_env(env)
 
-    @pytest.mark.integration
-    def test_server_refuses_to_start_with_a_clear_message(self) -> None:
-        result = subprocess.run(
-            [sys.executable, "-m", "service"],
-            cwd=ROOT,
-            env={"PATH": "/usr/bin:/bin", "TASKS_ALLOWED_INVOKERS": "a@p.iam.gserviceaccount.com"},
-            capture_output=True,
-            text=True,
-            timeout=30,
+    @staticmethod
+    def _main(
+        env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> tuple[int, str]:
+        """`python -m service`'s main() with `env` as the whole TASKS_* environment."""
+        import service.__main__ as server
+
+        for name in [n for n in os.environ if n.startswith("TASKS_")]:
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        # It would replace this process's log handlers (pytest's included).
+        monkeypatch.setattr(server, "configure_logging", lambda level: None)
+
+        def serve(self: object) -> None:
+            raise AssertionError("the worker started serving despite the configuration error")
+
+        monkeypatch.setattr(server.DrainingServer, "run", serve)
+        code = server.main()
+        return code, capsys.readouterr().err
+
+    def test_server_refuses_to_start_with_a_clear_message(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, stderr = self._main(
+            {"TASKS_ALLOWED_INVOKERS": "a@p.iam.gserviceaccount.com"}, monkeypatch, capsys
         )
-        assert result.returncode == 2
-        line = json.loads(result.stderr)
+        assert code == 2
+        line = json.loads(stderr)
         assert line["severity"] == "CRITICAL"
         assert (
             "configuration error: TASKS_ALLOWED_INVOKERS is set but TASKS_AUDIENCE"
             in (line["message"])
         )
 
-    @pytest.mark.integration
-    def test_unimportable_task_module_is_a_configuration_error(self) -> None:
-        result = subprocess.run(
-            [sys.executable, "-m", "service"],
-            cwd=ROOT,
-            env={"PATH": "/usr/bin:/bin", "TASKS_EXTRA_MODULES": "no_such_team.tasks"},
-            capture_output=True,
-            text=True,
-            timeout=30,
+    def test_unimportable_task_module_is_a_configuration_error(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, stderr = self._main(
+            {"TASKS_EXTRA_MODULES": "no_such_team.tasks"}, monkeypatch, capsys
         )
-        assert result.returncode == 2
-        assert "cannot import task module 'no_such_team.tasks'" in result.stderr
+        assert code == 2
+        assert "cannot import task module 'no_such_team.tasks'" in stderr
 
 
 class TestErrors:
