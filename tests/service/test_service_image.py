@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import os
 import re
 import subprocess
 import sys
@@ -137,6 +139,62 @@ class TestDockerfile:
     def test_build_context_is_trimmed_to_what_is_copied(self) -> None:
         ignore = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().split()
         assert ignore[ignore.index("*") :][:3] == ["*", "!contract/", "!service/"]
+
+
+class TestImageContents:
+    """What the build context lets through holds no test-only code."""
+
+    # Test tooling, and the project packages the worker must not reach into.
+    TEST_ONLY_IMPORTS = frozenset({"pytest", "hypothesis", "tests", "emulator", "benchmarks"})
+
+    def _shipped(self) -> list[Path]:
+        ignore = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().split()
+        roots = [line[1:].rstrip("/") for line in ignore if line.startswith("!")]
+        return sorted(p for root in roots for p in (ROOT / root).rglob("*.py"))
+
+    def test_no_test_modules_ship(self) -> None:
+        shipped = self._shipped()
+        assert shipped, "the image would hold no Python code: the check is broken"
+        names = [p.relative_to(ROOT) for p in shipped]
+        test_like = [
+            n for n in names if n.name.startswith("test") or n.name in {"conftest.py", "testing.py"}
+        ]
+        assert not test_like, f"test-only modules would ship in the image: {test_like}"
+
+    def test_shipped_code_imports_no_test_tooling(self) -> None:
+        offenders = []
+        for path in self._shipped():
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    names = {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names = {node.module.split(".")[0]}
+                else:
+                    continue
+                if names & self.TEST_ONLY_IMPORTS:
+                    offenders.append(f"{path.relative_to(ROOT)}: {sorted(names)}")
+        assert not offenders, offenders
+
+
+class TestAppFactory:
+    def test_importing_the_app_module_builds_nothing(self) -> None:
+        import service.app
+
+        assert not hasattr(service.app, "app"), "an app is built at import"
+
+    def test_uvicorn_factory_import_string_builds_the_app(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from starlette.applications import Starlette
+        from uvicorn.importer import import_from_string
+
+        for name in [n for n in os.environ if n.startswith("TASKS_")]:
+            monkeypatch.delenv(name)
+        factory = import_from_string("service.app:create_app")
+        app = factory()  # what `uvicorn service.app:create_app --factory` does
+        assert isinstance(app, Starlette)
+        assert "smoke" in app.state.registry
 
 
 class TestImageRequirements:
