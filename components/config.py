@@ -147,7 +147,15 @@ class QueueConfig(Section):
         le=MAX_CONCURRENT_DISPATCHES,
         description="Tasks in flight at once, 1..5000.",
     )
-    max_attempts: int = Field(default=10, ge=-1, description="Attempts per task, -1 = unlimited.")
+    # Cloud Tasks takes -1 for "unlimited" (RetryConfig.max_attempts, queue.proto), but a
+    # poison task would then retry forever: the policy pack's mandatory
+    # queue-bounded-retries rule refuses it, so config refuses it first.
+    max_attempts: int = Field(
+        default=10,
+        ge=1,
+        description="Attempts per task, >= 1 (unlimited, -1, is refused: a failing task "
+        "would be retried forever).",
+    )
     min_backoff: Seconds = Field(default=1, description="First retry delay.")
     max_backoff: Seconds = Field(default=300, description="Longest retry delay.")
     max_doublings: int = Field(default=5, ge=0, description="Times the backoff doubles.")

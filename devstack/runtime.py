@@ -41,7 +41,7 @@ from contract.names import (
 )
 from devstack import hints, processes
 from devstack.ports import RequestedPorts, StackPorts, planned_ports, save_ports
-from devstack.realise import LocalRealisation, analyse
+from devstack.realise import LocalRealisation, PlanNotRealisable, analyse
 from devstack.state import (
     ProcessRecord,
     StackPaths,
@@ -54,6 +54,7 @@ from devstack.state import (
 from plan.errors import PlanError, PlanFormatError
 from plan.model import Plan
 from plan.stack_config import stack_file
+from policy.check import plan_violations
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCAL_HOST = "127.0.0.1"
@@ -257,6 +258,13 @@ def _realisation(
 ) -> LocalRealisation:
     plan, running.state.plan_source = load_plan(stack, plan_file)
     running.state.plan_seconds = time.monotonic() - t0
+    # The mandatory policy pack refuses such a plan at `pulumi preview`: so does `up`.
+    violations = plan_violations(plan)
+    if violations:
+        raise PlanNotRealisable(
+            [f"policy {v.rule}: {v.message}" for v in violations]
+            + ["(the policy pack refuses this plan in the cloud too: fix the stack config)"]
+        )
     return analyse(plan)
 
 

@@ -5,12 +5,15 @@
 
 The first form evaluates the program for a stack offline and prints it as
 text, JSON or Mermaid; with --diff, what differs from the committed snapshot
-(exit 0 whether or not it differs: a difference is information). `snapshot`
-rewrites tests/snapshots/plan-<stack>.json for one stack or all of them, after
-an intended change (`make snapshots`).
+(a difference is information, not an error). Every form then runs the policy
+pack's rules over the plan (`policy.check`), as `pulumi preview --policy-pack
+policy` will, and reports on stderr. `snapshot` rewrites
+tests/snapshots/plan-<stack>.json for one stack or all of them after an
+intended change, and redraws the plan diagrams in the docs (`make snapshots`).
 
 Exit codes: 0 done, 1 the plan could not be made (bad stack config, unknown
-stack, missing snapshot), with the reason on stderr. This module deliberately
+stack, missing snapshot), with the reason on stderr, or (text plan only) a
+policy rule is violated. This module deliberately
 holds no plan logic: `plan.engine` evaluates, `plan.render`/`plan.diff` render.
 """
 
@@ -26,6 +29,7 @@ from plan.diagrams import DOCUMENTED_STACK, refresh_diagrams
 from plan.diff import diff_plans, render_diff
 from plan.engine import evaluate
 from plan.errors import PlanError, PlanFormatError
+from plan.model import Plan
 from plan.render import render_mermaid, render_text
 from plan.snapshots import load_snapshot, snapshot_path, write_snapshot
 from plan.stack_config import REPO_ROOT, available_stacks
@@ -45,6 +49,25 @@ def _errors() -> tuple[type[Exception], ...]:
     return (ConfigError, PlanError)
 
 
+def _report_policy(plan: Plan) -> int:
+    """The policy pack's rules over the plan, as `pulumi preview --policy-pack policy`
+    will run them, so the plan says before any preview what the pack will refuse.
+    The report goes to stderr (stdout stays the plan); 1 when a rule is violated."""
+    from policy.check import format_violations, plan_violations
+
+    violations = plan_violations(plan)
+    if not violations:
+        print(f"policy: no violation in stack {plan.stack}", file=sys.stderr)
+        return 0
+    print(format_violations(violations), file=sys.stderr)
+    print(
+        f"policy: {len(violations)} violation(s) in stack {plan.stack}; "
+        "`pulumi preview --policy-pack policy` refuses them (mandatory rules)",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     root: Path = args.root
     try:
@@ -55,16 +78,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 sys.stdout.write(json.dumps(diff.to_json(), indent=2) + "\n")
             else:
                 sys.stdout.write(render_diff(diff, args.stack))
-            return 0
     except _errors() as exc:
         return _fail(str(exc))
-    if args.format == "json":
-        sys.stdout.write(plan.dumps())
-    elif args.format == "mermaid":
-        sys.stdout.write(render_mermaid(plan))
-    else:
-        sys.stdout.write(render_text(plan))
-    return 0
+    if not args.diff:
+        if args.format == "json":
+            sys.stdout.write(plan.dumps())
+        elif args.format == "mermaid":
+            sys.stdout.write(render_mermaid(plan))
+        else:
+            sys.stdout.write(render_text(plan))
+    violated = _report_policy(plan)
+    # The text plan is for people: a violation is its exit status. The diff is
+    # information, and JSON and Mermaid feed other tools (the preview workflow runs
+    # policy.check on the JSON itself).
+    return violated if args.format == "text" and not args.diff else 0
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:

@@ -47,6 +47,14 @@ def stack_dispatch_deadline(stack: str, root: Path) -> int:
     return dispatch_deadline_from_config(config.get(DISPATCH_DEADLINE_CONFIG_KEY))
 
 
+def plan_violations(plan: Plan) -> list[Violation]:
+    """Every rule over a plan, with the dispatch deadline the plan exports (the value
+    the program read from the stack config, which the pack reads there too)."""
+    return check_plan(
+        plan, plan.stack, dispatch_deadline_from_config(plan.exports.dispatch_deadline)
+    )
+
+
 def format_violations(violations: list[Violation]) -> str:
     return "\n".join(f"[{v.rule}] {v.urn or '(stack)'}\n    {v.message}" for v in violations)
 

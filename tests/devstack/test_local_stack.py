@@ -395,3 +395,14 @@ def test_a_worker_port_taken_before_the_worker_binds_it_is_replaced(
     assert "address already in use" in local_stack.paths.worker_log.read_text().lower()
     assert [p.role for p in running.state.processes] == ["emulator", "worker"]
     runtime.stop_running(running, lambda _: None)
+
+
+def test_a_plan_the_policy_pack_refuses_starts_nothing(
+    local_stack: LocalStack, dev_plan: dict[str, Any], tmp_path: Path
+) -> None:
+    plan = copy.deepcopy(dev_plan)
+    _planned_queue(plan)["inputs"]["retryConfig"]["maxAttempts"] = -1
+    refused = local_stack.cli("up", "--plan-file", str(write_plan(tmp_path / "bad.json", plan)))
+    assert refused.returncode == 2
+    assert "policy queue-bounded-retries" in refused.stderr
+    assert not local_stack.paths.state_file.exists()

@@ -386,7 +386,9 @@ def test_the_plan_diff_step_diffs_against_the_base_and_flags_policy_violations(
         dev.read_text().replace("max_dispatches_per_second: 5\n", "max_dispatches_per_second: 7\n")
     )
     prod = work / "Pulumi.prod.yaml"
-    prod.write_text(prod.read_text().replace("max_attempts: 20\n", "max_attempts: -1\n"))
+    prod.write_text(
+        prod.read_text().replace("deletion_protection: true\n", "deletion_protection: false\n")
+    )
 
     job = load("preview.yml")["jobs"]["plan-diff"]
     script = next(s["run"] for s in steps(job) if s.get("id") == "plan")
@@ -411,7 +413,7 @@ def test_the_plan_diff_step_diffs_against_the_base_and_flags_policy_violations(
     comment = (work / "plan-diff" / "comment.md").read_text()
     assert "inputs.rateLimits.maxDispatchesPerSecond: 5 => 7" in comment
     assert "<b>prod</b> — policy: VIOLATIONS" in comment
-    assert "[queue-bounded-retries]" in comment
+    assert "[prod-deletion-protection]" in comment
     assert "<b>staging</b> — policy: no violation" in comment
     assert (work / "plan-diff" / "pr-number").read_text() == "42\n"
     assert summary.read_text() == comment
