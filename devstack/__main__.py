@@ -20,11 +20,9 @@ def main(argv: list[str] | None = None) -> int:
         from devstack import local_cli
     except ModuleNotFoundError as exc:
         # A fresh shell's `python` is not the project's: say which one to use.
-        print(
-            f"devstack: {exc} in {sys.executable}; run it with the project's interpreter, "
-            ".venv/bin/python -m devstack (after `make setup`), or activate .venv first",
-            file=sys.stderr,
-        )
+        from contract.interpreter import foreign_interpreter_message
+
+        print(foreign_interpreter_message("python -m devstack", exc), file=sys.stderr)
         return 2
 
     local_cli.register(commands)  # up, down, status

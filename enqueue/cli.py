@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from contract.durations import DurationError, parse_duration_s
+from contract.interpreter import python_command
 from enqueue.bulk import (
     DEFAULT_CONCURRENCY,
     MAX_CONCURRENCY,
@@ -300,7 +301,7 @@ def _print_summary(
         source = f"--stack {args.stack}" if args.stack else f"--outputs {args.outputs}"
         print(
             f"failures written to {writer.path}: fix them and feed the file back with "
-            f"python -m enqueue {source} bulk {writer.path}",
+            f"{python_command()} -m enqueue {source} bulk {writer.path}",
             file=out,
         )
 

@@ -24,9 +24,7 @@ from typing import Any, Literal
 
 import grpc
 import requests
-from google.api_core import exceptions as gexc
-from google.api_core import retry as gretry
-from google.api_core import retry_async as gretry_async
+from google.api_core import exceptions as gexc, retry as gretry, retry_async as gretry_async
 from google.api_core.client_options import ClientOptions
 from google.auth import exceptions as auth_exceptions
 from google.auth.credentials import AnonymousCredentials

@@ -9,10 +9,8 @@ if __name__ == "__main__":
         from plan.cli import main
     except ModuleNotFoundError as exc:
         # A fresh shell's `python` is not the project's: say which one to use.
-        print(
-            f"plan: {exc} in {sys.executable}; run it with the project's interpreter, "
-            ".venv/bin/python -m plan (after `make setup`), or activate .venv first",
-            file=sys.stderr,
-        )
+        from contract.interpreter import foreign_interpreter_message
+
+        print(foreign_interpreter_message("python -m plan", exc), file=sys.stderr)
         sys.exit(2)
     sys.exit(main())

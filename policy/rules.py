@@ -26,8 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from contract.durations import DurationError
-from contract.durations import parse_duration_s as _parse_duration_s
+from contract.durations import DurationError, parse_duration_s as _parse_duration_s
 from contract.limits import (
     CLOUD_RUN_DEFAULT_REQUEST_TIMEOUT_S,
     DEFAULT_DISPATCH_DEADLINE_S,

@@ -43,10 +43,16 @@ _REPO = Path(__file__).resolve().parents[1]
 if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
-import httpx  # noqa: E402
-from google.api_core import exceptions as gexc  # noqa: E402
-from google.cloud import tasks_v2  # noqa: E402
-from rich.console import Console  # noqa: E402
+try:
+    import httpx
+    from google.api_core import exceptions as gexc
+    from google.cloud import tasks_v2
+    from rich.console import Console
+except ModuleNotFoundError as _missing:  # a fresh shell's `python` is not the project's
+    from contract.interpreter import foreign_interpreter_message
+
+    print(foreign_interpreter_message("python scripts/smoke_test.py", _missing), file=sys.stderr)
+    sys.exit(2)
 
 from contract.names import SMOKE_TASK_TYPE, TASK_ROUTE_PREFIX  # noqa: E402
 from contract.resources import RUN_INVOKER_ROLE  # noqa: E402

@@ -13,8 +13,7 @@ here being the documented range, not the validator's code:
 
 from __future__ import annotations
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from components.config import ConfigError, PipelineConfig
 from components.loading import parse_config

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 from google.cloud import tasks_v2
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from contract.limits import MAX_TASK_BYTES, TASK_ID_PATTERN, WARN_TASK_BYTES
 from enqueue import StackOutputs, TaskSpec, TaskValidationError, build_task, task_id_for_key
