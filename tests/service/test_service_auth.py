@@ -11,7 +11,7 @@ from emulator.oidc import OidcIssuer
 from tests.service.conftest import Worker, new_id
 from tests.service.support import DEFAULT_AUDIENCE, DEFAULT_INVOKER
 
-pytestmark = pytest.mark.integration
+# In-process (no worker process): not marked integration, so `make test-fast` runs it.
 
 
 def _assert_rejected(worker: Worker, response_status: int, status: int, task_id: str) -> None:

@@ -14,7 +14,7 @@ import pytest
 from tests.service.conftest import Worker, app_worker
 from tests.service.support import LocalIssuer
 
-pytestmark = pytest.mark.integration
+# In-process (no worker process): not marked integration, so `make test-fast` runs it.
 
 TIMEOUT_S = 0.3
 

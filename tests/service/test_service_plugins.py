@@ -13,7 +13,7 @@ from service.plugins import load_object
 from tests.service.conftest import FIXTURE_MODULE, AppWorker, app_worker, new_id
 from tests.service.support import LocalIssuer, iter_json_lines
 
-pytestmark = pytest.mark.integration
+# In-process (no worker process): not marked integration, so `make test-fast` runs it.
 
 
 def _headers(name: str) -> dict[str, str]:

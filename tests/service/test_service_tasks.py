@@ -16,7 +16,7 @@ from contract.limits import MAX_TASK_BYTES
 from tests.service.conftest import PROJECT, Worker, app_worker, new_id
 from tests.service.support import LocalIssuer
 
-pytestmark = pytest.mark.integration
+# In-process (no worker process): not marked integration, so `make test-fast` runs it.
 
 
 def _task_headers(name: str, **more: str) -> dict[str, str]:
