@@ -18,13 +18,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-setup: $(VENV)/.installed tests/node/node_modules/.installed ## create .venv with the pinned dependencies (and the Node client test's packages)
-
-# The Node.js client test (tests/emulator/test_emulator_node_client.py); reinstalled
-# only when the lock file changes.
-tests/node/node_modules/.installed: tests/node/package-lock.json
-	cd tests/node && npm ci --no-audit --no-fund
-	touch $@
+# Python only: the Node.js client test installs its own packages (npm ci) when it runs.
+setup: $(VENV)/.installed ## create .venv with the pinned dependencies
 
 # `make local` needs only Python: the npm packages are for the Node client test.
 local: $(VENV)/.installed ## bring the local stack up for STACK (default dev), smoke-test it, stay up until Ctrl-C

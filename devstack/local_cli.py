@@ -250,8 +250,8 @@ def _watch(running: runtime.Running) -> int:
                 return 0
             _err(
                 f"[bold red]the {role} exited[/] (status {code}); see {started.record.log}. "
-                f"Stopping the rest; `{hints.python()} -m devstack up` starts the stack "
-                "again on the same data.",
+                f"Stopping the rest; `{hints.python()} -m devstack up --stack "
+                f"{running.state.stack}` starts the stack again on the same data.",
                 markup=True,
             )
             _ignore_signals()
