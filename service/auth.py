@@ -3,11 +3,12 @@
 `TokenVerifier.verify(authorization_header)` returns the verified claims or
 raises `AuthError` with the status to answer (401: missing or invalid token,
 403: a valid token of an identity that is not allowed) and the reason, which
-goes to the log only. The check follows FACTS.md: RS256 signature against the
-PEM certs at the configured URL (Google's by default, the local issuer's in the
-local stack) with `google.auth.jwt.decode`; `aud` equal to the audience; not
-expired; `iss` Google's (or, with a non-Google certs URL,
-that URL's origin); `email_verified` true; `email` in the allowed list.
+goes to the log only. The check follows Google's rules for validating an ID
+token (https://developers.google.com/identity/openid-connect/openid-connect#validatinganidtoken):
+RS256 signature against the PEM certs at the configured URL (Google's by
+default, the local issuer's in the local stack) with `google.auth.jwt.decode`;
+`aud` equal to the audience; not expired; `iss` Google's (or, with a non-Google
+certs URL, that URL's origin); `email_verified` true; `email` in the allowed list.
 The 10 s clock skew applies to `iat` only: an expired token is rejected the
 second it expires.
 

@@ -5,7 +5,9 @@ with a message naming the variable and the fix, instead of answering 401 to
 every task. Names shared with the Pulumi program and the local stack come from
 `contract.names`; the rest are the worker's own (documented in README.md).
 This module deliberately reads nothing but the environment (no files, no
-metadata server).
+metadata server). `Settings.from_env` is longer than the usual ~80 lines on
+purpose: one straight pass over the variables, each check next to the message
+it gives.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ DEFAULT_HOST: Final = "0.0.0.0"
 # Cloud Run sends SIGKILL 10 s after SIGTERM; keep 2 s for the last log lines.
 DEFAULT_SHUTDOWN_GRACE_S: Final = 8.0
 DEFAULT_IDEMPOTENCY_MAX_ENTRIES: Final = 100_000
-# Named-task dedup lasts "up to 24 hours" (FACTS.md); a duplicate can arrive that late.
+# A day: well past the 1 hour (9 days for queue.yaml queues) in which Cloud Tasks
+# refuses to re-create a task name after the task ran (CreateTaskRequest.task,
+# https://cloud.google.com/tasks/docs/reference/rest/v2/projects.locations.queues.tasks/create).
 DEFAULT_IDEMPOTENCY_TTL_S: Final = 24 * 3600.0
 DEFAULT_CERTS_MIN_REFRESH_S: Final = 30.0
 
