@@ -3,7 +3,9 @@
 `Worker` is what a test talks to: `post` a task, read what the test handlers
 recorded (`runs`), wait for a log entry. `AppWorker` is `create_app()` in this
 process behind `httpx.ASGITransport` (most tests); `ProcessWorker` is
-`python -m service` as a subprocess (signals and shutdown only).
+`python -m service` as a subprocess (signals and shutdown only). The fixtures
+deliberately configure both the same way, from environment variables, so a test
+exercises the configuration a deployment would give.
 """
 
 from __future__ import annotations

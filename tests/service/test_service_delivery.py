@@ -1,4 +1,11 @@
-"""`TaskDelivery` driven directly: parsed request in, `Outcome` out, no HTTP at all."""
+"""`TaskDelivery` driven directly: parsed request in, `Outcome` out, no HTTP at all.
+
+Each delivery decision (done, duplicate, in progress, dead letter, retry,
+timeout, crash, store and sink failures, too large, refused) against a small
+registry of its own, plus the shape of every `service.outcomes` constructor.
+What only HTTP has (routes, the token check, reading the body, rendering) is
+tested through the app in test_service_tasks.py and test_service_auth.py.
+"""
 
 from __future__ import annotations
 
