@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from typing import Any, Protocol
 
@@ -63,31 +64,34 @@ class RealClock:
 class FakeClock:
     """A clock that stands still until :meth:`advance`; for in-process tests.
 
-    Wall and monotonic time move together. Waiters whose deadline is reached
-    are woken in deadline order, and the event loop is given turns after each
-    one, so what a wake-up schedules (an attempt, a retry) happens "at" that
-    instant before time moves on.
+    Wall and monotonic time move together, in whole nanoseconds so that
+    monotonic differences are exact and a timer always moves time forward (a
+    wait of 1e-12 s still lasts 1 ns). Waiters whose deadline is reached are
+    woken in deadline order, and the event loop is given turns after each one,
+    so what a wake-up schedules (an attempt, a retry) happens "at" that instant
+    before time moves on.
     """
 
     def __init__(self, start: float = 1_800_000_000.0, *, settle_turns: int = 40) -> None:
-        self._now = start
-        self._start = start
+        self._ns = round(start * 1e9)
+        self._start_ns = self._ns
         self._settle_turns = settle_turns
-        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._timers: list[tuple[int, int, asyncio.Future[None]]] = []
         self._ids = itertools.count()
 
     def now(self) -> float:
-        return self._now
+        return self._ns / 1e9
 
     def monotonic(self) -> float:
-        return self._now - self._start
+        return (self._ns - self._start_ns) / 1e9
 
     def _timer(self, seconds: float) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if seconds <= 0:
             future.set_result(None)
         else:
-            heapq.heappush(self._timers, (self._now + seconds, next(self._ids), future))
+            due = self._ns + max(1, math.ceil(seconds * 1e9))
+            heapq.heappush(self._timers, (due, next(self._ids), future))
         return future
 
     async def sleep(self, seconds: float) -> None:
@@ -116,16 +120,13 @@ class FakeClock:
 
     async def advance(self, seconds: float) -> None:
         """Move time forward by ``seconds``, firing every timer due on the way."""
-        target = self._now + seconds
+        target = self._ns + round(seconds * 1e9)
         await self.settle()
         while self._timers and self._timers[0][0] <= target:
             due, _, future = heapq.heappop(self._timers)
-            self._now = max(self._now, due)
+            self._ns = max(self._ns, due)
             if not future.done():
                 future.set_result(None)
             await self.settle()
-        self._now = target
+        self._ns = max(self._ns, target)
         await self.settle()
-
-    async def advance_to(self, moment: float) -> None:
-        await self.advance(max(0.0, moment - self._now))

@@ -26,8 +26,7 @@ from google.cloud import tasks_v2
 from google.protobuf import field_mask_pb2
 
 from contract.limits import DEFAULT_DISPATCH_DEADLINE_S, DEFAULT_TOMBSTONE_S
-from emulator import paging
-from emulator import validation as v
+from emulator import paging, validation as v
 from emulator.clock import Clock, RealClock
 from emulator.delivery import Deliverer, HttpDeliverer
 from emulator.dispatcher import Dispatcher

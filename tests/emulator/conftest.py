@@ -1,148 +1,36 @@
-"""Fixtures for the emulator tests: a real emulator process and a real HTTP target.
+"""Fixtures for the emulator tests: the core in-process, a real emulator process, an HTTP target.
 
-The target is a threaded ``http.server`` on 127.0.0.1 that records every request
-and answers according to its path: ``/status/CODE`` answers CODE, ``/sleep/S``
-sleeps S seconds before answering 200, ``/flaky/N`` answers 500 N times per
-task then 200, ``/big/N`` answers 200 with an N-byte body, anything else answers 200.
+``async def`` tests run on a fresh event loop (see :func:`pytest_pyfunc_call`);
+their :class:`~tests.emulator.inproc.Harness` arguments are started before and
+closed after the test. The queues the process fixtures create are deleted at
+teardown, so no retry of one test runs on into another. The HTTP target is
+described in tests/emulator/support.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import http.server
+import inspect
 import itertools
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from google.api_core import exceptions
 
 from emulator.testing import EmulatorProcess
+from tests.emulator.inproc import Harness
+from tests.emulator.support import Target, serve_target
 
 PARENT = "projects/emu-test/locations/us-central1"
 _ids = itertools.count(1)
 
 
-@dataclass
-class Delivery:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    at: float
-
-
-@dataclass
-class Target:
-    base_url: str
-    deliveries: list[Delivery] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    active: int = 0
-    max_active: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def url(self, path: str = "/ok") -> str:
-        return self.base_url + path
-
-    def for_task(self, task_name: str) -> list[Delivery]:
-        task_id = task_name.rsplit("/", 1)[1]
-        with self.lock:
-            return [d for d in self.deliveries if d.headers.get("X-CloudTasks-TaskName") == task_id]
-
-    def wait_for(
-        self, count: int, task_name: str | None = None, timeout: float = 10.0
-    ) -> list[Delivery]:
-        deadline = time.monotonic() + timeout
-        while True:
-            with self.lock:
-                got = list(self.deliveries)
-            if task_name is not None:
-                got = self.for_task(task_name)
-            if len(got) >= count or time.monotonic() > deadline:
-                return got
-            time.sleep(0.02)
-
-
-def _handler(target: Target) -> type[http.server.BaseHTTPRequestHandler]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            with target.lock:
-                target.active += 1
-                target.max_active = max(target.max_active, target.active)
-                target.deliveries.append(
-                    Delivery(self.command, self.path, dict(self.headers.items()), body, time.time())
-                )
-            try:
-                status = 200
-                parts = self.path.split("?", 1)[0].strip("/").split("/")
-                if parts[0] == "status" and len(parts) > 1:
-                    status = int(parts[1])
-                elif parts[0] == "sleep" and len(parts) > 1:
-                    time.sleep(float(parts[1]))
-                elif parts[0] == "flaky" and len(parts) > 1:
-                    key = self.headers.get("X-CloudTasks-TaskName", "")
-                    with target.lock:
-                        target.counts[key] = target.counts.get(key, 0) + 1
-                        status = 500 if target.counts[key] <= int(parts[1]) else 200
-                payload = b""
-                if parts[0] == "big" and len(parts) > 1:
-                    payload = b"z" * int(parts[1])
-                self.send_response(status)
-                if status in (429, 503):
-                    self.send_header("Retry-After", "2")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(payload)
-            finally:
-                with target.lock:
-                    target.active -= 1
-
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    return Handler
-
-
-class _TargetServer(http.server.ThreadingHTTPServer):
-    # The default listen backlog of 5 drops connections when a queue's burst opens
-    # a hundred at once; real workers (uvicorn, gunicorn) listen with 1024 or more.
-    request_queue_size = 1024
-    daemon_threads = True
-
-
-@contextlib.contextmanager
-def _serve_target() -> Iterator[Target]:
-    server = _TargetServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
-    t = Target(base_url=f"http://127.0.0.1:{server.server_address[1]}")
-    server.RequestHandlerClass = _handler(t)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield t
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture
 def target() -> Iterator[Target]:
-    with _serve_target() as t:
-        yield t
-
-
-@pytest.fixture(scope="module")
-def module_target() -> Iterator[Target]:
-    """A target shared by a module, for scenarios that run in the background."""
-    with _serve_target() as t:
+    with serve_target() as t:
         yield t
 
 
@@ -167,23 +55,65 @@ def unique(prefix: str = "q") -> str:
 
 
 @pytest.fixture
-def queue_name(client: Any) -> str:
-    """A fresh RUNNING queue with default settings."""
-    name = f"{PARENT}/queues/{unique()}"
-    client.create_queue(parent=PARENT, queue={"name": name})
-    return name
+def make_queue(client: Any) -> Iterator[Callable[..., str]]:
+    """Factory: ``make_queue(rate_limits={...}, retry_config={...})`` -> queue name.
 
-
-@pytest.fixture
-def make_queue(client: Any) -> Any:
-    """Factory: ``make_queue(rate_limits={...}, retry_config={...})`` -> queue name."""
+    Every queue it made is deleted at teardown, with its tasks.
+    """
+    made: list[str] = []
 
     def make(**fields: Any) -> str:
         name = f"{PARENT}/queues/{unique()}"
         client.create_queue(parent=PARENT, queue={"name": name, **fields})
+        made.append(name)
         return name
 
-    return make
+    yield make
+    for name in made:
+        with contextlib.suppress(exceptions.NotFound):
+            client.delete_queue(name=name)
+
+
+@pytest.fixture
+def queue_name(make_queue: Callable[..., str]) -> str:
+    """A fresh RUNNING queue with default settings (deleted at teardown)."""
+    return make_queue()
+
+
+# -- the core in-process ------------------------------------------------------------
+
+
+@pytest.fixture
+def core() -> Harness:
+    """The emulator core on a fake clock with an in-process deliverer."""
+    return Harness()
+
+
+@pytest.fixture
+def short_tombstones() -> Harness:
+    """Like :func:`core`, with task names reserved for 1 s only."""
+    return Harness(tombstone_seconds=1)
+
+
+async def _run_async(test: Callable[..., Awaitable[None]], kwargs: dict[str, Any]) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        for value in kwargs.values():
+            if isinstance(value, Harness):
+                await value.start()
+                stack.push_async_callback(value.close)
+        await test(**kwargs)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run ``async def`` tests with ``asyncio.run`` (no asyncio plugin needed)."""
+    test = pyfuncitem.obj
+    if not inspect.iscoroutinefunction(test):
+        return None
+    names = inspect.signature(test).parameters
+    kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+    asyncio.run(_run_async(test, kwargs))
+    return True
 
 
 @pytest.fixture
