@@ -23,7 +23,7 @@ setup: $(VENV)/.installed ## create .venv with the pinned dependencies
 
 # `make local` needs only Python: the npm packages are for the Node client test.
 local: $(VENV)/.installed ## bring the local stack up for STACK (default dev), smoke-test it, stay up until Ctrl-C
-	$(PY) -m devstack up --stack $(STACK) --smoke
+	$(PY) -m devstack up --stack $(STACK) --smoke --reload
 
 test: setup ## the whole test suite (unit, snapshot, integration)
 	$(PY) -m pytest

@@ -44,6 +44,7 @@ WORKER_ENV_AUDIENCE: Final = "TASKS_AUDIENCE"  # the OIDC audience the worker ac
 WORKER_ENV_ALLOWED_INVOKERS: Final = "TASKS_ALLOWED_INVOKERS"  # comma-separated emails
 WORKER_ENV_CERTS_URL: Final = "TASKS_CERTS_URL"  # PEM certs URL; Google's by default
 WORKER_ENV_PORT: Final = "PORT"
+WORKER_ENV_EXTRA_MODULES: Final = "TASKS_EXTRA_MODULES"  # comma-separated task modules
 
 GOOGLE_CERTS_URL: Final = "https://www.googleapis.com/oauth2/v1/certs"
 GOOGLE_ISSUER: Final = "https://accounts.google.com"

@@ -48,6 +48,7 @@ from devstack.ports import ROLES, RequestedPorts, valid_port
 from devstack.processes import ProcessError
 from devstack.realise import PlanNotRealisable
 from devstack.state import StackPaths, StackState, StateError, load_state
+from devstack.watch import SERVICE_DIR, SourceWatch, module_dirs
 
 DEFAULT_STACK = "dev"
 SMOKE_SCRIPT = runtime.REPO_ROOT / "scripts" / "smoke_test.py"
@@ -123,6 +124,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=None,
         help="realise this plan JSON (from `python -m plan --format json`) instead of "
         "evaluating the program: for testing a changed plan",
+    )
+    p_up.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart the worker when a file under service/ (or of a TASKS_EXTRA_MODULES "
+        "module) changes; queued tasks stay queued (make local does)",
     )
     for role, flag in ROLES.items():
         p_up.add_argument(
@@ -226,7 +233,7 @@ def _up(args: argparse.Namespace) -> int:
                 return 0
         _print_howto(running.state, running.paths)
         _out("[bold]up[/]: press Ctrl-C to stop the stack", markup=True)
-        return _watch(running)
+        return _watch(running, reload=args.reload)
     except (KeyboardInterrupt, _Stop):
         _ignore_signals()
         _say("\nstopping the stack")
@@ -234,13 +241,22 @@ def _up(args: argparse.Namespace) -> int:
         return 0
 
 
-def _watch(running: runtime.Running) -> int:
-    """Stay up; stop everything when a part dies or `down` took the stack away."""
+def _watch(running: runtime.Running, *, reload: bool) -> int:
+    """Stay up; stop everything when a part dies or `down` took the stack away. With
+    reload, restart the worker alone when its source changes."""
+    sources = None
+    if reload and running.realisation is not None:
+        extra = module_dirs(running.realisation.worker.env, runtime.REPO_ROOT)
+        sources = SourceWatch([SERVICE_DIR, *extra])
+        _out(f"reload: watching {', '.join(str(r) for r in sources.roots)}")
+    worker_broken = False  # a reload that did not start: wait for the next change
     while True:
         time.sleep(0.5)
+        if sources is not None and (changed := sources.changed()):
+            worker_broken = not _reload(running, changed)
         for role, started in running.children.items():
             code = started.process.poll()
-            if code is None:
+            if code is None or (role == "worker" and worker_broken):
                 continue
             state = load_state(running.paths)
             if state is None or state.started_at != running.state.started_at or state.stopping:
@@ -257,6 +273,20 @@ def _watch(running: runtime.Running) -> int:
             _ignore_signals()
             runtime.stop_running(running, _say)
             return 1
+
+
+def _reload(running: runtime.Running, changed: list[Path]) -> bool:
+    """Restart the worker on the new code; False when it does not start (the stack
+    stays up, tasks wait in the queue, and the next change tries again)."""
+    shown = ", ".join(str(p.name) for p in changed[:3]) + (" ..." if len(changed) > 3 else "")
+    _out(f"reloading the worker ({shown} changed); queued tasks stay queued")
+    try:
+        runtime.restart_worker(running, _say)
+    except ProcessError as exc:
+        _err(f"[bold red]reload failed:[/] {exc}; fix the code and save again")
+        return False
+    _out(f"worker reloaded: {running.children['worker'].record.url}")
+    return True
 
 
 def _run_smoke(paths: StackPaths) -> int:

@@ -82,6 +82,9 @@ class Running:
     state: StackState
     paths: StackPaths
     children: dict[str, processes.Started] = field(default_factory=dict)
+    # What the worker was started with, so that it can be restarted alone (reload).
+    realisation: LocalRealisation | None = None
+    certs_url: str = ""
 
 
 @contextlib.contextmanager
@@ -313,7 +316,8 @@ def _start(
         attempts = 1 if planned.worker else WORKER_PORT_ATTEMPTS
         for attempt in range(1, attempts + 1):
             port = planned.worker or processes.free_port(LOCAL_HOST)
-            worker = _spawn_worker(realisation, running, port, http_url + EMULATOR_CERTS)
+            running.realisation, running.certs_url = realisation, http_url + EMULATOR_CERTS
+            worker = _spawn_worker(realisation, running, port, running.certs_url)
             # The queue is created while the worker boots: the two overlap.
             _apply_queue_or_explain(client, realisation, port, paths)
             try:
@@ -359,6 +363,22 @@ def _spawn_worker(
     )
     running.children["worker"] = worker
     running.state.processes.append(worker.record)
+    save_state(running.paths, running.state)
+    return worker
+
+
+def restart_worker(running: Running, say: Say) -> processes.Started:
+    """Stop the worker and start it again from the current code, on the same port with
+    the same environment (reload). Queued tasks stay in the emulator; an attempt that
+    meets the worker while it restarts fails and is retried by the queue's policy."""
+    old = running.children["worker"]
+    if running.realisation is None:
+        raise StackError("the stack was not started by this process: nothing to reload")
+    say("  " + processes.stop(old.record, child=old.process))
+    running.state.processes.remove(old.record)
+    port = int(old.record.url.rsplit(":", 1)[1])
+    worker = _spawn_worker(running.realisation, running, port, running.certs_url)
+    processes.wait_healthy(worker, START_TIMEOUT_S)
     save_state(running.paths, running.state)
     return worker
 

@@ -3,6 +3,7 @@ depends on its output being readable."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -10,11 +11,14 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from google.api_core.exceptions import NotFound
 
 from contract.names import OUTPUT_EMULATOR_HOST, OUTPUT_EMULATOR_URL, OUTPUT_SERVICE_URL
+from contract.resources import RUN_SERVICE_TYPE
 from devstack.ports import load_ports, ports_file
 from devstack.processes import is_running
 from devstack.runtime import tasks_client
@@ -26,10 +30,14 @@ ADDRESS_KEYS = (OUTPUT_SERVICE_URL, OUTPUT_EMULATOR_HOST, OUTPUT_EMULATOR_URL)
 
 
 def _enqueue(stack: LocalStack, *args: str) -> str:
-    """Send a task with the enqueue CLI, as a user would; returns its full name."""
+    """Send a smoke task with the enqueue CLI, as a user would; returns its full name."""
+    return _enqueue_type(stack, "smoke", *args)
+
+
+def _enqueue_type(stack: LocalStack, task_type: str, *args: str) -> str:
     outputs = str(stack.paths.outputs_file)
     done = subprocess.run(
-        [sys.executable, "-m", "enqueue", "--outputs", outputs, "send", "smoke", *args],
+        [sys.executable, "-m", "enqueue", "--outputs", outputs, "send", task_type, *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -165,3 +173,77 @@ def test_ctrl_c_stops_everything_when_the_output_pipe_is_gone(local_stack: Local
     assert proc.wait(timeout=30) == 0
     assert not [pid for pid in pids.values() if is_running(pid)]
     assert not local_stack.paths.state_file.exists()
+
+
+PROBE_V1 = """
+from pydantic import BaseModel
+
+from service import TaskContext, registry
+
+
+class Probe(BaseModel):
+    pass
+
+
+@registry.task("probe-v1", payload=Probe)
+def probe_v1(payload: Probe, ctx: TaskContext) -> dict[str, int]:
+    return {"version": 1}
+"""
+
+
+def _read_until(fd: int, marker: bytes, seen: bytearray, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while marker not in seen:
+        assert time.monotonic() < deadline, f"no {marker!r} in:\n" + seen.decode(errors="replace")
+        chunk = os.read(fd, 65536)
+        assert chunk, "up exited early:\n" + seen.decode(errors="replace")
+        seen += chunk
+
+
+def test_reload_restarts_the_worker_on_new_code_and_keeps_queued_tasks(
+    local_stack: LocalStack, dev_plan: dict[str, Any], tmp_path: Path
+) -> None:
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    probe = modules / "reload_probe.py"
+    probe.write_text(PROBE_V1)
+    plan = copy.deepcopy(dev_plan)
+    [service] = [r for r in plan["resources"] if r["type"] == RUN_SERVICE_TYPE]
+    service["inputs"]["template"]["containers"][0]["envs"] += [
+        {"name": "TASKS_EXTRA_MODULES", "value": "reload_probe"},
+        {"name": "PYTHONPATH", "value": str(modules)},
+    ]
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devstack", "up", "--reload", "--plan-file", str(plan_file)]
+        + ["--root", str(local_stack.root)],
+        cwd=REPO_ROOT,
+        stdout=write_end,
+        stderr=write_end,
+    )
+    os.close(write_end)
+    seen = bytearray()
+    try:
+        _read_until(read_end, b"press Ctrl-C", seen)
+        _read_until(read_end, b"reload: watching", seen)
+        _read_until(read_end, str(modules).encode(), seen)
+        first_worker = local_stack.recorded_pids()["worker"]
+        # Queued before the reload, due after it.
+        queued = _enqueue_type(local_stack, "probe-v1", "--delay", "3s")
+
+        probe.write_text(PROBE_V1.replace("v1", "v2").replace('"version": 1', '"version": 2'))
+        _read_until(read_end, b"worker reloaded", seen)
+        assert local_stack.recorded_pids()["worker"] != first_worker
+        # The new type exists only in the new code.
+        _wait_delivered(local_stack, _enqueue_type(local_stack, "probe-v2"))
+        log = local_stack.paths.worker_log.read_text()
+        assert '"probe-v2"' in log or "probe-v2" in log
+        # The task queued before the reload names a type the new code no longer has:
+        # it still reaches the (new) worker, which answers for it.
+        _wait_delivered(local_stack, queued)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        os.close(read_end)
