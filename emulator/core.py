@@ -44,10 +44,6 @@ from emulator.state import (
 )
 from emulator.store import Store
 
-# Re-exported: the front ends and older callers import these from here.
-__all__ = ["Emulator", "QueuePb", "TaskPb", "burst_for"]
-burst_for = v.burst_for
-
 log = logging.getLogger("emulator")
 
 LIST_QUEUES_MAX_PAGE: Final = 9800

@@ -19,8 +19,9 @@ from google.cloud import tasks_v2
 from google.iam.v1 import iam_policy_pb2
 from google.protobuf import empty_pb2
 
-from emulator.core import Emulator, QueuePb, TaskPb
+from emulator.core import Emulator
 from emulator.errors import ApiError
+from emulator.state import QueuePb, TaskPb
 
 SERVICE = "google.cloud.tasks.v2.CloudTasks"
 log = logging.getLogger("emulator.grpc")
