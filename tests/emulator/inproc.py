@@ -28,6 +28,7 @@ from emulator.clock import FakeClock
 from emulator.core import Emulator
 from emulator.delivery import DeliveryResult, OutboundRequest, Unreachable
 from emulator.oidc import OidcIssuer
+from emulator.store import Store
 
 PARENT = "projects/inproc/locations/l"
 FULL = tasks_v2.Task.View.FULL
@@ -102,12 +103,20 @@ class FakeDeliverer:
 
 
 class Harness:
-    """An :class:`Emulator` on a fake clock; call :meth:`start` inside the event loop."""
+    """An :class:`Emulator` on a fake clock; start it inside the event loop
+    (``async with Harness() as h``, or as an argument of an ``async def`` test)."""
 
-    def __init__(self, *, tombstone_seconds: float = 3600.0) -> None:
-        self.clock = FakeClock()
+    def __init__(
+        self,
+        *,
+        tombstone_seconds: float = 3600.0,
+        store: Store | None = None,
+        start: float = 1_800_000_000.0,
+    ) -> None:
+        self.clock = FakeClock(start)
         self.deliverer = FakeDeliverer(self.clock)
         self.emulator = Emulator(
+            store=store,
             tombstone_seconds=tombstone_seconds,
             issuer=shared_issuer(),
             clock=self.clock,
@@ -120,6 +129,13 @@ class Harness:
 
     async def close(self) -> None:
         await self.emulator.close()
+
+    async def __aenter__(self) -> Harness:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     # -- time ---------------------------------------------------------------
     async def advance(self, seconds: float) -> None:
@@ -162,6 +178,10 @@ class Harness:
         queue = task_name.rsplit("/tasks/", 1)[0]
         q = self.emulator.queues.get(queue)
         return q is not None and task_name in q.tasks
+
+    def update_queue(self, queue: str, **fields: Any) -> Any:
+        request = tasks_v2.UpdateQueueRequest
+        return self._call(self.emulator.update_queue, request, queue={"name": queue, **fields})
 
     def delete_task(self, name: str) -> None:
         self._call(self.emulator.delete_task, tasks_v2.DeleteTaskRequest, name=name)

@@ -8,6 +8,7 @@ and checks times exactly. Wire formats and real HTTP are the subprocess tests'.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import google.auth.jwt
 import grpc
@@ -16,6 +17,7 @@ import pytest
 from contract.names import HEADER_EXECUTION_COUNT, HEADER_PREVIOUS_RESPONSE, HEADER_RETRY_COUNT
 from emulator.errors import ApiError
 from emulator.state import get_time
+from emulator.store import Store
 from tests.emulator.inproc import Harness
 
 INVOKER = "invoker@emu-test.iam.gserviceaccount.com"
@@ -398,3 +400,49 @@ async def test_queue_uri_override_if_not_exists_keeps_task_parts(core: Harness) 
     await core.settle()
     assert core.deliverer.for_task(mine.name)[0].path == "/mine"
     assert core.deliverer.for_task(bare.name)[0].path == "/default-path"
+
+
+async def test_lowering_the_rate_clips_the_saved_burst(core: Harness) -> None:
+    queue = core.create_queue(rate_limits={"max_dispatches_per_second": 5})
+    core.pause(queue)
+    for _ in range(4):
+        core.create_task(queue, http_request={"url": URL})
+    await core.advance(10)  # 5 tokens saved up
+    core.update_queue(queue, rate_limits={"max_dispatches_per_second": 1})
+    start = core.now()
+    core.resume(queue)
+    await core.advance(10)
+    # max_burst_size follows the rate (1), so one at once, then one a second.
+    assert _since(start, [s.at for s in core.deliverer.sent]) == [0, 1, 2, 3]
+
+
+# -- persistence in-process: what a restart resumes -----------------------------------
+
+
+async def test_a_restart_resumes_the_retry_schedule_and_keeps_tombstones(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "emu.db"
+    async with Harness(store=Store(db)) as before:
+        queue = before.create_queue(retry_config={"min_backoff": "10s", "max_backoff": "10s"})
+        failing = before.create_task(queue, http_request={"url": f"{URL}/flaky/1"})
+        done = f"{queue}/tasks/done"
+        before.create_task(queue, name=done, http_request={"url": URL})
+        await before.advance(1)
+        start = before.now() - 1
+    async with Harness(store=Store(db), start=start + 5) as after:
+        state = after.get_task(failing.name)
+        assert state.dispatch_count == 1
+        assert _ms(get_time(state.schedule_time) - start) == 10
+        with pytest.raises(ApiError) as info:
+            after.create_task(queue, name=done, http_request={"url": URL})
+        assert _code(info) == grpc.StatusCode.ALREADY_EXISTS
+        # The worker remembers the first failure, so the retry succeeds.
+        after.deliverer.counts[failing.name.rsplit("/", 1)[1]] = 1
+        await after.advance(4.9)
+        assert after.deliverer.sent == []
+        await after.advance(0.2)
+        [retry] = after.deliverer.for_task(failing.name)
+        assert retry.headers[HEADER_RETRY_COUNT] == "1"
+        assert retry.headers[HEADER_PREVIOUS_RESPONSE] == "500"
+        assert not after.exists(failing.name)
