@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STACK  ?= dev
 
 .DEFAULT_GOAL := help
-.PHONY: help setup local status down test test-fast lint fmt typecheck plan snapshots bench clean policy-venv policy-test
+.PHONY: help setup local status down logs test test-fast lint fmt typecheck plan snapshots bench clean policy-venv policy-test
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ status: $(VENV)/.installed ## health of STACK's local parts, its queue and what 
 
 down: $(VENV)/.installed ## stop STACK's local stack (data, logs and ports stay)
 	$(PY) -m devstack down --stack $(STACK)
+
+logs: $(VENV)/.installed ## follow STACK's worker and emulator logs, readable (TASK=id for one task)
+	$(PY) -m devstack logs --stack $(STACK) --follow $(if $(TASK),--task $(TASK))
 
 # Stacks still running are stopped first: once .devstack/ is gone, nothing could find them.
 clean: ## stop every local stack, remove the virtualenv and local state

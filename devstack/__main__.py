@@ -1,7 +1,8 @@
-"""`python -m devstack {up,down,status}`: the local stack (docs/architecture.md).
+"""`python -m devstack {up,down,status,logs,exec,reset,export,import}`: the local stack.
 
-The sub-commands live in `devstack.local_cli`. The offline plan is its own
-package now: `python -m plan` (the `plan` and `snapshot` words here only say so).
+`up`, `down` and `status` live in `devstack.local_cli`; the daily tools around a
+stack (logs, exec, data) in `devstack.tools_cli`. The offline plan is its own
+package: `python -m plan` (the `plan` and `snapshot` words here only say so).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     try:
-        from devstack import local_cli
+        from devstack import local_cli, tools_cli
     except ModuleNotFoundError as exc:
         # A fresh shell's `python` is not the project's: say which one to use.
         from contract.interpreter import foreign_interpreter_message
@@ -25,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         print(foreign_interpreter_message("python -m devstack", exc), file=sys.stderr)
         return 2
 
-    local_cli.register(commands)  # up, down, status
+    common = local_cli.common_arguments()
+    local_cli.register(commands, common)  # up, down, status
+    tools_cli.register(commands, common)  # logs, exec, reset, export, import
     moved = {"plan": "python -m plan", "snapshot": "python -m plan snapshot"}
     words = sys.argv[1:] if argv is None else argv
     if words and words[0] in moved:

@@ -93,23 +93,31 @@ def _say(message: str) -> None:
     _out(message)
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add up, down and status to the `python -m devstack` parser."""
-
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--stack", default=DEFAULT_STACK, help="stack name (default: dev)")
-        p.add_argument(
-            "--root",
-            type=Path,
-            default=None,
-            help="directory holding <stack>/ state, data and logs (default: .devstack at the "
-            "repository root, or $DEVSTACK_ROOT)",
-        )
-
-    p_up = commands.add_parser(
-        "up", help="realise the stack's plan on this machine (emulator, queue, worker)"
+def common_arguments() -> argparse.ArgumentParser:
+    """The parent parser of every sub-command's --stack and --root."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--stack", default=DEFAULT_STACK, help="stack name (default: dev)")
+    common.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="directory holding <stack>/ state, data and logs (default: .devstack at the "
+        "repository root, or $DEVSTACK_ROOT)",
     )
-    common(p_up)
+    return common
+
+
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """Add up, down and status to the `python -m devstack` parser; `common` is
+    `common_arguments()`, the parent parser of --stack and --root."""
+    p_up = commands.add_parser(
+        "up",
+        parents=[common],
+        help="realise the stack's plan on this machine (emulator, queue, worker)",
+    )
     p_up.add_argument(
         "--detach", action="store_true", help="return once ready; stop later with `down`"
     )
@@ -143,14 +151,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         )
     p_up.set_defaults(func=cmd_up)
 
-    p_down = commands.add_parser("down", help="stop the processes `up` started, and only those")
-    common(p_down)
+    p_down = commands.add_parser(
+        "down", parents=[common], help="stop the processes `up` started, and only those"
+    )
     p_down.set_defaults(func=cmd_down)
 
     p_status = commands.add_parser(
-        "status", help="health of each part, queue depth, resources with no local effect"
+        "status",
+        parents=[common],
+        help="health of each part, queue depth, resources with no local effect",
     )
-    common(p_status)
     p_status.set_defaults(func=cmd_status)
 
 

@@ -216,9 +216,9 @@ def test_reload_restarts_the_worker_on_new_code_and_keeps_queued_tasks(
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(json.dumps(plan))
     read_end, write_end = os.pipe()
+    argv = ["up", "--reload", "--plan-file", str(plan_file), "--root", str(local_stack.root)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack", "up", "--reload", "--plan-file", str(plan_file)]
-        + ["--root", str(local_stack.root)],
+        [sys.executable, "-m", "devstack", *argv],
         cwd=REPO_ROOT,
         stdout=write_end,
         stderr=write_end,
