@@ -161,6 +161,12 @@ def register(
         parents=[common],
         help="health of each part, queue depth, resources with no local effect",
     )
+    p_status.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="also what every planned resource became locally",
+    )
     p_status.set_defaults(func=cmd_status)
 
 
@@ -395,9 +401,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     depth = "unknown" if queue.depth is None else str(queue.depth)
     _say(f"queue {queue.path}: state {queue.state}, depth {depth} {queue.detail}".rstrip())
     healthy = healthy and queue.depth is not None
-    # What stands in for each planned resource, e.g. who may invoke the worker.
-    _print_grouped("realised locally", state.realised, by_detail=False)
-    _print_no_local_effect(state)
+    if args.verbose:
+        # What stands in for each planned resource, e.g. who may invoke the worker.
+        _print_grouped("realised locally", state.realised, by_detail=False)
+        _print_no_local_effect(state)
+    else:
+        for item in state.realised:
+            if "may invoke" in item["detail"]:
+                _say(f"invoker: {item['detail']}")
+        _say(f"({len(state.realised) + len(state.no_local_effect)} planned resources: --verbose)")
     _say(
         f"ready in {state.ready_seconds:.2f} s (plan {state.plan_seconds:.2f} s); outputs: "
         f"{paths.outputs_file}"

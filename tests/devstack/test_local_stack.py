@@ -87,7 +87,9 @@ def test_up_smoke_status_down(local_stack: LocalStack, dev_plan: dict[str, Any])
     status = local_stack.cli("status")
     assert status.returncode == 0, status.stdout + status.stderr
     assert "depth 0" in status.stdout
-    assert "tasks-worker-image" in status.stdout  # listed as no local effect
+    assert "tasks-worker-image" not in status.stdout  # compact by default
+    verbose = local_stack.cli("status", "--verbose")
+    assert "tasks-worker-image" in verbose.stdout  # listed as no local effect
 
     pids = local_stack.recorded_pids()
     down = local_stack.cli("down")
