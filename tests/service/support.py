@@ -54,8 +54,9 @@ DEFAULT_AUDIENCE: Final = "https://worker-test.a.run.app"
 class LocalIssuer:
     """A Google-like ID token issuer on 127.0.0.1 (context manager)."""
 
-    def __init__(self, *, max_age_s: int = 3600) -> None:
-        self.keys: list[OidcIssuer] = [OidcIssuer()]
+    def __init__(self, *, max_age_s: int = 3600, key: OidcIssuer | None = None) -> None:
+        # `key`: reuse one (an RSA key takes ~0.1-0.3 s to generate) across issuers.
+        self.keys: list[OidcIssuer] = [key or OidcIssuer()]
         self.max_age_s = max_age_s
         self.fetches = 0
         self.fail_next_fetches = 0

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from contract.names import GOOGLE_CERTS_URL
+from emulator.oidc import OidcIssuer
 from service.auth import (
     GOOGLE_ISSUERS,
     AuthError,
@@ -33,9 +34,15 @@ class FakeClock:
         return self.now
 
 
+@pytest.fixture(scope="module")
+def signing_key() -> OidcIssuer:
+    return OidcIssuer()
+
+
 @pytest.fixture
-def local_issuer() -> Iterator[LocalIssuer]:
-    with LocalIssuer(max_age_s=100) as issuer:
+def local_issuer(signing_key: OidcIssuer) -> Iterator[LocalIssuer]:
+    """A fresh issuer (server, fetch counter, key list) per test, with a shared first key."""
+    with LocalIssuer(max_age_s=100, key=signing_key) as issuer:
         yield issuer
 
 
