@@ -55,6 +55,16 @@ from components.values import (
     parse_cpu,
     parse_memory_mib,
 )
+from components.worker_env import (
+    DOCKERFILE,
+    REPO_ROOT,
+    SecretRef,
+    check_module,
+    duplicate_names,
+    missing_from_image,
+    parse_env_entry,
+    parse_secret_entry,
+)
 from contract.limits import (
     CLOUD_RUN_DEFAULT_REQUEST_TIMEOUT_S,
     CLOUD_RUN_MAX_REQUEST_TIMEOUT_S,
@@ -234,6 +244,28 @@ class WorkerConfig(Section):
         default=None,
         description="OIDC audience instead of the service URL; also set on the service.",
     )
+    task_modules: tuple[str, ...] = Field(
+        default=(),
+        description="Your task modules (import paths), loaded by the worker; in the image.",
+    )
+    worker_env: tuple[str, ...] = Field(
+        default=(),
+        description="NAME=value settings of the worker (never credentials).",
+    )
+    worker_secrets: tuple[str, ...] = Field(
+        default=(),
+        description="NAME=SECRET[:VERSION]: a variable from Secret Manager.",
+    )
+
+    @property
+    def env_vars(self) -> dict[str, str]:
+        """`worker_env` as a mapping, in config order."""
+        return dict(parse_env_entry(entry) for entry in self.worker_env)
+
+    @property
+    def secret_refs(self) -> list[SecretRef]:
+        """`worker_secrets`, parsed."""
+        return [parse_secret_entry(entry) for entry in self.worker_secrets]
 
     @property
     def builds_image(self) -> bool:
@@ -278,6 +310,25 @@ class WorkerConfig(Section):
             )
         return value
 
+    @field_validator("task_modules")
+    @classmethod
+    def _task_modules(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_module(name) for name in value)
+
+    @field_validator("worker_env")
+    @classmethod
+    def _worker_env(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            parse_env_entry(entry)
+        return value
+
+    @field_validator("worker_secrets")
+    @classmethod
+    def _worker_secrets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            parse_secret_entry(entry)
+        return value
+
     @field_validator("custom_audience")
     @classmethod
     def _custom_audience(cls, value: str | None) -> str | None:
@@ -313,6 +364,7 @@ class WorkerConfig(Section):
                 f"Cloud Run requires concurrency 1 with less than one CPU (cpu = {self.cpu}); "
                 'set request_concurrency to 1 or cpu to "1" or more',
             )
+        self._check_environment()
         memory = parse_memory_mib(self.memory)
         for threshold, needed in MEMORY_NEEDS_CPU:
             if memory > threshold and cpu < needed:
@@ -323,6 +375,25 @@ class WorkerConfig(Section):
                     f"of memory (memory = {self.memory})",
                 )
         return self
+
+    def _check_environment(self) -> None:
+        if twice := duplicate_names(self.worker_env, self.worker_secrets):
+            raise FieldProblem(
+                "worker_env", self.worker_env, f"{', '.join(twice)} is set more than once"
+            )
+        if self.builds_image and (
+            missing := missing_from_image(self.task_modules, REPO_ROOT, DOCKERFILE)
+        ):
+            packages = sorted({m.split(".")[0] for m in missing})
+            raise FieldProblem(
+                "task_modules",
+                self.task_modules,
+                f"{', '.join(missing)} would not be in the worker image: add "
+                + " and ".join(f"`COPY {p}/ ./{p}/`" for p in packages)
+                + f" to {DOCKERFILE} and "
+                + " and ".join(f"`!{p}/`" for p in packages)
+                + f" to {DOCKERFILE}.dockerignore (service/README.md, Adding a task type)",
+            )
 
 
 class IdentitiesConfig(Section):

@@ -166,13 +166,13 @@ def load_config() -> PipelineConfig:
 
 
 def _list_value(field: str, text: str) -> tuple[str, ...]:
-    """A list key as Pulumi hands it over: JSON text (`enqueuers`, a list of principals)."""
+    """A list key as Pulumi hands it over: JSON text (`enqueuers`, `task_modules`...)."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
         raise ConfigError(
-            config_key(field), text, 'expected a YAML list like ["group:team@example.com"]'
+            config_key(field), text, 'expected a YAML list like ["first", "second"]'
         ) from None
     if not isinstance(value, list):
-        raise ConfigError(config_key(field), text, "expected a list of IAM principals")
+        raise ConfigError(config_key(field), text, "expected a list of strings")
     return tuple(str(v) for v in value)

@@ -31,6 +31,7 @@ from components.platform import (
     IAM_CREDENTIALS_API,
     PIPELINE_APIS,
     RESOURCE_MANAGER_API,
+    SECRET_MANAGER_API,
     Platform,
 )
 from components.queue import TaskQueue
@@ -77,12 +78,13 @@ class TaskPipeline(pulumi.ComponentResource):
         where = config.gcp
         child = pulumi.ResourceOptions(parent=self)
 
-        # The registry API is only needed when the stack builds the image.
+        # The registry API is only needed when the stack builds the image, Secret
+        # Manager's only when the worker reads secrets.
         apis = tuple(
             api
             for api in PIPELINE_APIS
             if config.worker.builds_image or api != ARTIFACT_REGISTRY_API
-        )
+        ) + ((SECRET_MANAGER_API,) if config.worker.worker_secrets else ())
         self.platform = Platform(f"{name}-platform", where, apis=apis, opts=child)
 
         self.identities = Identities(
@@ -106,6 +108,9 @@ class TaskPipeline(pulumi.ComponentResource):
             invoker_member=self.identities.invoker.member,
             audience=self.audience,
             run_api=self.platform.api(CLOUD_RUN_API),
+            secret_api=(
+                self.platform.api(SECRET_MANAGER_API) if config.worker.worker_secrets else ()
+            ),
             registry_api=(
                 self.platform.api(ARTIFACT_REGISTRY_API) if config.worker.builds_image else ()
             ),

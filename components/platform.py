@@ -23,6 +23,8 @@ IAM_API = "iam.googleapis.com"
 IAM_CREDENTIALS_API = "iamcredentials.googleapis.com"  # OIDC tokens minted for the invoker
 ARTIFACT_REGISTRY_API = "artifactregistry.googleapis.com"
 RESOURCE_MANAGER_API = "cloudresourcemanager.googleapis.com"  # project number lookup
+# Only when the worker reads secrets (a service name, not a credential).
+SECRET_MANAGER_API = "secretmanager.googleapis.com"  # noqa: S105
 
 PIPELINE_APIS = (
     CLOUD_TASKS_API,

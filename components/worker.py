@@ -29,15 +29,24 @@ import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
 
 from components.config import GcpConfig, WorkerConfig
+from components.worker_env import DOCKERFILE
 from contract.durations import format_duration
-from contract.names import HEALTH_ROUTE, WORKER_ENV_ALLOWED_INVOKERS, WORKER_ENV_AUDIENCE
-from contract.resources import RUN_INVOKER_ROLE
+from contract.names import (
+    HEALTH_ROUTE,
+    WORKER_ENV_ALLOWED_INVOKERS,
+    WORKER_ENV_AUDIENCE,
+    WORKER_ENV_EXTRA_MODULES,
+)
+from contract.resources import (
+    RUN_INVOKER_ROLE,
+    SECRET_ACCESSOR_ROLE,
+    SERVICE_ACCOUNT_MEMBER_PREFIX,
+)
 
 WORKER_COMMAND = ("python", "-m", "service")
 """The worker contract: the same command as the Dockerfile CMD and the local stack."""
 CONTAINER_PORT = 8080
 BUILD_CONTEXT = "."  # the repository root: Pulumi runs the program from there
-DOCKERFILE = "service/Dockerfile"
 IMAGE_NAME = "worker"
 INVOKER_ROLE = RUN_INVOKER_ROLE
 
@@ -67,11 +76,12 @@ class WorkerService(pulumi.ComponentResource):
         audience: pulumi.Input[str],
         run_api: Sequence[pulumi.Resource],
         registry_api: Sequence[pulumi.Resource] = (),
+        secret_api: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`image_tag`: tag of the built image (the stack name), so stacks sharing a
-        registry do not collide; `run_api` / `registry_api`: the API services the
-        service / the repository wait for."""
+        registry do not collide; `run_api` / `registry_api` / `secret_api`: the API
+        services the service / the repository / the secret grants wait for."""
         super().__init__("tasks:index:WorkerService", name, None, opts)
 
         self.repository = None
@@ -81,6 +91,20 @@ class WorkerService(pulumi.ComponentResource):
         else:
             self.image_ref = self._build_image(name, config, gcp_config, image_tag, registry_api)
 
+        # Cloud Run checks at deploy that the runtime account may read each secret
+        # (https://cloud.google.com/run/docs/configuring/services/secrets#access-secret):
+        # one grant per secret, on that secret only, before the service.
+        self.secret_grants = [
+            gcp.secretmanager.SecretIamMember(
+                f"{name}-secret-{ref.secret}",
+                project=gcp_config.project,
+                secret_id=ref.secret,
+                role=SECRET_ACCESSOR_ROLE,
+                member=pulumi.Output.concat(SERVICE_ACCOUNT_MEMBER_PREFIX, runtime_email),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(secret_api)),
+            )
+            for ref in {ref.secret: ref for ref in config.secret_refs}.values()
+        ]
         self.service = self._service(
             name,
             config,
@@ -88,7 +112,7 @@ class WorkerService(pulumi.ComponentResource):
             runtime_email=runtime_email,
             invoker_email=invoker_email,
             audience=audience,
-            run_api=run_api,
+            run_api=[*run_api, *self.secret_grants],
         )
         self.invoker_binding = gcp.cloudrunv2.ServiceIamMember(
             f"{name}-invoker",
@@ -199,6 +223,27 @@ class WorkerService(pulumi.ComponentResource):
         )
 
 
+def _own_envs(config: WorkerConfig) -> list[gcp.cloudrunv2.ServiceTemplateContainerEnvArgs]:
+    """The stack config's part of the environment: task modules, settings, secrets."""
+    cloudrun = gcp.cloudrunv2
+    plain = dict(config.env_vars)
+    if config.task_modules:
+        plain = {WORKER_ENV_EXTRA_MODULES: ",".join(config.task_modules), **plain}
+    envs = [cloudrun.ServiceTemplateContainerEnvArgs(name=n, value=v) for n, v in plain.items()]
+    envs += [
+        cloudrun.ServiceTemplateContainerEnvArgs(
+            name=ref.env,
+            value_source=cloudrun.ServiceTemplateContainerEnvValueSourceArgs(
+                secret_key_ref=cloudrun.ServiceTemplateContainerEnvValueSourceSecretKeyRefArgs(
+                    secret=ref.secret, version=ref.version
+                )
+            ),
+        )
+        for ref in config.secret_refs
+    ]
+    return envs
+
+
 def _container(
     config: WorkerConfig,
     image: pulumi.Input[str],
@@ -217,6 +262,7 @@ def _container(
             gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
                 name=WORKER_ENV_ALLOWED_INVOKERS, value=invoker_email
             ),
+            *_own_envs(config),
         ],
         resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
             limits={"cpu": config.cpu, "memory": config.memory},

@@ -69,6 +69,9 @@ ARTIFACT_REGISTRY_ADMIN_ROLE: Final = "roles/artifactregistry.admin"
 LOG_WRITER_ROLE: Final = "roles/logging.logWriter"
 METRIC_WRITER_ROLE: Final = "roles/monitoring.metricWriter"
 VIEWER_ROLE: Final = "roles/viewer"
+# Names of a role and a resource type, not credentials (hence the noqa).
+SECRET_ACCESSOR_ROLE: Final = "roles/secretmanager.secretAccessor"  # noqa: S105
+SECRET_IAM_MEMBER_TYPE: Final = "gcp:secretmanager/secretIamMember:SecretIamMember"  # noqa: S105
 
 # --- principals that mean "anyone" (cloud.google.com/iam/docs/principals-overview) --------
 PUBLIC_PRINCIPALS: Final = ("allUsers", "allAuthenticatedUsers")

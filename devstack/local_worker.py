@@ -13,6 +13,7 @@ deciding who may invoke (`devstack.realise` reads the run.invoker grants).
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from contract.names import (
@@ -110,14 +111,29 @@ def _local_command(
     return argv
 
 
-def _planned_env(container: Container, problems: list[str]) -> dict[str, str]:
+def _planned_env(
+    container: Container,
+    environ: Mapping[str, str],
+    substitutions: list[str],
+    problems: list[str],
+) -> dict[str, str]:
     env: dict[str, str] = {}
     for item in container.envs:
         if item.from_secret:
-            problems.append(
-                f"worker env {item.name} comes from Secret Manager (valueSource), which "
-                "has no local counterpart; give it a plain value for this stack"
-            )
+            # Secret Manager has no local counterpart: the value comes from the shell
+            # that runs `up`, so it is never written into config, the plan or a file.
+            if item.name in environ:
+                env[item.name] = environ[item.name]
+                substitutions.append(
+                    f"worker env {item.name}: Secret Manager secret {item.secret or '?'} in "
+                    f"the cloud, ${item.name} of this shell here"
+                )
+            else:
+                problems.append(
+                    f"worker env {item.name} comes from Secret Manager secret "
+                    f"{item.secret or '?'} in the cloud; locally export {item.name}=... in the "
+                    "shell that runs `up` (the value never goes into config or the plan)"
+                )
         elif item.name == WORKER_ENV_PORT:
             problems.append("worker env PORT is reserved by Cloud Run; remove it")
         else:
@@ -133,8 +149,10 @@ def worker_spec(
     project: str,
     substitutions: list[str],
     problems: list[str],
+    environ: Mapping[str, str],
 ) -> WorkerSpec | None:
-    """The worker for the planned service, or None (with the problem appended)."""
+    """The worker for the planned service, or None (with the problem appended).
+    `environ`: where values planned from Secret Manager come from locally."""
     if len(service.containers) != 1:
         problems.append(
             f"the Cloud Run service has {len(service.containers)} containers; the local stack "
@@ -142,7 +160,7 @@ def worker_spec(
         )
         return None
     container = service.containers[0]
-    env = _planned_env(container, problems)
+    env = _planned_env(container, environ, substitutions, problems)
     command = _local_command(container, substitutions, problems)
     iam: tuple[str, ...] | None = tuple(invoker_emails)
     if service.invoker_iam_disabled or public_invoke:

@@ -16,7 +16,7 @@ against the real plans.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -39,6 +39,7 @@ from contract.resources import (
     RUN_INVOKER_ROLE,
     RUN_SERVICE_IAM_MEMBER_TYPE,
     RUN_SERVICE_TYPE,
+    SECRET_IAM_MEMBER_TYPE,
     SERVICE_ACCOUNT_IAM_MEMBER_TYPE,
     SERVICE_ACCOUNT_MEMBER_PREFIX,
     SERVICE_ACCOUNT_TYPE,
@@ -80,6 +81,10 @@ NO_LOCAL_EFFECT: dict[str, str] = {
         "actAs on a service account: the emulator mints tokens without checking it"
     ),
     QUEUE_IAM_MEMBER_TYPE: "queue role (enqueuer/viewer): the emulator's API is unauthenticated",
+    SECRET_IAM_MEMBER_TYPE: (
+        "secret access for the runtime account: locally the value comes from the shell "
+        "that runs `up`"
+    ),
     PROJECT_IAM_CUSTOM_ROLE_TYPE: "custom role: IAM is not enforced locally",
 }
 
@@ -250,8 +255,11 @@ def _queue_spec(plan: Plan, judging: _Judging) -> QueueSpec | None:
     return QueueSpec(queue)
 
 
-def analyse(plan: Plan) -> LocalRealisation:
+def analyse(plan: Plan, environ: Mapping[str, str] | None = None) -> LocalRealisation:
     """Give every resource of plan a verdict and extract what `up` starts.
+
+    `environ`: the environment the worker's Secret Manager values come from locally
+    (the shell that runs `up`); none when not given.
 
     Raises PlanNotRealisable listing every problem at once.
     """
@@ -284,6 +292,7 @@ def analyse(plan: Plan) -> LocalRealisation:
             project=exports.project or "",
             substitutions=judging.substitutions,
             problems=judging.problems,
+            environ=environ or {},
         )
     if judging.problems or queue is None or worker is None:
         raise PlanNotRealisable(judging.problems or ["the plan has no queue or no worker"])

@@ -268,7 +268,7 @@ def _realisation(
             [f"policy {v.rule}: {v.message}" for v in violations]
             + ["(the policy pack refuses this plan in the cloud too: fix the stack config)"]
         )
-    return analyse(plan)
+    return analyse(plan, os.environ)
 
 
 def _spawn_emulator(running: Running, planned: RequestedPorts) -> processes.Started:

@@ -186,6 +186,7 @@ class EnvVar:
     name: str
     value: str
     from_secret: bool  # valueSource (Secret Manager) instead of a value
+    secret: str = ""  # the Secret Manager secret, when from_secret
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,9 @@ class Container:
                     name=str(e.get("name", "")),
                     value=str(e.get("value", "")),
                     from_secret=bool(e.get("valueSource")),
+                    secret=str(
+                        _map(_map(e.get("valueSource")).get("secretKeyRef")).get("secret", "")
+                    ),
                 )
                 for e in _list(container.get("envs"))
                 if isinstance(e, Mapping)
