@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from google.cloud import tasks_v2
 
+from contract.headers import header_name_problem, header_value_problem, reserved_header_reason
 from contract.limits import (
     DEFAULT_DISPATCH_DEADLINE_S,
     MAX_CONCURRENT_DISPATCHES,
@@ -42,13 +43,6 @@ _LOCATION = r"[A-Za-z0-9][A-Za-z0-9-]{0,62}"
 LOCATION_RE: Final = re.compile(rf"projects/({_PROJECT})/locations/({_LOCATION})")
 QUEUE_ID_RE: Final = re.compile(QUEUE_ID_PATTERN)
 TASK_ID_RE: Final = re.compile(TASK_ID_PATTERN)
-# RFC 7230 token characters for header names; values may not carry CR, LF or NUL.
-_HEADER_NAME_RE: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_HEADER_VALUE_BAD: Final = re.compile(r"[\r\n\x00]")
-
-# Headers Cloud Tasks computes or reserves itself; a task cannot set them.
-RESERVED_HEADERS: Final = frozenset({"host", "content-length", "user-agent", "connection"})
-RESERVED_PREFIXES: Final = ("x-cloudtasks-", "x-google-", "x-appengine-")
 
 
 def check_location(parent: str) -> None:
@@ -112,10 +106,9 @@ def check_url(url: str, what: str = "HttpRequest.url") -> None:
 def check_headers(headers: dict[str, str], what: str = "HttpRequest.headers") -> None:
     total = 0
     for key, value in headers.items():
-        if not _HEADER_NAME_RE.fullmatch(key):
-            raise invalid(f"{what}: {key[:100]!r} is not a valid HTTP header name")
-        if _HEADER_VALUE_BAD.search(value):
-            raise invalid(f"{what}: the value of {key!r} contains CR, LF or NUL")
+        problem = header_name_problem(key) or header_value_problem(key, value)
+        if problem is not None:
+            raise invalid(f"{what}: {problem}")
         total += len(key.encode()) + len(value.encode())
     if total >= MAX_HEADERS_BYTES:
         raise invalid(
@@ -125,8 +118,10 @@ def check_headers(headers: dict[str, str], what: str = "HttpRequest.headers") ->
 
 
 def is_reserved_header(key: str) -> bool:
-    lower = key.lower()
-    return lower in RESERVED_HEADERS or lower.startswith(RESERVED_PREFIXES)
+    """A header Cloud Tasks computes, replaces or ignores (`contract.headers`): the
+    emulator drops it from the request it delivers. `Authorization` is kept here; an
+    OIDC token replaces it afterwards, as Cloud Tasks does."""
+    return reserved_header_reason(key, with_token=False) is not None
 
 
 def check_email(email: str, what: str) -> None:
