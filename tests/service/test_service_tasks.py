@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
 import time
+from collections.abc import MutableMapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,10 @@ import httpx
 import pytest
 
 from contract.limits import MAX_TASK_BYTES
-from tests.service.conftest import PROJECT, Worker, app_worker, new_id
+from service.app import create_app
+from service.config import Settings
+from tests.service.asgi import capture_logs
+from tests.service.conftest import FIXTURE_MODULE, PROJECT, Worker, app_worker, new_id
 from tests.service.support import LocalIssuer
 
 # In-process (no worker process): not marked integration, so `make test-fast` runs it.
@@ -429,3 +434,40 @@ def test_on_cloud_run_the_project_comes_from_the_metadata_server(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_caller_gone_before_its_body_arrived_gets_400_and_nothing_runs(tmp_path: Path) -> None:
+    """Driven at the ASGI level: httpx always sends the whole body, Cloud Run may not."""
+    record_file = tmp_path / "records.jsonl"
+    settings = Settings.from_env({"TASKS_EXTRA_MODULES": FIXTURE_MODULE})
+    app = create_app(settings)
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/tasks/record",
+        "raw_path": b"/tasks/record",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"x-cloudtasks-taskname", b"gone-1")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    with capture_logs() as logs, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TASKS_TEST_RECORD_FILE", str(record_file))
+        asyncio.run(app(scope, receive, send))
+    [start] = [m for m in sent if m["type"] == "http.response.start"]
+    assert start["status"] == 400
+    assert b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body") == b""
+    assert logs.entries(lambda e: "disconnected before sending" in e["message"])
+    assert not record_file.exists()
