@@ -27,7 +27,6 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import re
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +35,7 @@ from typing import Any, Final, Generic, TypeVar, cast
 
 from pydantic import BaseModel
 
+from contract.task_types import task_type_problem
 from service.context import TaskContext
 
 P = TypeVar("P", bound=BaseModel)
@@ -43,9 +43,6 @@ P = TypeVar("P", bound=BaseModel)
 AsyncHandler = Callable[[P, TaskContext], Awaitable[Any]]
 SyncHandler = Callable[[P, TaskContext], Any]
 Handler = AsyncHandler[P] | SyncHandler[P]
-
-# Same alphabet as task ids: the type is one URL path segment.
-TASK_TYPE_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +80,10 @@ class TaskRegistry:
             ValueError: the name is not a valid path segment or is already taken.
             TypeError: `payload` is not a pydantic model class.
         """
-        if not TASK_TYPE_PATTERN.match(name):
-            raise ValueError(
-                f"task type {name!r} must be 1..100 characters of [A-Za-z0-9_-] "
-                "(it is the {type} segment of POST /tasks/{type})"
-            )
+        # One rule with the enqueue helper (contract.task_types), so a type one side
+        # accepts is never refused by the other.
+        if (problem := task_type_problem(name)) is not None:
+            raise ValueError(problem)
         if timeout_s is not None and not (0 < timeout_s < float("inf")):
             raise ValueError(f"task type {name!r}: timeout_s={timeout_s!r} must be > 0 seconds")
         if not (isinstance(payload, type) and issubclass(payload, BaseModel)):
