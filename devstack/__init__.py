@@ -1,2 +1,2 @@
-"""The local stack: the Pulumi program evaluated offline into a plan, and that
-plan realised on this machine (emulator queue, worker process, OIDC issuer)."""
+"""The local stack: a stack's plan (`plan`) realised on this machine (emulator queue,
+worker process, OIDC issuer), and the daily tools around it (`python -m devstack`)."""
