@@ -106,7 +106,9 @@ def create_app(
     if dead_letter_sink is None:
         dead_letter_sink = load_dead_letter_sink(settings)
     if store is None:
-        store = load_idempotency_store(settings) or InMemoryIdempotencyStore(
+        store = load_idempotency_store(settings)
+    if store is None:  # not `or`: a store with __len__ (an empty one) is falsy
+        store = InMemoryIdempotencyStore(
             max_entries=settings.idempotency_max_entries, ttl_s=settings.idempotency_ttl_s
         )
     delivery = TaskDelivery(

@@ -175,6 +175,10 @@ class RecordingStore:
         await self._inner.release(key)
 
 
+# A ready instance (used as is, not called); empty, so falsy through its __len__.
+EMPTY_STORE = InMemoryIdempotencyStore()
+
+
 class BrokenStore:
     async def claim(self, key: str, *, lease_s: float) -> Claim:
         raise ConnectionError("redis down")

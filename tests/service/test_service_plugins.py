@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError
+from service import TaskRegistry
+from service.app import create_app
+from service.config import ConfigError, Settings
 from service.plugins import load_object
 from tests.service.conftest import FIXTURE_MODULE, AppWorker, app_worker, new_id
+from tests.service.fixtures_tasks import EMPTY_STORE
 from tests.service.support import LocalIssuer, iter_json_lines
 
 # In-process (no worker process): not marked integration, so `make test-fast` runs it.
@@ -82,3 +85,9 @@ def test_plugin_specs_are_checked() -> None:
         load_object(f"{FIXTURE_MODULE}:Nope", "TASKS_DEAD_LETTER_SINK")
     sink = load_object(f"{FIXTURE_MODULE}:FileSink", "TASKS_DEAD_LETTER_SINK")
     assert type(sink).__name__ == "FileSink"
+
+
+def test_an_empty_store_from_the_environment_is_the_one_used() -> None:
+    # InMemoryIdempotencyStore has __len__: empty, it is falsy, and must still be used.
+    settings = Settings.from_env({"TASKS_IDEMPOTENCY_STORE": f"{FIXTURE_MODULE}:EMPTY_STORE"})
+    assert create_app(settings, task_registry=TaskRegistry()).state.store is EMPTY_STORE
