@@ -25,8 +25,12 @@ setup: $(VENV)/.installed ## create .venv with the pinned dependencies
 local: $(VENV)/.installed ## bring the local stack up for STACK (default dev), smoke-test it, stay up until Ctrl-C
 	$(PY) -m devstack up --stack $(STACK) --smoke --reload
 
-test: setup ## the whole test suite (unit, snapshot, integration)
-	$(PY) -m pytest
+# Most integration tests wait on local processes: two pytest workers per core keep
+# the cores busy (pyproject's `-n auto` alone is one per core).
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) * 2 )))
+
+test: setup ## the whole test suite (unit, snapshot, integration); prints its time
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 test-fast: setup ## unit tests only (no local processes)
 	$(PY) -m pytest -m "not integration"

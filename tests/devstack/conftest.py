@@ -34,6 +34,6 @@ def local_stack(tmp_path: Path) -> Iterator[LocalStack]:
     finally:
         state = load_state(stack.paths)
         pids = {p.role: p.pid for p in state.processes} if state is not None else {}
-        stack.cli("down")
+        stack.stop()
         leftover = [f"{role} {pid}" for role, pid in pids.items() if is_running(pid)]
         assert not leftover, f"down left processes running: {leftover}"

@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from contract.names import EMULATOR_HOST_ENV
+from devstack import runtime
+from devstack.ports import RequestedPorts
 from devstack.state import StackPaths, load_state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +49,7 @@ def run_smoke(
 class LocalStack:
     root: Path
     stack: str = "dev"
+    started: list[runtime.Running] = field(default_factory=list)
 
     @property
     def paths(self) -> StackPaths:
@@ -60,9 +63,26 @@ class LocalStack:
         )
 
     def up(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`up --detach` through the command line, as a user runs it."""
         result = self.cli("up", "--detach", *args)
         assert result.returncode == 0, f"up failed:\n{result.stdout}\n{result.stderr}"
         return result
+
+    def start(self, *, plan_file: Path | None = None, ports: RequestedPorts | None = None) -> None:
+        """`up` in this process (`devstack.runtime.up`), for tests about what the stack
+        does rather than about the command line: no interpreter start, no imports."""
+        running = runtime.up(
+            self.stack, root=self.root, plan_file=plan_file, ports=ports, say=lambda _: None
+        )
+        self.started.append(running)
+
+    def stop(self) -> None:
+        """`down` in this process, then reap the children this process started."""
+        runtime.down(self.stack, root=self.root, say=lambda _: None)
+        for running in self.started:
+            for child in running.children.values():
+                child.process.wait(timeout=10)
+        self.started.clear()
 
     def outputs(self) -> dict[str, str]:
         data: dict[str, str] = json.loads(self.paths.outputs_file.read_text())

@@ -141,7 +141,7 @@ def test_wrong_invoker_binding_fails_the_smoke_test_with_the_403_hint(
     binding["inputs"]["member"] = (
         "serviceAccount:not-the-invoker@my-tasks-dev.iam.gserviceaccount.com"
     )
-    local_stack.up("--plan-file", str(write_plan(tmp_path / "wrong.json", plan)))
+    local_stack.start(plan_file=write_plan(tmp_path / "wrong.json", plan))
 
     smoke = run_smoke(local_stack.paths.outputs_file, "--timeout", "4")
     assert smoke.returncode == 1
@@ -162,7 +162,7 @@ def test_a_paused_queue_is_realised_paused_and_the_smoke_test_still_passes(
     queue's other tasks stay held, and the smoke test says the queue is paused."""
     plan = copy.deepcopy(dev_plan)
     _planned_queue(plan)["inputs"]["desiredState"] = "PAUSED"
-    local_stack.up("--plan-file", str(write_plan(tmp_path / "paused.json", plan)))
+    local_stack.start(plan_file=write_plan(tmp_path / "paused.json", plan))
     assert "state PAUSED" in local_stack.cli("status").stdout
     held = _send(local_stack, "smoke", '{"held": true}')
 
@@ -181,7 +181,7 @@ def test_the_smoke_test_does_not_wait_behind_a_backlog(
 ) -> None:
     plan = copy.deepcopy(dev_plan)
     _planned_queue(plan)["inputs"]["rateLimits"]["maxDispatchesPerSecond"] = 1
-    local_stack.up("--plan-file", str(write_plan(tmp_path / "slow.json", plan)))
+    local_stack.start(plan_file=write_plan(tmp_path / "slow.json", plan))
     backlog = tmp_path / "backlog.jsonl"
     backlog.write_text("".join(f'{{"type": "smoke", "data": {{"n": {n}}}}}\n' for n in range(300)))
     outputs = str(local_stack.paths.outputs_file)
@@ -216,7 +216,7 @@ def _send(stack: LocalStack, task_type: str, data: str) -> str:
 def test_emulator_sigkill_during_bulk_enqueue_loses_no_acknowledged_task(
     local_stack: LocalStack,
 ) -> None:
-    local_stack.up()
+    local_stack.start()
     outputs = load_outputs(local_stack.paths.outputs_file)
     emulator_pid = local_stack.recorded_pids()["emulator"]
     prefix = secrets.token_hex(4)

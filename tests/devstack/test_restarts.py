@@ -19,7 +19,7 @@ from google.api_core.exceptions import NotFound
 
 from contract.names import OUTPUT_EMULATOR_HOST, OUTPUT_EMULATOR_URL, OUTPUT_SERVICE_URL
 from contract.resources import RUN_SERVICE_TYPE
-from devstack.ports import load_ports, ports_file
+from devstack.ports import RequestedPorts, load_ports, ports_file
 from devstack.processes import is_running
 from devstack.runtime import tasks_client
 from tests.devstack.stack_helpers import REPO_ROOT, LocalStack
@@ -67,7 +67,7 @@ def _wait_delivered(stack: LocalStack, name: str, timeout_s: float = 30.0) -> No
 
 
 def test_a_restart_keeps_every_address(local_stack: LocalStack) -> None:
-    local_stack.up()
+    local_stack.start()
     first = {k: local_stack.outputs()[k] for k in ADDRESS_KEYS}
     remembered = load_ports(local_stack.paths)
     assert remembered is not None
@@ -75,28 +75,28 @@ def test_a_restart_keeps_every_address(local_stack: LocalStack) -> None:
     assert local_stack.cli("down").returncode == 0
     assert ports_file(local_stack.paths).exists(), "down must keep the remembered ports"
 
-    local_stack.up()
+    local_stack.start()
     assert {k: local_stack.outputs()[k] for k in ADDRESS_KEYS} == first
 
 
 def test_a_task_queued_before_a_restart_reaches_the_new_worker(local_stack: LocalStack) -> None:
-    local_stack.up()
+    local_stack.start()
     # Due after the restart: only the restarted worker can receive it.
     name = _enqueue(local_stack, "--delay", "3s", "--data", '{"queued": "before restart"}')
     assert local_stack.cli("down").returncode == 0
 
-    local_stack.up()
+    local_stack.start()
     _wait_delivered(local_stack, name)
 
 
 def test_a_task_sent_while_the_worker_was_killed_is_delivered_after_up(
     local_stack: LocalStack,
 ) -> None:
-    local_stack.up()
+    local_stack.start()
     os.kill(local_stack.recorded_pids()["worker"], signal.SIGKILL)
     # Attempts fail against the dead worker; the task stays queued with its retries.
     name = _enqueue(local_stack, "--data", '{"sent": "while the worker was down"}')
-    restarted = local_stack.up()
+    restarted = local_stack.up()  # through the command line: its message is checked
     assert "partly down" in restarted.stdout
     _wait_delivered(local_stack, name)
 
@@ -108,27 +108,22 @@ def test_chosen_ports_are_used_and_remembered(local_stack: LocalStack) -> None:
             sock.bind(("127.0.0.1", 0))
             ports.append(sock.getsockname()[1])
     grpc_port, http_port, worker_port = ports
-    local_stack.up(
-        "--emulator-port",
-        str(grpc_port),
-        "--emulator-http-port",
-        str(http_port),
-        "--worker-port",
-        str(worker_port),
+    local_stack.start(
+        ports=RequestedPorts(emulator_grpc=grpc_port, emulator_http=http_port, worker=worker_port)
     )
     outputs = local_stack.outputs()
     assert outputs[OUTPUT_EMULATOR_HOST] == f"127.0.0.1:{grpc_port}"
     assert outputs[OUTPUT_EMULATOR_URL] == f"http://127.0.0.1:{http_port}"
     assert outputs[OUTPUT_SERVICE_URL] == f"http://127.0.0.1:{worker_port}"
     assert local_stack.cli("down").returncode == 0
-    local_stack.up()  # no flags: the chosen ports were remembered
+    local_stack.start()  # no flags: the chosen ports were remembered
     assert local_stack.outputs()[OUTPUT_SERVICE_URL] == f"http://127.0.0.1:{worker_port}"
 
 
 def test_a_remembered_port_held_by_another_program_is_a_clear_error(
     local_stack: LocalStack,
 ) -> None:
-    local_stack.up()
+    local_stack.start()
     worker_port = json.loads(ports_file(local_stack.paths).read_text())["worker"]
     assert local_stack.cli("down").returncode == 0
     with socket.socket() as holder:

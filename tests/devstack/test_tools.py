@@ -55,7 +55,7 @@ def _send(stack: LocalStack, *args: str) -> str:
 
 @pytest.mark.integration
 def test_logs_of_one_task(local_stack: LocalStack) -> None:
-    local_stack.up()
+    local_stack.start()
     wanted = _send(local_stack, "smoke", "--data", '{"n": 1}').rsplit("/", 1)[1]
     other = _send(local_stack, "smoke", "--data", '{"n": 2}').rsplit("/", 1)[1]
     deadline = time.monotonic() + 20
@@ -86,7 +86,7 @@ def test_exec_runs_a_command_against_the_stack_and_exits_with_its_status(
 
 @pytest.mark.integration
 def test_export_reset_import_round_trip(local_stack: LocalStack, tmp_path: Path) -> None:
-    local_stack.up()
+    local_stack.start()
     # Due in an hour: still queued when exported.
     name = _send(local_stack, "smoke", "--delay", "1h")
     export = tmp_path / "start.db"
@@ -103,7 +103,7 @@ def test_export_reset_import_round_trip(local_stack: LocalStack, tmp_path: Path)
 
     imported = local_stack.cli("import", str(export))
     assert imported.returncode == 0, imported.stderr
-    local_stack.up()
+    local_stack.start()
     listed = local_stack.cli("status")
     assert "depth 1" in listed.stdout, listed.stdout
     assert name.rsplit("/", 1)[1] in export.read_bytes().decode("latin-1")
