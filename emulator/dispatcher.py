@@ -162,7 +162,7 @@ class Dispatcher:
         set_time(pb.last_attempt.dispatch_time, now)
         request: OutboundRequest | ApiError
         try:
-            request = build_request(ts, retry_count, self.issuer)
+            request = build_request(ts, retry_count, self.issuer, now)
         except ApiError as exc:
             # A queue override can make a stored task undeliverable; fail the attempt.
             request = exc

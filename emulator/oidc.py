@@ -128,9 +128,11 @@ class OidcIssuer:
         token: bytes = jwt.encode(self._signer, dict(claims))  # type: ignore[no-untyped-call]
         return token.decode()
 
-    def id_token(self, email: str, audience: str) -> str:
-        """An ID token for ``email`` with ``aud`` = ``audience`` (cached while fresh)."""
-        now = int(time.time())
+    def id_token(self, email: str, audience: str, now: float | None = None) -> str:
+        """An ID token for ``email`` with ``aud`` = ``audience`` (cached while fresh),
+        issued at ``now``: the emulator passes its clock's time (so a fake clock
+        governs ``iat``/``exp`` too); other callers get the wall clock."""
+        now = int(time.time() if now is None else now)
         cached = self._cache.get((email, audience))
         if cached is not None and cached[1] - now > _REUSE_MARGIN_S:
             return cached[0]

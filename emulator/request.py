@@ -58,8 +58,11 @@ def override_uri(url: str, uo: Any) -> str:
     return urlunsplit((scheme, netloc, path, query, ""))
 
 
-def build_request(ts: TaskState, retry_count: int, issuer: OidcIssuer) -> OutboundRequest:
-    """The request of attempt ``retry_count + 1``; raises ApiError if it cannot be sent."""
+def build_request(
+    ts: TaskState, retry_count: int, issuer: OidcIssuer, now: float
+) -> OutboundRequest:
+    """The request of attempt ``retry_count + 1`` at time ``now`` (the token's issue
+    time); raises ApiError if it cannot be sent."""
     pb = ts.pb
     hr = pb.http_request
     qpb = ts.queue.pb
@@ -89,7 +92,7 @@ def build_request(ts: TaskState, retry_count: int, issuer: OidcIssuer) -> Outbou
         headers[HEADER_PREVIOUS_RESPONSE] = str(ts.previous_response)
     if oidc is not None:
         audience = oidc.audience or url
-        token = issuer.id_token(oidc.service_account_email, audience)
+        token = issuer.id_token(oidc.service_account_email, audience, now)
         headers = {k: val for k, val in headers.items() if k.lower() != "authorization"}
         headers["Authorization"] = f"Bearer {token}"
     body = bytes(hr.body) if method in v.BODY_METHODS else b""

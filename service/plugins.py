@@ -36,6 +36,20 @@ def load_task_modules(modules: tuple[str, ...]) -> None:
                 f"cannot import task module {module!r} (from TASKS_EXTRA_MODULES): {exc}; "
                 "check the module path and that it is on PYTHONPATH in the image"
             ) from exc
+        except Exception as exc:  # the module's own code failed: one line, no traceback
+            where = _innermost_frame(exc)
+            raise ConfigError(
+                f"task module {module!r} (from TASKS_EXTRA_MODULES) failed while loading: "
+                f"{type(exc).__name__}: {exc}{where}"
+            ) from exc
+
+
+def _innermost_frame(exc: BaseException) -> str:
+    """` (file, line N)` of the code that raised, for a one-line error."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f" ({tb.tb_frame.f_code.co_filename}, line {tb.tb_lineno})" if tb else ""
 
 
 def load_object(spec: str, variable: str) -> Any:

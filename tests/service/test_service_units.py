@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, strategies as st
@@ -133,6 +134,22 @@ class TestSettings:
         )
         assert code == 2
         assert "cannot import task module 'no_such_team.tasks'" in stderr
+
+    def test_a_task_module_that_fails_while_loading_is_one_line_naming_it(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
+    ) -> None:
+        (tmp_path / "broken_tasks.py").write_text("x = 1\nraise TypeError('wrong call')\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        code, stderr = self._main({"TASKS_EXTRA_MODULES": "broken_tasks"}, monkeypatch, capsys)
+        assert code == 2
+        [line] = [json.loads(raw) for raw in stderr.strip().splitlines()]
+        assert "task module 'broken_tasks'" in line["message"]
+        assert "TypeError: wrong call" in line["message"]
+        assert "broken_tasks.py, line 2" in line["message"]
+        assert "Traceback" not in stderr
 
 
 class TestErrors:
