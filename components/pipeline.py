@@ -73,7 +73,11 @@ class TaskPipeline(pulumi.ComponentResource):
         stack: str,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """`stack`: the stack name, which tags the built image."""
+        """`stack`: the stack name, which tags the built image.
+
+        Slightly over 80 lines on purpose: the whole wiring (which component waits
+        for which API, who gets which account) reads top to bottom in one place.
+        """
         super().__init__("tasks:index:TaskPipeline", name, None, opts)
         where = config.gcp
         child = pulumi.ResourceOptions(parent=self)
