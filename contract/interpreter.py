@@ -10,9 +10,12 @@ library only: this must load under the foreign interpreter too.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
+from typing import Any, NoReturn
 
 
 def python_command() -> str:
@@ -37,3 +40,31 @@ def foreign_interpreter_message(command: str, exc: ModuleNotFoundError) -> str:
         f"{command.split()[-1]}: {exc} in {sys.executable}; run it with the project's "
         f"interpreter, .venv/bin/python {run} (after `make setup`), or activate .venv first"
     )
+
+
+def exit_if_foreign(command: str, exc: ModuleNotFoundError, module_name: str) -> NoReturn:
+    """In an entry point's top-level imports: print the one line and exit 2 when the
+    module runs as the program (``module_name == "__main__"``); re-raise otherwise."""
+    if module_name != "__main__":
+        raise exc
+    print(foreign_interpreter_message(command, exc), file=sys.stderr)
+    raise SystemExit(2)
+
+
+def lazy_exports(
+    package: str, homes: Mapping[str, str], namespace: MutableMapping[str, Any]
+) -> Callable[[str], object]:
+    """A package's ``__getattr__`` (PEP 562) loading each public name from its module
+    on first use, so that ``python -m package`` under a foreign interpreter reaches
+    the entry point's one-line message instead of failing in ``__init__``."""
+
+    def load(name: str) -> object:
+        try:
+            module = homes[name]
+        except KeyError:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+        value = getattr(importlib.import_module(module), name)
+        namespace[name] = value
+        return value
+
+    return load

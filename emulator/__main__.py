@@ -12,8 +12,13 @@ import asyncio
 import logging
 import sys
 
+from contract.interpreter import exit_if_foreign
 from contract.limits import DEFAULT_TOMBSTONE_S
-from emulator.server import Settings, serve
+
+try:
+    from emulator.server import Settings, serve
+except ModuleNotFoundError as _missing:  # a fresh shell's `python` is not the project's
+    exit_if_foreign("python -m emulator", _missing, __name__)
 
 
 def _port(text: str) -> int:

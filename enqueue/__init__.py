@@ -19,8 +19,9 @@ instead of failing in this file's imports.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from contract.interpreter import lazy_exports
 
 if TYPE_CHECKING:
     from enqueue.bulk import (
@@ -95,12 +96,4 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 
-def __getattr__(name: str) -> object:
-    """Load a public name from its module on first use (PEP 562)."""
-    try:
-        module = _HOMES[name]
-    except KeyError:
-        raise AttributeError(f"module 'enqueue' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports("enqueue", _HOMES, globals())

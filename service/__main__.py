@@ -31,13 +31,18 @@ import time
 from types import FrameType
 from typing import Final
 
-import uvicorn
+from contract.interpreter import exit_if_foreign
 
-from service.app import create_app
-from service.config import ConfigError, Settings
-from service.drain import Drain
-from service.logs import configure_logging
-from service.task_registry import busy_handler_threads
+try:
+    import uvicorn
+
+    from service.app import create_app
+    from service.config import ConfigError, Settings
+    from service.drain import Drain
+    from service.logs import configure_logging
+    from service.task_registry import busy_handler_threads
+except ModuleNotFoundError as _missing:  # a fresh shell's `python` is not the project's
+    exit_if_foreign("python -m service", _missing, __name__)
 
 logger = logging.getLogger("service.server")
 
