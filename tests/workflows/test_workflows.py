@@ -304,11 +304,14 @@ class TestDeploy:
             assert job["uses"] == "./.github/workflows/deploy-stack.yml"
             assert job["with"] == {"stack": stack}
             assert job["permissions"] == {"contents": "read", "id-token": "write"}
-            assert set(job["secrets"]) == {"PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE"}
+            # inherit: the token resolves behind the stack's environment, never shadowed
+            # by a declared workflow_call secret passed from this job.
+            assert job["secrets"] == "inherit"
 
     def test_each_stack_deploys_behind_its_environment_one_at_a_time(self) -> None:
         workflow = load("deploy-stack.yml")
         assert "workflow_call" in workflow["on"]
+        assert "secrets" not in (workflow["on"]["workflow_call"] or {})
         [job] = workflow["jobs"].values()
         assert job["environment"] == "${{ inputs.stack }}"
         assert job["concurrency"] == {
