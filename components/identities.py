@@ -29,7 +29,12 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.config import GcpConfig, IdentitiesConfig
-from contract.resources import LOG_WRITER_ROLE, METRIC_WRITER_ROLE, SERVICE_ACCOUNT_USER_ROLE
+from contract.resources import (
+    LOG_WRITER_ROLE,
+    METRIC_WRITER_ROLE,
+    OPENID_TOKEN_CREATOR_ROLE,
+    SERVICE_ACCOUNT_USER_ROLE,
+)
 
 RUNTIME_PROJECT_ROLES = (LOG_WRITER_ROLE, METRIC_WRITER_ROLE)
 ACT_AS_ROLE = SERVICE_ACCOUNT_USER_ROLE
@@ -53,13 +58,15 @@ class Identities(pulumi.ComponentResource):
         config: IdentitiesConfig,
         *,
         gcp_config: GcpConfig,
+        tasks_agent_member: pulumi.Input[str],
         depends_on: Sequence[pulumi.Resource] = (),
         project_iam_depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """`depends_on`: the IAM API service (and anything else accounts must wait
-        for); `project_iam_depends_on`: the Resource Manager API service, which
-        project IAM goes through."""
+        """`tasks_agent_member`: the Cloud Tasks service agent, which mints the
+        invoker's ID tokens; `depends_on`: the IAM API service (and anything else
+        accounts must wait for); `project_iam_depends_on`: the Resource Manager API
+        service, which project IAM goes through."""
         super().__init__("tasks:index:Identities", name, None, opts)
         project = gcp_config.project
         after_api = pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
@@ -104,6 +111,20 @@ class Identities(pulumi.ComponentResource):
             )
             self.enqueuer_members = self.enqueuer.member.apply(lambda member: [member])
             self.enqueuer_grantees = [("enqueuer", self.enqueuer.member)]
+
+        # The Cloud Tasks service agent mints the invoker's ID token for every attempt.
+        # An agent created on request (gcp.projects.ServiceIdentity) gets no role
+        # (https://cloud.google.com/iam/docs/create-service-agents), so grant exactly
+        # that: token creation on the invoker account only, not the agent's
+        # project-wide roles/cloudtasks.serviceAgent
+        # (https://cloud.google.com/tasks/docs/creating-http-target-tasks#sa).
+        self.agent_token_grant = gcp.serviceaccount.IAMMember(
+            f"{name}-tasks-agent-mints-invoker-tokens",
+            service_account_id=self.invoker.name,
+            role=OPENID_TOKEN_CREATOR_ROLE,
+            member=tasks_agent_member,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
         # actAs on the invoker account only: required to attach its OIDC token to a task.
         for slug, member in self.enqueuer_grantees:

@@ -95,6 +95,7 @@ class TaskPipeline(pulumi.ComponentResource):
             f"{name}-identities",
             config.identities,
             gcp_config=where,
+            tasks_agent_member=self.platform.tasks_agent.member,
             depends_on=self.platform.api(IAM_API),
             project_iam_depends_on=self.platform.api(RESOURCE_MANAGER_API),
             opts=child,
@@ -129,10 +130,12 @@ class TaskPipeline(pulumi.ComponentResource):
             audience=self.audience,
             invoker_email=self.identities.invoker.email,
             enqueuers=self.identities.enqueuer_grantees,
-            # Cloud Tasks mints the invoker's OIDC tokens through IAM Credentials.
+            # Cloud Tasks mints the invoker's OIDC tokens through IAM Credentials, as
+            # its service agent, once that agent may.
             depends_on=(
                 *self.platform.api(CLOUD_TASKS_API, IAM_CREDENTIALS_API),
                 self.platform.tasks_agent,
+                self.identities.agent_token_grant,
             ),
             opts=child,
         )

@@ -61,6 +61,7 @@ CLOUDTASKS_ENQUEUER_ROLE: Final = "roles/cloudtasks.enqueuer"
 CLOUDTASKS_VIEWER_ROLE: Final = "roles/cloudtasks.viewer"
 CLOUDTASKS_ADMIN_ROLE: Final = "roles/cloudtasks.admin"
 SERVICE_ACCOUNT_USER_ROLE: Final = "roles/iam.serviceAccountUser"
+OPENID_TOKEN_CREATOR_ROLE: Final = "roles/iam.serviceAccountOpenIdTokenCreator"  # noqa: S105
 SERVICE_ACCOUNT_ADMIN_ROLE: Final = "roles/iam.serviceAccountAdmin"
 WORKLOAD_IDENTITY_USER_ROLE: Final = "roles/iam.workloadIdentityUser"
 PROJECT_IAM_ADMIN_ROLE: Final = "roles/resourcemanager.projectIamAdmin"

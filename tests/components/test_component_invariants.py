@@ -24,6 +24,7 @@ from contract.names import (
 from contract.resources import (
     ARTIFACT_REPOSITORY_TYPE,
     IMAGE_TYPE,
+    OPENID_TOKEN_CREATOR_ROLE,
     PROJECT_IAM_MEMBER_TYPE,
     PROJECT_SERVICE_TYPE,
     QUEUE_IAM_MEMBER_TYPE,
@@ -199,6 +200,7 @@ class TestEnqueuers:
         grants = {
             (r.inputs["member"], r.inputs["role"], r.inputs["serviceAccountId"])
             for r in plan.of_type(SERVICE_ACCOUNT_IAM_MEMBER_TYPE)
+            if r.inputs["role"] != OPENID_TOKEN_CREATOR_ROLE  # the Tasks agent's, below
         }
         assert grants == {
             (m, "roles/iam.serviceAccountUser", invoker.outputs["name"])
@@ -420,3 +422,20 @@ class TestStackOutputs:
         assert plan.outputs["project"] == stack_config["gcp:project"]
         assert plan.outputs["location"] == stack_config["gcp:region"]
         assert plan.outputs[OUTPUT_SERVICE_URL] == plan.one(RUN_SERVICE_TYPE).outputs["uri"]
+
+
+def test_the_tasks_agent_may_mint_the_invokers_tokens_before_the_queue_exists(plan: Plan) -> None:
+    """An agent created on request gets no role: without this grant Cloud Tasks cannot
+    mint the invoker's ID token and no task ever reaches the worker."""
+    agent = plan.one(SERVICE_IDENTITY_TYPE)
+    invoker = account(plan, "-invoker")
+    [grant] = [
+        g
+        for g in plan.of_type(SERVICE_ACCOUNT_IAM_MEMBER_TYPE)
+        if g.inputs["role"] == OPENID_TOKEN_CREATOR_ROLE
+    ]
+    assert grant.inputs["member"] == agent.outputs["member"]
+    assert grant.inputs["serviceAccountId"] == invoker.outputs["name"]
+    assert grant.urn in plan.one(QUEUE_TYPE).dependencies
+    project_roles = {g.inputs["role"] for g in plan.of_type(PROJECT_IAM_MEMBER_TYPE)}
+    assert "roles/cloudtasks.serviceAgent" not in project_roles  # the narrow grant only

@@ -43,7 +43,8 @@ def test_inventory_counts(all_plans: dict[str, Plan], stack: str) -> None:
         "gcp:projects/serviceIdentity:ServiceIdentity": 1,
         "gcp:serviceaccount/account:Account": 2 if configured_enqueuers else 3,
         "gcp:projects/iAMMember:IAMMember": 2,
-        "gcp:serviceaccount/iAMMember:IAMMember": 1,
+        # actAs for the enqueuer, token creation for the Cloud Tasks agent.
+        "gcp:serviceaccount/iAMMember:IAMMember": 2,
         "gcp:cloudtasks/queue:Queue": 1,
         "gcp:cloudtasks/queueIamMember:QueueIamMember": 2,
         "gcp:artifactregistry/repository:Repository": 1,

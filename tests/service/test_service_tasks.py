@@ -439,7 +439,7 @@ def test_on_cloud_run_the_project_comes_from_the_metadata_server(
 def test_a_caller_gone_before_its_body_arrived_gets_400_and_nothing_runs(tmp_path: Path) -> None:
     """Driven at the ASGI level: httpx always sends the whole body, Cloud Run may not."""
     record_file = tmp_path / "records.jsonl"
-    settings = Settings.from_env({"TASKS_EXTRA_MODULES": FIXTURE_MODULE})
+    settings = Settings.from_env({"HOST": "127.0.0.1", "TASKS_EXTRA_MODULES": FIXTURE_MODULE})
     app = create_app(settings)
     sent: list[MutableMapping[str, Any]] = []
 

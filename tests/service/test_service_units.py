@@ -45,12 +45,19 @@ class FakeClock:
         return self.now
 
 
+# What the Pulumi program gives the Cloud Run container (components/worker.py).
+CLOUD_RUN_ENV: Final = {
+    "TASKS_AUDIENCE": "https://w.a.run.app",
+    "TASKS_ALLOWED_INVOKERS": "tasks-invoker@p.iam.gserviceaccount.com",
+}
+
+
 class TestSettings:
     def test_defaults_are_cloud_run_ready(self) -> None:
-        settings = Settings.from_env({})
+        settings = Settings.from_env(CLOUD_RUN_ENV)
         assert (settings.host, settings.port) == ("0.0.0.0", 8080)
         assert settings.certs_url == GOOGLE_CERTS_URL
-        assert settings.auth_enabled is False
+        assert settings.auth_enabled
 
     def test_allowed_invokers_turn_the_check_on(self) -> None:
         settings = Settings.from_env(
@@ -100,6 +107,7 @@ class TestSettings:
 
         for name in [n for n in os.environ if n.startswith("TASKS_")]:
             monkeypatch.delenv(name)
+        monkeypatch.setenv("HOST", "127.0.0.1")
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         # It would replace this process's log handlers (pytest's included).
