@@ -110,7 +110,10 @@ def hint_for(status: int | None, outputs: StackOutputs, log_hint: str) -> str:
     if status == 403:
         return (
             f"403: {outputs.invoker_email} may not invoke the worker: check the "
-            f"{RUN_INVOKER_ROLE} binding (cloudrunv2.ServiceIamMember) on the service"
+            f"{RUN_INVOKER_ROLE} binding (cloudrunv2.ServiceIamMember) on the service. Right "
+            "after a first deploy the grant may still be propagating (typically 2 and up to "
+            "7 minutes, https://cloud.google.com/iam/docs/access-change-propagation): run "
+            "the smoke test again before changing anything"
         )
     if status == 404:
         return (

@@ -329,7 +329,7 @@ class TestDeploy:
         assert up["with"]["policyPacks"] == "policy"
         smoke = listed[-1]
         assert smoke["run"] == (
-            '.venv/bin/python scripts/smoke_test.py --stack "$STACK" --timeout 180'
+            '.venv/bin/python scripts/smoke_test.py --stack "$STACK" --timeout 600'
         )
         assert smoke["env"]["STACK"] == "${{ inputs.stack }}"
         # Order: authenticate, deploy, then smoke test; no step may swallow a failure.
