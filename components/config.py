@@ -238,7 +238,7 @@ class WorkerConfig(Section):
     memory: str = Field(default="512Mi", description="Memory limit per instance.")
     deletion_protection: bool = Field(
         default=True,
-        description="Refuse to delete the service; false only where you mean to destroy.",
+        description="Refuse to delete the service and the queue; false only to destroy.",
     )
     custom_audience: str | None = Field(
         default=None,

@@ -130,6 +130,9 @@ class TaskPipeline(pulumi.ComponentResource):
             audience=self.audience,
             invoker_email=self.identities.invoker.email,
             enqueuers=self.identities.enqueuer_grantees,
+            # One switch protects the stack's stateful parts: the service (Cloud Run's
+            # own flag) and the queue, whose tasks a delete would take with it.
+            protect=config.worker.deletion_protection,
             # Cloud Tasks mints the invoker's OIDC tokens through IAM Credentials, as
             # its service agent, once that agent may.
             depends_on=(

@@ -58,10 +58,14 @@ class TaskQueue(pulumi.ComponentResource):
         invoker_email: pulumi.Input[str],
         enqueuers: Sequence[tuple[str, pulumi.Input[str]]],
         depends_on: Sequence[pulumi.Resource],
+        protect: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`enqueuers`: (slug, member) of each principal allowed to create tasks;
-        `depends_on`: the Cloud Tasks API and its service identity."""
+        `depends_on`: the Cloud Tasks API and its service identity; `protect`: the
+        engine refuses to delete the queue (a deleted queue takes its tasks with it
+        and its name cannot be reused for up to 7 days,
+        https://cloud.google.com/tasks/docs/reference/rpc/google.cloud.tasks.v2#deletequeuerequest)."""
         super().__init__("tasks:index:TaskQueue", name, None, opts)
 
         http_target = None
@@ -100,7 +104,7 @@ class TaskQueue(pulumi.ComponentResource):
             ),
             desired_state="PAUSED" if config.queue_paused else "RUNNING",
             http_target=http_target,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on), protect=protect),
         )
         self.path = self.queue.id
 

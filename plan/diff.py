@@ -82,11 +82,13 @@ def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> Iterator[Change]
 
 
 def _compared(resource: PlannedResource) -> dict[str, Any]:
-    """What a change to a resource is judged on: its inputs, parent and dependencies."""
+    """What a change to a resource is judged on: its inputs, parent, dependencies and
+    whether it is protected from deletion."""
     return {
         **flatten(resource.inputs, "inputs"),
         "parent": resource.parent,
         "dependencies": sorted(resource.dependencies),
+        "protect": resource.protect,
     }
 
 

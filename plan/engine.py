@@ -70,6 +70,7 @@ class _Registration:
     provider: str
     inputs: dict[str, Any]
     custom: bool
+    protect: bool
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -99,6 +100,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     provider=request.provider,
                     inputs=inputs,
                     custom=bool(request.custom),
+                    protect=bool(request.protect),
                 )
             )
         return response
@@ -125,6 +127,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     provider=reg.provider or None,
                     inputs=_plain(reg.inputs),
                     outputs=_plain(computed),
+                    protect=reg.protect,
                 )
             )
         return _ordered(resources)

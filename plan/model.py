@@ -50,6 +50,15 @@ from plan.views import (
 COMPONENT_PACKAGE = "tasks"
 
 
+def _sorted(value: Any) -> Any:
+    """value with every mapping's keys in sorted order, recursively."""
+    if isinstance(value, Mapping):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value
+
+
 @dataclass(frozen=True)
 class PlannedResource:
     """One RegisterResource of the program: identity, place in the tree, properties."""
@@ -62,6 +71,7 @@ class PlannedResource:
     provider: str | None
     inputs: dict[str, Any]
     outputs: dict[str, Any]
+    protect: bool = False  # Pulumi's `protect` option: the engine refuses to delete it
 
     @property
     def is_component(self) -> bool:
@@ -75,16 +85,21 @@ class PlannedResource:
         return {**self.outputs, **self.inputs}
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "urn": self.urn,
             "type": self.type,
             "name": self.name,
             "parent": self.parent,
             "dependencies": list(self.dependencies),
             "provider": self.provider,
-            "inputs": self.inputs,
-            "outputs": self.outputs,
+            # Keys sorted: the engine hands properties over in no fixed order, and a
+            # snapshot must not change when the plan did not.
+            "inputs": _sorted(self.inputs),
+            "outputs": _sorted(self.outputs),
         }
+        if self.protect:  # written only when set, so unprotected resources read as before
+            data["protect"] = True
+        return data
 
     @classmethod
     def from_json(cls, data: object) -> PlannedResource:
@@ -110,6 +125,7 @@ class PlannedResource:
             provider=data.get("provider"),
             inputs=properties["inputs"],
             outputs=properties["outputs"],
+            protect=data.get("protect") is True,
         )
 
 

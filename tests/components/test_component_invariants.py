@@ -439,3 +439,13 @@ def test_the_tasks_agent_may_mint_the_invokers_tokens_before_the_queue_exists(pl
     assert grant.urn in plan.one(QUEUE_TYPE).dependencies
     project_roles = {g.inputs["role"] for g in plan.of_type(PROJECT_IAM_MEMBER_TYPE)}
     assert "roles/cloudtasks.serviceAgent" not in project_roles  # the narrow grant only
+
+
+def test_the_queue_is_protected_where_the_service_is(
+    plan: Plan, stack_config: dict[str, Any]
+) -> None:
+    """A deleted queue takes its tasks with it and blocks its name for days: the stack's
+    deletion_protection protects it (Pulumi `protect`) as it protects the service."""
+    protected = stack_config.get("deletion_protection", True) not in (False, "false")
+    assert plan.one(QUEUE_TYPE).protect is protected
+    assert plan.one(RUN_SERVICE_TYPE).inputs["deletionProtection"] is protected
