@@ -70,13 +70,15 @@ class WorkerSpec:
         if allowed is None:
             # No IAM layer and no allow-list of the program's own: the check is off,
             # and the worker refuses an audience without invokers (fail closed).
+            # A certs URL alone is refused too; the worker serves only `host`, loopback.
             env.pop(WORKER_ENV_ALLOWED_INVOKERS, None)
             env.pop(WORKER_ENV_AUDIENCE, None)
+            env.pop(WORKER_ENV_CERTS_URL, None)
         else:
             env[WORKER_ENV_ALLOWED_INVOKERS] = ",".join(allowed) or NOBODY_INVOKER
+            env[WORKER_ENV_CERTS_URL] = certs_url
         env[WORKER_ENV_PORT] = str(port)
         env["HOST"] = host
-        env[WORKER_ENV_CERTS_URL] = certs_url
         # Cloud Run sets these for every container; handlers may log them.
         env.setdefault("K_SERVICE", self.service_name)
         env.setdefault("K_REVISION", f"{self.service_name}-local")

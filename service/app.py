@@ -150,10 +150,17 @@ class _HttpAdapter:
                 delivery.project = await discover_project(http)
             if settings.auth_enabled:
                 await self._start_token_check(http)
+            elif settings.auth_disabled:
+                logger.warning(
+                    "TOKEN CHECK DISABLED (TASKS_AUTH_DISABLED=true): any caller that reaches "
+                    "the service can run tasks; Cloud Run IAM is the only gate",
+                    extra={"fields": {"auth_disabled": True, "host": settings.host}},
+                )
             else:
                 logger.warning(
-                    "token check OFF: TASKS_ALLOWED_INVOKERS is not set, so any caller "
-                    "that reaches the service can run tasks (Cloud Run IAM is the only gate)"
+                    "token check off (TASKS_ALLOWED_INVOKERS is not set): serving %s only",
+                    settings.host,
+                    extra={"fields": {"host": settings.host}},
                 )
             logger.info(
                 "worker ready",

@@ -12,6 +12,7 @@ it gives.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -39,6 +40,8 @@ CERTS_REFRESH_MIN_INTERVAL_ENV: Final = "TASKS_CERTS_MIN_REFRESH_S"
 LOG_LEVEL_ENV: Final = "LOG_LEVEL"
 DEAD_LETTER_SINK_ENV: Final = "TASKS_DEAD_LETTER_SINK"
 IDEMPOTENCY_STORE_ENV: Final = "TASKS_IDEMPOTENCY_STORE"
+AUTH_DISABLED_ENV: Final = "TASKS_AUTH_DISABLED"
+_AUTH_ENVS: Final = (WORKER_ENV_ALLOWED_INVOKERS, WORKER_ENV_AUDIENCE, WORKER_ENV_CERTS_URL)
 
 DEFAULT_PORT: Final = 8080
 DEFAULT_HOST: Final = "0.0.0.0"
@@ -71,6 +74,7 @@ class Settings:
     port: int = DEFAULT_PORT
     audience: str | None = None
     allowed_invokers: frozenset[str] = frozenset()
+    auth_disabled: bool = False  # TASKS_AUTH_DISABLED=true: no check, on purpose
     certs_url: str = GOOGLE_CERTS_URL
     project: str | None = None
     extra_modules: tuple[str, ...] = ()
@@ -96,36 +100,7 @@ class Settings:
             value = env.get(name, "").strip()
             return value or None
 
-        raw_invokers = get(WORKER_ENV_ALLOWED_INVOKERS)
-        invokers = _parse_invokers(raw_invokers)
-        audience = get(WORKER_ENV_AUDIENCE)
-        # Fail closed: a value that names nobody (an unresolved output, a stray comma)
-        # or an audience without invokers means the check was meant to be on.
-        if raw_invokers is not None and not invokers:
-            raise ConfigError(
-                f"{WORKER_ENV_ALLOWED_INVOKERS}={raw_invokers!r} names no email: give the "
-                "invoker service account's email (comma-separated for several), or unset "
-                "the variable to run without the token check"
-            )
-        if audience is not None and not invokers:
-            raise ConfigError(
-                f"{WORKER_ENV_AUDIENCE} is set but {WORKER_ENV_ALLOWED_INVOKERS} is not: the "
-                "token check needs both; set it to the invoker service account's email, or "
-                f"unset {WORKER_ENV_AUDIENCE} to run without the check (Cloud Run IAM only)"
-            )
-        if invokers and audience is None:
-            raise ConfigError(
-                f"{WORKER_ENV_ALLOWED_INVOKERS} is set but {WORKER_ENV_AUDIENCE} is not: "
-                "set it to the audience the tasks' OIDC tokens carry (the service URL or "
-                "its custom audience)"
-            )
-        certs_url = get(WORKER_ENV_CERTS_URL) or GOOGLE_CERTS_URL
-        parts = urlsplit(certs_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(
-                f"{WORKER_ENV_CERTS_URL}={certs_url!r} is not an http(s) URL: use "
-                f"{GOOGLE_CERTS_URL} (the default) or the local issuer's /oauth2/v1/certs"
-            )
+        auth = _auth_settings(env)
         extra = tuple(m.strip() for m in (get(EXTRA_MODULES_ENV) or "").split(",") if m.strip())
         for module in extra:
             if not _MODULE.match(module):
@@ -144,12 +119,14 @@ class Settings:
         log_level = (get(LOG_LEVEL_ENV) or "INFO").upper()
         if log_level not in _LOG_LEVELS:
             raise ConfigError(f"{LOG_LEVEL_ENV}={log_level!r}: use one of {', '.join(_LOG_LEVELS)}")
-        return cls(
-            host=get(HOST_ENV) or DEFAULT_HOST,
+        host = get(HOST_ENV) or DEFAULT_HOST
+        settings = cls(
+            host=host,
             port=_int(get(WORKER_ENV_PORT), WORKER_ENV_PORT, DEFAULT_PORT, low=0, high=65535),
-            audience=audience,
-            allowed_invokers=invokers,
-            certs_url=certs_url,
+            audience=auth.audience,
+            allowed_invokers=auth.invokers,
+            certs_url=auth.certs_url,
+            auth_disabled=auth.disabled,
             project=get(PROJECT_ENV),
             extra_modules=extra,
             shutdown_grace_s=_float(
@@ -174,6 +151,92 @@ class Settings:
             dead_letter_sink=objects[DEAD_LETTER_SINK_ENV],
             idempotency_store=objects[IDEMPOTENCY_STORE_ENV],
         )
+        # Checked last, so a bad value elsewhere is reported as itself.
+        if not auth.invokers and not auth.disabled and not is_loopback(host):
+            raise ConfigError(
+                f"the token check is off ({WORKER_ENV_ALLOWED_INVOKERS} is not set) and "
+                f"{HOST_ENV}={host} is not a loopback address, so anyone who reaches it could "
+                f"run tasks: set {WORKER_ENV_AUDIENCE} and {WORKER_ENV_ALLOWED_INVOKERS}, or "
+                f"{HOST_ENV}=127.0.0.1, or {AUTH_DISABLED_ENV}=true to serve without the check "
+                "(Cloud Run IAM as the only gate)"
+            )
+        return settings
+
+
+@dataclass(frozen=True, slots=True)
+class _Auth:
+    audience: str | None
+    invokers: frozenset[str]
+    certs_url: str
+    disabled: bool
+
+
+def _auth_settings(env: Mapping[str, str]) -> _Auth:
+    """The token check's settings. It fails closed: any sign that the check was meant
+    to be on (a variable present but empty, an unresolved output, a stray comma, an
+    audience or certs URL alone) stops the worker instead of turning the check off."""
+    for name in _AUTH_ENVS:
+        if name in env and not env[name].strip():
+            raise ConfigError(
+                f"{name} is set but empty: give its value, or unset it (an empty value "
+                "never turns the token check off)"
+            )
+    raw_invokers = env.get(WORKER_ENV_ALLOWED_INVOKERS, "").strip() or None
+    invokers = _parse_invokers(raw_invokers)
+    audience = env.get(WORKER_ENV_AUDIENCE, "").strip() or None
+    if raw_invokers is not None and not invokers:
+        raise ConfigError(
+            f"{WORKER_ENV_ALLOWED_INVOKERS}={raw_invokers!r} names no email: give the "
+            "invoker service account's email (comma-separated for several), or unset "
+            "the variable to run without the token check"
+        )
+    for name in (WORKER_ENV_AUDIENCE, WORKER_ENV_CERTS_URL):
+        if name in env and not invokers:
+            raise ConfigError(
+                f"{name} is set but {WORKER_ENV_ALLOWED_INVOKERS} is not: the token check "
+                "needs it; set it to the invoker service account's email, or unset "
+                f"{name} to run without the check"
+            )
+    if invokers and audience is None:
+        raise ConfigError(
+            f"{WORKER_ENV_ALLOWED_INVOKERS} is set but {WORKER_ENV_AUDIENCE} is not: "
+            "set it to the audience the tasks' OIDC tokens carry (the service URL or "
+            "its custom audience)"
+        )
+    certs_url = env.get(WORKER_ENV_CERTS_URL, "").strip() or GOOGLE_CERTS_URL
+    parts = urlsplit(certs_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"{WORKER_ENV_CERTS_URL}={certs_url!r} is not an http(s) URL: use "
+            f"{GOOGLE_CERTS_URL} (the default) or the local issuer's /oauth2/v1/certs"
+        )
+    disabled = _flag(env, AUTH_DISABLED_ENV)
+    if disabled and invokers:
+        raise ConfigError(
+            f"{AUTH_DISABLED_ENV}=true contradicts {WORKER_ENV_ALLOWED_INVOKERS}: unset one "
+            "(the token check cannot be both on and off)"
+        )
+    return _Auth(audience, invokers, certs_url, disabled)
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return False
+    value = raw.strip().lower()
+    if value not in ("true", "false"):
+        raise ConfigError(f"{name}={raw!r}: give true or false")
+    return value == "true"
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can connect to `host` (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name that may resolve anywhere: not provably local
 
 
 def _parse_invokers(raw: str | None) -> frozenset[str]:

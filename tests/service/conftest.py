@@ -172,6 +172,7 @@ def _worker_env(
     record_file: Path, issuer: LocalIssuer | None, env: Mapping[str, str] | None
 ) -> dict[str, str]:
     worker_env = {
+        "HOST": "127.0.0.1",  # as the process is run (WorkerProcess): loopback only
         "TASKS_EXTRA_MODULES": FIXTURE_MODULE,
         RECORD_FILE_ENV: str(record_file),
         "GOOGLE_CLOUD_PROJECT": PROJECT,

@@ -191,6 +191,8 @@ class TestAppFactory:
 
         for name in [n for n in os.environ if n.startswith("TASKS_")]:
             monkeypatch.delenv(name)
+        # uvicorn's own default bind; without a token check, nothing wider is served.
+        monkeypatch.setenv("HOST", "127.0.0.1")
         factory = import_from_string("service.app:create_app")
         app = factory()  # what `uvicorn service.app:create_app --factory` does
         assert isinstance(app, Starlette)
@@ -251,7 +253,7 @@ class TestImageRequirements:
             capture_output=True,
             text=True,
             check=True,
-            env={"PATH": "/usr/bin:/bin", "TASKS_EXTRA_MODULES": ""},
+            env={"PATH": "/usr/bin:/bin", "HOST": "127.0.0.1", "TASKS_EXTRA_MODULES": ""},
         ).stdout
         imported = {canonicalize_name(d) for d in json.loads(out)}
         imported -= {canonicalize_name("cloud-tasks-pipeline")}  # this repository itself

@@ -89,5 +89,7 @@ def test_plugin_specs_are_checked() -> None:
 
 def test_an_empty_store_from_the_environment_is_the_one_used() -> None:
     # InMemoryIdempotencyStore has __len__: empty, it is falsy, and must still be used.
-    settings = Settings.from_env({"HOST": "127.0.0.1", "TASKS_IDEMPOTENCY_STORE": f"{FIXTURE_MODULE}:EMPTY_STORE"})
+    settings = Settings.from_env(
+        {"HOST": "127.0.0.1", "TASKS_IDEMPOTENCY_STORE": f"{FIXTURE_MODULE}:EMPTY_STORE"}
+    )
     assert create_app(settings, task_registry=TaskRegistry()).state.store is EMPTY_STORE

@@ -15,6 +15,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Final
 
 import pytest
 from hypothesis import given, strategies as st
@@ -51,6 +52,8 @@ CLOUD_RUN_ENV: Final = {
     "TASKS_ALLOWED_INVOKERS": "tasks-invoker@p.iam.gserviceaccount.com",
 }
 
+LOOPBACK: Final = {"HOST": "127.0.0.1"}
+
 
 class TestSettings:
     def test_defaults_are_cloud_run_ready(self) -> None:
@@ -83,7 +86,7 @@ class TestSettings:
             ({"TASKS_AUDIENCE": "https://w.a.run.app"}, "TASKS_ALLOWED_INVOKERS is not"),
             ({"PORT": "http"}, "PORT='http' is not an integer"),
             ({"PORT": "70000"}, "PORT=70000 is out of range"),
-            ({"TASKS_CERTS_URL": "ftp://x/certs"}, "is not an http(s) URL"),
+            ({**CLOUD_RUN_ENV, "TASKS_CERTS_URL": "ftp://x/certs"}, "is not an http(s) URL"),
             ({"TASKS_EXTRA_MODULES": "my-team.tasks"}, "is not a dotted module name"),
             ({"TASKS_SHUTDOWN_GRACE_S": "-1"}, "must be a finite number of seconds"),
             ({"TASKS_IDEMPOTENCY_MAX_ENTRIES": "0"}, "out of range"),
@@ -97,6 +100,70 @@ class TestSettings:
     ) -> None:
         with pytest.raises(ConfigError, match=re.escape(message)):
             Settings.from_env(env)
+
+    @pytest.mark.parametrize(
+        ("env", "message"),
+        [
+            # Present but empty (an unresolved output, a template gap) never turns it off,
+            # on any host, with or without an (empty) audience.
+            ({"TASKS_ALLOWED_INVOKERS": ""}, "TASKS_ALLOWED_INVOKERS is set but empty"),
+            ({"TASKS_ALLOWED_INVOKERS": " \t ", **LOOPBACK}, "TASKS_ALLOWED_INVOKERS is set but"),
+            ({"TASKS_ALLOWED_INVOKERS": "", "TASKS_AUDIENCE": ""}, "is set but empty"),
+            ({"TASKS_ALLOWED_INVOKERS": " ", "TASKS_AUDIENCE": "https://w"}, "is set but empty"),
+            ({**CLOUD_RUN_ENV, "TASKS_AUDIENCE": " "}, "TASKS_AUDIENCE is set but empty"),
+            ({**CLOUD_RUN_ENV, "TASKS_CERTS_URL": ""}, "TASKS_CERTS_URL is set but empty"),
+            # The certs URL alone, like the audience alone, means the check was meant on.
+            (
+                {"TASKS_CERTS_URL": "https://issuer.example/certs", **LOOPBACK},
+                "TASKS_CERTS_URL is set but TASKS_ALLOWED_INVOKERS is not",
+            ),
+            # No check at all: never on an address the network reaches, unless said so.
+            ({}, "HOST=0.0.0.0 is not a loopback address"),
+            ({"HOST": "::"}, "HOST=:: is not a loopback address"),
+            ({"HOST": "10.0.0.7"}, "is not a loopback address"),
+            ({"HOST": "worker.example"}, "is not a loopback address"),
+            ({"TASKS_AUTH_DISABLED": "yes"}, "TASKS_AUTH_DISABLED='yes': give true or false"),
+            ({"TASKS_AUTH_DISABLED": "false"}, "is not a loopback address"),
+            ({**CLOUD_RUN_ENV, "TASKS_AUTH_DISABLED": "true"}, "contradicts"),
+        ],
+    )
+    def test_the_token_check_fails_closed(self, env: dict[str, str], message: str) -> None:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            Settings.from_env(env)
+
+    @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "::1", "[::1]", "localhost"])
+    def test_without_the_check_a_loopback_host_is_served(self, host: str) -> None:
+        settings = Settings.from_env({"HOST": host})
+        assert not settings.auth_enabled
+        assert not settings.auth_disabled
+
+    def test_the_check_is_off_on_the_network_only_when_a_setting_says_so(self) -> None:
+        settings = Settings.from_env({"TASKS_AUTH_DISABLED": "TRUE"})
+        assert (settings.host, settings.auth_enabled, settings.auth_disabled) == (
+            "0.0.0.0",
+            False,
+            True,
+        )
+
+    @pytest.mark.parametrize(
+        "env",
+        [
+            {"TASKS_ALLOWED_INVOKERS": ""},
+            {"TASKS_ALLOWED_INVOKERS": "  ", "TASKS_AUDIENCE": ""},
+            {"TASKS_ALLOWED_INVOKERS": "  ", "HOST": "0.0.0.0"},
+        ],
+    )
+    def test_an_empty_allow_list_stops_the_server_with_one_line(
+        self,
+        env: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        code, stderr = self._main(env, monkeypatch, capsys)
+        assert code == 2
+        [line] = [json.loads(raw) for raw in stderr.strip().splitlines()]
+        assert line["severity"] == "CRITICAL"
+        assert "TASKS_ALLOWED_INVOKERS is set but empty" in line["message"]
 
     @staticmethod
     def _main(
