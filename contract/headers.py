@@ -22,7 +22,9 @@ from typing import Final
 # RFC 9110 section 5.6.2 token characters.
 HEADER_NAME_PATTERN: Final = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _HEADER_NAME_RE: Final = re.compile(HEADER_NAME_PATTERN)
-HEADER_VALUE_FORBIDDEN: Final = "\r\n\x00"
+# RFC 9110 section 5.5: a field value is visible characters, SP, HTAB and
+# obs-text; every other control character (CR, LF, NUL among them) cannot be sent.
+HEADER_VALUE_FORBIDDEN: Final = "".join(chr(c) for c in (*range(0x20), 0x7F) if c != 0x09)
 
 # Computed by Cloud Tasks for every request (target.proto).
 COMPUTED_HEADERS: Final = frozenset({"host", "content-length", "user-agent"})
@@ -57,7 +59,7 @@ def header_value_problem(name: str, value: object) -> str | None:
     if not isinstance(value, str):
         return f"the value of {name} must be a string, got {type(value).__name__}"
     if any(c in value for c in HEADER_VALUE_FORBIDDEN):
-        return f"the value of {name} contains CR, LF or NUL"
+        return f"the value of {name} contains CR, LF or NUL or another control character"
     return None
 
 

@@ -48,6 +48,14 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         "with OIDC tokens, retries and rate limits, optional SQLite persistence.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer HTTP requests addressed to this host name (repeatable); "
+        "by default only 127.0.0.1, ::1, localhost and --host are accepted",
+    )
     parser.add_argument("--port", type=_port, default=8123, help="gRPC port (0: pick a free one)")
     parser.add_argument(
         "--http-port", type=_port, default=8124, help="REST/OIDC/admin port (0: pick a free one)"
@@ -75,6 +83,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         http_port=args.http_port,
         data=args.data,
         tombstone_seconds=args.tombstone_seconds,
+        allow_hosts=tuple(args.allow_host),
     )
 
 

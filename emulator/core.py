@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shlex
 from typing import Any, Final
 
 from google.cloud import tasks_v2
@@ -32,6 +33,7 @@ from emulator.delivery import Deliverer, HttpDeliverer
 from emulator.dispatcher import Dispatcher
 from emulator.errors import already_exists, invalid, not_found
 from emulator.oidc import OidcIssuer
+from emulator.request import effective_url
 from emulator.state import (
     ListQueuesResponsePb,
     ListTasksResponsePb,
@@ -59,6 +61,33 @@ _ALL_MUTABLE: Final = (
 )
 _RUNNING: Final = tasks_v2.Queue.State.RUNNING
 _PAUSED: Final = tasks_v2.Queue.State.PAUSED
+_KEY: Final = "oidc_private_key"
+
+
+def _issuer_for(store: Store | None) -> OidcIssuer:
+    """The signing key of a persistent emulator is kept, so tokens stay verifiable
+    across restarts; an unreadable stored key is refused with how to recover."""
+    key = store.get_meta(_KEY) if store else None
+    if store is None or key is None:
+        issuer = OidcIssuer()
+        if store is not None:
+            store.put_meta(_KEY, issuer.private_key_pem)
+        return issuer
+    try:
+        return OidcIssuer(key)
+    except Exception as exc:  # ValueError, TypeError, UnsupportedAlgorithm from cryptography
+        raise ValueError(
+            f"the OIDC signing key stored in the data file {store.path} is unreadable "  # noqa: S608
+            f"({type(exc).__name__}: {str(exc)[:200]}); to have a new key made, run "
+            f'`sqlite3 {shlex.quote(str(store.path))} "DELETE FROM meta WHERE key = '
+            f"'{_KEY}'\"` (tokens the old key signed stop verifying), then start again"
+        ) from None
+
+
+def _check_stored_queue(pb: Any) -> None:
+    """A queue read from the data file obeys the rules a new one does (CreateQueue)."""
+    v.split_queue_name(pb.name)
+    v.normalise_queue(pb)
 
 
 class Emulator:
@@ -74,16 +103,10 @@ class Emulator:
         deliverer: Deliverer | None = None,
     ) -> None:
         self.clock: Clock = clock or RealClock()
-        if issuer is None:
-            key = store.get_meta("oidc_private_key") if store else None
-            issuer = OidcIssuer(key)
-            if store and key is None:
-                # Kept so tokens stay verifiable across restarts of a persistent emulator.
-                store.put_meta("oidc_private_key", issuer.private_key_pem)
-        self.issuer = issuer
+        self.issuer = issuer or _issuer_for(store)
         self.registry = Registry(store, tombstone_seconds)
         self.dispatcher = Dispatcher(
-            self.registry, self.clock, deliverer or HttpDeliverer(), issuer
+            self.registry, self.clock, deliverer or HttpDeliverer(), self.issuer
         )
 
     @property
@@ -104,7 +127,7 @@ class Emulator:
 
     # -- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
-        for ts in self.registry.load(self.clock.now()):
+        for ts in self.registry.load(self.clock.now(), _check_stored_queue):
             self.dispatcher.push(ts)
         await self.dispatcher.start()
 
@@ -295,6 +318,10 @@ class Emulator:
         pb = TaskPb()
         pb.http_request.CopyFrom(src.http_request)
         v.check_http_request(pb.http_request, q.pb)
+        # The queue's uri_override applies at dispatch; refuse now what could never be sent.
+        v.check_url(
+            effective_url(pb.http_request, q.pb), "the task's URL after the queue's uri_override"
+        )
         pb.name = self._task_name(src, q, now)
         if src.HasField("schedule_time"):
             eta = v.check_schedule_time(src.schedule_time, now)

@@ -33,7 +33,15 @@ def page_start(token: str, prefix: str) -> str:
     except (ValueError, UnicodeDecodeError):
         text = ""
     name = text.removeprefix(_PAGE_MARKER)
-    if not text.startswith(_PAGE_MARKER) or not name.startswith(prefix) or name == prefix:
+    # The listed resource's id follows the prefix, with no further "/": a ListTasks
+    # token (``.../queues/Q/tasks/T``) starts with ListQueues' prefix too.
+    resource_id = name[len(prefix) :]
+    if (
+        not text.startswith(_PAGE_MARKER)
+        or not name.startswith(prefix)
+        or not resource_id
+        or "/" in resource_id
+    ):
         raise invalid(
             f"Invalid page_token {token[:100]!r}: pass back the next_page_token of a previous "
             "response of the same list call, or no page_token for the first page"

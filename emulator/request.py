@@ -58,6 +58,13 @@ def override_uri(url: str, uo: Any) -> str:
     return urlunsplit((scheme, netloc, path, query, ""))
 
 
+def effective_url(hr: Any, qpb: Any) -> str:
+    """The URL a task is delivered to: its own, with the queue's uri_override applied."""
+    if qpb.HasField("http_target") and qpb.http_target.HasField("uri_override"):
+        return override_uri(hr.url, qpb.http_target.uri_override)
+    return str(hr.url)
+
+
 def build_request(
     ts: TaskState, retry_count: int, issuer: OidcIssuer, now: float
 ) -> OutboundRequest:
@@ -67,13 +74,11 @@ def build_request(
     hr = pb.http_request
     qpb = ts.queue.pb
     method = v.METHOD_NAMES.get(hr.http_method, "POST")
-    url = hr.url
+    url = effective_url(hr, qpb)
     headers = {k: val for k, val in hr.headers.items() if not v.is_reserved_header(k)}
     oidc = hr.oidc_token if hr.HasField("oidc_token") else None
     if qpb.HasField("http_target"):
         ht = qpb.http_target
-        if ht.HasField("uri_override"):
-            url = override_uri(url, ht.uri_override)
         if ht.http_method:
             method = v.METHOD_NAMES.get(ht.http_method, method)
         for h in ht.header_overrides:

@@ -16,6 +16,7 @@ long-running operations.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -27,12 +28,15 @@ from google.cloud import tasks_v2
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from emulator.core import Emulator
 from emulator.errors import ApiError, invalid, unimplemented
+from emulator.http_guard import HostOriginGuard
+from emulator.rest_json import check_json_document, check_query_enum
 
 log = logging.getLogger("emulator.rest")
 
@@ -112,7 +116,9 @@ _UNIMPLEMENTED: Final = [
 
 def _query_value(fd: FieldDescriptor, raw: str) -> Any:
     if fd.type == FieldDescriptor.TYPE_ENUM:
-        return int(raw) if raw.lstrip("-").isdigit() else raw
+        value = int(raw) if raw.lstrip("-").isdigit() else raw
+        check_query_enum(fd, value)
+        return value
     if fd.type in (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64):
         try:
             return int(raw)
@@ -130,7 +136,11 @@ def _build_request(route: _Route, path_value: str, request: Request, body: bytes
     if route.body is not None and body.strip():
         target = pb if route.body == "*" else getattr(pb, route.body)
         try:
+            document = json.loads(body)
+            check_json_document(document, target.DESCRIPTOR)
             json_format.Parse(body, target)
+        except ApiError:
+            raise
         except Exception as exc:  # ParseError, or a non-object JSON document
             raise invalid(f"Invalid JSON payload received. {exc}") from exc
     elif route.body is None and body.strip():
@@ -174,7 +184,9 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def build_app(emulator: Emulator) -> Starlette:
+def build_app(emulator: Emulator, allowed_hosts: tuple[str, ...] = ()) -> Starlette:
+    """The HTTP app; besides loopback, it answers requests addressed to ``allowed_hosts``."""
+
     async def api(request: Request) -> Response:
         path = request.path_params["path"]
         try:
@@ -249,5 +261,6 @@ def build_app(emulator: Emulator) -> Starlette:
             Route("/oauth2/v3/certs", jwks, methods=["GET"]),
             Route("/emulator/v1/health", health, methods=["GET"]),
             Route("/emulator/v1/tombstones:reset", reset_tombstones, methods=["POST"]),
-        ]
+        ],
+        middleware=[Middleware(HostOriginGuard, allowed_hosts=allowed_hosts)],
     )

@@ -19,6 +19,10 @@ from typing import Any, Final
 # A worker's Retry-After is honoured on these statuses only, and at most a day.
 RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 MAX_RETRY_AFTER_S: Final = 24 * 3600
+# The latest time a google.protobuf.Timestamp holds (9999-12-31T23:59:59Z,
+# google/protobuf/timestamp.proto): a valid but huge backoff (max_backoff may be
+# any Duration, up to 10,000 years) schedules the retry there, not past it.
+MAX_RETRY_AT: Final = 253_402_300_799.0
 
 
 @dataclass(frozen=True)
@@ -141,4 +145,4 @@ def decide(
         honoured = parse_retry_after(retry_after)
         if honoured is not None:
             delay = max(delay, honoured)
-    return RetryAt(now + delay)
+    return RetryAt(min(now + delay, MAX_RETRY_AT))

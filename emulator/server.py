@@ -4,7 +4,8 @@ The process prints exactly one line to stdout when both ports are bound and the
 stored queues are dispatching again (``cloud-tasks-emulator ready grpc=... http=...``)
 and logs to stderr. SIGINT/SIGTERM stop accepting calls, cancel in-flight
 attempts (they are retried after a restart when ``--data`` is used) and exit 0.
-It deliberately binds loopback unless told otherwise: there is no auth.
+It deliberately binds loopback unless told otherwise: there is no auth, and a
+non-loopback ``--host`` is warned about loudly.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import uvicorn
 
 from emulator.core import Emulator
 from emulator.grpc_api import generic_handler
+from emulator.http_guard import is_loopback
 from emulator.rest_api import build_app
 from emulator.store import Store
 
@@ -37,6 +39,21 @@ class Settings:
     http_port: int = 8124
     data: str | None = None
     tombstone_seconds: float = 3600.0
+    allow_hosts: tuple[str, ...] = ()
+
+    def allowed_hosts(self) -> tuple[str, ...]:
+        """Host names the HTTP API answers to besides loopback (emulator/http_guard.py):
+        ``--host`` itself (as in the ready line's URL) and the ``--allow-host`` names."""
+        named = () if is_loopback(self.host) else (self.host,)
+        return (*named, *self.allow_hosts)
+
+
+_EXPOSED_WARNING = (
+    "cloud-tasks-emulator: WARNING: --host %s is not loopback: anyone who can reach "
+    "this address can create, run and delete tasks without authentication, and make "
+    "the emulator sign ID tokens for any service account, which the local worker "
+    "accepts. Use it only on a trusted network."
+)
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -82,6 +99,8 @@ async def serve(settings: Settings) -> None:
     async with contextlib.AsyncExitStack() as cleanup:
         # The HTTP port first: it is the one most often busy, and nothing is
         # running yet when it is.
+        if not is_loopback(settings.host):
+            log.warning(_EXPOSED_WARNING, settings.host)
         sock = _bind_http(settings.host, settings.http_port)
         cleanup.callback(sock.close)
         store = Store(settings.data) if settings.data else None
@@ -108,7 +127,7 @@ async def serve(settings: Settings) -> None:
 
         http_port = sock.getsockname()[1]
         config = uvicorn.Config(
-            build_app(emulator),
+            build_app(emulator, settings.allowed_hosts()),
             log_level="warning",
             access_log=False,
             lifespan="off",

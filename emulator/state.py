@@ -13,6 +13,7 @@ It deliberately holds no rules (emulator/validation.py), no scheduling
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,14 @@ def set_time(ts: Any, seconds: float) -> None:
 
 def get_time(ts: Any) -> float:
     return float(ts.ToNanoseconds()) / 1e9
+
+
+def _decode(message_type: Any, data: bytes, name: str) -> Any:
+    """A stored Queue or Task protobuf; ValueError unless it decodes and names ``name``."""
+    pb = message_type.FromString(data)
+    if pb.name != name:
+        raise ValueError(f"the stored record names {str(pb.name)[:200]!r}")
+    return pb
 
 
 @dataclass(eq=False)
@@ -96,20 +105,36 @@ class Registry:
         self.queues: dict[str, QueueState] = {}
         self.tombstones: dict[str, float] = {}
 
-    def load(self, now: float) -> list[TaskState]:
-        """Read the store into memory; returns the loaded tasks (to schedule)."""
+    def load(self, now: float, check_queue: Callable[[Any], None]) -> list[TaskState]:
+        """Read the store into memory; returns the loaded tasks (to schedule).
+
+        A row that does not decode, names another resource than its key, or a
+        queue that ``check_queue`` refuses, is quarantined by the store (with a
+        warning), never loaded half-way; the other rows load as usual.
+        """
         if self.store is None:
             return []
-        for name, data in self.store.load_queues():
-            pb = QueuePb.FromString(data)
+        store = self.store
+        for rowid, name, data in store.load_queues(now):
+            try:
+                pb = _decode(QueuePb, data, name)
+                check_queue(pb)
+            except Exception as exc:  # DecodeError, ApiError, anything a bad row raises
+                store.quarantine("queue", rowid, f"queue {name[:200]!r}: {exc}", now)
+                continue
             self.queues[name] = QueueState(pb=pb, tokens=float(pb.rate_limits.max_burst_size))
         loaded = []
-        for row in self.store.load_tasks():
+        for rowid, row in store.load_tasks(now):
             q = self.queues.get(row.queue)
-            if q is None:
+            try:
+                if q is None:
+                    raise ValueError(f"its queue {row.queue[:200]!r} is not in the file")
+                pb = _decode(TaskPb, row.data, row.name)
+            except Exception as exc:
+                store.quarantine("task", rowid, f"task {row.name[:200]!r}: {exc}", now)
                 continue
             ts = TaskState(
-                pb=TaskPb.FromString(row.data),
+                pb=pb,
                 queue=q,
                 named=row.named,
                 execution_count=row.execution_count,
@@ -118,7 +143,7 @@ class Registry:
             )
             q.tasks[row.name] = ts
             loaded.append(ts)
-        self.tombstones = {n: e for n, e in self.store.load_tombstones() if e > now}
+        self.tombstones = {n: e for n, e in store.load_tombstones(now) if e > now}
         return loaded
 
     def close(self) -> None:

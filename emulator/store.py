@@ -6,17 +6,32 @@ CreateTask survives ``kill -9``. Dispatch progress is written when an attempt
 fails (the retry schedule) and when a task is removed, without an fsync of its
 own (see ``Store._sync``); an attempt that was in flight when the process died
 is simply delivered again after a restart, which is the at-least-once contract
-Cloud Tasks gives too. This module deliberately
-holds no scheduling logic: it stores bytes and numbers, the core decides.
+Cloud Tasks gives too.
+
+Before writing, the file is inspected read-only (emulator/store_check.py): only
+a new file, an empty SQLite file or an emulator database is used. A new file is
+created 0600 (its directory 0700): it holds the key that signs ID tokens. A
+row that cannot be read is moved to the ``quarantine`` table with the reason
+(and a warning), so one damaged row never makes the other rows unusable.
+
+This module deliberately holds no scheduling logic: it stores bytes and
+numbers, the core decides.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Final
+
+from emulator import store_check
+
+log = logging.getLogger("emulator.store")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -32,22 +47,13 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_by_queue ON tasks (queue);
 CREATE TABLE IF NOT EXISTS tombstones (name TEXT PRIMARY KEY, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (kind TEXT, name, data, reason TEXT, at REAL);
 """
-
-# Every column the store reads, checked when an existing file is opened.
-_COLUMNS = {
-    "meta": ("key", "value"),
-    "queues": ("name", "data"),
-    "tasks": (
-        "name",
-        "queue",
-        "data",
-        "named",
-        "execution_count",
-        "first_attempt_at",
-        "previous_response",
-    ),
-    "tombstones": ("name", "expires"),
+# A row the emulator cannot read is moved to the quarantine table, for inspection.
+_TABLES: Final = {
+    "queue": ("queues", "data"),
+    "task": ("tasks", "data"),
+    "tombstone": ("tombstones", "expires"),
 }
 
 
@@ -67,6 +73,10 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        # Read-only first: nothing is written to a file that is not the emulator's.
+        if store_check.inspect(self.path) == store_check.NEW:
+            self._create_private_file()
+        self._restrict_mode()
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None)
         except sqlite3.Error as exc:
@@ -78,26 +88,45 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-            # A database of another program may hold tables of the same names.
-            for table, columns in _COLUMNS.items():
-                # Names from _COLUMNS only, never from input.
-                self._db.execute(f"SELECT {', '.join(columns)} FROM {table} LIMIT 0")  # noqa: S608
+            self._db.execute(f"PRAGMA application_id = {store_check.APPLICATION_ID}")
         except sqlite3.Error as exc:
             self._db.close()
-            raise ValueError(self._unusable(exc)) from exc
+            raise ValueError(
+                f"cannot use the emulator data file {self.path}: {exc}; "
+                "pass --data with a writable file path"
+            ) from exc
 
-    def _unusable(self, exc: sqlite3.Error) -> str:
-        if getattr(exc, "sqlite_errorname", "") in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or (
-            isinstance(exc, sqlite3.OperationalError) and "no such column" in str(exc)
+    def _create_private_file(self) -> None:
+        """The data file holds the OIDC signing key: owner-only (0600, directory 0700)."""
+        try:
+            if not self.path.parent.exists():
+                self.path.parent.mkdir(mode=0o700, parents=True)
+            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        except OSError as exc:
+            raise ValueError(
+                f"cannot create the emulator data file {self.path}: {exc.strerror}; "
+                "pass --data with a writable file path"
+            ) from None
+
+    def _restrict_mode(self) -> None:
+        # SQLite gives its -wal and -shm files the database file's mode.
+        for path in (
+            self.path,
+            *(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm")),
         ):
-            return (
-                f"the data file {self.path} is not an emulator database ({exc}): pass --data "
-                "with a new file path, or move that file away to start with an empty emulator"
-            )
-        return (
-            f"cannot use the emulator data file {self.path}: {exc}; "
-            "pass --data with a writable file path"
-        )
+            try:
+                mode = path.stat().st_mode & 0o777
+                if mode & 0o077:
+                    os.chmod(path, 0o600)
+                    log.warning("%s was readable by other users (%o): made it 0600", path, mode)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise ValueError(
+                    f"cannot make the emulator data file {path} private: {exc.strerror}; "
+                    "it holds the key that signs ID tokens"
+                ) from None
 
     def close(self) -> None:
         self._db.close()
@@ -120,8 +149,46 @@ class Store:
             self._db.execute("DELETE FROM tasks WHERE queue = ?", (name,))
             self._db.execute("DELETE FROM queues WHERE name = ?", (name,))
 
-    def load_queues(self) -> list[tuple[str, bytes]]:
-        return [(str(n), bytes(d)) for n, d in self._db.execute("SELECT name, data FROM queues")]
+    def load_queues(self, now: float) -> list[tuple[int, str, bytes]]:
+        """(rowid, name, data) of every readable queue row; others are quarantined."""
+        rows = []
+        for rowid, name, data in self._db.execute(
+            "SELECT rowid, name, data FROM queues"
+        ).fetchall():
+            if isinstance(name, str) and isinstance(data, bytes):
+                rows.append((int(rowid), name, data))
+            else:
+                self.quarantine("queue", rowid, "the row's name or data has the wrong type", now)
+        return rows
+
+    def quarantine(self, kind: str, rowid: int, reason: str, now: float) -> None:
+        """Move an unreadable row out of its table into ``quarantine``, with the reason."""
+        table, column = _TABLES[kind]
+        log.warning(
+            "data file %s: skipped an unreadable %s (row %d of table %s): %s; it was moved "
+            "to the table quarantine for inspection",
+            self.path,
+            kind,
+            rowid,
+            table,
+            reason,
+        )
+        with self._db:
+            self._db.execute("BEGIN")
+            # Table and column names from _TABLES only, never from input.
+            self._db.execute(
+                f"INSERT INTO quarantine (kind, name, data, reason, at) "  # noqa: S608
+                f"SELECT ?, name, {column}, ?, ? FROM {table} WHERE rowid = ?",
+                (kind, reason, now, rowid),
+            )
+            self._db.execute(f"DELETE FROM {table} WHERE rowid = ?", (rowid,))  # noqa: S608
+
+    def quarantined(self) -> list[tuple[str, Any, str]]:
+        """(kind, name, reason) of every quarantined row."""
+        return [
+            (str(k), n, str(r))
+            for k, n, r in self._db.execute("SELECT kind, name, reason FROM quarantine")
+        ]
 
     # -- tasks --------------------------------------------------------------
     def put_task(self, task: StoredTask, *, fsync: bool = True) -> None:
@@ -181,24 +248,55 @@ class Store:
         finally:
             self._db.execute("PRAGMA synchronous=FULL")
 
-    def load_tasks(self) -> list[StoredTask]:
+    def load_tasks(self, now: float) -> list[tuple[int, StoredTask]]:
+        """(rowid, task) of every readable task row; others are quarantined."""
         rows = self._db.execute(
-            "SELECT name, queue, data, named, execution_count, first_attempt_at,"
+            "SELECT rowid, name, queue, data, named, execution_count, first_attempt_at,"
             " previous_response FROM tasks"
         )
-        return [
-            StoredTask(str(r[0]), str(r[1]), bytes(r[2]), bool(r[3]), int(r[4]), r[5], r[6])
-            for r in rows
-        ]
+        loaded = []
+        for rowid, *r in rows.fetchall():
+            if _task_row_ok(r):
+                task = StoredTask(r[0], r[1], r[2], bool(r[3]), r[4], _real(r[5]), r[6])
+                loaded.append((int(rowid), task))
+            else:
+                self.quarantine("task", rowid, "a column of the row has the wrong type", now)
+        return loaded
 
     # -- tombstones ---------------------------------------------------------
-    def load_tombstones(self) -> list[tuple[str, float]]:
-        return [
-            (str(n), float(e)) for n, e in self._db.execute("SELECT name, expires FROM tombstones")
-        ]
+    def load_tombstones(self, now: float) -> list[tuple[str, float]]:
+        loaded = []
+        rows = self._db.execute("SELECT rowid, name, expires FROM tombstones").fetchall()
+        for rowid, name, expires in rows:
+            if isinstance(name, str) and isinstance(expires, int | float):
+                loaded.append((name, float(expires)))
+            else:
+                self.quarantine(
+                    "tombstone", rowid, "the row's name or expiry has the wrong type", now
+                )
+        return loaded
 
     def clear_tombstones(self) -> None:
         self._db.execute("DELETE FROM tombstones")
 
     def expire_tombstones(self, now: float) -> None:
         self._db.execute("DELETE FROM tombstones WHERE expires <= ?", (now,))
+
+
+def _real(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _task_row_ok(r: list[Any]) -> bool:
+    """name, queue, data, named, execution_count, first_attempt_at, previous_response."""
+    number = (int, float)
+    return (
+        isinstance(r[0], str)
+        and isinstance(r[1], str)
+        and isinstance(r[2], bytes)
+        and isinstance(r[3], int)
+        and isinstance(r[4], int)
+        and r[4] >= 0
+        and (r[5] is None or isinstance(r[5], number))
+        and (r[6] is None or isinstance(r[6], int))
+    )

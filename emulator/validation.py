@@ -20,7 +20,12 @@ from urllib.parse import urlsplit
 
 from google.cloud import tasks_v2
 
-from contract.headers import header_name_problem, header_value_problem, reserved_header_reason
+from contract.headers import (
+    HOP_BY_HOP_HEADERS,
+    header_name_problem,
+    header_value_problem,
+    reserved_header_reason,
+)
 from contract.limits import (
     DEFAULT_DISPATCH_DEADLINE_S,
     MAX_CONCURRENT_DISPATCHES,
@@ -107,6 +112,9 @@ def check_headers(headers: dict[str, str], what: str = "HttpRequest.headers") ->
     total = 0
     for key, value in headers.items():
         problem = header_name_problem(key) or header_value_problem(key, value)
+        if problem is None and key.lower() in HOP_BY_HOP_HEADERS:
+            # Could change how the delivered request is framed (RFC 9110 section 7.6.1).
+            problem = reserved_header_reason(key)
         if problem is not None:
             raise invalid(f"{what}: {problem}")
         total += len(key.encode()) + len(value.encode())
@@ -295,17 +303,10 @@ def normalise_queue(pb: Any) -> None:
 
 def check_http_target(ht: Any) -> None:
     """A queue's HttpTarget (target.proto): uri_override, header_overrides, tokens."""
-    uo = ht.uri_override
     if ht.HasField("uri_override"):
-        if uo.HasField("host") and not uo.host:
-            raise invalid("HttpTarget.uri_override.host cannot be an empty string")
-        if uo.HasField("host") and any(c in uo.host for c in "/?#@ \r\n"):
-            raise invalid(f"HttpTarget.uri_override.host {uo.host!r} is not a host name")
-        if uo.HasField("port") and not 0 <= uo.port <= 65535:
-            raise invalid(f"HttpTarget.uri_override.port must be 0..65535; got {uo.port}")
-        path = uo.path_override.path
-        if path and not path.startswith("/"):
-            raise invalid("HttpTarget.uri_override.path_override.path must start with '/'")
+        check_uri_override(ht.uri_override)
+    if ht.http_method and ht.http_method not in METHOD_NAMES:
+        raise invalid(f"HttpTarget.http_method {ht.http_method} is not a valid HTTP method")
     headers = {h.header.key: h.header.value for h in ht.header_overrides}
     check_headers(headers, "HttpTarget.header_overrides")
     if ht.HasField("oidc_token"):
@@ -321,6 +322,50 @@ def check_http_target(ht: Any) -> None:
             )
     if ht.HasField("oauth_token"):
         raise invalid("OAuth access tokens are not emulated: use oidc_token for HTTP targets")
+
+
+_UO = tasks_v2.UriOverride
+_SCHEMES: Final = frozenset({_UO.Scheme.SCHEME_UNSPECIFIED, _UO.Scheme.HTTP, _UO.Scheme.HTTPS})
+_ENFORCE_MODES: Final = frozenset(
+    {
+        _UO.UriOverrideEnforceMode.URI_OVERRIDE_ENFORCE_MODE_UNSPECIFIED,
+        _UO.UriOverrideEnforceMode.IF_NOT_EXISTS,
+        _UO.UriOverrideEnforceMode.ALWAYS,
+    }
+)
+# Never valid in a URL (RFC 3986 section 2): controls, space, and in a host the delimiters.
+_URL_FORBIDDEN: Final = frozenset(chr(c) for c in (*range(0x21), 0x7F))
+_HOST_FORBIDDEN: Final = _URL_FORBIDDEN | frozenset("/?#@\\")
+
+
+def check_uri_override(uo: Any) -> None:
+    """HttpTarget.uri_override (target.proto UriOverride): each part must make a URL."""
+    what = "HttpTarget.uri_override"
+    if uo.scheme not in _SCHEMES:
+        raise invalid(f"{what}.scheme {uo.scheme} is not HTTP (1) or HTTPS (2)")
+    if uo.uri_override_enforce_mode not in _ENFORCE_MODES:
+        raise invalid(
+            f"{what}.uri_override_enforce_mode {uo.uri_override_enforce_mode} is not "
+            "IF_NOT_EXISTS (1) or ALWAYS (2)"
+        )
+    if uo.HasField("host") and not uo.host:
+        raise invalid(f"{what}.host cannot be an empty string")
+    if uo.HasField("host") and (_HOST_FORBIDDEN & set(uo.host) or len(uo.host) > 253):
+        raise invalid(f"{what}.host {uo.host[:100]!r} is not a host name")
+    if uo.HasField("port") and not 0 <= uo.port <= 65535:
+        raise invalid(f"{what}.port must be 0..65535; got {uo.port}")
+    path = uo.path_override.path
+    if path and not path.startswith("/"):
+        raise invalid(f"{what}.path_override.path must start with '/'")
+    for label, text in (
+        ("path_override.path", path),
+        ("query_override.query_params", uo.query_override.query_params),
+    ):
+        if _URL_FORBIDDEN & set(text) or "#" in text or len(text) > MAX_URL_CHARS:
+            raise invalid(
+                f"{what}.{label} {text[:100]!r} must not contain spaces, control characters "
+                f"or '#', and is at most {MAX_URL_CHARS} characters"
+            )
 
 
 # -- tasks --------------------------------------------------------------------

@@ -63,11 +63,18 @@ def test_bad_port_flag_says_what_is_wrong() -> None:
 
 
 def test_unusable_data_file_fails_with_a_hint(tmp_path: Path) -> None:
-    result = _run(
-        "--port", "0", "--http-port", "0", "--data", str(tmp_path / "no" / "dir" / "x.db")
-    )
+    (tmp_path / "a-file").write_text("not a directory")
+    result = _run("--port", "0", "--http-port", "0", "--data", str(tmp_path / "a-file" / "x.db"))
     assert result.returncode != 0
     assert "--data" in result.stderr
+    assert not any(noise in result.stderr for noise in _NOISE), result.stderr
+
+
+def test_a_missing_data_directory_is_created_private(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "x.db"
+    with EmulatorProcess(path):
+        assert (path.parent.stat().st_mode & 0o777) == 0o700
+        assert (path.stat().st_mode & 0o777) == 0o600
 
 
 def test_restart_keeps_the_ports() -> None:

@@ -155,7 +155,12 @@ def test_random_requests_never_break_the_server_and_every_queue_still_dispatches
 def test_random_rest_json_gets_a_client_error_or_success(
     prop_emu: EmulatorProcess, body: Any, path: str
 ) -> None:
-    resp = requests.post(f"{prop_emu.http_url}/v2/{PARENT}{path}", data=json.dumps(body), timeout=5)
+    resp = requests.post(
+        f"{prop_emu.http_url}/v2/{PARENT}{path}",
+        data=json.dumps(body),
+        headers={"Content-Type": "application/json"},
+        timeout=5,
+    )
     assert resp.status_code in (200, 400, 404, 409), resp.text
     if resp.status_code != 200:
         assert resp.json()["error"]["status"] in ("INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS")

@@ -146,7 +146,11 @@ def test_raw_bad_requests_get_googles_error_json(
     code: str | None,
 ) -> None:
     resp = requests.request(
-        method, emu.http_url + path.format(parent=parent), data=payload, timeout=5
+        method,
+        emu.http_url + path.format(parent=parent),
+        data=payload,
+        headers={"Content-Type": "application/json"},
+        timeout=5,
     )
     assert resp.status_code == status, resp.text
     if code is not None:
