@@ -209,13 +209,12 @@ class _HttpAdapter:
             self.drain.inflight -= 1
 
     async def _task(self, request: Request, received_at: float) -> Outcome:
-        headers = {
-            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]
-        }
+        raw_headers: list[tuple[bytes, bytes]] = request.scope["headers"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}
         task_type: str = request.path_params["type"]
         invoker: str | None = None
         if self.verifier is not None:
-            checked = await _authenticate(self.verifier, headers)
+            checked = await _authenticate(self.verifier, headers, raw_headers)
             if isinstance(checked, Outcome):
                 refused = TaskRequest(task_type, headers, b"", received_at=received_at)
                 return await self.delivery.refuse(refused, checked)
@@ -243,9 +242,13 @@ class _HttpAdapter:
 
 
 async def _authenticate(
-    verifier: TokenVerifier, headers: Mapping[str, str]
+    verifier: TokenVerifier, headers: Mapping[str, str], raw: list[tuple[bytes, bytes]]
 ) -> str | Outcome | None:
     """The verified invoker email, or the outcome of a rejected request."""
+    # RFC 9110 section 5.3: a field may appear twice only if its value is a list, and
+    # Authorization's is not. The dict above keeps the last: refuse the ambiguity.
+    if sum(1 for name, _ in raw if name.lower() == b"authorization") > 1:
+        return outcomes.unauthenticated("more than one Authorization header")
     try:
         claims = await verifier.verify(headers.get("authorization"))
     except AuthError as exc:

@@ -9,8 +9,8 @@ RS256 signature against the PEM certs at the configured URL (Google's by
 default, the local issuer's in the local stack) with `google.auth.jwt.decode`;
 `aud` equal to the audience; not expired; `iss` Google's (or, with a non-Google
 certs URL, that URL's origin); `email_verified` true; `email` in the allowed list.
-The 10 s clock skew applies to `iat` only: an expired token is rejected the
-second it expires.
+The 10 s clock skew applies to `iat` and `nbf` (which google-auth ignores) only:
+an expired token is rejected the second it expires.
 
 Certificates are cached for the `max-age` of the certs response (at least
 `min_refresh_s`), fetched asynchronously (never a blocking call on the event
@@ -20,7 +20,8 @@ unreachable. With no keys yet, a failed fetch answers the requests queued
 behind it for a few seconds instead of each waiting out its own timeout. A
 token that verified is remembered until it expires, keyed by its full text:
 Cloud Tasks reuses an ID token for many tasks, so the RSA check runs once per
-token, not per task. Rejection reasons go to the log and never quote the token.
+token, not per task. Rejection reasons go to the log and never quote the token
+(google-auth's error text is rewritten, since it quotes decoded token bytes).
 
 It deliberately does not check authorisation beyond the email allow-list
 (no per-task-type permissions) and accepts only RS256, which is what Google
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import json
 import logging
 import re
@@ -265,12 +267,13 @@ class TokenVerifier:
         try:
             header = jwt.decode_header(token)  # type: ignore[no-untyped-call]
         except Exception as exc:  # any garbage in a token is the caller's problem: 401
-            raise AuthError(401, f"malformed token: {_redact(str(exc), token)}") from None
+            raise AuthError(401, _rejection(exc)) from None
         if not isinstance(header, dict):
             raise AuthError(401, "malformed token: header is not a JSON object")
         alg = header.get("alg")
         if alg not in ALLOWED_ALGORITHMS:
-            raise AuthError(401, f"token algorithm {alg!r} not accepted (RS256 only)")
+            named = alg if alg in _JOSE_ALGORITHMS else "an unknown one"
+            raise AuthError(401, f"token algorithm {named} not accepted (RS256 only)")
         kid = header.get("kid")
         certs = await self.certs.get(kid if isinstance(kid, str) else None)
         try:
@@ -281,7 +284,7 @@ class TokenVerifier:
                 token, certs=certs, audience=self.audience, clock_skew_in_seconds=CLOCK_SKEW_S
             )
         except Exception as exc:  # signature, expiry, audience, key id: all 401
-            raise AuthError(401, f"token rejected: {_redact(str(exc), token)}") from None
+            raise AuthError(401, _rejection(exc, audience=self.audience)) from None
         issuer = claims.get("iss")
         if not isinstance(issuer, str) or issuer.rstrip("/") not in self.issuers:
             raise AuthError(
@@ -292,8 +295,17 @@ class TokenVerifier:
             raise AuthError(401, "token has no numeric exp claim")
         # google-auth applies the skew to `iat` and `exp` alike; the skew is there for
         # a freshly minted token from a clock slightly ahead, so expiry stays exact.
-        if self._clock() >= exp:
+        now = self._clock()
+        if now >= exp:
             raise AuthError(401, f"token expired at {exp}")
+        # google-auth does not read `nbf` (RFC 7519 section 4.1.5: "MUST NOT be accepted
+        # for processing" before it); the same skew as google-auth allows for `iat`.
+        nbf = claims.get("nbf")
+        if nbf is not None:
+            if isinstance(nbf, bool) or not isinstance(nbf, int | float):
+                raise AuthError(401, "token nbf claim is not a number")
+            if now + CLOCK_SKEW_S < nbf:
+                raise AuthError(401, f"token not valid before {nbf} ({nbf - now:.0f} s from now)")
         self._verified[token] = claims
         if len(self._verified) > VERIFIED_TOKEN_CACHE_SIZE:
             self._verified.popitem(last=False)
@@ -309,17 +321,46 @@ class TokenVerifier:
             raise AuthError(403, f"token email {email} is not an allowed invoker")
 
 
-def _redact(reason: str, token: str) -> str:
-    """`reason` without the token or any of its segments (google-auth quotes them).
+# What google-auth's error says, by its first words, rewritten without anything it
+# quotes: its messages embed the token, its decoded segments, `kid` or `aud`, and
+# the reason goes to the log. Anything not listed is named by its type only.
+_GOOGLE_AUTH_REASONS: Final = (
+    ("Wrong number of segments", "malformed token: not three dot-separated segments"),
+    ("Can't parse segment", "malformed token: a segment is not JSON"),
+    ("Header segment should be", "malformed token: header is not a JSON object"),
+    ("Payload segment should be", "malformed token: payload is not a JSON object"),
+    ("Token does not contain required claim", "token lacks a required claim (iat, exp)"),
+    ("Token used too early", f"token used too early: iat beyond {CLOCK_SKEW_S} s ahead"),
+    ("Token expired", "token expired"),
+    ("Unsupported signature algorithm", "token algorithm not supported"),
+    ("The key algorithm", "token algorithm not supported"),
+    ("Certificate for key id", "token key id is not among the issuer's certificates"),
+    ("Certificate key type does not match", "token algorithm does not match the key"),
+    ("Could not verify token signature", "token signature does not verify"),
+)
+# RFC 7518 section 3.1: names safe to quote back (anything else could be token text).
+_JOSE_ALGORITHMS: Final = frozenset(
+    {"none", *(f"{f}{n}" for f in ("HS", "RS", "ES", "PS") for n in (256, 384, 512))}
+)
 
-    The reason goes to the log; a mistaken access token or a real ID token sent
-    to the wrong place must not end up there.
+
+def _rejection(exc: Exception, *, audience: str | None = None) -> str:
+    """Why google-auth refused a token, without quoting any of the token.
+
+    A mistaken access token, or a real ID token sent to the wrong place, must not
+    end up in the log, nor whatever a caller chose to put into a claim.
     """
-    reason = reason.replace(token, f"<token of {len(token)} chars>")
-    for segment in sorted(token.split("."), key=len, reverse=True):
-        if len(segment) >= 8:
-            reason = reason.replace(segment, "<token segment>")
-    return reason
+    message = str(exc)
+    if message.startswith("Token has wrong audience"):
+        return f"token has the wrong audience (expected {audience!r})"
+    if isinstance(exc, UnicodeDecodeError):
+        return "malformed token: a segment is not UTF-8"
+    if isinstance(exc, binascii.Error):
+        return "malformed token: a segment is not base64url"
+    for prefix, reason in _GOOGLE_AUTH_REASONS:
+        if message.startswith(prefix):
+            return reason
+    return f"token rejected ({type(exc).__name__})"
 
 
 def _bearer_token(authorization: str | None) -> str:

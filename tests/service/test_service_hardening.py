@@ -9,11 +9,34 @@ and read timeouts live in the HTTP server, below the app).
 
 from __future__ import annotations
 
+import base64
+import json
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Final
 
+import httpx
+import pytest
+
+from emulator.oidc import OidcIssuer
 from service.app import create_app
+from service.auth import CLOCK_SKEW_S
 from service.config import Settings
 from tests.service.asgi import AppServer, capture_logs
+from tests.service.conftest import Worker, new_id
+from tests.service.support import LocalIssuer
+
+SECRET: Final = "TOKEN-MATERIAL-c0ffee"
+ISSUER_HOLDER: list[LocalIssuer] = []
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _not_utf8() -> str:
+    return _b64(b"\xff" + SECRET.encode())
 
 
 def test_disabling_the_check_on_purpose_logs_a_loud_warning(tmp_path: Path) -> None:
@@ -31,3 +54,86 @@ def test_without_the_check_the_log_says_loopback_only(tmp_path: Path) -> None:
         entry = logs.wait_for_log(lambda e: "token check off" in e["message"])
     assert entry["severity"] == "WARNING"
     assert "serving 127.0.0.1 only" in entry["message"]
+
+
+# --- the token check (in-process, really signed tokens) -----------------------------
+
+
+def _refusal(worker: Worker, token: str, *, headers: Mapping[str, str] | None = None) -> str:
+    """POST with `token`, assert 401 and no run, return the logged reason."""
+    name = new_id()
+    pairs = [
+        ("Content-Type", "application/json"),
+        ("X-CloudTasks-TaskName", name),
+        ("Authorization", f"Bearer {token}"),
+        *(headers or {}).items(),  # appended, not merged: keeps a second Authorization
+    ]
+    all_headers = httpx.Headers(pairs)
+    response = worker.request(
+        "POST", "/tasks/record", content=json.dumps({"id": name}).encode(), headers=all_headers
+    )
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert worker.runs(name) == [], "the handler ran for a rejected request"
+    entry = worker.wait_for_log(lambda e: e.get("task_name") == name)
+    assert entry["outcome"] == "unauthenticated"
+    reason: str = entry["reason"]
+    return reason
+
+
+class TestTokenCheck:
+    def test_two_authorization_headers_are_refused(self, worker: Worker) -> None:
+        # Both tokens valid: which one counts must not depend on the parser's order.
+        assert worker.issuer is not None
+        other = worker.issuer.token(extra={"nonce": new_id()})
+        reason = _refusal(
+            worker, worker.issuer.token(), headers={"Authorization": f"Bearer {other}"}
+        )
+        assert reason == "more than one Authorization header"
+
+    def test_a_token_not_yet_valid_is_refused(self, worker: Worker) -> None:
+        assert worker.issuer is not None
+        token = worker.issuer.token(extra={"nbf": int(time.time()) + 120})
+        assert "token not valid before" in _refusal(worker, token)
+
+    def test_nbf_gets_the_same_clock_skew_as_iat(self, worker: Worker) -> None:
+        assert worker.issuer is not None
+        for nbf_in in (-60, 0, CLOCK_SKEW_S - 3):
+            token = worker.issuer.token(extra={"nbf": int(time.time()) + nbf_in})
+            assert worker.post("record", {"id": new_id()}, token=token).status_code == 200
+
+    def test_a_non_numeric_nbf_is_refused(self, worker: Worker) -> None:
+        assert worker.issuer is not None
+        token = worker.issuer.token(extra={"nbf": "soon"})
+        assert _refusal(worker, token) == "token nbf claim is not a number"
+
+    @pytest.mark.parametrize(
+        "make",
+        [
+            # The payload is not JSON: google-auth quotes its decoded bytes.
+            lambda t: f"{t.split('.')[0]}.{_b64(SECRET.encode())}.{t.split('.')[2]}",
+            # A JSON payload that is not an object: google-auth quotes the segment.
+            lambda t: f"{t.split('.')[0]}.{_b64(json.dumps([SECRET]).encode())}.sig",
+            # Wrong number of segments: google-auth quotes the whole token.
+            lambda t: f"{_b64(SECRET.encode())}.{t}",
+            # A valid signature over the wrong audience: google-auth quotes `aud`.
+            lambda _t: ISSUER_HOLDER[0].token(audience=SECRET),
+            # A forged key id: google-auth quotes `kid` from the header.
+            lambda _t: OidcIssuer(kid=SECRET).sign({"iat": 1, "exp": 2}),
+            # An unknown algorithm named by the caller.
+            lambda t: f"{_b64(json.dumps({'alg': SECRET}).encode())}.{t.split('.', 1)[1]}",
+            # A payload that is not UTF-8 after base64.
+            lambda t: f"{t.split('.')[0]}.{_not_utf8()}.{t.split('.')[2]}",
+        ],
+    )
+    def test_no_token_material_reaches_the_log(
+        self, worker: Worker, make: Callable[[str], str]
+    ) -> None:
+        assert worker.issuer is not None
+        ISSUER_HOLDER[:] = [worker.issuer]
+        token = make(worker.issuer.token(extra={"note": SECRET}))
+        reason = _refusal(worker, token)
+        assert SECRET not in reason
+        assert _b64(SECRET.encode())[:12] not in reason
+        for line in worker.entries(lambda e: True):
+            assert SECRET not in json.dumps(line), line
