@@ -1,8 +1,9 @@
 """`python -m service`: build the app (`service.app.create_app`) and serve it with uvicorn.
 
 Same command in the Dockerfile, in the Cloud Run container and in the local
-stack. uvicorn (uvloop + httptools) is the server; what it lacks for Cloud Run
-is added by `DrainingServer`:
+stack. uvicorn (uvloop + httptools) is the server, with the header size limit and
+header read timeout httptools lacks (`service.http_limits`); what it lacks for
+Cloud Run is added by `DrainingServer`:
 
 * uvicorn on SIGTERM closes the listening socket at once and waits for
   in-flight requests with no time limit by default. Cloud Run sends SIGKILL
@@ -39,6 +40,7 @@ try:
     from service.app import create_app
     from service.config import ConfigError, Settings
     from service.drain import Drain
+    from service.http_limits import MAX_HEADER_BYTES, limited_protocol
     from service.logs import configure_logging
     from service.task_registry import busy_handler_threads
 except ModuleNotFoundError as _missing:  # a fresh shell's `python` is not the project's
@@ -48,6 +50,9 @@ logger = logging.getLogger("service.server")
 
 # What uvicorn gets after the drain: enough to flush responses already being written.
 FINAL_SHUTDOWN_TIMEOUT_S: Final = 1
+# An idle keep-alive connection is closed after this (uvicorn's default, made explicit);
+# a request's header and body have their own limits (service.http_limits, service.app).
+KEEP_ALIVE_TIMEOUT_S: Final = 5
 
 
 class DrainingServer(uvicorn.Server):
@@ -137,7 +142,11 @@ def main() -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        # httptools, plus the header size limit and header read timeout it lacks.
+        http=limited_protocol(settings.header_timeout_s),
+        # Used only if the protocol is switched to h11: the same header size limit.
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S,
         lifespan="on",
         access_log=False,
         log_config=None,

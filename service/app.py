@@ -22,6 +22,7 @@ It deliberately does not decide outcomes (`service.delivery`), load plug-ins
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -33,6 +34,7 @@ import httpx
 from pydantic_core import to_json
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -45,6 +47,7 @@ from service.config import Settings
 from service.deadletter import DeadLetterSink
 from service.delivery import TaskDelivery, TaskRequest
 from service.drain import Drain
+from service.http_limits import HeaderLimit
 from service.idempotency import IdempotencyStore, InMemoryIdempotencyStore
 from service.outcomes import Outcome
 from service.plugins import load_dead_letter_sink, load_idempotency_store, load_task_modules
@@ -58,6 +61,13 @@ DEFAULT_METADATA_HOST: Final = "metadata.google.internal"
 # The metadata server answers in milliseconds on Cloud Run; elsewhere (a local
 # stack that sets K_SERVICE to look like Cloud Run) this bounds the wait at startup.
 METADATA_TIMEOUT_S: Final = 1.0
+
+
+class _BodyTimeout(Exception):
+    """The request body did not arrive within `Settings.body_timeout_s`: 408.
+
+    A caller trickling bytes must not hold a connection and a task slot for ever.
+    """
 
 
 async def discover_project(http: httpx.AsyncClient) -> str | None:
@@ -121,6 +131,7 @@ def create_app(
             Route(TASK_ROUTE_PREFIX + "{type}", adapter.task, methods=["POST"]),
         ],
         exception_handlers={404: adapter.misrouted, 405: adapter.misrouted},
+        middleware=[Middleware(HeaderLimit)],
         lifespan=adapter.lifespan,
     )
     app.state.drain = adapter.drain
@@ -205,6 +216,14 @@ class _HttpAdapter:
             # Gone before its body arrived: nobody to answer, and nothing ran.
             logger.info("caller disconnected before sending the whole task")
             return _render(outcomes.disconnected())
+        except _BodyTimeout:
+            outcome = outcomes.body_timed_out(self.settings.body_timeout_s)
+            logger.warning(
+                "%s",
+                outcome.reason,
+                extra={"fields": {"outcome": outcome.outcome, "status": outcome.status}},
+            )
+            return _render(outcome)
         finally:
             self.drain.inflight -= 1
 
@@ -219,7 +238,7 @@ class _HttpAdapter:
                 refused = TaskRequest(task_type, headers, b"", received_at=received_at)
                 return await self.delivery.refuse(refused, checked)
             invoker = checked
-        body = await _read_body(request, headers)
+        body = await _read_body(request, headers, self.settings.body_timeout_s)
         parsed = TaskRequest(task_type, headers, body, invoker=invoker, received_at=received_at)
         return await self.delivery.deliver(parsed)
 
@@ -261,11 +280,21 @@ async def _authenticate(
     return email if isinstance(email, str) else None
 
 
-async def _read_body(request: Request, headers: Mapping[str, str]) -> bytes | None:
+async def _read_body(
+    request: Request, headers: Mapping[str, str], timeout_s: float
+) -> bytes | None:
     """The whole body, or None above the Cloud Tasks size limit."""
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_TASK_BYTES:
         return None
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _receive_body(request)
+    except TimeoutError:
+        raise _BodyTimeout() from None
+
+
+async def _receive_body(request: Request) -> bytes | None:
     # Straight from `receive` rather than `request.stream()`: same result for a
     # plain POST, a third of the cost on the hot path (benchmarks/service_bench.py).
     chunks: list[bytes] = []

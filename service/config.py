@@ -41,6 +41,8 @@ LOG_LEVEL_ENV: Final = "LOG_LEVEL"
 DEAD_LETTER_SINK_ENV: Final = "TASKS_DEAD_LETTER_SINK"
 IDEMPOTENCY_STORE_ENV: Final = "TASKS_IDEMPOTENCY_STORE"
 AUTH_DISABLED_ENV: Final = "TASKS_AUTH_DISABLED"
+HEADER_TIMEOUT_ENV: Final = "TASKS_HEADER_TIMEOUT_S"
+BODY_TIMEOUT_ENV: Final = "TASKS_BODY_TIMEOUT_S"
 _AUTH_ENVS: Final = (WORKER_ENV_ALLOWED_INVOKERS, WORKER_ENV_AUDIENCE, WORKER_ENV_CERTS_URL)
 
 DEFAULT_PORT: Final = 8080
@@ -53,6 +55,9 @@ DEFAULT_IDEMPOTENCY_MAX_ENTRIES: Final = 100_000
 # https://cloud.google.com/tasks/docs/reference/rest/v2/projects.locations.queues.tasks/create).
 DEFAULT_IDEMPOTENCY_TTL_S: Final = 24 * 3600.0
 DEFAULT_CERTS_MIN_REFRESH_S: Final = 30.0
+# A request's header section, then its body (at most 1 MiB), must arrive within these.
+DEFAULT_HEADER_TIMEOUT_S: Final = 10.0
+DEFAULT_BODY_TIMEOUT_S: Final = 30.0
 
 _EMAIL: Final = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
 _MODULE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -82,6 +87,8 @@ class Settings:
     idempotency_max_entries: int = DEFAULT_IDEMPOTENCY_MAX_ENTRIES
     idempotency_ttl_s: float = DEFAULT_IDEMPOTENCY_TTL_S
     certs_min_refresh_s: float = DEFAULT_CERTS_MIN_REFRESH_S
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     log_level: str = "INFO"
     dead_letter_sink: str | None = None  # "module:attribute"
     idempotency_store: str | None = None  # "module:attribute"
@@ -146,6 +153,12 @@ class Settings:
                 get(CERTS_REFRESH_MIN_INTERVAL_ENV),
                 CERTS_REFRESH_MIN_INTERVAL_ENV,
                 DEFAULT_CERTS_MIN_REFRESH_S,
+            ),
+            header_timeout_s=_timeout(
+                get(HEADER_TIMEOUT_ENV), HEADER_TIMEOUT_ENV, DEFAULT_HEADER_TIMEOUT_S
+            ),
+            body_timeout_s=_timeout(
+                get(BODY_TIMEOUT_ENV), BODY_TIMEOUT_ENV, DEFAULT_BODY_TIMEOUT_S
             ),
             log_level=log_level,
             dead_letter_sink=objects[DEAD_LETTER_SINK_ENV],
@@ -263,6 +276,13 @@ def _int(raw: str | None, name: str, default: int, *, low: int, high: int) -> in
         raise ConfigError(f"{name}={raw!r} is not an integer: give a whole number") from None
     if not low <= value <= high:
         raise ConfigError(f"{name}={value} is out of range: give {low}..{high}")
+    return value
+
+
+def _timeout(raw: str | None, name: str, default: float) -> float:
+    value = _float(raw, name, default)
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r}: a timeout must be above 0 seconds")
     return value
 
 

@@ -19,6 +19,7 @@ Every response the worker gives is built here, so each shape exists once:
 | `health` | 200 / 503 | ok / draining | (no line) | - |
 | `no_route` | 404 / 405 | no_route | WARNING | retries until max attempts |
 | `disconnected` | 400 | (empty) | INFO | - |
+| `body_timed_out` | 408 | timeout | WARNING | retries (cannot come from Cloud Tasks) |
 
 Cloud Tasks deletes a task on a 2xx and retries it on any other status, with
 the queue's RetryConfig backoff
@@ -233,3 +234,15 @@ def no_route(status: int, headers: Mapping[str, str] | None) -> Outcome:
 def disconnected() -> Outcome:
     """The caller went away before sending the whole task: nobody reads this answer."""
     return Outcome(400, "disconnected", None)
+
+
+def body_timed_out(timeout_s: float) -> Outcome:
+    """The body did not arrive in `timeout_s` (RFC 9110 section 15.5.9): the connection ends."""
+    return Outcome(
+        408,
+        "body_timeout",
+        {"status": "timeout"},
+        headers={"Connection": "close"},
+        severity=logging.WARNING,
+        reason=f"request body not received within {timeout_s:g} s",
+    )

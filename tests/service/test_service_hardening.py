@@ -22,7 +22,8 @@ import pytest
 from emulator.oidc import OidcIssuer
 from service.app import create_app
 from service.auth import CLOCK_SKEW_S
-from service.config import Settings
+from service.config import ConfigError, Settings
+from service.http_limits import MAX_HEADER_BYTES
 from tests.service.asgi import AppServer, capture_logs
 from tests.service.conftest import Worker, new_id
 from tests.service.support import LocalIssuer
@@ -137,3 +138,30 @@ class TestTokenCheck:
         assert _b64(SECRET.encode())[:12] not in reason
         for line in worker.entries(lambda e: True):
             assert SECRET not in json.dumps(line), line
+
+
+# --- the header size limit at the ASGI level (any server) ---------------------------
+
+
+def test_an_oversized_header_section_is_431_whatever_the_server(tmp_path: Path) -> None:
+    """`uvicorn service.app:create_app --factory` has no transport limit: the app refuses."""
+    settings = Settings.from_env({"HOST": "127.0.0.1"})
+    pads = {f"X-Pad-{i}": "p" * 1000 for i in range(MAX_HEADER_BYTES // 1000 + 1)}
+    with capture_logs() as logs, AppServer(create_app(settings)) as server:
+        response = server.request("POST", "/tasks/smoke", content=b"{}", headers=pads)
+        assert response.status_code == 431
+        assert server.request("GET", "/healthz", headers=pads).status_code == 431
+        small = {k: v for k, v in list(pads.items())[:8]}
+        assert (
+            server.request("POST", "/tasks/smoke", content=b"{}", headers=small).status_code == 200
+        )
+    assert logs.entries(lambda e: "header section of" in e["message"])
+    assert not logs.entries(lambda e: e.get("task_type") == "smoke" and e.get("status") == 431)
+
+
+@pytest.mark.parametrize("name", ["TASKS_HEADER_TIMEOUT_S", "TASKS_BODY_TIMEOUT_S"])
+def test_read_timeouts_must_be_positive(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"{name}='0': a timeout must be above 0"):
+        Settings.from_env({"HOST": "127.0.0.1", name: "0"})
+    settings = Settings.from_env({"HOST": "127.0.0.1", name: "2.5"})
+    assert 2.5 in (settings.header_timeout_s, settings.body_timeout_s)
