@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import secrets
 import shlex
+import sqlite3
 from typing import Any, Final
 
 from google.cloud import tasks_v2
@@ -45,6 +46,7 @@ from emulator.state import (
     set_time,
 )
 from emulator.store import Store
+from emulator.store_check import damaged
 
 log = logging.getLogger("emulator")
 
@@ -67,14 +69,12 @@ _KEY: Final = "oidc_private_key"
 def _issuer_for(store: Store | None) -> OidcIssuer:
     """The signing key of a persistent emulator is kept, so tokens stay verifiable
     across restarts; an unreadable stored key is refused with how to recover."""
-    key = store.get_meta(_KEY) if store else None
-    if store is None or key is None:
-        issuer = OidcIssuer()
-        if store is not None:
-            store.put_meta(_KEY, issuer.private_key_pem)
-        return issuer
+    if store is None:
+        return OidcIssuer()
     try:
-        return OidcIssuer(key)
+        key = store.get_meta(_KEY)
+        if key is not None:
+            return OidcIssuer(key)
     except Exception as exc:  # ValueError, TypeError, UnsupportedAlgorithm from cryptography
         raise ValueError(
             f"the OIDC signing key stored in the data file {store.path} is unreadable "  # noqa: S608
@@ -82,6 +82,9 @@ def _issuer_for(store: Store | None) -> OidcIssuer:
             f'`sqlite3 {shlex.quote(str(store.path))} "DELETE FROM meta WHERE key = '
             f"'{_KEY}'\"` (tokens the old key signed stop verifying), then start again"
         ) from None
+    issuer = OidcIssuer()
+    store.put_meta(_KEY, issuer.private_key_pem)
+    return issuer
 
 
 def _check_stored_queue(pb: Any) -> None:
@@ -127,7 +130,12 @@ class Emulator:
 
     # -- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
-        for ts in self.registry.load(self.clock.now(), _check_stored_queue):
+        try:
+            loaded = self.registry.load(self.clock.now(), _check_stored_queue)
+        except sqlite3.DatabaseError as exc:  # damage PRAGMA quick_check did not see
+            assert self.store is not None
+            raise damaged(self.store.path, str(exc)) from None
+        for ts in loaded:
             self.dispatcher.push(ts)
         await self.dispatcher.start()
 

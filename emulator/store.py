@@ -84,6 +84,9 @@ class Store:
                 f"cannot open the emulator data file {self.path}: {exc}; "
                 "pass --data with a writable file path"
             ) from exc
+        # A damaged text column comes back as bytes (and its row is quarantined)
+        # instead of failing the whole query.
+        self._db.text_factory = _text
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -133,8 +136,13 @@ class Store:
 
     # -- meta ---------------------------------------------------------------
     def get_meta(self, key: str) -> bytes | None:
+        """The value stored under ``key``; TypeError when it is not a blob."""
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else bytes(row[0])
+        if row is None:
+            return None
+        if not isinstance(row[0], bytes):
+            raise TypeError(f"the stored value is {type(row[0]).__name__}, not bytes")
+        return row[0]
 
     def put_meta(self, key: str, value: bytes) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
@@ -281,6 +289,13 @@ class Store:
 
     def expire_tombstones(self, now: float) -> None:
         self._db.execute("DELETE FROM tombstones WHERE expires <= ?", (now,))
+
+
+def _text(raw: bytes) -> str | bytes:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw
 
 
 def _real(value: Any) -> float | None:

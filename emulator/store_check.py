@@ -63,7 +63,7 @@ def _foreign(path: Path, why: str) -> ValueError:
     )
 
 
-def _damaged(path: Path, why: str) -> ValueError:
+def damaged(path: Path, why: str) -> ValueError:
     return ValueError(
         f"the data file {path} is damaged ({why}); " + _RECOVER.format(path=shlex.quote(str(path)))
     )
@@ -81,7 +81,7 @@ def _classify(db: sqlite3.Connection, path: Path) -> str:
         raise _foreign(path, f"it belongs to another program: application_id {app_id:#x}")
     problems = [str(r[0]) for r in db.execute("PRAGMA quick_check(5)")]
     if problems != ["ok"]:
-        raise _damaged(path, "; ".join(problems)[:300])
+        raise damaged(path, "; ".join(problems)[:300])
     tables = {
         str(r[0])
         for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -100,7 +100,7 @@ def _classify(db: sqlite3.Connection, path: Path) -> str:
     if missing and app_id == 0:
         raise _foreign(path, f"it has no table {', '.join(missing)}")
     if missing:
-        raise _damaged(
+        raise damaged(
             path, f"an emulator database without its table {', '.join(missing)}: it once held data"
         )
     return OURS
@@ -136,7 +136,7 @@ def inspect(path: Path) -> str:
         if name == "SQLITE_NOTADB":
             raise _foreign(path, f"not an SQLite database: {exc}") from None
         if name == "SQLITE_CORRUPT" or "malformed" in str(exc):
-            raise _damaged(path, str(exc)) from None
+            raise damaged(path, str(exc)) from None
         raise ValueError(
             f"cannot read the data file {path}: {exc}; pass --data with a readable file path"
         ) from None

@@ -131,6 +131,24 @@ def test_a_file_that_once_held_data_never_starts_empty(tmp_path: Path, how: str)
     assert not any(noise in result.stderr for noise in _NOISE), result.stderr
 
 
+async def test_damage_quick_check_misses_is_refused_when_loading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "emu.db"
+    await _populate(path, tasks=2)
+
+    def malformed(self: Store, now: float) -> None:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    # Found by fuzzing: some damage passes PRAGMA quick_check and fails the load query.
+    monkeypatch.setattr(Store, "load_tasks", malformed)
+    h = Harness(store=Store(path))
+    with pytest.raises(ValueError, match="is damaged") as info:
+        await h.start()
+    await h.close()
+    assert f"sqlite3 {path} .recover" in str(info.value)
+
+
 async def test_garbage_pages_are_refused_with_how_to_recover(tmp_path: Path) -> None:
     path = tmp_path / "emu.db"
     await _populate(path, tasks=200)
@@ -158,6 +176,8 @@ async def test_garbage_pages_are_refused_with_how_to_recover(tmp_path: Path) -> 
         "UPDATE tasks SET data = 'text' WHERE name = '{task}'",  # wrong type
         "UPDATE tasks SET execution_count = 'x' WHERE name = '{task}'",
         "UPDATE tasks SET name = NULL WHERE name = '{task}'",
+        "UPDATE tasks SET queue = CAST(X'70FF71' AS TEXT) WHERE name = '{task}'",  # not UTF-8
+        "UPDATE tasks SET data = 4611686018427387904 WHERE name = '{task}'",
         "UPDATE tasks SET queue = 'projects/p/locations/l/queues/gone' WHERE name = '{task}'",
         # A valid protobuf of another task: the row's key and record disagree.
         "UPDATE tasks SET name = '{task}-moved' WHERE name = '{task}'",
@@ -213,12 +233,15 @@ async def test_one_bad_queue_row_is_quarantined_with_its_tasks(tmp_path: Path, d
         assert not any(h.exists(n) for n in names)
 
 
-def test_an_unreadable_signing_key_is_refused_with_how_to_recover(tmp_path: Path) -> None:
+@pytest.mark.parametrize("value", ["X'2D2D2D'", "4611686018427387904", "'text'", "X''"])
+def test_an_unreadable_signing_key_is_refused_with_how_to_recover(
+    tmp_path: Path, value: str
+) -> None:
     path = tmp_path / "emu.db"
     store = Store(path)
     Emulator(store=store)  # stores its new signing key
     store.close()
-    _sql(path, "UPDATE meta SET value = X'2D2D2D' WHERE key = 'oidc_private_key'")
+    _sql(path, f"UPDATE meta SET value = {value} WHERE key = 'oidc_private_key'")  # noqa: S608
     store = Store(path)
     with pytest.raises(ValueError, match="signing key stored in the data file") as info:
         Emulator(store=store)
