@@ -271,8 +271,9 @@ class TokenVerifier:
         if not isinstance(header, dict):
             raise AuthError(401, "malformed token: header is not a JSON object")
         alg = header.get("alg")
-        if alg not in ALLOWED_ALGORITHMS:
-            named = alg if alg in _JOSE_ALGORITHMS else "an unknown one"
+        if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
+            # isinstance first: a list or object is unhashable, `in` would raise (500).
+            named = alg if isinstance(alg, str) and alg in _JOSE_ALGORITHMS else "an unknown one"
             raise AuthError(401, f"token algorithm {named} not accepted (RS256 only)")
         kid = header.get("kid")
         certs = await self.certs.get(kid if isinstance(kid, str) else None)

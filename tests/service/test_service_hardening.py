@@ -108,6 +108,18 @@ class TestTokenCheck:
         token = worker.issuer.token(extra={"nbf": "soon"})
         assert _refusal(worker, token) == "token nbf claim is not a number"
 
+    @pytest.mark.parametrize("alg", [["RS256"], {"RS256": 1}, None, 256])
+    def test_an_algorithm_of_any_json_type_is_a_clean_401(
+        self, worker: Worker, alg: object
+    ) -> None:
+        assert worker.issuer is not None
+        token = worker.issuer.token()
+        forged = f"{_b64(json.dumps({'alg': alg, 'typ': 'JWT'}).encode())}.{token.split('.', 1)[1]}"
+        assert (
+            _refusal(worker, forged) == "token algorithm an unknown one not accepted (RS256 only)"
+        )
+        assert not worker.entries(lambda e: "stack_trace" in e or e.get("severity") == "ERROR")
+
     @pytest.mark.parametrize(
         "make",
         [
