@@ -177,3 +177,35 @@ def test_read_timeouts_must_be_positive(name: str) -> None:
         Settings.from_env({"HOST": "127.0.0.1", name: "0"})
     settings = Settings.from_env({"HOST": "127.0.0.1", name: "2.5"})
     assert 2.5 in (settings.header_timeout_s, settings.body_timeout_s)
+
+
+# --- the local stack's worker environment is one the worker accepts -----------------
+
+
+@pytest.mark.parametrize(
+    ("iam_invokers", "planned", "checked"),
+    [
+        # Public invoke (allUsers / invokerIamDisabled) and no allow-list of the program's.
+        (None, {}, False),
+        (None, {"TASKS_AUDIENCE": "https://w.a.run.app"}, False),
+        # The program's env (components/worker.py) behind a run.invoker binding.
+        (
+            ("inv@p.iam.gserviceaccount.com",),
+            {
+                "TASKS_AUDIENCE": "https://w.a.run.app",
+                "TASKS_ALLOWED_INVOKERS": "inv@p.iam.gserviceaccount.com",
+            },
+            True,
+        ),
+    ],
+)
+def test_the_local_stacks_worker_env_starts_the_worker(
+    iam_invokers: tuple[str, ...] | None, planned: dict[str, str], checked: bool
+) -> None:
+    from devstack.local_worker import WorkerSpec
+
+    spec = WorkerSpec("worker", ["python", "-m", "service"], planned, iam_invokers, "/healthz", "p")
+    env = spec.process_env(host="127.0.0.1", port=0, certs_url="http://127.0.0.1:1/certs")
+    settings = Settings.from_env(env)
+    assert settings.auth_enabled is checked
+    assert not settings.auth_disabled
