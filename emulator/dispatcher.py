@@ -38,6 +38,7 @@ log = logging.getLogger("emulator")
 
 TOMBSTONE_SWEEP_S = 30.0
 _YIELD_EVERY = 64  # attempts started in a row before the API gets a turn
+_MAX_RECORD_RETRY_S = 60.0
 
 
 class Dispatcher:
@@ -218,11 +219,17 @@ class Dispatcher:
             q.wake.set()
         try:
             self._finish_attempt(ts, result, code, message)
+            ts.record_failures = 0
         except Exception:
-            # E.g. the data file became unwritable: keep the task and try again later.
-            log.exception("recording the attempt of %s failed; retrying the task", ts.pb.name)
+            # E.g. the data file became unwritable: keep the task and try again
+            # later, 1 s, 2 s, 4 s ... at most a minute apart: never a hot loop.
+            ts.record_failures += 1
+            delay = min(_MAX_RECORD_RETRY_S, 2.0 ** min(ts.record_failures - 1, 16))
+            log.exception(
+                "recording the attempt of %s failed; retrying the task in %gs", ts.pb.name, delay
+            )
             if not ts.removed:
-                self.push(ts, self.clock.now() + 1.0)
+                self.push(ts, self.clock.now() + delay)
 
     def _finish_attempt(
         self, ts: TaskState, result: DeliveryResult | None, code: grpc.StatusCode, message: str

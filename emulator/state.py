@@ -56,6 +56,7 @@ class TaskState:
     in_flight: bool = False
     removed: bool = False
     seq: int = 0
+    record_failures: int = 0  # attempts in a row whose outcome could not be stored
 
     @property
     def name(self) -> str:

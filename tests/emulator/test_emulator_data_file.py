@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -274,3 +275,29 @@ async def test_the_data_file_and_its_sidecars_are_private(tmp_path: Path) -> Non
             assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     finally:
         os.umask(old)
+
+
+async def test_an_unwritable_data_file_backs_off_instead_of_a_hot_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(tmp_path / "emu.db")
+    async with Harness(store=store) as h:
+        queue = h.create_queue()
+        task = h.create_task(queue, http_request={"url": "https://w.example/status/500"})
+
+        def full(*args: object, **kwargs: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(Store, "put_task", full)
+        with caplog.at_level(logging.ERROR, logger="emulator"):
+            await h.advance(120)
+        times = [s.at - h.now() + 120 for s in h.deliverer.for_task(task.name)]
+        # Attempts 1 s, 2 s, 4 s ... apart, at most 60 s: not one a second.
+        gaps = [round(b - a, 3) for a, b in itertools.pairwise(times)]
+        assert gaps[:6] == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0], gaps
+        assert len(times) <= 8
+        assert h.exists(task.name)  # the acknowledged task is kept
+        assert "database or disk is full" in caplog.text
+        monkeypatch.undo()
+        await h.advance(120)
+        assert h.exists(task.name)
