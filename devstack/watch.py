@@ -24,11 +24,15 @@ def module_dirs(worker_env: Mapping[str, str], cwd: Path) -> list[Path]:
     """The directories of the extra task modules the worker loads, found (not imported)
     where the worker finds them: its PYTHONPATH, then its working directory."""
     search = [p for p in worker_env.get("PYTHONPATH", "").split(os.pathsep) if p] + [str(cwd)]
-    dirs = []
+    dirs: list[Path] = []
     for name in worker_env.get(WORKER_ENV_EXTRA_MODULES, "").split(","):
         top = name.strip().split(".")[0]
         spec = importlib.machinery.PathFinder.find_spec(top, search) if top else None
-        if spec is not None and spec.origin:
+        if spec is None:
+            continue
+        if spec.submodule_search_locations:  # a package, with or without __init__.py
+            dirs.extend(Path(location) for location in spec.submodule_search_locations)
+        elif spec.origin:  # a single-file module
             dirs.append(Path(spec.origin).parent)
     return dirs
 

@@ -29,17 +29,18 @@ _STORE_METHODS: Final = ("claim", "complete", "release")
 def load_task_modules(modules: tuple[str, ...]) -> None:
     """Import the built-in handlers and `TASKS_EXTRA_MODULES`, which register types."""
     for module in (BUILTIN_HANDLERS, *modules):
+        source = "built in" if module == BUILTIN_HANDLERS else "from TASKS_EXTRA_MODULES"
         try:
             importlib.import_module(module)
         except ImportError as exc:
             raise ConfigError(
-                f"cannot import task module {module!r} (from TASKS_EXTRA_MODULES): {exc}; "
+                f"cannot import task module {module!r} ({source}): {exc}; "
                 "check the module path and that it is on PYTHONPATH in the image"
             ) from exc
         except Exception as exc:  # the module's own code failed: one line, no traceback
             where = _innermost_frame(exc)
             raise ConfigError(
-                f"task module {module!r} (from TASKS_EXTRA_MODULES) failed while loading: "
+                f"task module {module!r} ({source}) failed while loading: "
                 f"{type(exc).__name__}: {exc}{where}"
             ) from exc
 

@@ -361,8 +361,9 @@ def test_every_committed_stack_is_valid() -> None:
             if k.startswith(PROJECT_NAME) and v not in ("", "[]")
         }
         fields["project"], fields["region"] = config["gcp:project"], config["gcp:region"]
-        if "enqueuers" in fields:
-            fields["enqueuers"] = tuple(yaml.safe_load(fields["enqueuers"]))
+        for key, value in list(fields.items()):
+            if isinstance(value, str) and value.startswith("["):  # list keys: JSON text
+                fields[key] = tuple(yaml.safe_load(value))
         assert parse_config(fields).gcp.project == config["gcp:project"]
 
 

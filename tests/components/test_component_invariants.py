@@ -82,7 +82,8 @@ def all_strings(value: Any) -> Iterator[str]:
 
 def env_of(plan: Plan) -> dict[str, str]:
     container = plan.one(RUN_SERVICE_TYPE).inputs["template"]["containers"][0]
-    return {e["name"]: e["value"] for e in container["envs"]}
+    # Secret entries (worker_secrets) have a valueSource instead of a value.
+    return {e["name"]: e["value"] for e in container["envs"] if "value" in e}
 
 
 def closure(plan: Plan, resource: PlannedResource) -> set[str]:

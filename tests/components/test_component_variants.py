@@ -31,7 +31,7 @@ class TestCustomAudience:
         audience = "https://tasks.example.com"
         plan = dev_with(custom_audience=audience, queue_http_target="true")
         service = plan.one(RUN_SERVICE_TYPE).inputs
-        envs = {e["name"]: e["value"] for e in service["template"]["containers"][0]["envs"]}
+        envs = {e["name"]: e.get("value") for e in service["template"]["containers"][0]["envs"]}
         assert service["customAudiences"] == [audience]
         assert envs[WORKER_ENV_AUDIENCE] == audience
         assert plan.one(QUEUE_TYPE).inputs["httpTarget"]["oidcToken"]["audience"] == audience
