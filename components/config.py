@@ -62,6 +62,7 @@ from components.worker_env import (
     check_module,
     duplicate_names,
     missing_from_image,
+    module_exists,
     parse_env_entry,
     parse_secret_entry,
 )
@@ -99,11 +100,12 @@ class ConfigError(ValueError):
 class FieldProblem(ValueError):
     """Raised by cross-field checks to name the key that should change (by short key)."""
 
-    def __init__(self, field: str, value: object, problem: str) -> None:
+    def __init__(self, field: str, value: object, problem: str, fix: str | None = None) -> None:
         super().__init__(problem)
         self.field = field
         self.value = value
         self.problem = problem
+        self.fix = fix  # when the usual "set a valid value" is not the fix
 
 
 class Section(BaseModel):
@@ -381,6 +383,16 @@ class WorkerConfig(Section):
             raise FieldProblem(
                 "worker_env", self.worker_env, f"{', '.join(twice)} is set more than once"
             )
+        # With a prebuilt `image` the modules are that image's business.
+        absent = [m for m in self.task_modules if not module_exists(m, REPO_ROOT)]
+        if self.builds_image and absent:
+            raise FieldProblem(
+                "task_modules",
+                self.task_modules,
+                f"{', '.join(absent)}: no such package or module next to Pulumi.yaml",
+                fix="check the import path (a package directory or a .py file at the "
+                "repository root, like myteam/tasks.py for myteam.tasks)",
+            )
         if self.builds_image and (
             missing := missing_from_image(self.task_modules, REPO_ROOT, DOCKERFILE)
         ):
@@ -388,7 +400,8 @@ class WorkerConfig(Section):
             raise FieldProblem(
                 "task_modules",
                 self.task_modules,
-                f"{', '.join(missing)} would not be in the worker image: add "
+                f"{', '.join(missing)} would not be in the worker image",
+                fix="add "
                 + " and ".join(f"`COPY {p}/ ./{p}/`" for p in packages)
                 + f" to {DOCKERFILE} and "
                 + " and ".join(f"`!{p}/`" for p in packages)

@@ -108,7 +108,8 @@ def _config_error(exc: ValidationError, raw: Mapping[str, Any]) -> ConfigError:
     context = error.get("ctx") or {}
     inner = context.get("error")
     if isinstance(inner, FieldProblem):
-        return ConfigError(config_key(inner.field), inner.value, inner.problem)
+        fix = inner.fix or _fix_for(inner.field)
+        return ConfigError(config_key(inner.field), inner.value, inner.problem, fix)
     # loc is (section, field, ...) for a field's own error.
     field = str(error["loc"][1]) if len(error["loc"]) > 1 else "?"
     value = raw.get(field)
@@ -121,7 +122,19 @@ def _config_error(exc: ValidationError, raw: Mapping[str, Any]) -> ConfigError:
     elif error["type"] == "literal_error" and described is not None:
         accepted = ", ".join(str(v) for v in typing.get_args(described.annotation))
         problem = f"{field} must be one of {accepted}"
-    return ConfigError(config_key(field), value, problem)
+    return ConfigError(config_key(field), value, problem, _fix_for(field))
+
+
+def _fix_for(field: str) -> str | None:
+    """How to set a key, when the default sentence (`pulumi config set KEY VALUE`) would
+    store the wrong thing: a list key takes one item per path."""
+    if field in config_fields() and _is_list(field):
+        key = config_key(field)
+        return (
+            f"set the list with `pulumi config set --path '{key}[0]' FIRST` (then [1], ...) "
+            f"or as a YAML list under {key} in Pulumi.<stack>.yaml"
+        )
+    return None
 
 
 # --- reading through pulumi.Config ---------------------------------------------------------

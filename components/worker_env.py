@@ -160,6 +160,13 @@ def image_packages(root: Path, dockerfile: str) -> set[str]:
     return {d for d in copied if "/" not in d and sent(d)}
 
 
+def module_exists(module: str, root: Path) -> bool:
+    """True when module's file is under root, where the worker (and its image) loads it."""
+    parts = module.split(".")
+    base = root.joinpath(*parts)
+    return base.with_suffix(".py").is_file() or base.is_dir()
+
+
 def missing_from_image(modules: Sequence[str], root: Path, dockerfile: str) -> list[str]:
     """The task modules whose top-level package the built image would not contain."""
     packages = image_packages(root, dockerfile)

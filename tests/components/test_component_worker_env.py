@@ -22,8 +22,8 @@ from plan.errors import PlanError
 from plan.model import Plan
 from tests.components.test_component_variants import dev_with as stack_with
 
-# A package no Dockerfile copies (your own ones may be copied, as the README says).
-NOT_IN_IMAGE = "zz_not_in_the_image"
+# A package of this repository the worker image does not copy.
+NOT_IN_IMAGE = "enqueue"
 
 
 def dev_with(**overrides: str) -> Plan:
@@ -51,11 +51,22 @@ class TestTaskModules:
 
     def test_a_module_the_image_would_lack_is_a_config_error_naming_the_fix(self) -> None:
         with pytest.raises(PlanError) as refused:
-            dev_with(task_modules=json.dumps([f"{NOT_IN_IMAGE}.tasks"]))
+            dev_with(task_modules=json.dumps([f"{NOT_IN_IMAGE}.cli"]))
         message = str(refused.value)
-        assert f"{NOT_IN_IMAGE}.tasks would not be in the worker image" in message
+        assert f"{NOT_IN_IMAGE}.cli would not be in the worker image" in message
         assert f"`COPY {NOT_IN_IMAGE}/ ./{NOT_IN_IMAGE}/`" in message
         assert f"`!{NOT_IN_IMAGE}/`" in message
+
+    def test_a_module_that_does_not_exist_is_named_as_such(self) -> None:
+        with pytest.raises(PlanError) as refused:
+            dev_with(task_modules=json.dumps(["zz_typo.tasks"]))
+        message = str(refused.value)
+        assert "zz_typo.tasks: no such package or module next to Pulumi.yaml" in message
+        assert "COPY" not in message
+
+    def test_a_list_key_error_says_how_to_set_a_list(self) -> None:
+        with pytest.raises(PlanError, match=r"pulumi config set --path '\S+:worker_env\[0\]'"):
+            dev_with(worker_env=json.dumps(["API_TOKEN=x"]))
 
     def test_the_real_dockerfile_copies_the_worker_and_the_contract(self) -> None:
         # (and whatever packages of your own you add, as service/README.md says)
