@@ -48,9 +48,15 @@ def _queue_summary(queue: PlannedQueue) -> str:
 
 
 def _service_summary(service: PlannedService) -> str:
+    envs = [
+        f"{e.name}=<secret {e.secret}>" if e.from_secret else f"{e.name}={e.value}"
+        for container in service.containers
+        for e in container.envs
+    ]
     return (
         f"{service.ingress}, runs as {service.runtime_account}, "
         f"deletion protection {'on' if service.deletion_protection else 'off'}"
+        + (f"; env {', '.join(envs)}" if envs else "")
     )
 
 
