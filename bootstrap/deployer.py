@@ -48,6 +48,7 @@ from contract.resources import (
     RUN_ADMIN_ROLE,
     RUN_SERVICE_IAM_MEMBER_TYPE,
     RUN_SERVICE_TYPE,
+    SECRET_IAM_MEMBER_TYPE,
     SERVICE_ACCOUNT_ADMIN_ROLE,
     SERVICE_ACCOUNT_IAM_MEMBER_TYPE,
     SERVICE_ACCOUNT_TYPE,
@@ -101,8 +102,12 @@ ROLE_FOR_TYPE: Final[dict[str, tuple[str, ...]]] = {
     ARTIFACT_REPOSITORY_TYPE: (ARTIFACT_REGISTRY_ADMIN,),
     IMAGE_TYPE: (ARTIFACT_REGISTRY_ADMIN,),
     PROJECT_IAM_MEMBER_TYPE: (PROJECT_IAM_ADMIN,),
+    # Per-secret, not project-wide: the owner of each secret named in `worker_secrets`
+    # grants the deployer roles/secretmanager.admin on that secret only (docs/ci.md),
+    # so that it may let the runtime account read it.
+    SECRET_IAM_MEMBER_TYPE: (),
 }
-"""Resource types of the main program -> the deployer roles that create them."""
+"""Resource types of the main program -> the project roles the deployer needs for them."""
 
 PREVIEWER_ROLES: Final[dict[str, str]] = {
     VIEWER_ROLE: "read every resource of the stack and call the program's lookups "
