@@ -8,8 +8,10 @@ command), and it works as `uvicorn service.app:create_app --factory` too
 The app is a thin adapter from HTTP to `service.delivery.TaskDelivery`. For a
 `POST /tasks/{type}` it, in order: refuses new work while draining (503), checks
 the token (401/403/503, logged through the delivery; the handler never runs),
-reads the body (stopping above the Cloud Tasks size limit), hands the parsed
-request to the delivery, and renders the `Outcome` it returns. Every status,
+reads the body (stopping above the Cloud Tasks size limit, 408 past
+`TASKS_BODY_TIMEOUT_S`), hands the parsed
+request to the delivery, and renders the `Outcome` it returns. Before any
+route, `service.http_limits.HeaderLimit` refuses a header section above 64 KiB. Every status,
 body and header comes from `service.outcomes`; what each means for Cloud Tasks
 is tabled there. At startup (lifespan) it creates the shared HTTP client, fetches
 the token certificates, and on Cloud Run without GOOGLE_CLOUD_PROJECT asks the
