@@ -10,6 +10,7 @@ exercises the configuration a deployment would give.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 import uuid
@@ -37,13 +38,15 @@ FIXTURE_MODULE = "tests.service.fixtures_tasks"
 PROJECT = "test-project"
 
 
-class Worker:
-    """A worker under test plus the file its test handlers record into."""
+class Worker(abc.ABC):
+    """A worker under test plus the file its test handlers record into: in this
+    process (`AppWorker`) or as a process (`ProcessWorker`)."""
 
     def __init__(self, record_file: Path, issuer: LocalIssuer | None) -> None:
         self.record_file = record_file
         self.issuer = issuer
 
+    @abc.abstractmethod
     def request(
         self,
         method: str,
@@ -53,15 +56,17 @@ class Worker:
         headers: Mapping[str, str] | None = None,
         timeout: float = 10.0,
     ) -> httpx.Response:
-        raise NotImplementedError
+        """One HTTP request to the worker."""
 
+    @abc.abstractmethod
     def wait_for_log(
         self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 10.0
     ) -> dict[str, Any]:
-        raise NotImplementedError
+        """The first log entry matching `predicate`, waiting up to `timeout_s`."""
 
+    @abc.abstractmethod
     def entries(self, predicate: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """Every log entry so far matching `predicate`."""
 
     def post(
         self,
