@@ -15,7 +15,7 @@ Creates, in one project (one bootstrap stack per target project):
   `DEPLOYER_ROLES` with the resources that need each (`ROLE_FOR_TYPE`), so a test
   can prove the list covers every resource type of every stack's plan and has
   nothing extra;
-- a read-only previewer account (`roles/viewer`) for `pulumi preview` on pull
+- a previewer account that reads only the project (`roles/browser`) for `pulumi preview` on pull
   requests, which any workflow run of the repository may impersonate (fork PRs
   get no OIDC token).
 
@@ -36,6 +36,7 @@ import pulumi_gcp as gcp
 from contract.resources import (
     ARTIFACT_REGISTRY_ADMIN_ROLE,
     ARTIFACT_REPOSITORY_TYPE,
+    BROWSER_ROLE,
     CLOUDTASKS_ADMIN_ROLE,
     IMAGE_TYPE,
     LOG_WRITER_ROLE,
@@ -55,7 +56,6 @@ from contract.resources import (
     SERVICE_ACCOUNT_USER_ROLE,
     SERVICE_IDENTITY_TYPE,
     SERVICE_USAGE_ADMIN_ROLE,
-    VIEWER_ROLE,
     WORKLOAD_IDENTITY_USER_ROLE,
 )
 
@@ -110,8 +110,9 @@ ROLE_FOR_TYPE: Final[dict[str, tuple[str, ...]]] = {
 """Resource types of the main program -> the project roles the deployer needs for them."""
 
 PREVIEWER_ROLES: Final[dict[str, str]] = {
-    VIEWER_ROLE: "read every resource of the stack and call the program's lookups "
-    "(organizations.get_project) during `pulumi preview`; it can change nothing",
+    BROWSER_ROLE: "the program's one lookup (organizations.get_project: "
+    "resourcemanager.projects.get) during `pulumi preview`, which diffs against the "
+    "Pulumi state without refreshing; it reads no resource and can change nothing",
 }
 """The previewer's project roles: read-only."""
 

@@ -70,6 +70,8 @@ ARTIFACT_REGISTRY_ADMIN_ROLE: Final = "roles/artifactregistry.admin"
 LOG_WRITER_ROLE: Final = "roles/logging.logWriter"
 METRIC_WRITER_ROLE: Final = "roles/monitoring.metricWriter"
 VIEWER_ROLE: Final = "roles/viewer"
+# resourcemanager.projects.get/list only (https://cloud.google.com/iam/docs/understanding-roles#browser).
+BROWSER_ROLE: Final = "roles/browser"
 # Names of a role and a resource type, not credentials (hence the noqa).
 SECRET_ACCESSOR_ROLE: Final = "roles/secretmanager.secretAccessor"  # noqa: S105
 SECRET_IAM_MEMBER_TYPE: Final = "gcp:secretmanager/secretIamMember:SecretIamMember"  # noqa: S105

@@ -131,8 +131,9 @@ class TestTrust:
             for g in of_type(default, "gcp:projects/iAMMember:IAMMember")
             if g["inputs"]["member"] == f"serviceAccount:{PREVIEWER_EMAIL}"
         ]
-        assert [g["role"] for g in grants] == ["roles/viewer"]
-        assert set(PREVIEWER_ROLES) == {"roles/viewer"}
+        # Not roles/viewer: a preview without refresh reads no resource, only the project.
+        assert [g["role"] for g in grants] == ["roles/browser"]
+        assert set(PREVIEWER_ROLES) == {"roles/browser"}
 
     def test_outputs_are_what_the_workflows_need(self, default: dict[str, Any]) -> None:
         assert default["outputs"] == {
