@@ -69,7 +69,6 @@ SERVICE_USAGE_ADMIN_ROLE: Final = "roles/serviceusage.serviceUsageAdmin"
 ARTIFACT_REGISTRY_ADMIN_ROLE: Final = "roles/artifactregistry.admin"
 LOG_WRITER_ROLE: Final = "roles/logging.logWriter"
 METRIC_WRITER_ROLE: Final = "roles/monitoring.metricWriter"
-VIEWER_ROLE: Final = "roles/viewer"
 # resourcemanager.projects.get/list only (https://cloud.google.com/iam/docs/understanding-roles#browser).
 BROWSER_ROLE: Final = "roles/browser"
 # Names of a role and a resource type, not credentials (hence the noqa).
