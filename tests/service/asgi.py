@@ -19,11 +19,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from types import TracebackType
-from typing import Any, Final
+from typing import Final
 
 import anyio
 import httpx
@@ -31,43 +29,21 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from starlette.applications import Starlette
 
 from service.logs import CloudLoggingFormatter
+from tests.service.support import LogEntries
 
 BASE_URL: Final = "http://worker.test"
 
 
-class LogCapture(logging.Handler):
+class LogCapture(logging.Handler, LogEntries):
     """Every record of a logger tree, as the JSON entries the worker would print."""
 
     def __init__(self) -> None:
-        super().__init__()
+        logging.Handler.__init__(self)
+        LogEntries.__init__(self)
         self.setFormatter(CloudLoggingFormatter())
-        self.logs: list[dict[str, Any]] = []
-        self._cond = threading.Condition()
 
     def emit(self, record: logging.LogRecord) -> None:
-        entry = json.loads(self.format(record))
-        with self._cond:
-            self.logs.append(entry)
-            self._cond.notify_all()
-
-    def wait_for_log(
-        self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 10.0
-    ) -> dict[str, Any]:
-        """The first entry matching `predicate`, waiting up to `timeout_s`."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while True:
-                for entry in self.logs:
-                    if predicate(entry):
-                        return entry
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError("no matching log entry")
-                self._cond.wait(min(remaining, 0.1))
-
-    def entries(self, predicate: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
-        with self._cond:
-            return [e for e in self.logs if predicate(e)]
+        self._append(json.loads(self.format(record)))
 
 
 @contextlib.contextmanager

@@ -175,7 +175,48 @@ class LocalIssuer:
         return (key or self.keys[0]).sign(claims)
 
 
-class WorkerProcess:
+class LogEntries:
+    """The worker's JSON log entries as another thread collects them, and a wait for one.
+
+    Shared by the worker process (`WorkerProcess`, its log file) and the in-process
+    app (`tests.service.asgi.LogCapture`, its log records).
+    """
+
+    def __init__(self) -> None:
+        self.logs: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        with self._cond:
+            self.logs.append(entry)
+            self._cond.notify_all()
+
+    def _ended(self) -> bool:
+        """True when no more entries can come (the source is gone)."""
+        return False
+
+    def wait_for_log(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 10.0
+    ) -> dict[str, Any]:
+        """The first entry matching `predicate`, waiting up to `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                for entry in self.logs:
+                    if predicate(entry):
+                        return entry
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._ended():
+                    raise TimeoutError("no matching log entry")
+                self._cond.wait(min(remaining, 0.1))
+
+    def entries(self, predicate: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        """Every entry so far matching `predicate`."""
+        with self._cond:
+            return [e for e in self.logs if predicate(e)]
+
+
+class WorkerProcess(LogEntries):
     """`python -m service` as a subprocess on 127.0.0.1 (context manager)."""
 
     def __init__(
@@ -185,9 +226,8 @@ class WorkerProcess:
         ready_timeout_s: float = 15.0,
         cwd: Path = REPO_ROOT,
     ) -> None:
-        self.logs: list[dict[str, Any]] = []
+        super().__init__()
         self.raw_lines: list[str] = []
-        self._cond = threading.Condition()
         base = {k: v for k, v in os.environ.items() if not k.startswith("TASKS_")}
         base.update({"HOST": "127.0.0.1", WORKER_ENV_PORT: "0", "PYTHONUNBUFFERED": "1"})
         base.update(env or {})
@@ -260,32 +300,15 @@ class WorkerProcess:
     def _add(self, line: str) -> None:
         with self._cond:
             self.raw_lines.append(line)
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                entry = None
-            if isinstance(entry, dict):
-                self.logs.append(entry)
-            self._cond.notify_all()
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if isinstance(entry, dict):
+            self._append(entry)
 
-    def wait_for_log(
-        self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 10.0
-    ) -> dict[str, Any]:
-        """The first log entry matching `predicate`, waiting up to `timeout_s`."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while True:
-                for entry in self.logs:
-                    if predicate(entry):
-                        return entry
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
-                    raise TimeoutError("no matching log entry")
-                self._cond.wait(min(remaining, 0.1))
-
-    def entries(self, predicate: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
-        with self._cond:
-            return [e for e in self.logs if predicate(e)]
+    def _ended(self) -> bool:
+        return self.proc.poll() is not None and not self._reader.is_alive()
 
     def terminate(self) -> None:
         """SIGTERM, as Cloud Run sends before stopping an instance."""
