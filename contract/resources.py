@@ -78,3 +78,13 @@ SECRET_IAM_MEMBER_TYPE: Final = "gcp:secretmanager/secretIamMember:SecretIamMemb
 # --- principals that mean "anyone" (cloud.google.com/iam/docs/principals-overview) --------
 PUBLIC_PRINCIPALS: Final = ("allUsers", "allAuthenticatedUsers")
 SERVICE_ACCOUNT_MEMBER_PREFIX: Final = "serviceAccount:"
+
+
+# The non-authoritative IAM grants the program makes (one member, one role each).
+IAM_MEMBER_TYPES: Final = (
+    QUEUE_IAM_MEMBER_TYPE,
+    RUN_SERVICE_IAM_MEMBER_TYPE,
+    SERVICE_ACCOUNT_IAM_MEMBER_TYPE,
+    PROJECT_IAM_MEMBER_TYPE,
+    SECRET_IAM_MEMBER_TYPE,
+)

@@ -21,25 +21,15 @@ from contract.resources import (
     ARTIFACT_REPOSITORY_TYPE,
     GET_CLIENT_CONFIG_INVOKE,
     GET_PROJECT_INVOKE,
+    IAM_MEMBER_TYPES,
     IMAGE_TYPE,
-    PROJECT_IAM_MEMBER_TYPE,
     PROJECT_SERVICE_TYPE,
-    QUEUE_IAM_MEMBER_TYPE,
     QUEUE_TYPE,
-    RUN_SERVICE_IAM_MEMBER_TYPE,
     RUN_SERVICE_TYPE,
-    SERVICE_ACCOUNT_IAM_MEMBER_TYPE,
     SERVICE_ACCOUNT_TYPE,
     SERVICE_IDENTITY_TYPE,
 )
 from plan.errors import PlanError
-
-_IAM_MEMBER_TYPES = (
-    QUEUE_IAM_MEMBER_TYPE,
-    RUN_SERVICE_IAM_MEMBER_TYPE,
-    SERVICE_ACCOUNT_IAM_MEMBER_TYPE,
-    PROJECT_IAM_MEMBER_TYPE,
-)
 
 
 def _digest(*parts: str) -> str:
@@ -144,7 +134,7 @@ def computed_outputs(
         tag = inputs["tags"][0]
         digest = f"sha256:{_digest('image', tag)}"
         return {"id": digest, "digest": digest, "ref": f"{tag.rsplit(':', 1)[0]}@{digest}"}
-    if typ in _IAM_MEMBER_TYPES:
+    if typ in IAM_MEMBER_TYPES:
         scope = inputs.get("name") or inputs.get("serviceAccountId") or project
         return {
             "id": f"{scope}/{inputs['role']}/{inputs['member']}",

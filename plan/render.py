@@ -13,26 +13,16 @@ import json
 from dataclasses import dataclass, field
 
 from contract.resources import (
+    IAM_MEMBER_TYPES,
     IMAGE_TYPE,
-    PROJECT_IAM_MEMBER_TYPE,
     PROJECT_SERVICE_TYPE,
-    QUEUE_IAM_MEMBER_TYPE,
     QUEUE_TYPE,
-    RUN_SERVICE_IAM_MEMBER_TYPE,
     RUN_SERVICE_TYPE,
-    SERVICE_ACCOUNT_IAM_MEMBER_TYPE,
     SERVICE_ACCOUNT_TYPE,
     SERVICE_ACCOUNT_USER_ROLE,
 )
 from plan.model import Plan, PlannedResource
 from plan.views import IamGrant, Image, PlannedQueue, PlannedService, ServiceAccount
-
-_IAM_MEMBER_TYPES = (
-    QUEUE_IAM_MEMBER_TYPE,
-    RUN_SERVICE_IAM_MEMBER_TYPE,
-    SERVICE_ACCOUNT_IAM_MEMBER_TYPE,
-    PROJECT_IAM_MEMBER_TYPE,
-)
 
 # --- text ---------------------------------------------------------------------------
 
@@ -66,7 +56,7 @@ def _summary(resource: PlannedResource) -> str:
         return _queue_summary(PlannedQueue.of(resource))
     if resource.type == RUN_SERVICE_TYPE:
         return _service_summary(PlannedService.of(resource))
-    if resource.type in _IAM_MEMBER_TYPES:
+    if resource.type in IAM_MEMBER_TYPES:
         grant = IamGrant.of(resource)
         return f"{grant.role} -> {grant.member}"
     if resource.type == SERVICE_ACCOUNT_TYPE:
