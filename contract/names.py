@@ -22,6 +22,11 @@ STACK_OUTPUT_KEYS: Final = (
 # Optional stack outputs: readers use them when present (older stacks lack them).
 OUTPUT_DISPATCH_DEADLINE: Final = "dispatch_deadline"  # e.g. "60s": the tasks' deadline
 
+# Several queues per stack (issue "several queues"): `queue` stays the default queue's path.
+OUTPUT_QUEUES: Final = "queues"  # {queue key: projects/P/locations/L/queues/Q}
+OUTPUT_ROUTES: Final = "routes"  # {task type: queue key}; unrouted types go to "default"
+OUTPUT_DISPATCH_DEADLINES: Final = "dispatch_deadlines"  # {queue key: "60s"}
+
 OPTIONAL_STACK_OUTPUT_KEYS: Final = (OUTPUT_DISPATCH_DEADLINE,)
 
 # Extra keys in .devstack/<stack>/outputs.json
@@ -45,6 +50,10 @@ WORKER_ENV_ALLOWED_INVOKERS: Final = "TASKS_ALLOWED_INVOKERS"  # comma-separated
 WORKER_ENV_CERTS_URL: Final = "TASKS_CERTS_URL"  # PEM certs URL; Google's by default
 WORKER_ENV_PORT: Final = "PORT"
 WORKER_ENV_EXTRA_MODULES: Final = "TASKS_EXTRA_MODULES"  # comma-separated task modules
+# JSON objects: {queue key: queue id (the last segment of its path)} and {task type: queue
+# key}. The worker maps X-CloudTasks-QueueName to a key and refuses a misrouted task.
+WORKER_ENV_QUEUES: Final = "TASKS_QUEUES"
+WORKER_ENV_ROUTES: Final = "TASKS_ROUTES"
 
 GOOGLE_CERTS_URL: Final = "https://www.googleapis.com/oauth2/v1/certs"
 GOOGLE_ISSUER: Final = "https://accounts.google.com"
