@@ -1,113 +1,131 @@
-"""GitHub Actions -> Google Cloud trust, and the deployer account the pipeline's CI uses.
+"""GitHub Actions -> Google Cloud trust, and the deployer and previewer accounts.
 
-Creates, in one project (one bootstrap stack per target project):
+Creates, in one project (one bootstrap stack per stack of the main program):
 
 - a Workload Identity pool and a GitHub OIDC provider whose attribute condition
-  accepts tokens of ONE repository only (so no other repository on GitHub, even
-  one that finds the provider's name, can exchange its token);
+  accepts tokens of ONE repository only, pinned by name and numeric id (a
+  deleted repository's name can be registered again by someone else);
 - the deployer service account, which only jobs running in the stack's GitHub
   *environment* may impersonate (`roles/iam.workloadIdentityUser` for the
   principal set `attribute.environment/<environment>`; no keys are created).
   The environment's protection rules (required reviewers, main branch only) are
-  therefore what stands between a workflow and `pulumi up`: a job elsewhere in
-  the repository, a PR that edits a workflow included, cannot get the deployer;
-- exactly the project roles that `pulumi up` of the main program needs, listed in
-  `DEPLOYER_ROLES` with the resources that need each (`ROLE_FOR_TYPE`), so a test
-  can prove the list covers every resource type of every stack's plan and has
-  nothing extra;
-- a previewer account that reads only the project (`roles/browser`) for `pulumi preview` on pull
-  requests, which any workflow run of the repository may impersonate (fork PRs
-  get no OIDC token).
+  therefore what stands between a workflow and `pulumi up`;
+- exactly the grants `pulumi up` of the main program needs (`DEPLOYER_GRANTS`),
+  most of them on one resource of `Foundation` (the runtime and invoker accounts,
+  the image repository) rather than the project, with the resource types that
+  need each (`GRANTS_FOR_TYPE`), so a test can prove the list covers every
+  resource type of every stack's plan and has nothing extra. The deployer holds
+  no project-wide IAM, service-account or service-usage admin: it cannot act as,
+  or grant roles on, anything but the pipeline's own accounts;
+- a previewer account that reads only the project (`roles/browser`) for
+  `pulumi preview` on pull requests, which only jobs triggered by a pull request
+  of the repository may impersonate (fork PRs get no OIDC token).
 
 This module deliberately does not create the Pulumi state backend (Pulumi Cloud
 via PULUMI_ACCESS_TOKEN, or a bucket you grant separately), GitHub settings
-(secrets, variables, environments: docs/ci.md), or anything of the pipeline.
+(secrets, variables, environments: docs/ci.md), or anything the pipeline runs on
+(`bootstrap.foundation` does).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 import pulumi
 import pulumi_gcp as gcp
 
+from bootstrap.foundation import Foundation
 from contract.resources import (
-    ARTIFACT_REGISTRY_ADMIN_ROLE,
-    ARTIFACT_REPOSITORY_TYPE,
+    ARTIFACT_REGISTRY_WRITER_ROLE,
     BROWSER_ROLE,
     CLOUDTASKS_ADMIN_ROLE,
+    IAM_API,
     IMAGE_TYPE,
-    LOG_WRITER_ROLE,
-    METRIC_WRITER_ROLE,
-    PROJECT_IAM_ADMIN_ROLE,
-    PROJECT_IAM_MEMBER_TYPE,
-    PROJECT_SERVICE_TYPE,
     QUEUE_IAM_MEMBER_TYPE,
     QUEUE_TYPE,
-    RUN_ADMIN_ROLE,
+    RESOURCE_MANAGER_API,
     RUN_SERVICE_IAM_MEMBER_TYPE,
     RUN_SERVICE_TYPE,
     SECRET_IAM_MEMBER_TYPE,
     SERVICE_ACCOUNT_ADMIN_ROLE,
     SERVICE_ACCOUNT_IAM_MEMBER_TYPE,
-    SERVICE_ACCOUNT_TYPE,
     SERVICE_ACCOUNT_USER_ROLE,
-    SERVICE_IDENTITY_TYPE,
-    SERVICE_USAGE_ADMIN_ROLE,
     WORKLOAD_IDENTITY_USER_ROLE,
 )
 
 GITHUB_ISSUER: Final = "https://token.actions.githubusercontent.com"
 
 # --- what the main program's `pulumi up` needs --------------------------------------------
-SERVICE_USAGE_ADMIN: Final = SERVICE_USAGE_ADMIN_ROLE
-SERVICE_ACCOUNT_ADMIN: Final = SERVICE_ACCOUNT_ADMIN_ROLE
-SERVICE_ACCOUNT_USER: Final = SERVICE_ACCOUNT_USER_ROLE
-CLOUD_TASKS_ADMIN: Final = CLOUDTASKS_ADMIN_ROLE
-RUN_ADMIN: Final = RUN_ADMIN_ROLE
-ARTIFACT_REGISTRY_ADMIN: Final = ARTIFACT_REGISTRY_ADMIN_ROLE
-PROJECT_IAM_ADMIN: Final = PROJECT_IAM_ADMIN_ROLE
+RUN_DEPLOYER_ROLE_ID: Final = "tasksPipelineRunDeployer"
+"""A custom role instead of roles/run.admin: Cloud Run services and their IAM only (no
+jobs, worker pools or domain mappings). Permissions from
+https://cloud.google.com/run/docs/reference/iam/permissions; `run.operations.get` polls
+the v2 API's long-running operations, `run.revisions.*` read the service's status."""
+RUN_DEPLOYER_PERMISSIONS: Final = (
+    "run.operations.get",
+    "run.revisions.get",
+    "run.revisions.list",
+    "run.services.create",
+    "run.services.delete",
+    "run.services.get",
+    "run.services.getIamPolicy",
+    "run.services.list",
+    "run.services.setIamPolicy",
+    "run.services.update",
+)
+RUN_DEPLOYER: Final = f"custom:{RUN_DEPLOYER_ROLE_ID}"
+"""How `DEPLOYER_GRANTS` names the custom role (its full name needs the project)."""
 
-DEPLOYER_ROLES: Final[dict[str, str]] = {
-    SERVICE_USAGE_ADMIN: "enable the pipeline's APIs (projects.Service) and create the Cloud "
-    "Tasks service agent (projects.ServiceIdentity)",
-    SERVICE_ACCOUNT_ADMIN: "create the invoker/runtime/enqueuer accounts and grant actAs on the "
-    "invoker (serviceaccount.Account, serviceaccount.IAMMember)",
-    SERVICE_ACCOUNT_USER: "attach the runtime account to the Cloud Run service "
-    "(template.service_account needs iam.serviceAccounts.actAs) and the invoker's OIDC "
-    "token to a queue-level http_target (actAs on the invoker)",
-    CLOUD_TASKS_ADMIN: "create the queue and its enqueuer/viewer grants "
-    "(cloudtasks.Queue, cloudtasks.QueueIamMember)",
-    RUN_ADMIN: "deploy the worker and grant run.invoker on it "
-    "(cloudrunv2.Service, cloudrunv2.ServiceIamMember; run.developer cannot set IAM)",
-    ARTIFACT_REGISTRY_ADMIN: "create the image repository and push the worker image "
-    "(artifactregistry.Repository, docker-build Image; writer cannot create repositories)",
-    PROJECT_IAM_ADMIN: "grant the runtime account its log and metric writer roles "
-    "(projects.IAMMember), conditioned to those two roles only",
+Scope = Literal["project", "invoker account", "runtime account", "image repository"]
+
+
+@dataclass(frozen=True)
+class Grant:
+    role: str
+    scope: Scope
+
+
+DEPLOYS_QUEUES: Final = Grant(CLOUDTASKS_ADMIN_ROLE, "project")
+READS_PROJECT: Final = Grant(BROWSER_ROLE, "project")
+DEPLOYS_SERVICE: Final = Grant(RUN_DEPLOYER, "project")
+ACTS_AS_RUNTIME: Final = Grant(SERVICE_ACCOUNT_USER_ROLE, "runtime account")
+ACTS_AS_INVOKER: Final = Grant(SERVICE_ACCOUNT_USER_ROLE, "invoker account")
+ADMINISTERS_INVOKER: Final = Grant(SERVICE_ACCOUNT_ADMIN_ROLE, "invoker account")
+PUSHES_IMAGES: Final = Grant(ARTIFACT_REGISTRY_WRITER_ROLE, "image repository")
+
+DEPLOYER_GRANTS: Final[dict[Grant, str]] = {
+    DEPLOYS_QUEUES: "create the queues and their enqueuer grants (cloudtasks.Queue, "
+    "cloudtasks.QueueIamMember; queues do not exist yet, so project-level), and the smoke "
+    "test's CreateTask/GetTask",
+    READS_PROJECT: "the program's one lookup (organizations.get_project: the project number "
+    "in the worker's deterministic URL)",
+    DEPLOYS_SERVICE: "deploy the worker and grant run.invoker on it (cloudrunv2.Service, "
+    "cloudrunv2.ServiceIamMember): custom role " + RUN_DEPLOYER_ROLE_ID,
+    ACTS_AS_RUNTIME: "attach the runtime account to the Cloud Run service "
+    "(template.service_account needs iam.serviceAccounts.actAs on it)",
+    ACTS_AS_INVOKER: "attach the invoker's OIDC token to a queue-level http_target and to "
+    "the smoke test's tasks (actAs on the invoker)",
+    ADMINISTERS_INVOKER: "grant the enqueuers actAs on the invoker (serviceaccount.IAMMember "
+    "sets the invoker account's IAM policy)",
+    PUSHES_IMAGES: "push the worker image (docker-build Image) to the stack's repository",
 }
-"""Every project role the deployer holds, and why."""
+"""Every grant the deployer holds, where, and why."""
 
-ROLE_FOR_TYPE: Final[dict[str, tuple[str, ...]]] = {
-    PROJECT_SERVICE_TYPE: (SERVICE_USAGE_ADMIN,),
-    SERVICE_IDENTITY_TYPE: (SERVICE_USAGE_ADMIN,),
-    SERVICE_ACCOUNT_TYPE: (SERVICE_ACCOUNT_ADMIN,),
-    SERVICE_ACCOUNT_IAM_MEMBER_TYPE: (SERVICE_ACCOUNT_ADMIN,),
-    # A queue-level http_target's OIDC token needs actAs on the invoker account.
-    QUEUE_TYPE: (CLOUD_TASKS_ADMIN, SERVICE_ACCOUNT_USER),
-    QUEUE_IAM_MEMBER_TYPE: (CLOUD_TASKS_ADMIN,),
-    RUN_SERVICE_TYPE: (RUN_ADMIN, SERVICE_ACCOUNT_USER),
-    RUN_SERVICE_IAM_MEMBER_TYPE: (RUN_ADMIN,),
-    ARTIFACT_REPOSITORY_TYPE: (ARTIFACT_REGISTRY_ADMIN,),
-    IMAGE_TYPE: (ARTIFACT_REGISTRY_ADMIN,),
-    PROJECT_IAM_MEMBER_TYPE: (PROJECT_IAM_ADMIN,),
+GRANTS_FOR_TYPE: Final[dict[str, tuple[Grant, ...]]] = {
+    QUEUE_TYPE: (DEPLOYS_QUEUES, ACTS_AS_INVOKER),
+    QUEUE_IAM_MEMBER_TYPE: (DEPLOYS_QUEUES,),
+    RUN_SERVICE_TYPE: (DEPLOYS_SERVICE, ACTS_AS_RUNTIME, READS_PROJECT),
+    RUN_SERVICE_IAM_MEMBER_TYPE: (DEPLOYS_SERVICE,),
+    SERVICE_ACCOUNT_IAM_MEMBER_TYPE: (ADMINISTERS_INVOKER,),
+    IMAGE_TYPE: (PUSHES_IMAGES,),
     # Per-secret, not project-wide: the owner of each secret named in `worker_secrets`
     # grants the deployer roles/secretmanager.admin on that secret only (docs/ci.md),
     # so that it may let the runtime account read it.
     SECRET_IAM_MEMBER_TYPE: (),
 }
-"""Resource types of the main program -> the project roles the deployer needs for them."""
+"""Resource types of the main program -> the deployer grants they need."""
 
 PREVIEWER_ROLES: Final[dict[str, str]] = {
     BROWSER_ROLE: "the program's one lookup (organizations.get_project: "
@@ -116,16 +134,8 @@ PREVIEWER_ROLES: Final[dict[str, str]] = {
 }
 """The previewer's project roles: read-only."""
 
-GRANTABLE_PROJECT_ROLES: Final = (LOG_WRITER_ROLE, METRIC_WRITER_ROLE)
-"""The only roles the deployer may grant at project level (the runtime account's)."""
-
-# IAM Conditions' documented way to delegate project IAM for a fixed set of roles: every
-# setIamPolicy must add or remove only these; other calls of the role (get, getIamPolicy)
-# see the attribute's default [] and pass.
-PROJECT_IAM_CONDITION: Final = (
-    "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', [])"
-    f".hasOnly([{', '.join(repr(r) for r in GRANTABLE_PROJECT_ROLES)}])"
-)
+PREVIEW_EVENT: Final = "pull_request"
+"""The only GitHub event whose jobs may impersonate the previewer."""
 
 _REPOSITORY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 _POOL_ID_RE = re.compile(r"^[a-z0-9-]{4,32}$")
@@ -147,7 +157,12 @@ class BootstrapConfigError(ValueError):
 @dataclass(frozen=True)
 class BootstrapConfig:
     project: str
-    github_repository: str
+    main_stack: str = "dev"
+    """The main program's stack this bootstrap stack prepares (default: its own name)."""
+    github_repository: str | None = None
+    """OWNER/NAME whose workflows may deploy; None = no GitHub trust (deploys from a
+    workstation with your own credentials need only the foundation)."""
+    github_repository_id: str | None = None
     github_repository_owner_id: str | None = None
     environment: str = "dev"
     """GitHub environment whose jobs may deploy (default: the bootstrap stack's name)."""
@@ -157,11 +172,21 @@ class BootstrapConfig:
     previewer_account_id: str = "pulumi-previewer"
 
     def __post_init__(self) -> None:
+        if self.github_repository is None:
+            return
         if not _REPOSITORY_RE.match(self.github_repository):
             raise BootstrapConfigError(
                 "github_repository",
                 self.github_repository,
                 "expected OWNER/NAME exactly as GitHub shows it, e.g. my-org/cloud-tasks-pipeline",
+            )
+        if self.github_repository_id is None or not _OWNER_ID_RE.match(self.github_repository_id):
+            raise BootstrapConfigError(
+                "github_repository_id",
+                self.github_repository_id,
+                "expected the repository's numeric id (gh api repos/OWNER/NAME --jq .id): the "
+                "trust is pinned to it as well as to the name, which a deleted or renamed "
+                "repository leaves free for someone else",
             )
         if self.github_repository_owner_id is not None and not _OWNER_ID_RE.match(
             self.github_repository_owner_id
@@ -200,8 +225,11 @@ class BootstrapConfig:
 
     @property
     def attribute_condition(self) -> str:
-        """CEL over the GitHub token's claims: this repository (and owner id) only."""
-        condition = f"assertion.repository == '{self.github_repository}'"
+        """CEL over the GitHub token's claims: this repository (id, and owner id) only."""
+        condition = (
+            f"assertion.repository == '{self.github_repository}'"
+            f" && assertion.repository_id == '{self.github_repository_id}'"
+        )
         if self.github_repository_owner_id:
             condition += f" && assertion.repository_owner_id == '{self.github_repository_owner_id}'"
         return condition
@@ -213,33 +241,20 @@ def load_config() -> BootstrapConfig:
     project = pulumi.Config("gcp").get("project")
     if not project:
         raise BootstrapConfigError("gcp:project", None, "the target project id is required")
-    repository = cfg.get("github_repository")
-    if not repository:
-        raise BootstrapConfigError(
-            "github_repository", None, "required: the OWNER/NAME whose workflows may deploy"
-        )
     return BootstrapConfig(
         project=project,
-        github_repository=repository,
-        github_repository_owner_id=cfg.get("github_repository_owner_id") or None,
         # One bootstrap stack per target project, named like the main stack and its
         # GitHub environment (dev, staging, prod).
+        main_stack=cfg.get("main_stack") or pulumi.get_stack(),
+        github_repository=cfg.get("github_repository") or None,
+        github_repository_id=cfg.get("github_repository_id") or None,
+        github_repository_owner_id=cfg.get("github_repository_owner_id") or None,
         environment=cfg.get("environment") or pulumi.get_stack(),
         pool_id=cfg.get("pool_id") or "github",
         provider_id=cfg.get("provider_id") or "github-actions",
         deployer_account_id=cfg.get("deployer_account_id") or "pulumi-deployer",
         previewer_account_id=cfg.get("previewer_account_id") or "pulumi-previewer",
     )
-
-
-# APIs the trust itself needs: IAM (pool, accounts), STS (token exchange),
-# IAM Credentials (impersonation), Resource Manager (project IAM).
-BOOTSTRAP_APIS: Final = (
-    "iam.googleapis.com",
-    "sts.googleapis.com",
-    "iamcredentials.googleapis.com",
-    "cloudresourcemanager.googleapis.com",
-)
 
 
 class GitHubDeployer(pulumi.ComponentResource):
@@ -249,10 +264,11 @@ class GitHubDeployer(pulumi.ComponentResource):
     provider: gcp.iam.WorkloadIdentityPoolProvider
     account: gcp.serviceaccount.Account
     previewer: gcp.serviceaccount.Account
+    run_deployer_role: gcp.projects.IAMCustomRole
     principal_set: pulumi.Output[str]
     """`principalSet://.../attribute.environment/ENV`: the jobs of that environment."""
     preview_principal_set: pulumi.Output[str]
-    """`principalSet://.../attribute.repository/OWNER/NAME`: every workflow run of the repo."""
+    """`principalSet://.../attribute.event_name/pull_request`: pull-request jobs of the repo."""
 
     def _impersonated_by(
         self, name: str, account: gcp.serviceaccount.Account, attribute: str
@@ -272,28 +288,27 @@ class GitHubDeployer(pulumi.ComponentResource):
         return principal_set
 
     def __init__(
-        self, name: str, config: BootstrapConfig, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        config: BootstrapConfig,
+        foundation: Foundation,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("bootstrap:index:GitHubDeployer", name, None, opts)
-        apis = [
-            gcp.projects.Service(
-                f"{name}-{api.split('.')[0]}",
-                project=config.project,
-                service=api,
-                disable_on_destroy=False,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            for api in BOOTSTRAP_APIS
-        ]
-        after_apis = pulumi.ResourceOptions(parent=self, depends_on=apis)
+        repository = config.github_repository
+        after_iam = pulumi.ResourceOptions(parent=self, depends_on=foundation.api(IAM_API))
+        # Project IAM goes through Resource Manager.
+        after_crm = pulumi.ResourceOptions(
+            parent=self, depends_on=foundation.api(RESOURCE_MANAGER_API)
+        )
 
         self.pool = gcp.iam.WorkloadIdentityPool(
             f"{name}-pool",
             project=config.project,
             workload_identity_pool_id=config.pool_id,
             display_name="GitHub Actions",
-            description=f"GitHub Actions OIDC tokens of {config.github_repository}",
-            opts=after_apis,
+            description=f"GitHub Actions OIDC tokens of {repository}",
+            opts=after_iam,
         )
         self.provider = gcp.iam.WorkloadIdentityPoolProvider(
             f"{name}-provider",
@@ -304,6 +319,7 @@ class GitHubDeployer(pulumi.ComponentResource):
             attribute_mapping={
                 "google.subject": "assertion.sub",
                 "attribute.repository": "assertion.repository",
+                "attribute.repository_id": "assertion.repository_id",
                 "attribute.repository_owner_id": "assertion.repository_owner_id",
                 "attribute.ref": "assertion.ref",
                 "attribute.environment": "assertion.environment",
@@ -319,8 +335,8 @@ class GitHubDeployer(pulumi.ComponentResource):
             project=config.project,
             account_id=config.deployer_account_id,
             display_name="Pulumi deployer (GitHub Actions)",
-            description=f"Impersonated by {config.github_repository} workflows to run pulumi up.",
-            opts=after_apis,
+            description=f"Impersonated by {repository} deploy jobs to run pulumi up.",
+            opts=after_iam,
         )
         # The pool accepts tokens of this repository only (attribute condition), so
         # within it the environment alone identifies the deploy jobs.
@@ -333,43 +349,35 @@ class GitHubDeployer(pulumi.ComponentResource):
             project=config.project,
             account_id=config.previewer_account_id,
             display_name="Pulumi previewer (GitHub Actions, read-only)",
-            description=f"Impersonated by {config.github_repository} PR workflows to run "
-            "pulumi preview.",
-            opts=after_apis,
+            description=f"Impersonated by {repository} pull-request jobs to run pulumi preview.",
+            opts=after_iam,
         )
+        # Jobs of pull_request events only: not pushes, schedules, workflow_dispatch or
+        # issue comments of any branch, which have no reason to preview.
         self.preview_principal_set = self._impersonated_by(
             f"{name}-previewer-wif-user",
             self.previewer,
-            f"attribute.repository/{config.github_repository}",
+            f"attribute.event_name/{PREVIEW_EVENT}",
         )
         for role in PREVIEWER_ROLES:
             gcp.projects.IAMMember(
-                f"{name}-previewer-{role.split('/')[1].replace('.', '-').lower()}",
+                f"{name}-previewer-{_slug(role)}",
                 project=config.project,
                 role=role,
                 member=self.previewer.member,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=after_crm,
             )
-        for role in DEPLOYER_ROLES:
-            condition = (
-                gcp.projects.IAMMemberConditionArgs(
-                    title="only-runtime-writer-roles",
-                    description="Grant or revoke only "
-                    + " and ".join(GRANTABLE_PROJECT_ROLES)
-                    + " at project level.",
-                    expression=PROJECT_IAM_CONDITION,
-                )
-                if role == PROJECT_IAM_ADMIN
-                else None
-            )
-            gcp.projects.IAMMember(
-                f"{name}-{role.split('/')[1].replace('.', '-').lower()}",
-                project=config.project,
-                role=role,
-                member=self.account.member,
-                condition=condition,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+
+        self.run_deployer_role = gcp.projects.IAMCustomRole(
+            f"{name}-run-deployer-role",
+            project=config.project,
+            role_id=RUN_DEPLOYER_ROLE_ID,
+            title="Cloud Tasks pipeline: deploy the worker",
+            description="Cloud Run services and their IAM; nothing else of Cloud Run.",
+            permissions=list(RUN_DEPLOYER_PERMISSIONS),
+            opts=after_iam,
+        )
+        self._grant_deployer(name, config, foundation, after_crm)
         self.register_outputs(
             {
                 "workload_identity_provider": self.provider.name,
@@ -378,3 +386,44 @@ class GitHubDeployer(pulumi.ComponentResource):
                 "preview_service_account": self.previewer.email,
             }
         )
+
+    def _grant_deployer(
+        self,
+        name: str,
+        config: BootstrapConfig,
+        foundation: Foundation,
+        after_crm: pulumi.ResourceOptions,
+    ) -> None:
+        """Every grant of `DEPLOYER_GRANTS`, each on its scope."""
+        member = self.account.member
+        child = pulumi.ResourceOptions(parent=self)
+        accounts = {"invoker account": foundation.invoker, "runtime account": foundation.runtime}
+        for grant in DEPLOYER_GRANTS:
+            slug = f"{name}-{_slug(grant.role)}"
+            if grant.scope == "project":
+                role = self.run_deployer_role.name if grant.role == RUN_DEPLOYER else grant.role
+                gcp.projects.IAMMember(
+                    slug, project=config.project, role=role, member=member, opts=after_crm
+                )
+            elif grant.scope == "image repository":
+                gcp.artifactregistry.RepositoryIamMember(
+                    slug,
+                    project=foundation.repository.project,
+                    location=foundation.repository.location,
+                    repository=foundation.repository.repository_id,
+                    role=grant.role,
+                    member=member,
+                    opts=child,
+                )
+            else:
+                gcp.serviceaccount.IAMMember(
+                    f"{slug}-on-{grant.scope.split()[0]}",
+                    service_account_id=accounts[grant.scope].name,
+                    role=grant.role,
+                    member=member,
+                    opts=child,
+                )
+
+
+def _slug(role: str) -> str:
+    return role.rsplit("/", 1)[-1].replace(":", "-").replace(".", "-").lower()

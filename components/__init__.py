@@ -2,7 +2,7 @@
 
 `components.loading.load_config()` reads the stack config once into a
 `PipelineConfig` (`components.config`), whose sections each component takes as
-is: `TaskPipeline` hands `Platform` and every other component the `gcp` section,
+is: `TaskPipeline` hands every component the `gcp` section,
 `Identities` the `identities` section, `WorkerService` the `worker` section and
 `TaskQueue` the `queue` section, plus the outputs of the components before it.
 Nothing here declares resources at import time.
@@ -19,7 +19,6 @@ from components.config import (
 from components.identities import Identities
 from components.loading import load_config, parse_config
 from components.pipeline import TaskPipeline
-from components.platform import Platform
 from components.queue import TaskQueue
 from components.worker import WorkerService
 
@@ -29,7 +28,6 @@ __all__ = [
     "Identities",
     "IdentitiesConfig",
     "PipelineConfig",
-    "Platform",
     "QueueConfig",
     "TaskPipeline",
     "TaskQueue",

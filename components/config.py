@@ -76,7 +76,14 @@ from contract.limits import (
     MIN_DISPATCH_DEADLINE_S,
     QUEUE_ID_MAX_CHARS,
 )
-from contract.resources import PROJECT_NAME, PUBLIC_PRINCIPALS
+from contract.resources import (
+    ENQUEUER_ACCOUNT_SUFFIX,
+    INVOKER_ACCOUNT_SUFFIX,
+    PROJECT_NAME,
+    PUBLIC_PRINCIPALS,
+    RUNTIME_ACCOUNT_SUFFIX,
+    account_id,
+)
 
 GCP_NAMESPACE = "gcp"
 """The provider's config namespace (`gcp:project`, `gcp:region`)."""
@@ -422,15 +429,15 @@ class IdentitiesConfig(Section):
 
     @property
     def invoker_account_id(self) -> str:
-        return f"{self.account_prefix}-invoker"
+        return account_id(self.account_prefix, INVOKER_ACCOUNT_SUFFIX)
 
     @property
     def runtime_account_id(self) -> str:
-        return f"{self.account_prefix}-runtime"
+        return account_id(self.account_prefix, RUNTIME_ACCOUNT_SUFFIX)
 
     @property
     def enqueuer_account_id(self) -> str:
-        return f"{self.account_prefix}-enqueuer"
+        return account_id(self.account_prefix, ENQUEUER_ACCOUNT_SUFFIX)
 
     @field_validator("account_prefix")
     @classmethod

@@ -1,55 +1,79 @@
-"""Identities: the service accounts of the pipeline and their project-free grants.
+"""Identities: the pipeline's service accounts, as the program refers to them, and
+the enqueuers' one account-level grant.
+
+The accounts themselves are created by `bootstrap/` (run once per project by an
+owner, before the first deploy), so that the deployer never needs project-wide
+service-account admin: it holds actAs on these accounts only, and IAM admin on the
+invoker only (bootstrap/README.md). Their emails are known before they exist
+(`ID@PROJECT.iam.gserviceaccount.com`), so this component declares no lookup.
 
 - the *invoker* account: the identity whose OIDC token every task carries. Its
   only grant, `roles/run.invoker` on the worker service, is declared by
-  `WorkerService` next to the service it scopes.
-- the *runtime* account: what the container runs as. Separate from the invoker
-  so that a compromised worker cannot invoke itself; it only writes logs and
-  metrics (the only project-level grants of the whole program, non-authoritative).
-- the *enqueuers*: principals from `IdentitiesConfig.enqueuers`, or an
-  `enqueuer` account the stack creates. They may act as the invoker
+  `WorkerService` next to the service it scopes; the Cloud Tasks service agent's
+  right to mint its tokens is bootstrap's.
+- the *runtime* account: what the container runs as. Separate from the invoker so
+  that a compromised worker cannot invoke itself. It has no role at all: Cloud Run
+  itself ships the container's stdout/stderr to Cloud Logging and records the
+  request metrics, neither needs a role on the runtime account
+  (https://cloud.google.com/run/docs/logging, "Writing container logs").
+- the *enqueuers*: principals from `IdentitiesConfig.enqueuers`, or bootstrap's
+  `PREFIX-enqueuer` account. They may act as the invoker
   (`roles/iam.serviceAccountUser` on that account only: creating a task with its
   OIDC token needs `iam.serviceAccounts.actAs` on it,
   https://cloud.google.com/tasks/docs/creating-http-target-tasks). Their queue
-  roles are declared by `TaskQueue` next to the queue they scope.
+  role is declared by `TaskQueue` next to the queue it scopes.
 
 It takes its config section, `IdentitiesConfig` (account id prefix, enqueuers),
-as is, and the `gcp` section for the project.
-
-This component deliberately creates no keys (use workload identity or
-impersonation) and no authoritative bindings.
+as is, and the `gcp` section for the project. It deliberately creates no account,
+no key and no authoritative binding.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
 
 from components.config import GcpConfig, IdentitiesConfig
 from contract.resources import (
-    LOG_WRITER_ROLE,
-    METRIC_WRITER_ROLE,
-    OPENID_TOKEN_CREATOR_ROLE,
+    SERVICE_ACCOUNT_MEMBER_PREFIX,
     SERVICE_ACCOUNT_USER_ROLE,
+    service_account_email,
+    service_account_resource_name,
 )
 
-RUNTIME_PROJECT_ROLES = (LOG_WRITER_ROLE, METRIC_WRITER_ROLE)
 ACT_AS_ROLE = SERVICE_ACCOUNT_USER_ROLE
 
 
-class Identities(pulumi.ComponentResource):
-    """Invoker, runtime and enqueuer identities."""
+@dataclass(frozen=True)
+class PipelineAccount:
+    """A service account bootstrap/ created, named by the program."""
 
-    invoker: gcp.serviceaccount.Account
-    runtime: gcp.serviceaccount.Account
-    enqueuer: gcp.serviceaccount.Account | None
-    """Only when config names no enqueuers."""
-    enqueuer_members: pulumi.Output[list[str]]
-    """`member` strings (`serviceAccount:...`, `group:...`) allowed to create tasks."""
-    enqueuer_grantees: list[tuple[str, pulumi.Input[str]]]
+    account_id: str
+    email: str
+    name: str
+    """`projects/P/serviceAccounts/EMAIL`, what account-level IAM takes."""
+
+    @classmethod
+    def of(cls, account_id: str, project: str) -> PipelineAccount:
+        email = service_account_email(account_id, project)
+        return cls(account_id, email, service_account_resource_name(email, project))
+
+    @property
+    def member(self) -> str:
+        return SERVICE_ACCOUNT_MEMBER_PREFIX + self.email
+
+
+class Identities(pulumi.ComponentResource):
+    """The invoker, runtime and enqueuer identities, and the enqueuers' actAs grants."""
+
+    invoker: PipelineAccount
+    runtime: PipelineAccount
+    enqueuer: PipelineAccount | None
+    """Bootstrap's enqueuer account, used only when config names no enqueuers."""
+    enqueuer_grantees: list[tuple[str, str]]
     """(stable slug for resource names, member) of every enqueuer principal."""
 
     def __init__(
@@ -58,73 +82,19 @@ class Identities(pulumi.ComponentResource):
         config: IdentitiesConfig,
         *,
         gcp_config: GcpConfig,
-        tasks_agent_member: pulumi.Input[str],
-        depends_on: Sequence[pulumi.Resource] = (),
-        project_iam_depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """`tasks_agent_member`: the Cloud Tasks service agent, which mints the
-        invoker's ID tokens; `depends_on`: the IAM API service (and anything else
-        accounts must wait for); `project_iam_depends_on`: the Resource Manager API
-        service, which project IAM goes through."""
         super().__init__("tasks:index:Identities", name, None, opts)
         project = gcp_config.project
-        after_api = pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
-
-        self.invoker = gcp.serviceaccount.Account(
-            f"{name}-invoker",
-            project=project,
-            account_id=config.invoker_account_id,
-            display_name="Cloud Tasks invoker (OIDC identity of tasks)",
-            description="Tasks carry this account's ID token; its one grant: run.invoker.",
-            opts=after_api,
-        )
-        self.runtime = gcp.serviceaccount.Account(
-            f"{name}-runtime",
-            project=project,
-            account_id=config.runtime_account_id,
-            display_name="Task worker runtime",
-            description="The worker runs as this account; it writes logs and metrics only.",
-            opts=after_api,
-        )
-        for role in RUNTIME_PROJECT_ROLES:
-            gcp.projects.IAMMember(
-                f"{name}-runtime-{role.rsplit('.', 1)[1].lower()}",
-                project=project,
-                role=role,
-                member=self.runtime.member,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=list(project_iam_depends_on)),
-            )
+        self.invoker = PipelineAccount.of(config.invoker_account_id, project)
+        self.runtime = PipelineAccount.of(config.runtime_account_id, project)
 
         self.enqueuer = None
         if config.enqueuers:
-            self.enqueuer_members = pulumi.Output.from_input(list(config.enqueuers))
             self.enqueuer_grantees = [(member_slug(m), m) for m in config.enqueuers]
         else:
-            self.enqueuer = gcp.serviceaccount.Account(
-                f"{name}-enqueuer",
-                project=project,
-                account_id=config.enqueuer_account_id,
-                display_name="Task enqueuer",
-                description="Creates tasks on the queue and attaches the invoker's OIDC token.",
-                opts=after_api,
-            )
-            self.enqueuer_members = self.enqueuer.member.apply(lambda member: [member])
+            self.enqueuer = PipelineAccount.of(config.enqueuer_account_id, project)
             self.enqueuer_grantees = [("enqueuer", self.enqueuer.member)]
-
-        # The Cloud Tasks service agent mints the invoker's ID token for every attempt.
-        # An agent created on request (gcp.projects.ServiceIdentity) gets no role
-        # (https://cloud.google.com/iam/docs/create-service-agents), so grant exactly
-        # that: token creation on the invoker account only, not the agent's
-        # project-wide roles/cloudtasks.serviceAgent
-        # (https://cloud.google.com/tasks/docs/creating-http-target-tasks#sa).
-        self.agent_token_grant = gcp.serviceaccount.IAMMember(
-            f"{name}-tasks-agent-mints-invoker-tokens",
-            service_account_id=self.invoker.name,
-            role=OPENID_TOKEN_CREATOR_ROLE,
-            member=tasks_agent_member,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
 
         # actAs on the invoker account only: required to attach its OIDC token to a task.
         for slug, member in self.enqueuer_grantees:
@@ -140,7 +110,7 @@ class Identities(pulumi.ComponentResource):
             {
                 "invoker_email": self.invoker.email,
                 "runtime_email": self.runtime.email,
-                "enqueuer_members": self.enqueuer_members,
+                "enqueuer_members": [member for _, member in self.enqueuer_grantees],
             }
         )
 

@@ -1,8 +1,15 @@
 """TaskPipeline: the whole pipeline composed from its parts, and its stack outputs.
 
-Order of declaration follows the dependencies: APIs and the Cloud Tasks agent,
-then the identities, then the worker (it needs the runtime and invoker
-accounts), then the queue (it needs the worker's URL for its queue-level target).
+Order of declaration follows the dependencies: the identities, then the worker
+(it runs as the runtime account and admits the invoker), then the queue (it
+needs the worker's URL for its queue-level target).
+
+What a project needs before the first deploy is `bootstrap/`'s, run once by an
+owner: the APIs enabled (enablement is eventually consistent, so the program
+never enables an API and uses it in the same run), the Cloud Tasks service
+agent allowed to mint the invoker's tokens, the pipeline's service accounts and
+the image repository. The deployer then holds only narrow, mostly per-resource
+roles (bootstrap/README.md).
 
 The audience is computed here once and handed to both the worker (env
 TASKS_AUDIENCE) and the queue (OIDC audience), and exported as `audience`: it is
@@ -23,17 +30,6 @@ import pulumi_gcp as gcp
 
 from components.config import PipelineConfig
 from components.identities import Identities
-from components.platform import (
-    ARTIFACT_REGISTRY_API,
-    CLOUD_RUN_API,
-    CLOUD_TASKS_API,
-    IAM_API,
-    IAM_CREDENTIALS_API,
-    PIPELINE_APIS,
-    RESOURCE_MANAGER_API,
-    SECRET_MANAGER_API,
-    Platform,
-)
 from components.queue import TaskQueue
 from components.worker import WorkerService
 from contract.durations import format_duration
@@ -57,7 +53,6 @@ def deterministic_service_url(service_name: str, project_number: str, region: st
 class TaskPipeline(pulumi.ComponentResource):
     """Queue -> OIDC-authenticated push -> private Cloud Run worker."""
 
-    platform: Platform
     identities: Identities
     worker: WorkerService
     tasks: TaskQueue
@@ -82,23 +77,8 @@ class TaskPipeline(pulumi.ComponentResource):
         where = config.gcp
         child = pulumi.ResourceOptions(parent=self)
 
-        # The registry API is only needed when the stack builds the image, Secret
-        # Manager's only when the worker reads secrets.
-        apis = tuple(
-            api
-            for api in PIPELINE_APIS
-            if config.worker.builds_image or api != ARTIFACT_REGISTRY_API
-        ) + ((SECRET_MANAGER_API,) if config.worker.worker_secrets else ())
-        self.platform = Platform(f"{name}-platform", where, apis=apis, opts=child)
-
         self.identities = Identities(
-            f"{name}-identities",
-            config.identities,
-            gcp_config=where,
-            tasks_agent_member=self.platform.tasks_agent.member,
-            depends_on=self.platform.api(IAM_API),
-            project_iam_depends_on=self.platform.api(RESOURCE_MANAGER_API),
-            opts=child,
+            f"{name}-identities", config.identities, gcp_config=where, opts=child
         )
 
         self.audience = self._audience(config)
@@ -112,13 +92,6 @@ class TaskPipeline(pulumi.ComponentResource):
             invoker_email=self.identities.invoker.email,
             invoker_member=self.identities.invoker.member,
             audience=self.audience,
-            run_api=self.platform.api(CLOUD_RUN_API),
-            secret_api=(
-                self.platform.api(SECRET_MANAGER_API) if config.worker.worker_secrets else ()
-            ),
-            registry_api=(
-                self.platform.api(ARTIFACT_REGISTRY_API) if config.worker.builds_image else ()
-            ),
             opts=child,
         )
 
@@ -133,13 +106,6 @@ class TaskPipeline(pulumi.ComponentResource):
             # One switch protects the stack's stateful parts: the service (Cloud Run's
             # own flag) and the queue, whose tasks a delete would take with it.
             protect=config.worker.deletion_protection,
-            # Cloud Tasks mints the invoker's OIDC tokens through IAM Credentials, as
-            # its service agent, once that agent may.
-            depends_on=(
-                *self.platform.api(CLOUD_TASKS_API, IAM_CREDENTIALS_API),
-                self.platform.tasks_agent,
-                self.identities.agent_token_grant,
-            ),
             opts=child,
         )
 
@@ -149,7 +115,7 @@ class TaskPipeline(pulumi.ComponentResource):
             OUTPUT_QUEUE: self.tasks.path,
             OUTPUT_SERVICE_URL: self.worker.url,
             OUTPUT_AUDIENCE: self.audience,
-            OUTPUT_INVOKER_EMAIL: self.identities.invoker.email,
+            OUTPUT_INVOKER_EMAIL: pulumi.Output.from_input(self.identities.invoker.email),
             # The deadline request_timeout was checked against; the enqueue helper gives
             # it to every task it creates (Cloud Tasks' own default is 10 min).
             OUTPUT_DISPATCH_DEADLINE: pulumi.Output.from_input(
@@ -165,10 +131,7 @@ class TaskPipeline(pulumi.ComponentResource):
             return pulumi.Output.from_input(custom)
         where = config.gcp
         project = gcp.organizations.get_project_output(
-            project_id=where.project,
-            opts=pulumi.InvokeOutputOptions(
-                parent=self, depends_on=self.platform.api(RESOURCE_MANAGER_API)
-            ),
+            project_id=where.project, opts=pulumi.InvokeOutputOptions(parent=self)
         )
         service_name = config.worker.service_name
         return project.number.apply(

@@ -5,8 +5,7 @@ It takes its config section, `QueueConfig`, as is: rate limits, retry config
 `queue_http_target` on, the queue itself pins every task's host to the worker
 (enforce mode ALWAYS) and attaches the invoker's OIDC token with the audience,
 so a task created with a wrong URL or no token still reaches the worker
-authenticated. Enqueuers get `roles/cloudtasks.enqueuer` and
-`roles/cloudtasks.viewer` (GetTask, for the smoke test) on this queue only.
+authenticated. Enqueuers get `roles/cloudtasks.enqueuer` on this queue only.
 
 The queue keeps Pulumi's auto-naming unless a name is configured: a deleted
 queue's name is blocked for 7 days (`queues.delete`,
@@ -27,9 +26,11 @@ import pulumi_gcp as gcp
 
 from components.config import GcpConfig, QueueConfig
 from contract.durations import format_duration
-from contract.resources import CLOUDTASKS_ENQUEUER_ROLE, CLOUDTASKS_VIEWER_ROLE
+from contract.resources import CLOUDTASKS_ENQUEUER_ROLE
 
-ENQUEUER_ROLES = (CLOUDTASKS_ENQUEUER_ROLE, CLOUDTASKS_VIEWER_ROLE)
+# CreateTask only. Not roles/cloudtasks.viewer: it includes cloudtasks.tasks.fullView, every
+# task's body; the post-deploy smoke test polls GetTask as the deployer (cloudtasks.admin).
+ENQUEUER_ROLES = (CLOUDTASKS_ENQUEUER_ROLE,)
 
 
 def url_host(url: str) -> str:
@@ -57,12 +58,13 @@ class TaskQueue(pulumi.ComponentResource):
         audience: pulumi.Input[str],
         invoker_email: pulumi.Input[str],
         enqueuers: Sequence[tuple[str, pulumi.Input[str]]],
-        depends_on: Sequence[pulumi.Resource],
+        depends_on: Sequence[pulumi.Resource] = (),
         protect: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`enqueuers`: (slug, member) of each principal allowed to create tasks;
-        `depends_on`: the Cloud Tasks API and its service identity; `protect`: the
+        `depends_on`: anything the queue must wait for (bootstrap/ has enabled the
+        API and let the Cloud Tasks agent mint the invoker's tokens); `protect`: the
         engine refuses to delete the queue (a deleted queue takes its tasks with it
         and its name cannot be reused for up to 7 days,
         https://cloud.google.com/tasks/docs/reference/rpc/google.cloud.tasks.v2#deletequeuerequest)."""

@@ -1,9 +1,12 @@
 """WorkerService: the private Cloud Run service that runs the task worker.
 
 - the image: built from `service/Dockerfile` (build context = repository root)
-  with `pulumi_docker_build` and pushed to an Artifact Registry repository the
-  stack creates, unless `WorkerConfig.image` names a prebuilt one (then neither
-  exists);
+  with `pulumi_docker_build` and pushed to the Artifact Registry repository
+  `repository_id` that bootstrap/ created (with its cleanup policy, and push
+  rights for the deployer on it alone), unless `WorkerConfig.image` names a
+  prebuilt one. The image is retained on delete: `pulumi destroy` must not call
+  the registry with the push token stored at the last `up`, long expired; the
+  repository's cleanup policy removes old images instead;
 - the `gcp.cloudrunv2.Service`, named explicitly so its deterministic URL is
   known before it exists; private (`invoker_iam_disabled=False`), default URL
   kept because Cloud Tasks calls it, running as the runtime account;
@@ -54,7 +57,6 @@ INVOKER_ROLE = RUN_INVOKER_ROLE
 class WorkerService(pulumi.ComponentResource):
     """Image, Cloud Run service and its single invoker binding."""
 
-    repository: gcp.artifactregistry.Repository | None
     image: docker_build.Image | None
     service: gcp.cloudrunv2.Service
     invoker_binding: gcp.cloudrunv2.ServiceIamMember
@@ -74,22 +76,17 @@ class WorkerService(pulumi.ComponentResource):
         invoker_email: pulumi.Input[str],
         invoker_member: pulumi.Input[str],
         audience: pulumi.Input[str],
-        run_api: Sequence[pulumi.Resource],
-        registry_api: Sequence[pulumi.Resource] = (),
-        secret_api: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`image_tag`: tag of the built image (the stack name), so stacks sharing a
-        registry do not collide; `run_api` / `registry_api` / `secret_api`: the API
-        services the service / the repository / the secret grants wait for."""
+        registry do not collide."""
         super().__init__("tasks:index:WorkerService", name, None, opts)
 
-        self.repository = None
         self.image = None
         if config.image is not None:
             self.image_ref = pulumi.Output.from_input(config.image)
         else:
-            self.image_ref = self._build_image(name, config, gcp_config, image_tag, registry_api)
+            self.image_ref = self._build_image(name, config, gcp_config, image_tag)
 
         # Cloud Run checks at deploy that the runtime account may read each secret
         # (https://cloud.google.com/run/docs/configuring/services/secrets#access-secret):
@@ -101,7 +98,7 @@ class WorkerService(pulumi.ComponentResource):
                 secret_id=ref.secret,
                 role=SECRET_ACCESSOR_ROLE,
                 member=pulumi.Output.concat(SERVICE_ACCOUNT_MEMBER_PREFIX, runtime_email),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=list(secret_api)),
+                opts=pulumi.ResourceOptions(parent=self),
             )
             for ref in {ref.secret: ref for ref in config.secret_refs}.values()
         ]
@@ -112,7 +109,7 @@ class WorkerService(pulumi.ComponentResource):
             runtime_email=runtime_email,
             invoker_email=invoker_email,
             audience=audience,
-            run_api=[*run_api, *self.secret_grants],
+            depends_on=self.secret_grants,
         )
         self.invoker_binding = gcp.cloudrunv2.ServiceIamMember(
             f"{name}-invoker",
@@ -139,27 +136,10 @@ class WorkerService(pulumi.ComponentResource):
         config: WorkerConfig,
         where: GcpConfig,
         image_tag: str,
-        registry_api: Sequence[pulumi.Resource],
     ) -> pulumi.Output[str]:
-        """The stack's own repository and the image built from `service/` into it."""
-        self.repository = gcp.artifactregistry.Repository(
-            f"{name}-repository",
-            project=where.project,
-            location=where.region,
-            repository_id=config.repository_id,
-            format="DOCKER",
-            description="Images of the Cloud Tasks worker",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(registry_api)),
-        )
+        """The image built from `service/` into bootstrap's repository."""
         registry = f"{where.region}-docker.pkg.dev"
-        tag = pulumi.Output.concat(
-            registry,
-            "/",
-            self.repository.project,
-            "/",
-            self.repository.repository_id,
-            f"/{IMAGE_NAME}:{image_tag}",
-        )
+        tag = f"{registry}/{where.project}/{config.repository_id}/{IMAGE_NAME}:{image_tag}"
         # Push with the deployer's own credentials (gcloud auth application-default
         # login / workload identity): an access token, never a stored key.
         token = gcp.organizations.get_client_config_output(
@@ -181,7 +161,10 @@ class WorkerService(pulumi.ComponentResource):
                     password=pulumi.Output.secret(token),
                 )
             ],
-            opts=pulumi.ResourceOptions(parent=self),
+            # Destroy forgets the image instead of deleting its tag with the token saved
+            # at the last `up` (an access token lives one hour, so a later destroy would
+            # fail on it); the repository's cleanup policy (bootstrap/) prunes images.
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
         )
         return self.image.ref
 
@@ -194,7 +177,7 @@ class WorkerService(pulumi.ComponentResource):
         runtime_email: pulumi.Input[str],
         invoker_email: pulumi.Input[str],
         audience: pulumi.Input[str],
-        run_api: Sequence[pulumi.Resource],
+        depends_on: Sequence[pulumi.Resource],
     ) -> gcp.cloudrunv2.Service:
         """The private Cloud Run service (`google.cloud.run.v2.Service`) running the image."""
         return gcp.cloudrunv2.Service(
@@ -207,7 +190,11 @@ class WorkerService(pulumi.ComponentResource):
             # (default_uri_disabled would break Cloud Tasks, which calls it).
             invoker_iam_disabled=False,
             default_uri_disabled=False,
-            custom_audiences=[config.custom_audience] if config.custom_audience else None,
+            # The audience every task's token carries, whichever URL the task was sent
+            # to: the custom audience, or the deterministic run.app URL (Cloud Run also
+            # serves a hash URL; a token for one URL is not valid for the other unless
+            # the audience is declared here, https://cloud.google.com/run/docs/configuring/custom-audiences).
+            custom_audiences=[audience],
             deletion_protection=config.deletion_protection,
             template=gcp.cloudrunv2.ServiceTemplateArgs(
                 service_account=runtime_email,
@@ -219,7 +206,7 @@ class WorkerService(pulumi.ComponentResource):
                 ),
                 containers=[_container(config, self.image_ref, audience, invoker_email)],
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(run_api)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
 
 

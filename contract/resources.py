@@ -52,6 +52,51 @@ IMAGE_TYPE: Final = "docker-build:index:Image"
 GET_PROJECT_INVOKE: Final = "gcp:organizations/getProject:getProject"
 GET_CLIENT_CONFIG_INVOKE: Final = "gcp:organizations/getClientConfig:getClientConfig"
 
+# --- Google Cloud APIs the pipeline calls (bootstrap/ enables them, minutes before the
+# first deploy: enablement is eventually consistent, so the program never enables and
+# uses an API in the same run) ------------------------------------------------------------
+CLOUD_TASKS_API: Final = "cloudtasks.googleapis.com"
+CLOUD_RUN_API: Final = "run.googleapis.com"
+IAM_API: Final = "iam.googleapis.com"
+IAM_CREDENTIALS_API: Final = "iamcredentials.googleapis.com"  # OIDC tokens minted for the invoker
+ARTIFACT_REGISTRY_API: Final = "artifactregistry.googleapis.com"
+RESOURCE_MANAGER_API: Final = "cloudresourcemanager.googleapis.com"  # project number lookup
+SECRET_MANAGER_API: Final = "secretmanager.googleapis.com"  # noqa: S105 (an API name)
+
+PIPELINE_APIS: Final = (
+    CLOUD_TASKS_API,
+    CLOUD_RUN_API,
+    IAM_API,
+    IAM_CREDENTIALS_API,
+    ARTIFACT_REGISTRY_API,
+    RESOURCE_MANAGER_API,
+    SECRET_MANAGER_API,
+)
+
+
+# --- the pipeline's service accounts (bootstrap/ creates them, the program names them) ----
+INVOKER_ACCOUNT_SUFFIX: Final = "invoker"  # the OIDC identity of every task
+RUNTIME_ACCOUNT_SUFFIX: Final = "runtime"  # what the worker container runs as
+ENQUEUER_ACCOUNT_SUFFIX: Final = "enqueuer"  # creates tasks when config names no enqueuers
+
+
+def account_id(prefix: str, suffix: str) -> str:
+    """A pipeline account's id: ``PREFIX-invoker``, ``PREFIX-runtime``, ``PREFIX-enqueuer``."""
+    return f"{prefix}-{suffix}"
+
+
+def service_account_email(account: str, project: str) -> str:
+    """A user-managed service account's email, known before it exists:
+    ``ID@PROJECT.iam.gserviceaccount.com``
+    (https://cloud.google.com/iam/docs/service-account-overview)."""
+    return f"{account}@{project}.iam.gserviceaccount.com"
+
+
+def service_account_resource_name(email: str, project: str) -> str:
+    """The account's resource name, which ``serviceaccount.IAMMember`` takes."""
+    return f"projects/{project}/serviceAccounts/{email}"
+
+
 # --- IAM roles (cloud.google.com/iam/docs/understanding-roles) ---------------------------
 RUN_INVOKER_ROLE: Final = "roles/run.invoker"
 RUN_SERVICES_INVOKER_ROLE: Final = "roles/run.servicesInvoker"
@@ -67,6 +112,8 @@ WORKLOAD_IDENTITY_USER_ROLE: Final = "roles/iam.workloadIdentityUser"
 PROJECT_IAM_ADMIN_ROLE: Final = "roles/resourcemanager.projectIamAdmin"
 SERVICE_USAGE_ADMIN_ROLE: Final = "roles/serviceusage.serviceUsageAdmin"
 ARTIFACT_REGISTRY_ADMIN_ROLE: Final = "roles/artifactregistry.admin"
+# Push (and pull) images in one repository (artifactregistry.repositories.uploadArtifacts).
+ARTIFACT_REGISTRY_WRITER_ROLE: Final = "roles/artifactregistry.writer"
 LOG_WRITER_ROLE: Final = "roles/logging.logWriter"
 METRIC_WRITER_ROLE: Final = "roles/monitoring.metricWriter"
 # resourcemanager.projects.get/list only (https://cloud.google.com/iam/docs/understanding-roles#browser).
@@ -74,6 +121,7 @@ BROWSER_ROLE: Final = "roles/browser"
 # Names of a role and a resource type, not credentials (hence the noqa).
 SECRET_ACCESSOR_ROLE: Final = "roles/secretmanager.secretAccessor"  # noqa: S105
 SECRET_IAM_MEMBER_TYPE: Final = "gcp:secretmanager/secretIamMember:SecretIamMember"  # noqa: S105
+REPOSITORY_IAM_MEMBER_TYPE: Final = "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
 
 # --- principals that mean "anyone" (cloud.google.com/iam/docs/principals-overview) --------
 PUBLIC_PRINCIPALS: Final = ("allUsers", "allAuthenticatedUsers")

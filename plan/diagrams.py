@@ -16,13 +16,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from plan.model import Plan
-from plan.render import render_mermaid
+from plan.render import DIAGRAM_MARK, render_mermaid
 
 DOCUMENTED_STACK = "dev"
 """The stack whose plan the README draws."""
 
 _BLOCK = re.compile(r"```mermaid\n(.*?)```", re.S)
-_PLAN_MARK = "APIs enabled:"
+_PLAN_MARK = DIAGRAM_MARK
 
 
 def documents(root: Path) -> list[Path]:

@@ -71,6 +71,7 @@ class _Registration:
     inputs: dict[str, Any]
     custom: bool
     protect: bool
+    retain_on_delete: bool
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -101,6 +102,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     inputs=inputs,
                     custom=bool(request.custom),
                     protect=bool(request.protect),
+                    retain_on_delete=bool(request.retainOnDelete),
                 )
             )
         return response
@@ -128,6 +130,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     inputs=_plain(reg.inputs),
                     outputs=_plain(computed),
                     protect=reg.protect,
+                    retain_on_delete=reg.retain_on_delete,
                 )
             )
         return _ordered(resources)

@@ -72,6 +72,7 @@ class PlannedResource:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     protect: bool = False  # Pulumi's `protect` option: the engine refuses to delete it
+    retain_on_delete: bool = False  # `retain_on_delete`: a delete forgets it, the cloud keeps it
 
     @property
     def is_component(self) -> bool:
@@ -97,8 +98,11 @@ class PlannedResource:
             "inputs": _sorted(self.inputs),
             "outputs": _sorted(self.outputs),
         }
-        if self.protect:  # written only when set, so unprotected resources read as before
+        # Written only when set, so that other resources read as before.
+        if self.protect:
             data["protect"] = True
+        if self.retain_on_delete:
+            data["retain_on_delete"] = True
         return data
 
     @classmethod
@@ -126,6 +130,7 @@ class PlannedResource:
             inputs=properties["inputs"],
             outputs=properties["outputs"],
             protect=data.get("protect") is True,
+            retain_on_delete=data.get("retain_on_delete") is True,
         )
 
 

@@ -164,9 +164,12 @@ def _draw_grants(
         if target:
             g.edge(g.principal(grant.member), target, _short_role(grant.role))
     for grant in plan.account_grants():
-        target = g.accounts_by_name.get(grant.target)
-        if target:
-            g.edge(g.principal(grant.member), target, _grant_label(grant))
+        # An account bootstrap/ created is named by its resource name
+        # (projects/P/serviceAccounts/EMAIL) and drawn as its member.
+        target = g.accounts_by_name.get(grant.target) or g.principal(
+            "serviceAccount:" + grant.target.rsplit("/", 1)[-1]
+        )
+        g.edge(g.principal(grant.member), target, _grant_label(grant))
     project = str(plan.exports.project or "project")
     for grant in plan.project_grants():
         target = g.node(f"project:{project}", f"project {project}")
@@ -198,6 +201,10 @@ def _draw_runtime(
                 "pushed to",
                 "-.->",
             )
+
+
+DIAGRAM_MARK = "%% the plan, drawn by python -m plan --format mermaid"
+"""First line of every plan diagram, by which documents' embedded copies are found."""
 
 
 def render_mermaid(plan: Plan) -> str:
@@ -236,7 +243,7 @@ def render_mermaid(plan: Plan) -> str:
         for name in queue_nodes:
             g.edge(node, queue_nodes[name], "dispatches", "-.->")
 
-    lines = ["flowchart LR", *g.lines()]
+    lines = ["flowchart LR", f"    {DIAGRAM_MARK}", *g.lines()]
     apis = sorted(plan.enabled_apis())
     if apis:
         lines.append(f'    apis["APIs enabled: {", ".join(a.split(".")[0] for a in apis)}"]')

@@ -26,7 +26,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "plan": frozenset({"contract", "components", "policy"}),
     "devstack": frozenset({"contract", "plan", "policy"}),
     "policy": frozenset({"contract", "plan"}),
-    "bootstrap": frozenset({"contract"}),
+    "bootstrap": frozenset({"contract", "components", "plan"}),
     "scripts": frozenset({"contract", "enqueue"}),
 }
 PROJECT_PACKAGES = frozenset(ALLOWED) | {"tests", "benchmarks"}

@@ -3,7 +3,7 @@
     python tests/bootstrap/bootstrap_under_mocks.py '{"gcp:project": "p", ...}'
 
 prints one JSON object: {"resources": [{type, name, inputs, outputs}...],
-"outputs": {workload_identity_provider, service_account, principal_set}}, or
+"outputs": {invoker_email, ..., workload_identity_provider, service_account, ...}}, or
 {"error": "..."} when the program refuses its config. It runs in its own
 process because Pulumi's mock runtime is global: evaluating a second program
 in the test process would mix its resources into the main program's plan.
@@ -40,6 +40,16 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "member": f"serviceAccount:{email}",
                 "name": f"projects/{inputs['project']}/serviceAccounts/{email}",
             }
+        elif args.typ == "gcp:projects/serviceIdentity:ServiceIdentity":
+            email = f"service-{PROJECT_NUMBER}@gcp-sa-cloudtasks.iam.gserviceaccount.com"
+            outputs |= {"email": email, "member": f"serviceAccount:{email}"}
+        elif args.typ == "gcp:projects/iAMCustomRole:IAMCustomRole":
+            outputs["name"] = f"projects/{inputs['project']}/roles/{inputs['roleId']}"
+        elif args.typ == "gcp:artifactregistry/repository:Repository":
+            outputs["name"] = (
+                f"projects/{inputs['project']}/locations/{inputs['location']}/repositories/"
+                f"{inputs['repositoryId']}"
+            )
         elif args.typ == "gcp:iam/workloadIdentityPool:WorkloadIdentityPool":
             outputs["name"] = (
                 f"projects/{PROJECT_NUMBER}/locations/global/workloadIdentityPools/"
@@ -72,19 +82,21 @@ def main(config: dict[str, str]) -> dict[str, Any]:
     def evaluate() -> pulumi.Output[None]:
         program = runpy.run_path(str(ROOT / "bootstrap" / "__main__.py"), run_name="__main__")
         deployer = program["deployer"]
-        return pulumi.Output.all(
-            deployer.provider.name,
-            deployer.account.email,
-            deployer.principal_set,
-            deployer.previewer.email,
-        ).apply(
-            lambda values: exported.update(
-                workload_identity_provider=values[0],
-                service_account=values[1],
-                principal_set=values[2],
-                preview_service_account=values[3],
-            )
-        )
+        foundation = program["foundation"]
+        outputs: dict[str, Any] = {
+            "invoker_email": foundation.invoker.email,
+            "runtime_email": foundation.runtime.email,
+            "enqueuer_email": foundation.enqueuer.email,
+            "tasks_agent_email": foundation.tasks_agent.email,
+        }
+        if deployer is not None:
+            outputs |= {
+                "workload_identity_provider": deployer.provider.name,
+                "service_account": deployer.account.email,
+                "principal_set": deployer.principal_set,
+                "preview_service_account": deployer.previewer.email,
+            }
+        return pulumi.Output.all(**outputs).apply(exported.update)
 
     evaluate()
     return {"resources": mocks.resources, "outputs": exported}

@@ -18,7 +18,6 @@ from components import (
     Identities,
     IdentitiesConfig,
     PipelineConfig,
-    Platform,
     QueueConfig,
     TaskPipeline,
     TaskQueue,
@@ -29,7 +28,6 @@ from components.loading import SECTIONS, config_fields, config_key, project_keys
 from contract.resources import PROJECT_NAME
 
 COMPONENT_SECTIONS: list[tuple[type[pulumi.ComponentResource], type[object]]] = [
-    (Platform, GcpConfig),
     (Identities, IdentitiesConfig),
     (WorkerService, WorkerConfig),
     (TaskQueue, QueueConfig),
@@ -54,8 +52,11 @@ def test_each_component_takes_its_section_as_its_config(
 
 
 def test_every_section_of_the_pipeline_config_is_taken_by_a_component() -> None:
-    taken = {section for _, section in COMPONENT_SECTIONS}
+    # The `gcp` section is the one every component takes besides its own (gcp_config).
+    taken = {section for _, section in COMPONENT_SECTIONS} | {GcpConfig}
     assert set(SECTIONS.values()) <= taken
+    for component, _ in COMPONENT_SECTIONS[:-1]:
+        assert "gcp_config" in inspect.signature(component.__init__).parameters
 
 
 def test_a_key_is_a_field_of_exactly_one_section() -> None:

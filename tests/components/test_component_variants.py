@@ -14,6 +14,7 @@ from contract.resources import (
     SERVICE_ACCOUNT_TYPE,
 )
 from plan.engine import evaluate_config
+from plan.mocks import project_number
 from plan.model import Plan
 from plan.stack_config import load_stack_config
 
@@ -37,8 +38,12 @@ class TestCustomAudience:
         assert plan.one(QUEUE_TYPE).inputs["httpTarget"]["oidcToken"]["audience"] == audience
         assert plan.outputs[OUTPUT_AUDIENCE] == audience
 
-    def test_without_it_the_service_has_no_custom_audiences(self) -> None:
-        assert "customAudiences" not in dev_with().one(RUN_SERVICE_TYPE).inputs
+    def test_without_it_the_deterministic_url_is_the_services_custom_audience(self) -> None:
+        # Declared, so a token for it is accepted whichever run.app URL a task is sent to.
+        plan = dev_with()
+        audience = f"https://tasks-worker-{project_number('my-tasks-dev')}.europe-west1.run.app"
+        assert plan.one(RUN_SERVICE_TYPE).inputs["customAudiences"] == [audience]
+        assert plan.outputs[OUTPUT_AUDIENCE] == audience
 
 
 class TestPrebuiltImage:
@@ -59,19 +64,13 @@ class TestConfiguredEnqueuers:
             "serviceAccount:ci@other.iam.gserviceaccount.com",
         ]
         plan = dev_with(enqueuers=f'["{principals[0]}", "{principals[1]}"]')
-        assert not [
-            a
-            for a in plan.of_type(SERVICE_ACCOUNT_TYPE)
-            if a.inputs["accountId"].endswith("-enqueuer")
-        ]
+        assert plan.of_type(SERVICE_ACCOUNT_TYPE) == []  # bootstrap/ creates accounts
+        every_member = {r.inputs.get("member") for r in plan.resources}
+        assert not {m for m in every_member if m and "tasks-enqueuer@" in m}
         on_queue = {
             (r.inputs["member"], r.inputs["role"]) for r in plan.of_type(QUEUE_IAM_MEMBER_TYPE)
         }
-        assert on_queue == {
-            (p, r)
-            for p in principals
-            for r in ("roles/cloudtasks.enqueuer", "roles/cloudtasks.viewer")
-        }
+        assert on_queue == {(p, "roles/cloudtasks.enqueuer") for p in principals}
         act_as = {
             r.inputs["member"]
             for r in plan.of_type(SERVICE_ACCOUNT_IAM_MEMBER_TYPE)

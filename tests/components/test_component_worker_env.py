@@ -12,7 +12,6 @@ import pytest
 from components.worker_env import DOCKERFILE, REPO_ROOT, image_packages, missing_from_image
 from contract.names import WORKER_ENV_EXTRA_MODULES
 from contract.resources import (
-    PROJECT_SERVICE_TYPE,
     RUN_SERVICE_TYPE,
     SECRET_ACCESSOR_ROLE,
     SECRET_IAM_MEMBER_TYPE,
@@ -147,14 +146,9 @@ class TestSecrets:
             assert grant.inputs["member"].endswith(f"-runtime@{runtime}.iam.gserviceaccount.com")
         service = plan.one(RUN_SERVICE_TYPE)
         assert {g.urn for g in grants} <= set(service.dependencies)
-        apis = {r.inputs["service"] for r in plan.of_type(PROJECT_SERVICE_TYPE)}
-        assert "secretmanager.googleapis.com" in apis
 
-    def test_without_secrets_there_is_no_grant_and_no_secret_manager_api(self) -> None:
-        plan = dev_with()
-        assert plan.of_type(SECRET_IAM_MEMBER_TYPE) == []
-        apis = {r.inputs["service"] for r in plan.of_type(PROJECT_SERVICE_TYPE)}
-        assert "secretmanager.googleapis.com" not in apis
+    def test_without_secrets_there_is_no_grant(self) -> None:
+        assert dev_with().of_type(SECRET_IAM_MEMBER_TYPE) == []
 
     @pytest.mark.parametrize(
         ("entry", "message"),

@@ -52,12 +52,7 @@ class TestEveryResourceHasAVerdict:
         realised = {v.type for v in realisation.by_verdict("realised")}
         assert {QUEUE_TYPE, RUN_SERVICE_TYPE, RUN_SERVICE_IAM_MEMBER_TYPE} <= realised
         no_effect = {v.type for v in realisation.by_verdict("no local effect")}
-        assert {
-            "gcp:projects/service:Service",
-            "gcp:artifactregistry/repository:Repository",
-            "docker-build:index:Image",
-            "gcp:projects/serviceIdentity:ServiceIdentity",
-        } <= no_effect
+        assert {"docker-build:index:Image", "gcp:serviceaccount/iAMMember:IAMMember"} <= no_effect
         assert all(v.detail for v in realisation.verdicts)
 
     def test_an_unknown_resource_type_is_refused_with_the_fix(

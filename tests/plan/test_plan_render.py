@@ -38,24 +38,23 @@ def edges(mermaid: str) -> list[tuple[str, str, str]]:
 def test_mermaid_draws_who_may_invoke_enqueue_and_act_as(all_plans: dict[str, Plan]) -> None:
     mermaid = render_mermaid(all_plans["dev"])
     project = all_plans["dev"].exports.project
-    assert mermaid.startswith("flowchart LR\n")
+    assert mermaid.startswith("flowchart LR\n    %% the plan, drawn by python -m plan")
     drawn = edges(mermaid)
-    assert (
-        f"tasks-invoker<br/>tasks-invoker@{project}.iam.gserviceaccount.com",
-        "run.invoker",
-        "Cloud Run service<br/>tasks-worker",
-    ) in drawn
-    enqueuer = f"tasks-enqueuer<br/>tasks-enqueuer@{project}.iam.gserviceaccount.com"
+    # bootstrap/ creates the accounts: the plan draws them as the members it grants.
+    invoker = f"serviceAccount:tasks-invoker@{project}.iam.gserviceaccount.com"
+    assert (invoker, "run.invoker", "Cloud Run service<br/>tasks-worker") in drawn
+    enqueuer = f"serviceAccount:tasks-enqueuer@{project}.iam.gserviceaccount.com"
     assert any(
         s == enqueuer and "cloudtasks.enqueuer" in label and t.startswith("Cloud Tasks queue")
         for s, label, t in drawn
     )
     assert any(
-        s == enqueuer and label.startswith("acts as") and t.startswith("tasks-invoker")
-        for s, label, t in drawn
+        s == enqueuer and label.startswith("acts as") and t == invoker for s, label, t in drawn
     )
     assert any(
-        s.startswith("Cloud Run service") and label == "runs as" and t.startswith("tasks-runtime")
+        s.startswith("Cloud Run service")
+        and label == "runs as"
+        and t.startswith("serviceAccount:tasks-runtime@")
         for s, label, t in drawn
     )
 

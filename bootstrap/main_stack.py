@@ -1,0 +1,87 @@
+"""What bootstrap needs to know of the main program's stack, read from its stack file.
+
+The pipeline's service accounts and image repository are created here, before the
+first deploy, but named by the main stack's config (`account_prefix`,
+`repository_id`, `gcp:region`). Reading them from `Pulumi.<stack>.yaml`, with
+`Pulumi.yaml`'s defaults, keeps one definition of each name: the main program
+refers to exactly the accounts and repository this program creates.
+
+Deliberately not here: validating the whole main config (the main program does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.values import ACCOUNT_PREFIX_RE, REPOSITORY_RE
+from contract.resources import (
+    ENQUEUER_ACCOUNT_SUFFIX,
+    GCP_PROJECT_KEY,
+    GCP_REGION_KEY,
+    INVOKER_ACCOUNT_SUFFIX,
+    RUNTIME_ACCOUNT_SUFFIX,
+    account_id,
+    config_key,
+)
+from plan.errors import PlanError
+from plan.stack_config import REPO_ROOT, load_stack_config
+
+
+class MainStackError(ValueError):
+    """The main stack's file is missing or names something bootstrap cannot create."""
+
+
+@dataclass(frozen=True)
+class MainStack:
+    """The names bootstrap creates for one stack of the main program."""
+
+    stack: str
+    project: str
+    region: str
+    account_prefix: str
+    repository_id: str
+
+    @property
+    def invoker_account_id(self) -> str:
+        return account_id(self.account_prefix, INVOKER_ACCOUNT_SUFFIX)
+
+    @property
+    def runtime_account_id(self) -> str:
+        return account_id(self.account_prefix, RUNTIME_ACCOUNT_SUFFIX)
+
+    @property
+    def enqueuer_account_id(self) -> str:
+        return account_id(self.account_prefix, ENQUEUER_ACCOUNT_SUFFIX)
+
+
+def read_main_stack(stack: str, root: Path = REPO_ROOT) -> MainStack:
+    """`Pulumi.<stack>.yaml` of the main program, with `Pulumi.yaml`'s defaults applied."""
+    try:
+        config = load_stack_config(stack, root)
+    except PlanError as exc:
+        raise MainStackError(
+            f"bootstrap creates the accounts and repository of the main stack {stack!r}, "
+            f"named by its stack file: {exc}. Set `main_stack` in bootstrap/ to the main "
+            "stack's name, or create its stack file first"
+        ) from None
+    project = config.get(GCP_PROJECT_KEY, "")
+    region = config.get(GCP_REGION_KEY, "")
+    prefix = config.get(config_key("account_prefix"), "")
+    repository = config.get(config_key("repository_id"), "")
+    if not project or not region:
+        raise MainStackError(
+            f"Pulumi.{stack}.yaml must set {GCP_PROJECT_KEY} and {GCP_REGION_KEY}: bootstrap "
+            "creates the stack's accounts in that project and its repository in that region"
+        )
+    if not ACCOUNT_PREFIX_RE.match(prefix):
+        raise MainStackError(
+            f"Pulumi.{stack}.yaml: account_prefix {prefix!r} is not a valid prefix "
+            "(`python -m plan --stack STACK` explains what is)"
+        )
+    if not REPOSITORY_RE.match(repository):
+        raise MainStackError(
+            f"Pulumi.{stack}.yaml: repository_id {repository!r} is not a valid repository id "
+            "(`python -m plan --stack STACK` explains what is)"
+        )
+    return MainStack(stack, project, region, prefix, repository)
