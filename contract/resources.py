@@ -103,25 +103,18 @@ RUN_SERVICES_INVOKER_ROLE: Final = "roles/run.servicesInvoker"
 RUN_ADMIN_ROLE: Final = "roles/run.admin"
 RUN_DEVELOPER_ROLE: Final = "roles/run.developer"
 CLOUDTASKS_ENQUEUER_ROLE: Final = "roles/cloudtasks.enqueuer"
-CLOUDTASKS_VIEWER_ROLE: Final = "roles/cloudtasks.viewer"
 CLOUDTASKS_ADMIN_ROLE: Final = "roles/cloudtasks.admin"
 SERVICE_ACCOUNT_USER_ROLE: Final = "roles/iam.serviceAccountUser"
 OPENID_TOKEN_CREATOR_ROLE: Final = "roles/iam.serviceAccountOpenIdTokenCreator"  # noqa: S105
 SERVICE_ACCOUNT_ADMIN_ROLE: Final = "roles/iam.serviceAccountAdmin"
 WORKLOAD_IDENTITY_USER_ROLE: Final = "roles/iam.workloadIdentityUser"
-PROJECT_IAM_ADMIN_ROLE: Final = "roles/resourcemanager.projectIamAdmin"
-SERVICE_USAGE_ADMIN_ROLE: Final = "roles/serviceusage.serviceUsageAdmin"
-ARTIFACT_REGISTRY_ADMIN_ROLE: Final = "roles/artifactregistry.admin"
 # Push (and pull) images in one repository (artifactregistry.repositories.uploadArtifacts).
 ARTIFACT_REGISTRY_WRITER_ROLE: Final = "roles/artifactregistry.writer"
-LOG_WRITER_ROLE: Final = "roles/logging.logWriter"
-METRIC_WRITER_ROLE: Final = "roles/monitoring.metricWriter"
 # resourcemanager.projects.get/list only (https://cloud.google.com/iam/docs/understanding-roles#browser).
 BROWSER_ROLE: Final = "roles/browser"
 # Names of a role and a resource type, not credentials (hence the noqa).
 SECRET_ACCESSOR_ROLE: Final = "roles/secretmanager.secretAccessor"  # noqa: S105
 SECRET_IAM_MEMBER_TYPE: Final = "gcp:secretmanager/secretIamMember:SecretIamMember"  # noqa: S105
-REPOSITORY_IAM_MEMBER_TYPE: Final = "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
 
 # --- principals that mean "anyone" (cloud.google.com/iam/docs/principals-overview) --------
 PUBLIC_PRINCIPALS: Final = ("allUsers", "allAuthenticatedUsers")

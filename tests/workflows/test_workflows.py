@@ -153,13 +153,15 @@ class TestPreview:
 
     def test_the_cloud_preview_is_skipped_with_a_message_without_secrets(self) -> None:
         job = load("preview.yml")["jobs"]["pulumi-preview"]
-        first = steps(job)[0]
+        checkout, first = steps(job)[:2]
+        assert checkout["uses"].startswith("actions/checkout@")  # no secret, no token kept
+        assert str(checkout["with"]["persist-credentials"]).lower() == "false"
         assert first["id"] == "creds"
         assert "head.repo.full_name != github.repository" in first["env"]["FROM_FORK"]
         assert "::notice title=pulumi preview skipped::" in first["run"]
         assert "GITHUB_STEP_SUMMARY" in first["run"]
         # Nothing after the check runs (or sees a secret) unless credentials exist.
-        for step in steps(job)[1:]:
+        for step in steps(job)[2:]:
             assert step["if"] in (
                 "steps.creds.outputs.available == 'true'",
                 "always() && steps.creds.outputs.available == 'true'",  # the status comment
@@ -175,18 +177,20 @@ class TestPreview:
         # Only jobs in the stack's GitHub environment may impersonate the deployer
         # (bootstrap/): a PR's preview could not, and must not try.
         job = load("preview.yml")["jobs"]["pulumi-preview"]
-        creds = steps(job)[0]["run"]
+        creds = steps(job)[1]["run"]
         assert "GCP_PREVIEW_SERVICE_ACCOUNT_$suffix" in creds
         assert "GCP_SERVICE_ACCOUNT_" not in creds
         assert "environment" not in job
 
 
-def test_every_pulumi_step_can_read_a_passphrase_protected_stack() -> None:
-    """A self-managed backend defaults to the passphrase secrets provider."""
+def test_the_passphrase_reaches_deploys_and_never_a_pull_request() -> None:
+    """A self-managed backend defaults to the passphrase secrets provider; the passphrase
+    decrypts every stack secret, so only the environment-guarded deploy job gets it."""
     [deploy] = load("deploy-stack.yml")["jobs"].values()
     assert deploy["env"]["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
-    [preview] = uses(load("preview.yml")["jobs"]["pulumi-preview"], "pulumi/actions")
-    assert preview["env"]["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
+    assert "PULUMI_CONFIG_PASSPHRASE }}" not in (WORKFLOWS / "preview.yml").read_text()
+    creds = steps(load("preview.yml")["jobs"]["pulumi-preview"])[1]["run"]
+    assert "secretsprovider: gcpkms://" in creds  # such stacks are previewed; others skipped
 
 
 class TestPreviewComment:
