@@ -211,11 +211,19 @@ class _Comparison:
         changes: list[Change] = []
         used: set[int] = set()
         single = len(base_members) == 1 and len(head_members) == 1
-        for member in base_members:
+        # A model kept under its own name is matched to itself first, so in `Cat | Dog`
+        # -> `Cat` the lost `Dog` is not compared with `Cat` for want of another object.
+        same_ref = _same_ref_pairs(base_members, head_members)
+        for b_index, member in enumerate(base_members):
             kind = _kind(member.schema)
-            candidates = [
-                (i, h) for i, h in enumerate(head_members) if _accepts_kind(_kind(h.schema), kind)
-            ]
+            if b_index in same_ref:
+                candidates = [(same_ref[b_index], head_members[same_ref[b_index]])]
+            else:
+                candidates = [
+                    (i, h)
+                    for i, h in enumerate(head_members)
+                    if _accepts_kind(_kind(h.schema), kind) and i not in same_ref.values()
+                ]
             if not candidates and kind == "number":
                 # number -> integer: narrowed, yet the member's own limits still matter.
                 candidates = [
@@ -632,6 +640,12 @@ def _members(node: _Node, root: Schema) -> Iterator[_Node]:
             yield _Node({**schema, "type": kind}, node.ref)
         return
     yield node
+
+
+def _same_ref_pairs(base: list[_Node], head: list[_Node]) -> dict[int, int]:
+    """Base member index -> head member index, for members from the same definition."""
+    head_by_ref = {h.ref: i for i, h in enumerate(head) if h.ref}
+    return {i: head_by_ref[b.ref] for i, b in enumerate(base) if b.ref in head_by_ref}
 
 
 def _kind(schema: Schema) -> str:
