@@ -152,7 +152,8 @@ def test_a_contract_is_the_models_validation_schema_with_dialect_and_provenance(
     assert list(files) == ["resize.schema.json"]
     contract = json.loads(files["resize.schema.json"])
     assert contract["$schema"] == JSON_SCHEMA_DIALECT
-    assert "Resize" in contract["$comment"] and "make contracts" in contract["$comment"]
+    assert "Resize" in contract["$comment"]
+    assert "make contracts" in contract["$comment"]
     without = {k: v for k, v in contract.items() if k not in ("$schema", "$comment")}
     assert without == Resize.model_json_schema()
 
@@ -160,7 +161,8 @@ def test_a_contract_is_the_models_validation_schema_with_dialect_and_provenance(
 def test_the_text_is_deterministic_sorted_and_ends_with_one_newline() -> None:
     text = contract_files(registry_with("resize"))["resize.schema.json"]
     assert text == contract_files(registry_with("resize"))["resize.schema.json"]
-    assert text.endswith("}\n") and not text.endswith("\n\n")
+    assert text.endswith("}\n")
+    assert not text.endswith("\n\n")
     assert text == render(json.loads(text))
     keys = list(json.loads(text))
     assert keys == sorted(keys)

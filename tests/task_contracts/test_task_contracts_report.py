@@ -131,7 +131,8 @@ def test_an_unusable_directory_is_one_line_on_stderr_and_exit_1(
         capsys, "--base", str(tmp_path / "absent"), "--head", str(REPO_ROOT / CONTRACTS_DIR)
     )
     assert (code, out) == (1, "")
-    assert err.startswith("error: ") and "is not a directory of task contracts" in err
+    assert err.startswith("error: ")
+    assert "is not a directory of task contracts" in err
     assert len(err.strip().splitlines()) == 1
 
 

@@ -436,8 +436,10 @@ def test_the_plan_diff_compares_task_contracts_with_the_base_and_only_warns() ->
     assert base["with"]["sparse-checkout"].split() == ["tests/snapshots", "task_contracts/schemas"]
     names = [s.get("id") or s.get("name") for s in steps(job)]
     # After the plan (it appends to the plan's comment), before the upload.
-    assert names.index("plan") < names.index("contracts") < names.index(
-        "Upload the plan diff for the comment workflow"
+    assert (
+        names.index("plan")
+        < names.index("contracts")
+        < names.index("Upload the plan diff for the comment workflow")
     )
     step = next(s for s in steps(job) if s.get("id") == "contracts")
     script = step["run"]
