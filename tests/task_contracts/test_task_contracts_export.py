@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from service.context import TaskContext
 from service.task_registry import TaskRegistry
+from task_contracts.compat import compare_schemas
 from task_contracts.export import JSON_SCHEMA_DIALECT, contract_files, stack_task_modules
 from task_contracts.store import (
     CONTRACTS_DIR,
@@ -202,3 +203,30 @@ def test_an_unreadable_contract_file_is_a_clear_error(
 def test_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ContractError, match="is not a directory of task contracts"):
         read_contracts(tmp_path / "absent")
+
+
+def test_provenance_and_dialect_are_never_a_contract_change() -> None:
+    class Moved(BaseModel):
+        """Resize's payload, moved to another module."""
+
+        image: str
+        width: int = 100
+
+    before = json.loads(contract_files(registry_with("resize"))["resize.schema.json"])
+    registry = TaskRegistry()
+
+    @registry.task("resize", payload=Moved)
+    def handler(payload: Moved, ctx: TaskContext) -> None:
+        return None
+
+    after = json.loads(contract_files(registry)["resize.schema.json"])
+    assert before["$comment"] != after["$comment"]
+    [change] = compare_schemas("resize", before, after)
+    assert (change.what, change.breaking) == ("documentation only", False)
+
+
+def test_make_contracts_exports_and_make_snapshots_runs_it() -> None:
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "\t$(PY) -m task_contracts export\n" in makefile
+    [snapshots] = [line for line in makefile.splitlines() if line.startswith("snapshots:")]
+    assert " contracts " in snapshots
