@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STACK  ?= dev
 
 .DEFAULT_GOAL := help
-.PHONY: help setup local status down logs test test-fast lint fmt typecheck plan snapshots bench clean policy-venv policy-test
+.PHONY: help setup local status down logs test test-fast lint fmt typecheck plan snapshots contracts bench clean policy-venv policy-test
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,8 +50,11 @@ typecheck: $(VENV)/.installed ## mypy only
 plan: $(VENV)/.installed ## offline resource plan of STACK
 	$(PY) -m plan --stack $(STACK)
 
-snapshots: $(VENV)/.installed ## rewrite the committed plan snapshots after an intended change
+snapshots: $(VENV)/.installed contracts ## rewrite the committed plan snapshots and task contracts after an intended change
 	$(PY) -m plan snapshot --all
+
+contracts: $(VENV)/.installed ## rewrite task_contracts/schemas/ (one JSON Schema per task type) after a payload model changed
+	$(PY) -m task_contracts export
 
 bench: $(VENV)/.installed policy-venv ## every benchmark; each prints its figures
 	for b in benchmarks/*_bench.py; do echo "== $$b"; $(PY) $$b || exit 1; done

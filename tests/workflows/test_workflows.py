@@ -432,3 +432,77 @@ def test_the_plan_diff_step_diffs_against_the_base_and_flags_policy_violations(
         check=True,
     )
     assert status.stdout == ""
+
+
+def test_the_plan_diff_compares_task_contracts_with_the_base_and_only_warns() -> None:
+    job = load("preview.yml")["jobs"]["plan-diff"]
+    [_, base] = uses(job, "actions/checkout")
+    assert base["with"]["sparse-checkout"].split() == ["tests/snapshots", "task_contracts/schemas"]
+    names = [s.get("id") or s.get("name") for s in steps(job)]
+    # After the plan (it appends to the plan's comment), before the upload.
+    assert (
+        names.index("plan")
+        < names.index("contracts")
+        < names.index("Upload the plan diff for the comment workflow")
+    )
+    step = next(s for s in steps(job) if s.get("id") == "contracts")
+    script = step["run"]
+    assert "python -m task_contracts export --out plan-diff/task-contracts" in script
+    assert '--base "$base" --head plan-diff/task-contracts' in script
+    assert "base=.base/task_contracts/schemas" in script
+    assert ">> plan-diff/comment.md" in script
+    # A breaking change is a warning and an output, never the job's failure (docs/ci.md).
+    assert "::warning title=Breaking task contract change::" in script
+    assert "exit 1" not in script
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("base_has_contracts", [True, False])
+def test_the_contracts_step_flags_a_breaking_model_change_in_the_comment(
+    tmp_path: Path, base_has_contracts: bool
+) -> None:
+    """Run the contracts step's own script on a copy of the repository whose `enrich`
+    model gained a required field: the comment flags it, the job does not fail."""
+    work = tmp_path / "repo"
+    ignore = shutil.ignore_patterns("__pycache__", ".venv", ".devstack")
+    for package in ("contract", "service", "plan", "task_contracts"):
+        shutil.copytree(ROOT / package, work / package, ignore=ignore)
+    for path in ROOT.glob("Pulumi*.yaml"):
+        shutil.copy(path, work / path.name)
+    if base_has_contracts:
+        shutil.copytree(ROOT / "task_contracts" / "schemas", work / ".base/task_contracts/schemas")
+    (work / ".venv").symlink_to(ROOT / ".venv")
+    enrich = work / "service" / "handlers" / "enrich.py"
+    enrich.write_text(
+        enrich.read_text().replace(
+            '    record_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")\n',
+            '    record_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")\n    tenant: str\n',
+        )
+    )
+    (work / "plan-diff").mkdir()
+    (work / "plan-diff" / "comment.md").write_text("### Offline plan diff\n")
+
+    job = load("preview.yml")["jobs"]["plan-diff"]
+    script = next(s["run"] for s in steps(job) if s.get("id") == "contracts")
+    output, summary = tmp_path / "output", tmp_path / "summary"
+    done = subprocess.run(
+        ["bash", "-c", script],
+        cwd=work,
+        env={**os.environ, "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    comment = (work / "plan-diff" / "comment.md").read_text()
+    assert comment.startswith("### Offline plan diff\n\n### Task contracts\n")
+    assert summary.read_text() == "\n" + comment.split("\n\n", 1)[1]
+    if base_has_contracts:
+        assert output.read_text() == "breaking=true\n"
+        assert "::warning title=Breaking task contract change::" in done.stdout
+        assert "| `enrich` | `tenant` | new required field | ⚠️ **breaking**" in comment
+    else:
+        assert output.read_text() == "breaking=false\n"
+        assert "The base branch has no task contracts yet: every type is new." in comment
+        assert "Task types new: `enrich`, `smoke`." in comment
