@@ -20,6 +20,8 @@ from typing import Any
 
 import pulumi
 
+from plan.engine import RecordingMonitor
+
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_NUMBER = "123456789012"
 
@@ -74,7 +76,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
 def main(config: dict[str, str]) -> dict[str, Any]:
     mocks = RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project="cloud-tasks-bootstrap", stack="dev", preview=False)
+    # The plan's monitor also records what Mocks.new_resource cannot see: dependencies.
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(
+        mocks, project="cloud-tasks-bootstrap", stack="dev", preview=False, monitor=monitor
+    )
     pulumi.runtime.set_all_config(config)
     exported: dict[str, Any] = {}
 
@@ -99,6 +105,13 @@ def main(config: dict[str, str]) -> dict[str, Any]:
         return pulumi.Output.all(**outputs).apply(exported.update)
 
     evaluate()
+    name_of = {reg.urn: reg.name for reg in monitor.registrations}
+    depends = {
+        reg.name: sorted(name_of.get(d, d) for d in reg.dependencies)
+        for reg in monitor.registrations
+    }
+    for resource in mocks.resources:
+        resource["dependencies"] = depends.get(resource["name"], [])
     return {"resources": mocks.resources, "outputs": exported}
 
 

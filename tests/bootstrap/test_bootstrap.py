@@ -302,6 +302,23 @@ class TestFoundation:
         }
         assert members | runtime <= created
 
+    def test_everything_waits_for_the_api_it_calls(self, default: dict[str, Any]) -> None:
+        api_of = {
+            "gcp:projects/iAMMember:IAMMember": "pipeline-cloudresourcemanager",
+            "gcp:serviceaccount/account:Account": "pipeline-iam",
+            "gcp:projects/serviceIdentity:ServiceIdentity": "pipeline-cloudtasks",
+            "gcp:artifactregistry/repository:Repository": "pipeline-artifactregistry",
+            "gcp:iam/workloadIdentityPool:WorkloadIdentityPool": "pipeline-iam",
+            "gcp:projects/iAMCustomRole:IAMCustomRole": "pipeline-iam",
+        }
+        checked = 0
+        for resource in default["resources"]:
+            api = api_of.get(resource["type"])
+            if api:
+                assert api in resource["dependencies"], resource["name"]
+                checked += 1
+        assert checked >= 10
+
     def test_the_repository_has_a_cleanup_policy(self, default: dict[str, Any]) -> None:
         [repository] = of_type(default, "gcp:artifactregistry/repository:Repository")
         inputs = repository["inputs"]
