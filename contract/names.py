@@ -27,11 +27,16 @@ OUTPUT_QUEUES: Final = "queues"  # {queue key: projects/P/locations/L/queues/Q}
 OUTPUT_ROUTES: Final = "routes"  # {task type: queue key}; unrouted types go to "default"
 OUTPUT_DISPATCH_DEADLINES: Final = "dispatch_deadlines"  # {queue key: "60s"}
 
+# Durable dead letters (issue "no task lost"): the bucket every dead task is written to.
+OUTPUT_DEAD_LETTER_BUCKET: Final = "dead_letter_bucket"
+
 OPTIONAL_STACK_OUTPUT_KEYS: Final = (OUTPUT_DISPATCH_DEADLINE,)
 
 # Extra keys in .devstack/<stack>/outputs.json
 OUTPUT_EMULATOR_HOST: Final = "emulator_host"  # host:port of the emulator's gRPC API
 OUTPUT_EMULATOR_URL: Final = "emulator_url"  # base URL of its REST API and OIDC issuer
+# The local Cloud Storage emulator's URL, the value for STORAGE_EMULATOR_HOST.
+OUTPUT_STORAGE_EMULATOR_HOST: Final = "storage_emulator_host"
 
 LOCAL_OUTPUT_KEYS: Final = (
     *STACK_OUTPUT_KEYS,
@@ -54,6 +59,10 @@ WORKER_ENV_EXTRA_MODULES: Final = "TASKS_EXTRA_MODULES"  # comma-separated task 
 # key}. The worker maps X-CloudTasks-QueueName to a key and refuses a misrouted task.
 WORKER_ENV_QUEUES: Final = "TASKS_QUEUES"
 WORKER_ENV_ROUTES: Final = "TASKS_ROUTES"
+# JSON object {queue key: the queue's retry config (max_attempts, min_backoff, max_backoff,
+# max_doublings, max_retry_duration)}: the worker knows when an attempt is the last.
+WORKER_ENV_RETRY_POLICIES: Final = "TASKS_RETRY_POLICIES"
+WORKER_ENV_DEAD_LETTER_BUCKET: Final = "TASKS_DEAD_LETTER_BUCKET"  # bucket name
 
 GOOGLE_CERTS_URL: Final = "https://www.googleapis.com/oauth2/v1/certs"
 GOOGLE_ISSUER: Final = "https://accounts.google.com"
