@@ -6,7 +6,7 @@ Every response the worker gives is built here, so each shape exists once:
 |---|---|---|---|---|
 | `done` | 200 | ok (+ result) | INFO | deletes the task |
 | `duplicate` | 200 | duplicate | INFO | deletes the task |
-| `dead_lettered` (permanent, bad payload, unknown type) | 200 | dead_letter | WARNING | deletes |
+| `dead_lettered` (permanent, bad payload, unknown type, misrouted) | 200 | dead_letter | WARNING | deletes |
 | `transient` (`TransientError`) | its status | retry (+ `Retry-After`) | WARNING | retries |
 | `timed_out` (the type's `timeout_s`) | 503 | retry | WARNING | retries |
 | `crashed` (any other exception) | 500 | error | ERROR | retries |
