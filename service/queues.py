@@ -9,7 +9,9 @@ it arrived on, log that key with the task, and refuse a task that arrived on a
 queue its route does not name: a producer that bypasses the routes (an old
 client, a hand-written `CreateTask`) then shows up as dead letters naming the
 type, the queue it came on and the queue its route names, instead of silently
-running at another queue's rate and retry policy.
+running at another queue's rate and retry policy. The one exception is the
+built-in `smoke` type, accepted on every queue of the stack: the smoke test
+sends one through each queue to prove it end to end.
 
 Without `TASKS_QUEUES` the worker serves a single-queue stack and checks nothing.
 Malformed values fail closed: the worker refuses to start (`QueueRoutingError`,
@@ -29,7 +31,12 @@ from types import MappingProxyType
 from typing import Final
 
 from contract.limits import QUEUE_ID_PATTERN
-from contract.names import HEADER_QUEUE_NAME, WORKER_ENV_QUEUES, WORKER_ENV_ROUTES
+from contract.names import (
+    HEADER_QUEUE_NAME,
+    SMOKE_TASK_TYPE,
+    WORKER_ENV_QUEUES,
+    WORKER_ENV_ROUTES,
+)
 from contract.routing import DEFAULT_QUEUE_KEY, queue_for, queue_key_problem
 from contract.task_types import task_type_problem
 
@@ -68,6 +75,8 @@ class QueueRouting:
         arrived = self.key_of(queue_id)
         if arrived == route:
             return None
+        if task_type == SMOKE_TASK_TYPE and arrived is not None:
+            return None  # the smoke test proves every queue with one smoke task each
         came_on = f"{arrived!r} (queue {queue_id})" if arrived else f"{queue_id!r}, not a queue"
         where = "" if arrived else f" of this stack ({', '.join(self.queue_ids)})"
         return (

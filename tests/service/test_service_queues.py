@@ -181,6 +181,17 @@ class TestInProcess:
         assert again.json() == {"status": "duplicate", "previous_outcome": "dead_letter"}
         assert routed.runs(task_id) == []
 
+    def test_smoke_tasks_are_accepted_on_every_queue_of_the_stack(self, routed: AppWorker) -> None:
+        for key, queue_id in QUEUES.items():
+            name = new_id()
+            answer = routed.post(
+                "smoke", {"smoke": True}, headers=cloud_tasks_headers(queue_id, name)
+            )
+            assert answer.json()["status"] == "ok", key
+            assert outcome_line(routed, name)["queue_key"] == key
+        stray = routed.post("smoke", {}, headers=cloud_tasks_headers("tasks-elsewhere"))
+        assert stray.json()["status"] == "dead_letter"
+
     @pytest.mark.parametrize(
         ("queue_id", "says"),
         [
