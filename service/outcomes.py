@@ -6,7 +6,7 @@ Every response the worker gives is built here, so each shape exists once:
 |---|---|---|---|---|
 | `done` | 200 | ok (+ result) | INFO | deletes the task |
 | `duplicate` | 200 | duplicate | INFO | deletes the task |
-| `dead_lettered` (permanent, bad payload, unknown type, misrouted) | 200 | dead_letter | WARNING | deletes |
+| `dead_lettered` (permanent, bad payload, unknown type) | 200 | dead_letter | WARNING | deletes |
 | `transient` (`TransientError`) | its status | retry (+ `Retry-After`) | WARNING | retries |
 | `timed_out` (the type's `timeout_s`) | 503 | retry | WARNING | retries |
 | `crashed` (any other exception) | 500 | error | ERROR | retries |
@@ -20,6 +20,9 @@ Every response the worker gives is built here, so each shape exists once:
 | `no_route` | 404 / 405 | no_route | WARNING | retries until max attempts |
 | `disconnected` | 400 | (empty) | INFO | - |
 | `body_timed_out` | 408 | timeout | WARNING | retries (cannot come from Cloud Tasks) |
+
+A misrouted task (it arrived on a queue its type's route does not name,
+`service.queues`) is dead-lettered too.
 
 Cloud Tasks deletes a task on a 2xx and retries it on any other status, with
 the queue's RetryConfig backoff

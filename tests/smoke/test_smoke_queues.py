@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,19 @@ def run_smoke(
     )
 
 
+def smoke_done_on(key: str) -> Callable[[dict[str, Any]], bool]:
+    """Matches the worker's log line of a smoke task that ran on queue `key`."""
+
+    def matches(entry: dict[str, Any]) -> bool:
+        return (
+            entry.get("task_type") == "smoke"
+            and entry.get("queue_key") == key
+            and entry.get("outcome") == "ok"
+        )
+
+    return matches
+
+
 def test_one_smoke_task_goes_through_every_queue(stack: Stack, tmp_path: Path) -> None:
     done = run_smoke(stack.outputs(), tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -104,13 +117,7 @@ def test_one_smoke_task_goes_through_every_queue(stack: Stack, tmp_path: Path) -
         assert f"ok queue {key}: delivered {stack.paths[key]}/tasks/smoke-" in done.stderr
     # The worker ran each one (not a dead letter) and logged the queue it came on.
     for key in stack.paths:
-        line = stack.worker.wait_for_log(
-            lambda e, key=key: (
-                e.get("task_type") == "smoke"
-                and e.get("queue_key") == key
-                and e.get("outcome") == "ok"
-            )
-        )
+        line = stack.worker.wait_for_log(smoke_done_on(key))
         assert line["status"] == 200
     assert not stack.worker.entries(lambda e: e.get("outcome") == "dead_letter")
 
