@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
+from contract.names import OUTPUT_QUEUE, OUTPUT_QUEUES
+
 DEFAULT_QUEUE_KEY: Final = "default"
 QUEUE_KEY_RE: Final = re.compile(r"^[a-z][a-z0-9-]*$")
 """A queue key (`queues.<key>` in stack config): lowercase, starts with a letter."""
@@ -30,3 +32,17 @@ def queue_key_problem(key: str) -> str | None:
 def queue_for(task_type: str, routes: Mapping[str, str]) -> str:
     """The queue key `task_type` is routed to (`default` when it has no route)."""
     return routes.get(task_type, DEFAULT_QUEUE_KEY)
+
+
+def output_queues(outputs: Mapping[str, object]) -> dict[str, str]:
+    """{queue key: full queue path} from stack outputs (or `.devstack/<stack>/outputs.json`).
+
+    The `queues` output when present; outputs of a stack made before there were
+    several queues lack it and describe one queue: `default` = the `queue` output.
+    Values are taken as given (the enqueue helper validates them; `status` and the
+    smoke test report what the API answers about each).
+    """
+    queues = outputs.get(OUTPUT_QUEUES)
+    if isinstance(queues, Mapping) and queues:
+        return {str(key): str(path) for key, path in queues.items()}
+    return {DEFAULT_QUEUE_KEY: str(outputs.get(OUTPUT_QUEUE, ""))}

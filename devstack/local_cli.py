@@ -46,6 +46,7 @@ from contract.names import (
 from devstack import hints, runtime
 from devstack.ports import ROLES, RequestedPorts, valid_port
 from devstack.processes import ProcessError
+from devstack.queue_status import queue_statuses
 from devstack.realise import PlanNotRealisable
 from devstack.state import StackPaths, StackState, StateError, load_state
 from devstack.watch import SERVICE_DIR, SourceWatch, module_dirs
@@ -397,10 +398,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         health = ("healthy" if part.healthy else "UNHEALTHY") + f" ({part.detail})"
         _say(f"  {part.role:<8} pid {part.pid:<7} {running}, {health}  {part.url}")
         _say(f"  {'':<8} log {part.log}")
-    queue = runtime.queue_status(state.outputs, state.outputs.get(OUTPUT_QUEUE, ""))
-    depth = "unknown" if queue.depth is None else str(queue.depth)
-    _say(f"queue {queue.path}: state {queue.state}, depth {depth} {queue.detail}".rstrip())
-    healthy = healthy and queue.depth is not None
+    queues = queue_statuses(state.outputs)
+    _say(f"queues ({len(queues)}; rate = the queue's dispatch cap):")
+    for queue in queues:
+        _say(f"  {queue.line()}")
+        healthy = healthy and queue.known
     if args.verbose:
         # What stands in for each planned resource, e.g. who may invoke the worker.
         _print_grouped("realised locally", state.realised, by_detail=False)

@@ -8,7 +8,7 @@ environment on the stack's port (`devstack.ports`: the same after every
 restart, so queued tasks still reach it), waits for both to be healthy and writes
 `outputs.json`. `down` stops exactly the processes the state file records,
 after checking each is still the process `up` started. `status` reports each
-part's health and the queue.
+part's health (and each queue, through `devstack.queue_status`).
 
 Deliberately not here: argument parsing and rendering (`devstack.local_cli`),
 deciding what a resource becomes (`devstack.realise`), and restarting parts
@@ -24,7 +24,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -450,43 +450,12 @@ class PartStatus:
     log: str
 
 
-@dataclass
-class QueueStatus:
-    path: str
-    state: str
-    depth: int | None
-    detail: str
-
-
 def part_status(record: ProcessRecord) -> PartStatus:
     running = processes.is_ours(record)
     healthy, detail = (False, "not running")
     if running:
         healthy, detail = processes.check_health(record.url + record.health_path)
     return PartStatus(record.role, record.pid, running, healthy, detail, record.url, record.log)
-
-
-def queue_status(outputs: Mapping[str, str], queue_path: str) -> QueueStatus:
-    """The queue's state and depth (tasks not yet done), through the official client."""
-    host = outputs.get(OUTPUT_EMULATOR_HOST)
-    if not host:
-        return QueueStatus(queue_path, "unknown", None, "no emulator address recorded")
-    client = tasks_client(host)
-    try:
-        # No retries: a dead emulator must show up as such at once, not after
-        # the client's default 20 s of retrying UNAVAILABLE.
-        queue = client.get_queue(name=queue_path, retry=None, timeout=3)
-        depth = 0
-        request = tasks_v2.ListTasksRequest(parent=queue_path, page_size=1000)
-        for page in client.list_tasks(request=request, retry=None, timeout=10).pages:
-            depth += len(page.tasks)
-        return QueueStatus(queue_path, tasks_v2.Queue.State(queue.state).name, depth, "")
-    except gexc.GoogleAPICallError as exc:
-        return QueueStatus(queue_path, "unknown", None, f"{type(exc).__name__}: {exc.message}")
-    except gexc.RetryError as exc:
-        return QueueStatus(queue_path, "unknown", None, f"emulator unreachable: {exc}")
-    finally:
-        client.transport.close()  # type: ignore[no-untyped-call]
 
 
 def read_state(stack: str, root: Path | None = None) -> tuple[StackPaths, StackState | None]:

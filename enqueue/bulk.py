@@ -1,13 +1,14 @@
 """Many tasks at once: from an iterable or a JSONL file, with bounded concurrency.
 
 Each JSONL line is one object: ``{"type": ..., "data": ..., "name": ...}`` plus the
-optional ``key``, ``delay``, ``schedule_time`` (RFC 3339), ``deadline`` and
-``headers``. Every input item ends as exactly one outcome (created, already
-enqueued or failed): a line that is not JSON, has an unknown field or fails
-validation is a failure with its line number, never skipped. Failures are
-written as JSONL in the input format, with the reason under ``_failure``, so the
-file can be fed back in once the cause is fixed; a task that had no name gets
-the name its attempts used, so feeding it back cannot create it twice.
+optional ``key``, ``delay``, ``schedule_time`` (RFC 3339), ``deadline``,
+``headers`` and ``queue`` (a queue key overriding the type's route). Every
+input item ends as exactly one outcome (created, already enqueued or failed):
+a line that is not JSON, has an unknown field or fails validation is a failure
+with its line number, never skipped. Failures are written as JSONL in the input
+format, with the reason under ``_failure``, so the file can be fed back in once
+the cause is fixed; a task that had no name gets the name its attempts used, so
+feeding it back cannot create it twice.
 
 This module deliberately does not print or draw progress (the CLI does, through
 the ``on_outcome`` callback) and reads its input lazily, so memory stays bounded
@@ -20,7 +21,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -30,7 +31,17 @@ from enqueue.errors import AlreadyEnqueuedError, EnqueueError, EnqueueFailedErro
 from enqueue.spec import TaskSpec
 
 FAILURE_FIELD = "_failure"
-SPEC_FIELDS = ("type", "data", "name", "key", "delay", "schedule_time", "deadline", "headers")
+SPEC_FIELDS = (
+    "type",
+    "data",
+    "name",
+    "key",
+    "delay",
+    "schedule_time",
+    "deadline",
+    "headers",
+    "queue",
+)
 MAX_CONCURRENCY = 1000
 DEFAULT_CONCURRENCY = 64
 
@@ -82,7 +93,7 @@ def _to_record(item: BulkItem) -> dict[str, Any]:
     record: dict[str, Any] = {"type": spec.type, "data": spec.data}
     if spec.body is not None:
         record["data"] = spec.body.decode("utf-8", errors="replace")
-    for key in ("name", "key", "delay", "deadline"):
+    for key in ("name", "key", "delay", "deadline", "queue"):
         value = getattr(spec, key)
         if value is not None:
             record[key] = value
@@ -158,6 +169,7 @@ def spec_from_record(record: Any) -> TaskSpec:
         schedule_time=schedule_time,
         deadline=record.get("deadline"),
         headers={} if headers is None else headers,
+        queue=record.get("queue"),
     )
 
 
@@ -229,11 +241,14 @@ def items_from(tasks: Iterable[TaskSpec | BulkItem]) -> Iterator[BulkItem]:
         yield task if isinstance(task, BulkItem) else BulkItem(line=position, spec=task)
 
 
-async def _one(enqueuer: AsyncEnqueuer, item: BulkItem) -> TaskOutcome:
+async def _one(enqueuer: AsyncEnqueuer, item: BulkItem, queue: str | None) -> TaskOutcome:
     if item.spec is None:
         return TaskOutcome(item, "failed", reason=item.error)
+    spec = item.spec
+    if queue is not None and spec.queue is None:
+        spec = replace(spec, queue=queue)
     try:
-        result = await enqueuer.enqueue(item.spec)
+        result = await enqueuer.enqueue(spec)
     except AlreadyEnqueuedError as exc:
         return TaskOutcome(item, "failed", name=exc.name, reason=str(exc))
     except EnqueueFailedError as exc:
@@ -251,15 +266,23 @@ async def enqueue_many(
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
     on_outcome: Callable[[TaskOutcome], None] | None = None,
+    queue: str | None = None,
 ) -> BulkSummary:
     """Enqueue every task with at most ``concurrency`` creates in flight.
 
+    Each task goes to the queue its type is routed to, unless it names its own
+    ``queue``; ``queue`` (a key) overrides the route of every task that does not.
     Returns the summary; ``on_outcome`` sees each outcome as it happens (for a
     progress bar or a failures file). Nothing is dropped: the summary's total is
     the number of input items.
+
+    Raises:
+        TaskValidationError: ``queue`` is not a queue of the stack (nothing is sent).
     """
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise ValueError(f"concurrency must be within 1..{MAX_CONCURRENCY}, got {concurrency}")
+    if queue is not None:
+        enqueuer.outputs.stack_queues.check_key(queue)
     summary = BulkSummary()
     source = items_from(tasks)
     started = time.perf_counter()
@@ -267,7 +290,7 @@ async def enqueue_many(
     async def worker() -> None:
         # Workers pull from one shared iterator: no read-ahead beyond what is in flight.
         for item in source:
-            outcome = await _one(enqueuer, item)
+            outcome = await _one(enqueuer, item, queue)
             summary.add(outcome)
             if on_outcome is not None:
                 on_outcome(outcome)

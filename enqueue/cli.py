@@ -88,7 +88,7 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m enqueue",
-        description="Enqueue tasks on the stack's Cloud Tasks queue (or the local emulator).",
+        description="Enqueue tasks on the stack's Cloud Tasks queues (or the local emulator).",
         epilog="exit codes: 0 done (created or already enqueued); 1 the API failed a task or "
         "some bulk tasks failed; 2 bad usage/input/outputs, nothing sent; 3 already enqueued "
         "with --fail-if-exists; 130 interrupted. CLOUD_TASKS_EMULATOR_HOST=host:port selects "
@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra header for the worker request (repeatable)",
     )
     send.add_argument(
+        "--queue",
+        metavar="KEY",
+        help="queue key (e.g. email) instead of the type's route in the outputs' routes",
+    )
+    send.add_argument(
         "--fail-if-exists", action="store_true", help="exit 3 if the name is already enqueued"
     )
 
@@ -157,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bulk.add_argument(
         "--fail-if-exists", action="store_true", help="count already-enqueued tasks as failed"
+    )
+    bulk.add_argument(
+        "--queue",
+        metavar="KEY",
+        help="queue key for every line that names none (default: each type's route)",
     )
     bulk.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -214,6 +224,7 @@ def _spec_from_args(args: argparse.Namespace) -> TaskSpec:
         schedule_time=schedule_time,
         deadline=args.deadline,
         headers=_headers(args.header),
+        queue=args.queue,
     )
 
 
@@ -299,9 +310,10 @@ def _print_summary(
         print(f"... and {len(summary.failed) - SHOWN_FAILURES} more", file=out)
     if writer.count:
         source = f"--stack {args.stack}" if args.stack else f"--outputs {args.outputs}"
+        queue = f" --queue {args.queue}" if args.queue else ""
         print(
             f"failures written to {writer.path}: fix them and feed the file back with "
-            f"{python_command()} -m enqueue {source} bulk {writer.path}",
+            f"{python_command()} -m enqueue {source} bulk {writer.path}{queue}",
             file=out,
         )
 
@@ -344,6 +356,7 @@ async def _bulk_run(
                 read_jsonl(stream),
                 concurrency=args.concurrency,
                 on_outcome=on_outcome,
+                queue=args.queue,
             )
 
 
@@ -353,6 +366,8 @@ def _bulk(args: argparse.Namespace, out: IO[str], err: Console) -> int:
     writer = FailureWriter(_failures_path(args))  # refuse a clash before sending anything
     _policy(args)
     outputs = _load(args, err)
+    if args.queue is not None:
+        outputs.stack_queues.check_key(args.queue)  # an unknown key sends nothing
     if args.file == "-":
         stream: IO[bytes] = sys.stdin.buffer
     else:

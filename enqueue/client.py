@@ -224,20 +224,26 @@ def make_async_client(
 
 
 def describe_api_error(
-    exc: Exception, *, outputs: StackOutputs, endpoint: str, attempts: int
+    exc: Exception,
+    *,
+    outputs: StackOutputs,
+    endpoint: str,
+    attempts: int,
+    queue: str | None = None,
 ) -> str:
-    """One line saying what the API answered and what to do about it."""
+    """One line saying what the API answered about a task for ``queue`` (a full path)."""
+    queue = queue or outputs.queue
     tried = f" after {attempts} attempts" if attempts > 1 else ""
     if isinstance(exc, gexc.RetryError) and exc.cause is not None:
         exc = exc.cause
     if isinstance(exc, gexc.NotFound):
         return (
-            f"queue {outputs.queue} not found on the {endpoint} (NOT_FOUND: {exc.message}): "
+            f"queue {queue} not found on the {endpoint} (NOT_FOUND: {exc.message}): "
             "check the stack is up and the outputs are current"
         )
     if isinstance(exc, gexc.PermissionDenied):
         return (
-            f"permission denied on {outputs.queue} (PERMISSION_DENIED: {exc.message}): the "
+            f"permission denied on {queue} (PERMISSION_DENIED: {exc.message}): the "
             f"caller needs {CLOUDTASKS_ENQUEUER_ROLE} on the queue and {SERVICE_ACCOUNT_USER_ROLE} "
             f"on {outputs.invoker_email}"
         )

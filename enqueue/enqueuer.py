@@ -27,6 +27,7 @@ from typing import Any, Literal, Self
 from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2
 
+from contract.routing import DEFAULT_QUEUE_KEY
 from enqueue.client import (
     AttemptCounter,
     RetryPolicy,
@@ -55,12 +56,14 @@ class EnqueueResult:
         status: ``created``, or ``already_enqueued`` when a task of that name existed.
         attempts: create calls made (1 unless transient errors were retried).
         warnings: size warnings (over 100 KB), also issued as ``LargeTaskWarning``.
+        queue: the key of the queue the task went to (its route, or the override).
     """
 
     name: str
     status: Status
     attempts: int
     warnings: tuple[str, ...] = ()
+    queue: str = DEFAULT_QUEUE_KEY
 
 
 def make_spec(
@@ -74,10 +77,11 @@ def make_spec(
     schedule_time: datetime | None = None,
     deadline: float | None = None,
     headers: Mapping[str, str] | None = None,
+    queue: str | None = None,
 ) -> TaskSpec:
     """A ``TaskSpec`` from either a spec or a type plus keyword arguments."""
     if isinstance(task, TaskSpec):
-        given = (data, body, name, key, delay, schedule_time, deadline, headers)
+        given = (data, body, name, key, delay, schedule_time, deadline, headers, queue)
         if any(value is not None for value in given):
             raise TypeError("pass either a TaskSpec or a task type with keyword arguments")
         return task
@@ -91,6 +95,7 @@ def make_spec(
         schedule_time=schedule_time,
         deadline=deadline,
         headers={} if headers is None else headers,
+        queue=queue,
     )
 
 
@@ -129,7 +134,7 @@ class _Base:
         return built, generated
 
     def _request(self, built: BuiltTask) -> tasks_v2.CreateTaskRequest:
-        pb = _CREATE_TASK_REQUEST_PB(parent=self.outputs.queue, task=tasks_v2.Task.pb(built.task))
+        pb = _CREATE_TASK_REQUEST_PB(parent=built.target.path, task=tasks_v2.Task.pb(built.task))
         request: tasks_v2.CreateTaskRequest = tasks_v2.CreateTaskRequest.wrap(pb)
         return request
 
@@ -137,14 +142,18 @@ class _Base:
         name: str = built.task.name
         if generated and attempts > 1:
             # Nobody else knows a random name: our own lost-answer attempt made it.
-            return EnqueueResult(name, "created", attempts, built.warnings)
+            return EnqueueResult(name, "created", attempts, built.warnings, built.target.key)
         if self.already_exists_is_error:
             raise AlreadyEnqueuedError(name)
-        return EnqueueResult(name, "already_enqueued", attempts, built.warnings)
+        return EnqueueResult(name, "already_enqueued", attempts, built.warnings, built.target.key)
 
     def _failed(self, exc: Exception, built: BuiltTask, attempts: int) -> EnqueueFailedError:
         message = describe_api_error(
-            exc, outputs=self.outputs, endpoint=self._endpoint_text, attempts=attempts
+            exc,
+            outputs=self.outputs,
+            endpoint=self._endpoint_text,
+            attempts=attempts,
+            queue=built.target.path,
         )
         return EnqueueFailedError(message, name=built.task.name, attempts=attempts)
 
@@ -205,13 +214,17 @@ class Enqueuer(_Base):
             if isinstance(exc, gexc.GoogleAPIError | OSError):
                 raise self._failed(exc, built, counter.attempts) from exc
             raise
-        return EnqueueResult(built.task.name, "created", counter.attempts, built.warnings)
+        return EnqueueResult(
+            built.task.name, "created", counter.attempts, built.warnings, built.target.key
+        )
 
     def send(self, task: TaskSpec | str, data: Any = None, **options: Any) -> str:
         """Create one task and return its full name (also when already enqueued).
 
         ``task`` is a ``TaskSpec`` or a task type; ``options`` are the other
-        ``TaskSpec`` fields (body, name, key, delay, schedule_time, deadline, headers).
+        ``TaskSpec`` fields (body, name, key, delay, schedule_time, deadline, headers,
+        queue). The task goes to the queue its type is routed to (``routes``), or to
+        ``queue=`` (a key) if given, with that queue's default deadline.
         """
         return self.enqueue(make_spec(task, data, **options)).name
 
@@ -302,7 +315,9 @@ class AsyncEnqueuer(_Base):
             if isinstance(exc, gexc.GoogleAPIError | OSError):
                 raise self._failed(exc, built, counter.attempts) from exc
             raise
-        return EnqueueResult(built.task.name, "created", counter.attempts, built.warnings)
+        return EnqueueResult(
+            built.task.name, "created", counter.attempts, built.warnings, built.target.key
+        )
 
     async def send(self, task: TaskSpec | str, data: Any = None, **options: Any) -> str:
         """Create one task and return its full name (also when already enqueued)."""

@@ -1,5 +1,8 @@
 """Stack outputs: where the queue is, where tasks go, and whose token they carry.
 
+``queues``, ``routes`` and ``dispatch_deadlines`` (``enqueue.queues``) say which queue
+each task type goes to; outputs without them describe one ``default`` queue.
+
 The outputs come from one of three places, all with the same keys
 (``contract.names``): a mapping given by the program, a JSON file (the local
 stack writes ``.devstack/<stack>/outputs.json``), or ``pulumi stack output
@@ -14,20 +17,17 @@ stack) and an implicit lookup would fail in confusing ways there.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import re
 import subprocess
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from contract.durations import DurationError, parse_formatted_duration
-from contract.limits import MAX_DISPATCH_DEADLINE_S, MIN_DISPATCH_DEADLINE_S, QUEUE_ID_PATTERN
 from contract.names import (
     LOCAL_OUTPUT_KEYS,
     OUTPUT_AUDIENCE,
@@ -42,11 +42,18 @@ from contract.names import (
     STACK_OUTPUT_KEYS,
 )
 from enqueue.errors import OutputsError
+from enqueue.queues import (
+    QUEUE_MAP_OUTPUT_KEYS,
+    QueueTarget,
+    StackQueues,
+    check_queue_path,
+    deadline_seconds,
+)
 from enqueue.textfile import NotUtf8Error, read_utf8
 
-_QUEUE_PATH = re.compile(
-    rf"projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/queues/(?P<queue>{QUEUE_ID_PATTERN})"
-)
+# Every output this helper reads; the queue maps may or may not be listed in contract.names'
+# key tuples, so they are added here once.
+KNOWN_OUTPUT_KEYS = tuple(dict.fromkeys((*LOCAL_OUTPUT_KEYS, *QUEUE_MAP_OUTPUT_KEYS)))
 _HOST_PORT = re.compile(r"(?P<host>[^\s/:]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})")
 # DNS names and IPv4 addresses; IPv6 literals are checked with ipaddress.
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
@@ -119,9 +126,27 @@ class StackOutputs:
     audience: str
     invoker_email: str
     dispatch_deadline_s: int | None = None
-    """The stack's `dispatch_deadline` output, in seconds: every task's default deadline."""
+    """The stack's `dispatch_deadline` output, in seconds: the default queue's task deadline."""
     emulator_host: str | None = None
     emulator_url: str | None = None
+    queues: StackQueues | None = field(default=None, hash=False)
+    """Every queue, the routes and per-queue deadlines (`queues`, `routes`,
+    `dispatch_deadlines`); outputs without them describe the one `default` queue."""
+
+    @property
+    def stack_queues(self) -> StackQueues:
+        """The stack's queues; one `default` queue (= `queue`) for outputs without the maps."""
+        if self.queues is not None:
+            return self.queues
+        return StackQueues.single(self.queue, self.dispatch_deadline_s)
+
+    def target(self, task_type: str, queue: str | None = None) -> QueueTarget:
+        """The queue a task of ``task_type`` goes to: ``queue`` (a key) if given, else its route.
+
+        Raises:
+            TaskValidationError: ``queue`` is not a key of this stack.
+        """
+        return self.stack_queues.target(task_type, queue)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, source: str = "outputs") -> StackOutputs:
@@ -140,17 +165,19 @@ class StackOutputs:
                 f"{source}: missing output(s) {', '.join(missing)}: the stack must export "
                 f"all of {', '.join(STACK_OUTPUT_KEYS)} (is it deployed and current?)"
             )
-        unknown = sorted(str(key) for key in data if key not in LOCAL_OUTPUT_KEYS)
+        unknown = sorted(str(key) for key in data if key not in KNOWN_OUTPUT_KEYS)
         if unknown:
             warnings.warn(
                 UnknownOutputsWarning(
                     f"{source}: ignoring unknown output(s) {', '.join(unknown)} "
-                    f"(known: {', '.join(LOCAL_OUTPUT_KEYS)})"
+                    f"(known: {', '.join(KNOWN_OUTPUT_KEYS)})"
                 ),
                 stacklevel=2,
             )
         values: dict[str, str | None] = {}
         for key in LOCAL_OUTPUT_KEYS:
+            if key in QUEUE_MAP_OUTPUT_KEYS:
+                continue  # JSON objects, validated with the queue below
             value = data.get(key)
             if value is None and key not in STACK_OUTPUT_KEYS:
                 values[key] = None
@@ -160,30 +187,20 @@ class StackOutputs:
                     f"{source}: output {key} must be a non-empty string, got {value!r}"
                 )
             values[key] = value.strip()
-        return cls._validated(values, source)
+        return cls._validated(values, data, source)
 
     @classmethod
-    def _validated(cls, v: Mapping[str, str | None], source: str) -> StackOutputs:
+    def _validated(
+        cls, v: Mapping[str, str | None], data: Mapping[str, Any], source: str
+    ) -> StackOutputs:
         def req(key: str) -> str:
             value = v[key]
             assert value is not None  # guaranteed by from_mapping for stack keys
             return value
 
         queue = req(OUTPUT_QUEUE)
-        match = _QUEUE_PATH.fullmatch(queue)
-        if match is None:
-            raise OutputsError(
-                f"{source}: output {OUTPUT_QUEUE} must be the full queue path "
-                f"projects/P/locations/L/queues/Q (Q: letters, digits, '-', 1..100 chars), "
-                f"got {queue!r}: export the queue resource's id"
-            )
         project, location = req(OUTPUT_PROJECT), req(OUTPUT_LOCATION)
-        if match["project"] != project or match["location"] != location:
-            raise OutputsError(
-                f"{source}: output {OUTPUT_QUEUE} {queue!r} does not belong to "
-                f"{OUTPUT_PROJECT} {project!r} / {OUTPUT_LOCATION} {location!r}: "
-                "the stack exports inconsistent outputs"
-            )
+        check_queue_path(OUTPUT_QUEUE, queue, project=project, location=location, source=source)
         _check_http_url(OUTPUT_SERVICE_URL, req(OUTPUT_SERVICE_URL), source)
         email = req(OUTPUT_INVOKER_EMAIL)
         if _EMAIL.fullmatch(email) is None:
@@ -192,19 +209,21 @@ class StackOutputs:
                 f"got {email!r}"
             )
         deadline_text = v.get(OUTPUT_DISPATCH_DEADLINE)
-        dispatch_deadline_s: int | None = None
-        if deadline_text is not None:
-            with contextlib.suppress(DurationError):
-                seconds = parse_formatted_duration(deadline_text)
-                dispatch_deadline_s = int(seconds) if seconds.is_integer() else None
-            if dispatch_deadline_s is None or not (
-                MIN_DISPATCH_DEADLINE_S <= dispatch_deadline_s <= MAX_DISPATCH_DEADLINE_S
-            ):
-                raise OutputsError(
-                    f"{source}: output {OUTPUT_DISPATCH_DEADLINE} must be whole seconds within "
-                    f"{MIN_DISPATCH_DEADLINE_S}s..{MAX_DISPATCH_DEADLINE_S}s like '600s', got "
-                    f"{deadline_text!r}: fix the value the stack exports"
-                )
+        dispatch_deadline_s = (
+            None
+            if deadline_text is None
+            else deadline_seconds(OUTPUT_DISPATCH_DEADLINE, deadline_text, source)
+        )
+        queues = None
+        if any(data.get(key) is not None for key in QUEUE_MAP_OUTPUT_KEYS):
+            queues = StackQueues.from_outputs(
+                data,
+                queue=queue,
+                project=project,
+                location=location,
+                deadline_s=dispatch_deadline_s,
+                source=source,
+            )
         emulator_host = v.get(OUTPUT_EMULATOR_HOST)
         if emulator_host is not None and _HOST_PORT.fullmatch(emulator_host) is None:
             raise OutputsError(
@@ -223,6 +242,7 @@ class StackOutputs:
             dispatch_deadline_s=dispatch_deadline_s,
             emulator_host=emulator_host,
             emulator_url=emulator_url,
+            queues=queues,
         )
 
     @classmethod
@@ -290,9 +310,9 @@ class StackOutputs:
             ) from None
         return cls.from_mapping(data, source=f"stack {stack}")
 
-    def task_path(self, task_id: str) -> str:
-        """Full name of the task ``task_id`` in this queue."""
-        return f"{self.queue}/tasks/{task_id}"
+    def task_path(self, task_id: str, queue_path: str | None = None) -> str:
+        """Full name of the task ``task_id`` in ``queue_path`` (default: the `queue` output)."""
+        return f"{queue_path or self.queue}/tasks/{task_id}"
 
 
 def load_outputs(

@@ -2,9 +2,10 @@
 official message classes.
 
 ``TaskSpec`` holds what the caller chooses (type, payload, name or idempotency
-key, delay or schedule time, dispatch deadline, extra headers) and checks each
-field on construction. ``build_task`` combines it with the stack outputs into a
-``tasks_v2.Task``: POST to ``service_url/tasks/{type}``, ``Content-Type:
+key, delay or schedule time, dispatch deadline, extra headers, a queue override)
+and checks each field on construction. ``build_task`` combines it with the stack
+outputs into a ``tasks_v2.Task`` in the queue the type is routed to (or the
+override), with that queue's default deadline: POST to ``service_url/tasks/{type}``, ``Content-Type:
 application/json``, an OIDC token for ``invoker_email`` with ``audience``, and
 checks what needs the whole task (its serialised size, header bytes, URL length).
 
@@ -40,9 +41,11 @@ from contract.limits import (
     WARN_TASK_BYTES,
 )
 from contract.names import TASK_ROUTE_PREFIX
+from contract.routing import queue_key_problem
 from contract.task_types import task_type_problem
 from enqueue.errors import TaskValidationError
 from enqueue.outputs import StackOutputs
+from enqueue.queues import QueueTarget
 
 _TASK_ID = re.compile(TASK_ID_PATTERN)
 _BAD_ID_CHAR = re.compile(r"[^A-Za-z0-9_-]")
@@ -115,9 +118,11 @@ class TaskSpec:
         key: idempotency key, hashed into the task id (see ``task_id_for_key``).
         delay: seconds from now before the first attempt (0..30 days).
         schedule_time: absolute time of the first attempt (timezone-aware).
-        deadline: dispatch deadline in seconds (15..1800); otherwise the stack's
-            ``dispatch_deadline`` output, or Cloud Tasks' default (10 min) without one.
+        deadline: dispatch deadline in seconds (15..1800); otherwise the queue's
+            ``dispatch_deadlines`` entry (``dispatch_deadline`` for the default queue of
+            older stacks), or Cloud Tasks' default (10 min) without one.
         headers: extra HTTP headers for the worker request.
+        queue: a queue key (``email``) overriding the type's route in ``routes``.
     """
 
     type: str
@@ -129,9 +134,11 @@ class TaskSpec:
     schedule_time: datetime | None = None
     deadline: float | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    queue: str | None = None
 
     def __post_init__(self) -> None:
         self._check_type()
+        self._check_queue()
         self._check_identity()
         self._check_timing()
         self._check_headers()
@@ -144,6 +151,17 @@ class TaskSpec:
         problem = task_type_problem(self.type)
         if problem is not None:
             raise TaskValidationError("type", problem)
+
+    def _check_queue(self) -> None:
+        if self.queue is None:
+            return
+        if not isinstance(self.queue, str):
+            raise TaskValidationError(
+                "queue", f"must be a queue key such as email, got {type(self.queue).__name__}"
+            )
+        problem = queue_key_problem(self.queue)
+        if problem is not None:
+            raise TaskValidationError("queue", problem)
 
     def _check_identity(self) -> None:
         if self.name is not None and self.key is not None:
@@ -236,23 +254,26 @@ class TaskSpec:
 
 @dataclass(frozen=True, slots=True)
 class BuiltTask:
-    """A task ready to create, and the size warnings found while building it."""
+    """A task ready to create, the queue it goes to, and the size warnings found."""
 
     task: tasks_v2.Task
     size: int
     warnings: tuple[str, ...]
+    target: QueueTarget
 
 
 def build_task(
     spec: TaskSpec, outputs: StackOutputs, *, task_id: str, now: datetime | None = None
 ) -> BuiltTask:
-    """Build the ``tasks_v2.Task`` for ``spec`` named ``task_id`` in the outputs' queue.
+    """Build the ``tasks_v2.Task`` for ``spec`` named ``task_id`` in the queue of its route.
 
     Raises:
         TaskValidationError: the URL, the headers or the whole task is too large,
-            or the schedule time is more than 30 days ahead.
+            the schedule time is more than 30 days ahead, or ``spec.queue`` is not a
+            queue of the stack.
     """
     validate_task_id(task_id)
+    target = outputs.target(spec.type, spec.queue)
     url = outputs.service_url.rstrip("/") + TASK_ROUTE_PREFIX + spec.type
     if len(url) > MAX_URL_CHARS:
         raise TaskValidationError(
@@ -287,7 +308,7 @@ def build_task(
     # directly and wrapping once (no copy) costs a fraction of proto-plus field
     # marshalling, which dominated the client's CPU in bulk runs.
     pb = _TASK_PB(
-        name=outputs.task_path(task_id),
+        name=outputs.task_path(task_id, target.path),
         http_request=_HTTP_REQUEST_PB(
             http_method=tasks_v2.HttpMethod.POST,
             url=url,
@@ -300,9 +321,9 @@ def build_task(
     )
     if schedule_time is not None:
         pb.schedule_time.FromDatetime(schedule_time)
-    # The stack's deadline unless the task sets its own: the worker's request timeout
+    # The queue's deadline unless the task sets its own: the worker's request timeout
     # was checked against it, not against Cloud Tasks' 10-minute default.
-    deadline = spec.deadline if spec.deadline is not None else outputs.dispatch_deadline_s
+    deadline = spec.deadline if spec.deadline is not None else target.deadline_s
     if deadline is not None:
         pb.dispatch_deadline.FromTimedelta(timedelta(seconds=deadline))
     task = tasks_v2.Task.wrap(pb)
@@ -319,4 +340,4 @@ def build_task(
             f"task {task_id} is {size} bytes, over the {WARN_TASK_BYTES}-byte limit the API "
             "reference states (the quota allows 1 MiB): consider sending a reference instead",
         )
-    return BuiltTask(task=task, size=size, warnings=found)
+    return BuiltTask(task=task, size=size, warnings=found, target=target)

@@ -9,15 +9,18 @@ writes `.devstack/<stack>/outputs.json`). The same code runs for both:
 
 1. privacy: a request to `service_url` without a token must be refused
    (401/403, or 404 behind internal ingress);
-2. a uniquely named `smoke` task is enqueued with the enqueue helper, then
-   RunTask asks for its attempt at once: the smoke task does not wait behind
-   the queue's backlog, its rate limit or a pause (RunTask needs
-   `cloudtasks.tasks.run`; without it the task waits its turn, as said);
-3. GetTask (FULL view) is polled until the task is gone, which is how Cloud
+2. through EVERY queue of the stack (the `queues` output; the `default` queue
+   alone for outputs without it) a uniquely named `smoke` task is enqueued
+   with the enqueue helper (`queue=KEY`), then RunTask asks for its attempt at
+   once: the smoke task does not wait behind the queue's backlog, its rate
+   limit or a pause (RunTask needs `cloudtasks.tasks.run`; without it the task
+   waits its turn, as said). The worker accepts `smoke` on any of the stack's
+   queues (`service.queues`), so each proves its queue's path end to end;
+3. GetTask (FULL view) is polled until each task is gone, which is how Cloud
    Tasks says "done"; failed attempts are shown with their status and a hint,
-   and a timeout names the queue's depth;
-4. exit 0 on pass, 1 with a one-line reason on failure, 2 on bad arguments or
-   unreadable outputs.
+   and a timeout names the queue and its depth. All queues share `--timeout`;
+4. exit 0 on pass, 1 with a one-line reason naming every failing queue, 2 on
+   bad arguments or unreadable outputs.
 
 Deliberately not here: checking what the worker did with the task beyond its
 2xx (that is the worker's own tests), and any retry of the whole test (a flaky
@@ -204,7 +207,7 @@ def wait_done(
     deadline = time.monotonic() + timeout
     last: AttemptView | None = None
     shown = ""
-    with console.status("waiting for the smoke task to be delivered") as spinner:
+    with console.status(f"waiting for {name.rsplit('/', 1)[-1]} to be delivered") as spinner:
         while True:
             try:
                 request = tasks_v2.GetTaskRequest(name=name, response_view=tasks_v2.Task.View.FULL)
@@ -229,62 +232,131 @@ class _Timeout(Exception):
         self.last = last
 
 
+@dataclass(frozen=True)
+class _Sent:
+    """The smoke task sent through one queue."""
+
+    key: str
+    queue: str  # full path
+    name: str  # full task name
+
+
 def run(
     outputs: StackOutputs, *, timeout: float, outputs_file: Path | None, interval: float
 ) -> str:
-    """The whole smoke test; returns the one-line success message or raises SmokeFailure."""
+    """The whole smoke test; returns the one-line success message or raises SmokeFailure.
+
+    One smoke task goes through every queue of the stack (`queues`; the one `default`
+    queue for outputs without it). All are enqueued and run first, so they are
+    delivered side by side; then each is awaited within the same `timeout`. Every
+    queue is checked even after one fails, and the failure names each failing queue.
+    """
     started = time.monotonic()
     privacy = check_privacy(outputs, timeout=min(timeout, 15.0))
     console.print(f"[green]ok[/] privacy: no token -> HTTP {privacy}", markup=True)
 
     log_hint = _log_hint(outputs, outputs_file)
-    task_id = f"smoke-{secrets.token_hex(8)}"  # random: names must not be sequential
+    queues = outputs.stack_queues.paths
+    failures: list[str] = []
     with Enqueuer(outputs) as enqueuer:
-        try:
-            name = enqueuer.send(
-                SMOKE_TASK_TYPE, {"smoke": True, "at": datetime.now(UTC).isoformat()}, name=task_id
-            )
-        except EnqueueError as exc:
-            raise SmokeFailure(f"enqueue failed: {exc}") from None
-        console.print(f"[green]ok[/] enqueued {name}", markup=True)
-        _run_now(enqueuer.client, name)
-        try:
-            last = wait_done(enqueuer.client, name, timeout=timeout, interval=interval)
-        except _Timeout as exc:
-            _discard(enqueuer.client, name)
-            reason = hint_for(exc.last.http_status, outputs, log_hint)
-            if exc.last.http_status is None and _queue_paused(enqueuer.client, outputs):
-                reason = (
-                    f"the queue {outputs.queue} is PAUSED: nothing is dispatched until it is "
-                    "resumed (desiredState RUNNING, or ResumeQueue)"
+        sent: list[_Sent] = []
+        for key, queue in queues.items():
+            try:
+                sent.append(_send_smoke(enqueuer, key, queue))
+            except SmokeFailure as exc:
+                failures.append(_failed(key, queue, str(exc)))
+        deadline = started + timeout
+        for smoke in sent:
+            try:
+                _await_smoke(
+                    enqueuer.client,
+                    outputs,
+                    smoke,
+                    timeout=max(deadline - time.monotonic(), interval),
+                    interval=interval,
+                    log_hint=log_hint,
                 )
-            depth = _queue_depth(enqueuer.client, outputs.queue)
+            except SmokeFailure as exc:
+                failures.append(_failed(smoke.key, smoke.queue, str(exc)))
+                continue
+            console.print(f"[green]ok[/] queue {smoke.key}: delivered {smoke.name}", markup=True)
+    if failures:
+        raise SmokeFailure("; ".join(failures))
+    return (
+        f"smoke test passed in {time.monotonic() - started:.2f} s: a smoke task delivered "
+        f"through each of {len(queues)} queue(s) ({', '.join(queues)})"
+    )
+
+
+def _failed(key: str, queue: str, reason: str) -> str:
+    line = f"queue {key} ({queue}): {reason}"
+    console.print(f"[red]FAILED[/] {line}", markup=True)
+    return line
+
+
+def _send_smoke(enqueuer: Enqueuer, key: str, queue: str) -> _Sent:
+    """Enqueue a uniquely named smoke task on `key`'s queue and ask for its attempt now."""
+    task_id = f"smoke-{secrets.token_hex(8)}"  # random: names must not be sequential
+    try:
+        name = enqueuer.send(
+            SMOKE_TASK_TYPE,
+            {"smoke": True, "queue": key, "at": datetime.now(UTC).isoformat()},
+            name=task_id,
+            queue=key,
+        )
+    except EnqueueError as exc:
+        raise SmokeFailure(f"enqueue failed: {exc}") from None
+    console.print(f"[green]ok[/] queue {key}: enqueued {name}", markup=True)
+    _run_now(enqueuer.client, name)
+    return _Sent(key, queue, name)
+
+
+def _await_smoke(
+    client: tasks_v2.CloudTasksClient,
+    outputs: StackOutputs,
+    smoke: _Sent,
+    *,
+    timeout: float,
+    interval: float,
+    log_hint: str,
+) -> None:
+    """Wait until the smoke task is done; raises SmokeFailure with the reason and a hint."""
+    try:
+        last = wait_done(client, smoke.name, timeout=timeout, interval=interval)
+    except _Timeout as exc:
+        _discard(client, smoke.name)
+        reason = hint_for(exc.last.http_status, outputs, log_hint)
+        if exc.last.http_status is None and _queue_paused(client, smoke.queue):
+            reason = (
+                f"the queue {smoke.queue} is PAUSED: nothing is dispatched until it is "
+                "resumed (desiredState RUNNING, or ResumeQueue)"
+            )
+        depth = _queue_depth(client, smoke.queue)
+        raise SmokeFailure(
+            f"task not done within {timeout:.0f} s ({exc.last.describe()}; queue depth "
+            f"{depth}); {reason}"
+        ) from None
+    except gexc.GoogleAPICallError as exc:
+        raise SmokeFailure(f"GetTask failed: {exc.message}") from None
+    if last is not None and last.failed:
+        # Gone after a failure: a later attempt succeeded, or the queue gave up.
+        if not _retries_were_left(client, smoke.queue, last):
             raise SmokeFailure(
-                f"task not done within {timeout:.0f} s ({exc.last.describe()}; queue depth "
-                f"{depth}); {reason}"
-            ) from None
-        except gexc.GoogleAPICallError as exc:
-            raise SmokeFailure(f"GetTask failed: {exc.message}") from None
-        if last is not None and last.failed:
-            # Gone after a failure: a later attempt succeeded, or the queue gave up.
-            if not _retries_were_left(enqueuer.client, outputs, last):
-                raise SmokeFailure(
-                    f"the task is gone after a failed attempt ({last.describe()}) and its "
-                    "retries may have run out, so this is no pass; "
-                    f"{hint_for(last.http_status, outputs, log_hint)}"
-                )
-            console.print(
-                f"  note: delivered after failed attempts (last HTTP {last.http_status}); "
-                "right after a deploy IAM changes take a while to apply",
-                markup=False,
+                f"the task is gone after a failed attempt ({last.describe()}) and its "
+                "retries may have run out, so this is no pass; "
+                f"{hint_for(last.http_status, outputs, log_hint)}"
             )
-        if _queue_paused(enqueuer.client, outputs):
-            console.print(
-                f"  note: the queue {outputs.queue} is PAUSED: RunTask delivered the smoke task, "
-                "other tasks wait until it is resumed",
-                markup=False,
-            )
-    return f"smoke test passed in {time.monotonic() - started:.2f} s: {name} delivered"
+        console.print(
+            f"  note: queue {smoke.key}: delivered after failed attempts (last HTTP "
+            f"{last.http_status}); right after a deploy IAM changes take a while to apply",
+            markup=False,
+        )
+    if _queue_paused(client, smoke.queue):
+        console.print(
+            f"  note: the queue {smoke.queue} is PAUSED: RunTask delivered the smoke task, "
+            "other tasks wait until it is resumed",
+            markup=False,
+        )
 
 
 def _run_now(client: tasks_v2.CloudTasksClient, name: str) -> None:
@@ -321,19 +393,19 @@ def _queue_depth(client: tasks_v2.CloudTasksClient, queue: str) -> str:
     return str(count)
 
 
-def _queue_paused(client: tasks_v2.CloudTasksClient, outputs: StackOutputs) -> bool:
+def _queue_paused(client: tasks_v2.CloudTasksClient, queue_path: str) -> bool:
     try:
-        queue = client.get_queue(name=outputs.queue, timeout=10)
+        queue = client.get_queue(name=queue_path, timeout=10)
     except gexc.GoogleAPICallError:
         return False
     return bool(queue.state == tasks_v2.Queue.State.PAUSED)
 
 
 def _retries_were_left(
-    client: tasks_v2.CloudTasksClient, outputs: StackOutputs, last: AttemptView
+    client: tasks_v2.CloudTasksClient, queue_path: str, last: AttemptView
 ) -> bool:
     try:
-        queue = client.get_queue(name=outputs.queue, timeout=10)
+        queue = client.get_queue(name=queue_path, timeout=10)
     except gexc.GoogleAPICallError:
         return False  # cannot tell: the safe side is no pass
     return retries_left(queue.retry_config, last.first_attempt, datetime.now(UTC))

@@ -28,7 +28,10 @@ from contract.names import (
     WORKER_ENV_CERTS_URL,
     WORKER_ENV_EXTRA_MODULES,
     WORKER_ENV_PORT,
+    WORKER_ENV_QUEUES,
+    WORKER_ENV_ROUTES,
 )
+from service.queues import QueueRouting, QueueRoutingError, parse_queue_routing
 
 HOST_ENV: Final = "HOST"
 PROJECT_ENV: Final = "GOOGLE_CLOUD_PROJECT"
@@ -92,6 +95,7 @@ class Settings:
     log_level: str = "INFO"
     dead_letter_sink: str | None = None  # "module:attribute"
     idempotency_store: str | None = None  # "module:attribute"
+    queue_routing: QueueRouting | None = None  # TASKS_QUEUES/TASKS_ROUTES; None: one queue
 
     @property
     def auth_enabled(self) -> bool:
@@ -127,6 +131,13 @@ class Settings:
         if log_level not in _LOG_LEVELS:
             raise ConfigError(f"{LOG_LEVEL_ENV}={log_level!r}: use one of {', '.join(_LOG_LEVELS)}")
         host = get(HOST_ENV) or DEFAULT_HOST
+        try:
+            # Not get(): a variable set but empty is an error, never "one queue, no check".
+            queue_routing = parse_queue_routing(
+                env.get(WORKER_ENV_QUEUES), env.get(WORKER_ENV_ROUTES)
+            )
+        except QueueRoutingError as exc:
+            raise ConfigError(str(exc)) from None
         settings = cls(
             host=host,
             port=_int(get(WORKER_ENV_PORT), WORKER_ENV_PORT, DEFAULT_PORT, low=0, high=65535),
@@ -163,6 +174,7 @@ class Settings:
             log_level=log_level,
             dead_letter_sink=objects[DEAD_LETTER_SINK_ENV],
             idempotency_store=objects[IDEMPOTENCY_STORE_ENV],
+            queue_routing=queue_routing,
         )
         # Checked last, so a bad value elsewhere is reported as itself.
         if not auth.invokers and not auth.disabled and not is_loopback(host):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -75,6 +75,8 @@ class TaskContext:
         task_type: the `{type}` of `POST /tasks/{type}`.
         task_name: short task id (`X-CloudTasks-TaskName`), None outside Cloud Tasks.
         queue_name: short queue id (`X-CloudTasks-QueueName`).
+        queue_key: the stack's key of that queue (`email`, `default`; `TASKS_QUEUES`),
+            None when the queue is not one of the stack's or the request named none.
         retry_count: 0 on the first attempt (`X-CloudTasks-TaskRetryCount`).
         execution_count: responses received so far, 5xx excluded.
         eta: the task's schedule time (`X-CloudTasks-TaskETA`), UTC.
@@ -90,6 +92,7 @@ class TaskContext:
     task_type: str
     task_name: str | None = None
     queue_name: str | None = None
+    queue_key: str | None = None
     retry_count: int | None = None
     execution_count: int | None = None
     eta: datetime | None = None
@@ -114,6 +117,8 @@ class TaskContext:
             fields["task_name"] = self.task_name
         if self.queue_name is not None:
             fields["queue_name"] = self.queue_name
+        if self.queue_key is not None:
+            fields["queue_key"] = self.queue_key
         if self.retry_count is not None:
             fields["retry_count"] = self.retry_count
         if self.execution_count is not None:
@@ -156,12 +161,18 @@ def context_from_headers(
     *,
     invoker_email: str | None = None,
     http: httpx.AsyncClient | None = None,
+    queue_key_of: Callable[[str | None], str | None] | None = None,
 ) -> TaskContext:
-    """Build the context of one delivery; `headers` keys must be lower-case."""
+    """Build the context of one delivery; `headers` keys must be lower-case.
+
+    `queue_key_of` maps the queue id to the stack's queue key (`QueueRouting.key_of`).
+    """
+    queue_name = headers.get(HEADER_QUEUE_NAME.lower()) or None
     return TaskContext(
         task_type=task_type,
         task_name=headers.get(HEADER_TASK_NAME.lower()) or None,
-        queue_name=headers.get(HEADER_QUEUE_NAME.lower()) or None,
+        queue_name=queue_name,
+        queue_key=queue_key_of(queue_name) if queue_key_of is not None else None,
         retry_count=_int_header(headers, HEADER_RETRY_COUNT),
         execution_count=_int_header(headers, HEADER_EXECUTION_COUNT),
         eta=_eta_header(headers),

@@ -1,17 +1,18 @@
 """One task delivery, from a parsed request to an `Outcome`, without HTTP.
 
 `TaskDelivery.deliver(TaskRequest(...))` takes what the HTTP adapter
-(`service.app`) has already established — the task type from the path, the
-headers (lower-case names), the body (None when it was above the Cloud Tasks
-size limit) and the invoker from a verified token — and decides, in order:
-body size (413), idempotency claim (an already finished task is acknowledged
-again, a running duplicate gets 409), task type lookup and payload validation
-(both permanent: dead letter), the handler under its type's timeout, and what
-its result or exception means (`service.outcomes`). Then it writes the task's
-one log line (outcome, status, latency, reason) with the delivery's fields
-(task name, queue, trace) attached to every line logged meanwhile, the
-handler's own included. `TaskDelivery.refuse` writes that line for a request
-the token check turned away.
+(`service.app`) has already established — the task type from the path, the headers
+(lower-case names), the body (None when it was above the Cloud Tasks size limit)
+and the invoker from a verified token — and decides, in order: body size (413),
+idempotency claim (an already finished task is acknowledged again, a running
+duplicate gets 409), the queue it arrived on against its type's route
+(`service.queues`; a misrouted task is a dead letter), task type lookup and
+payload validation (both permanent: dead letter), the handler under its type's
+timeout, and what its result or exception means (`service.outcomes`). Then it
+writes the task's one log line (outcome, status, latency, reason) with the
+delivery's fields (task name, queue name and key, trace) attached to every line
+logged meanwhile, the handler's own included. `TaskDelivery.refuse` writes that
+line for a request the token check turned away.
 
 The idempotency key (queue/task name) is claimed before the handler runs,
 completed when the outcome settles the task (done or dead letter), and released
@@ -37,6 +38,7 @@ from typing import Any, Final
 import httpx
 from pydantic import ValidationError
 
+from contract.routing import DEFAULT_QUEUE_KEY
 from service import outcomes
 from service.context import TaskContext, context_from_headers
 from service.deadletter import DeadLetter, DeadLetterSink, log_dead_letter
@@ -44,6 +46,7 @@ from service.errors import PermanentError, TransientError
 from service.idempotency import ClaimState, Completion, IdempotencyStore
 from service.logs import SAMPLED_FIELD, SPAN_FIELD, TRACE_FIELD, delivery_fields
 from service.outcomes import Outcome
+from service.queues import QueueRouting
 from service.task_registry import TaskRegistry, start_handler
 
 logger = logging.getLogger("service.app")
@@ -87,8 +90,11 @@ class TaskDelivery:
         dead_letter_sink: DeadLetterSink | None = None,
         project: str | None = None,
         http: httpx.AsyncClient | None = None,
+        routing: QueueRouting | None = None,
     ) -> None:
         self.registry = registry
+        # None: a single-queue stack, every task may arrive on its one queue.
+        self.routing = routing
         self.store = store
         self.dead_letter_sink = dead_letter_sink
         self.project = project
@@ -122,8 +128,18 @@ class TaskDelivery:
 
     def _context(self, request: TaskRequest) -> TaskContext:
         return context_from_headers(
-            request.task_type, request.headers, invoker_email=request.invoker, http=self.http
+            request.task_type,
+            request.headers,
+            invoker_email=request.invoker,
+            http=self.http,
+            queue_key_of=self._queue_key_of,
         )
+
+    def _queue_key_of(self, queue_id: str | None) -> str | None:
+        if self.routing is not None:
+            return self.routing.key_of(queue_id)
+        # One queue: whatever queue named the delivery is the stack's default one.
+        return DEFAULT_QUEUE_KEY if queue_id is not None else None
 
     def _log_fields(self, ctx: TaskContext, invoker: str | None) -> dict[str, Any]:
         fields: dict[str, Any] = ctx.log_fields()
@@ -175,6 +191,11 @@ class TaskDelivery:
         self, ctx: TaskContext, body: bytes
     ) -> tuple[Outcome, asyncio.Future[Any] | None]:
         """The outcome of running the handler, and its thread if that outlived the timeout."""
+        if self.routing is not None:
+            misrouted = self.routing.misroute(ctx.task_type, ctx.queue_name)
+            if misrouted is not None:
+                # Permanent: every retry arrives on the same wrong queue.
+                return await self._dead_letter(ctx, body, misrouted), None
         task_type = self.registry.get(ctx.task_type)
         if task_type is None:
             reason = outcomes.unknown_type_reason(ctx.task_type, self.registry.names())

@@ -21,6 +21,9 @@ Every response the worker gives is built here, so each shape exists once:
 | `disconnected` | 400 | (empty) | INFO | - |
 | `body_timed_out` | 408 | timeout | WARNING | retries (cannot come from Cloud Tasks) |
 
+A misrouted task (it arrived on a queue its type's route does not name,
+`service.queues`) is dead-lettered too.
+
 Cloud Tasks deletes a task on a 2xx and retries it on any other status, with
 the queue's RetryConfig backoff
 (https://cloud.google.com/tasks/docs/reference/rest/v2/projects.locations.queues#RetryConfig).
