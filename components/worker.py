@@ -75,13 +75,15 @@ class WorkerService(pulumi.ComponentResource):
         invoker_member: pulumi.Input[str],
         audience: pulumi.Input[str],
         run_api: Sequence[pulumi.Resource],
+        routing_env: Sequence[tuple[str, pulumi.Input[str]]] = (),
         registry_api: Sequence[pulumi.Resource] = (),
         secret_api: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`image_tag`: tag of the built image (the stack name), so stacks sharing a
         registry do not collide; `run_api` / `registry_api` / `secret_api`: the API
-        services the service / the repository / the secret grants wait for."""
+        services the service / the repository / the secret grants wait for;
+        `routing_env`: TASKS_QUEUES and TASKS_ROUTES of a stack with several queues."""
         super().__init__("tasks:index:WorkerService", name, None, opts)
 
         self.repository = None
@@ -112,6 +114,7 @@ class WorkerService(pulumi.ComponentResource):
             runtime_email=runtime_email,
             invoker_email=invoker_email,
             audience=audience,
+            routing_env=routing_env,
             run_api=[*run_api, *self.secret_grants],
         )
         self.invoker_binding = gcp.cloudrunv2.ServiceIamMember(
@@ -194,6 +197,7 @@ class WorkerService(pulumi.ComponentResource):
         runtime_email: pulumi.Input[str],
         invoker_email: pulumi.Input[str],
         audience: pulumi.Input[str],
+        routing_env: Sequence[tuple[str, pulumi.Input[str]]],
         run_api: Sequence[pulumi.Resource],
     ) -> gcp.cloudrunv2.Service:
         """The private Cloud Run service (`google.cloud.run.v2.Service`) running the image."""
@@ -217,7 +221,9 @@ class WorkerService(pulumi.ComponentResource):
                     min_instance_count=config.min_instances,
                     max_instance_count=config.max_instances,
                 ),
-                containers=[_container(config, self.image_ref, audience, invoker_email)],
+                containers=[
+                    _container(config, self.image_ref, audience, invoker_email, routing_env)
+                ],
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(run_api)),
         )
@@ -249,6 +255,7 @@ def _container(
     image: pulumi.Input[str],
     audience: pulumi.Input[str],
     invoker_email: pulumi.Input[str],
+    routing_env: Sequence[tuple[str, pulumi.Input[str]]],
 ) -> gcp.cloudrunv2.ServiceTemplateContainerArgs:
     """The worker container: command, port, the token checks' env, limits and probe."""
     return gcp.cloudrunv2.ServiceTemplateContainerArgs(
@@ -261,6 +268,10 @@ def _container(
             ),
             gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
                 name=WORKER_ENV_ALLOWED_INVOKERS, value=invoker_email
+            ),
+            *(
+                gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name=n, value=v)
+                for n, v in routing_env
             ),
             *_own_envs(config),
         ],

@@ -28,6 +28,9 @@ OUTPUT_ROUTES: Final = "routes"  # {task type: queue key}; unrouted types go to 
 OUTPUT_DISPATCH_DEADLINES: Final = "dispatch_deadlines"  # {queue key: "60s"}
 
 OPTIONAL_STACK_OUTPUT_KEYS: Final = (OUTPUT_DISPATCH_DEADLINE,)
+# The same outputs as JSON objects (not strings): every stack of this version exports them;
+# readers treat them as optional, like the keys above.
+MAP_STACK_OUTPUT_KEYS: Final = (OUTPUT_QUEUES, OUTPUT_ROUTES, OUTPUT_DISPATCH_DEADLINES)
 
 # Extra keys in .devstack/<stack>/outputs.json
 OUTPUT_EMULATOR_HOST: Final = "emulator_host"  # host:port of the emulator's gRPC API
@@ -36,6 +39,7 @@ OUTPUT_EMULATOR_URL: Final = "emulator_url"  # base URL of its REST API and OIDC
 LOCAL_OUTPUT_KEYS: Final = (
     *STACK_OUTPUT_KEYS,
     *OPTIONAL_STACK_OUTPUT_KEYS,
+    *MAP_STACK_OUTPUT_KEYS,
     OUTPUT_EMULATOR_HOST,
     OUTPUT_EMULATOR_URL,
 )

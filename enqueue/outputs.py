@@ -30,6 +30,7 @@ from contract.durations import DurationError, parse_formatted_duration
 from contract.limits import MAX_DISPATCH_DEADLINE_S, MIN_DISPATCH_DEADLINE_S, QUEUE_ID_PATTERN
 from contract.names import (
     LOCAL_OUTPUT_KEYS,
+    MAP_STACK_OUTPUT_KEYS,
     OUTPUT_AUDIENCE,
     OUTPUT_DISPATCH_DEADLINE,
     OUTPUT_EMULATOR_HOST,
@@ -150,7 +151,9 @@ class StackOutputs:
                 stacklevel=2,
             )
         values: dict[str, str | None] = {}
-        for key in LOCAL_OUTPUT_KEYS:
+        # The map outputs (queues, routes, dispatch_deadlines) are JSON objects, read by
+        # the routing code; the keys here are strings.
+        for key in (k for k in LOCAL_OUTPUT_KEYS if k not in MAP_STACK_OUTPUT_KEYS):
             value = data.get(key)
             if value is None and key not in STACK_OUTPUT_KEYS:
                 values[key] = None
