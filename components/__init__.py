@@ -4,7 +4,9 @@
 `PipelineConfig` (`components.config`), whose sections each component takes as
 is: `TaskPipeline` hands `Platform` and every other component the `gcp` section,
 `Identities` the `identities` section, `WorkerService` the `worker` section and
-`TaskQueue` the `queue` section, plus the outputs of the components before it.
+`TaskQueue` the `queue` section (one `TaskQueue` per queue key of the `routing`
+section's queues, each with its own `QueueConfig`), plus the outputs of the
+components before it.
 Nothing here declares resources at import time.
 """
 
@@ -14,6 +16,7 @@ from components.config import (
     IdentitiesConfig,
     PipelineConfig,
     QueueConfig,
+    RoutingConfig,
     WorkerConfig,
 )
 from components.identities import Identities
@@ -31,6 +34,7 @@ __all__ = [
     "PipelineConfig",
     "Platform",
     "QueueConfig",
+    "RoutingConfig",
     "TaskPipeline",
     "TaskQueue",
     "WorkerConfig",

@@ -46,6 +46,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from components.task_types import declared_task_types
 from components.values import (
     ACCOUNT_PREFIX_RE,
     CUSTOM_AUDIENCE_RE,
@@ -84,7 +85,6 @@ from contract.limits import (
     MIN_DISPATCH_DEADLINE_S,
     QUEUE_ID_MAX_CHARS,
 )
-from components.task_types import declared_task_types
 from contract.resources import PROJECT_NAME, PUBLIC_PRINCIPALS
 from contract.routing import DEFAULT_QUEUE_KEY, queue_key_problem
 from contract.task_types import task_type_problem

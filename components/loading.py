@@ -154,8 +154,7 @@ def _split_queues(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Que
                 raise ConfigError(
                     config_key(f"{path}.{field}"),
                     value,
-                    "not a queue setting; a queue takes "
-                    + ", ".join(QueueConfig.model_fields),
+                    "not a queue setting; a queue takes " + ", ".join(QueueConfig.model_fields),
                     fix="fix its spelling or remove it",
                 )
         if key == DEFAULT_QUEUE_KEY:
@@ -185,8 +184,9 @@ def _merge_default(flat: dict[str, Any], settings: Mapping[str, Any]) -> None:
 
 def _is_default(field: str, value: Any) -> bool:
     info = QueueConfig.model_fields[field]
+    field_type: Any = Annotated[info.annotation, *info.metadata]  # the field with its checks
     try:
-        parsed = TypeAdapter(Annotated[info.annotation, *info.metadata]).validate_python(value)
+        parsed: Any = TypeAdapter(field_type).validate_python(value)
     except ValidationError:
         return False
     return bool(parsed == info.default)
@@ -206,9 +206,7 @@ def _queue_config(path: str, settings: Mapping[str, Any]) -> QueueConfig:
         problem = str(inner) if isinstance(inner, ValueError) else error["msg"]
         if not isinstance(inner, ValueError) and described and described.description:
             problem = f"{problem} ({described.description.rstrip('.')})"
-        raise ConfigError(
-            config_key(f"{path}.{field}"), settings.get(field), problem
-        ) from None
+        raise ConfigError(config_key(f"{path}.{field}"), settings.get(field), problem) from None
 
 
 def _map_fix(field: str) -> str:
@@ -232,9 +230,7 @@ def _config_error(exc: ValidationError, raw: Mapping[str, Any]) -> ConfigError:
     if field in config_fields() and is_map(field) and len(error["loc"]) > 2:
         entry = str(error["loc"][2])
         value = (raw.get(field) or {}).get(entry)
-        return ConfigError(
-            config_key(f"{field}.{entry}"), value, error["msg"], _map_fix(field)
-        )
+        return ConfigError(config_key(f"{field}.{entry}"), value, error["msg"], _map_fix(field))
     value = raw.get(field)
     problem = str(inner) if isinstance(inner, ValueError) else error["msg"]
     described = config_fields().get(field)

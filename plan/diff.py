@@ -138,9 +138,7 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
 
 def _queues_by_key(plan: Plan) -> dict[str, PlannedQueue]:
     planned = {q.path: q for q in plan.queues()}
-    return {
-        key: planned[path] for key, path in plan.exports.queues.items() if path in planned
-    }
+    return {key: planned[path] for key, path in plan.exports.queues.items() if path in planned}
 
 
 def _queue_changes(old: Plan, new: Plan) -> Iterator[QueueChange]:

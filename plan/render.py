@@ -237,7 +237,9 @@ def _draw_routes(
     }
     for task_type, key in sorted(exports.routes.items()):
         if key in by_key:
-            g.edge(g.node(f"type:{task_type}", f"task type {task_type}", "box"), by_key[key], "route")
+            g.edge(
+                g.node(f"type:{task_type}", f"task type {task_type}", "box"), by_key[key], "route"
+            )
     if DEFAULT_QUEUE_KEY in by_key:
         g.edge(g.node("type:*", "every other task type", "box"), by_key[DEFAULT_QUEUE_KEY], "route")
 

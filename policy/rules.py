@@ -140,9 +140,7 @@ class StackContext:
 
 
 ResourceCheck = Callable[[str, Mapping[str, Any], str], list[str]]
-StackCheck = Callable[
-    [Sequence[StackResource], str, StackContext], list[tuple[str, str | None]]
-]
+StackCheck = Callable[[Sequence[StackResource], str, StackContext], list[tuple[str, str | None]]]
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ class TestQueue:
     ) -> None:
         plan = _mutated(dev_plan)
         plan["outputs"][OUTPUT_QUEUE] = "projects/p/locations/l/queues/other"
-        with pytest.raises(PlanNotRealisable, match="export the queue resource's id"):
+        with pytest.raises(PlanNotRealisable, match="export the default queue's id"):
             realise(plan)
 
     def test_oauth_token_target_is_refused(self, dev_plan: dict[str, Any]) -> None:

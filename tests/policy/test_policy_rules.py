@@ -8,7 +8,6 @@ test_policy_pack.py checks through pulumi_policy itself.
 from __future__ import annotations
 
 import copy
-
 from collections.abc import Callable
 from typing import Any
 
