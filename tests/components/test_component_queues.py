@@ -200,7 +200,7 @@ class TestIndependentMocks:
                 outputs["member"] = f"serviceAccount:{outputs['email']}"
             return f"{args.name}-id", outputs
 
-        def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
             return {"number": "1", "accessToken": "t"}
 
     def test_every_grant_per_queue_and_nothing_project_wide(self) -> None:
@@ -211,7 +211,7 @@ class TestIndependentMocks:
         }
         config = parse_config({**raw, "project": "my-tasks-dev", "region": "europe-west1"})
 
-        @pulumi.runtime.test
+        @pulumi.runtime.test  # type: ignore[untyped-decorator]
         def check() -> pulumi.Output[Any]:
             pipeline = TaskPipeline("tasks", config, stack="three")
 
