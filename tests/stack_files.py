@@ -18,7 +18,8 @@ from plan.stack_config import REPO_ROOT, load_stack_config
 
 STACK_FILES = Path(__file__).resolve().parent / "stacks"
 THREE_QUEUES = "three-queues"
-"""Queues default, email (2/s, 3 attempts) and reports (30 min deadline, a day of retries)."""
+"""Queues default, email (2/s, 3 attempts) and reports (30 min deadline, a day of retries);
+routes enrich, record -> email, record_sync -> reports (tests/service/fixtures_tasks.py)."""
 
 
 def stack_config(stack: str, project_dir: Path) -> dict[str, str]:

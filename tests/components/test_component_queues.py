@@ -1,7 +1,7 @@
 """Several queues per stack: a three-queue stack file with routes, through the program.
 
 The stack file is tests/stacks/Pulumi.three-queues.yaml (queues default, email and
-reports; routes enrich -> email, smoke -> reports). The plan is the real program
+reports; routes enrich, record -> email, record_sync -> reports). The plan is the real program
 under the plan's mocks; `TestIndependentMocks` runs the pipeline under a minimal
 `pulumi.runtime.Mocks` of its own, so the grants are found by code that shares
 nothing with the plan's recording.
