@@ -374,3 +374,23 @@ class TestRegisteredTypes:
         )
         found = declared_task_types(("dyn",), tmp_path)
         assert "dyn: line 2" in found.unread
+
+
+class TestReadmeExample:
+    def test_the_worked_example_is_a_valid_config(self) -> None:
+        text = (REPO_ROOT / "README.md").read_text()
+        section = text.split("## Several queues", 1)[1]
+        block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+        example = {
+            key.removeprefix(KEY): value for key, value in yaml.safe_load(block)["config"].items()
+        }
+        # myteam.tasks is the reader's module, not this repository's: its types are the
+        # routes' own, checked here against the declared queues only.
+        routes = example.pop("routes")
+        example.pop("task_modules")
+        config = parse_config({"project": "my-tasks-prod", "region": "europe-west1", **example})
+        assert set(routes.values()) <= set(config.queues)
+        email, reports = config.queues["email"], config.queues["reports"]
+        assert (email.max_dispatches_per_second, email.max_attempts) == (2, 3)
+        assert (reports.dispatch_deadline, reports.max_retry_duration) == (1800, 86400)
+        assert config.capacity_warnings() == []
