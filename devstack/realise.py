@@ -133,6 +133,8 @@ class LocalRealisation:
     """The plan's stack outputs (service_url replaced at `up`); the maps stay maps."""
     verdicts: list[ResourceVerdict] = field(default_factory=list)
     substitutions: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+    """The program's warnings (the capacity check across queues), shown by `up`."""
 
     @property
     def queue(self) -> QueueSpec:
@@ -336,4 +338,5 @@ def analyse(plan: Plan, environ: Mapping[str, str] | None = None) -> LocalRealis
         outputs=outputs,
         verdicts=verdicts,
         substitutions=judging.substitutions,
+        warnings=plan.warnings,
     )

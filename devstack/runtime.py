@@ -243,6 +243,8 @@ def up(
             emulator = _spawn_emulator(running, planned)
             if realisation is None:
                 realisation = _realisation(stack, None, running, t0)
+            for warning in realisation.warnings:
+                say(f"warning: {warning}")
             running.state.realised = [v.to_json() for v in realisation.by_verdict("realised")]
             running.state.no_local_effect = [
                 v.to_json() for v in realisation.by_verdict("no local effect")
