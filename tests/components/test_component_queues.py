@@ -179,6 +179,12 @@ class TestSameSettingsTwoWays:
         assert evaluate_config("staging", nested).to_json() == evaluate("staging").to_json()
 
 
+    def test_empty_maps_are_the_single_queue_stack(self) -> None:
+        config = load_stack_config("dev")
+        config |= {f"{KEY}queues": "{}", f"{KEY}routes": "{}"}
+        assert evaluate_config("dev", config).to_json() == evaluate("dev").to_json()
+
+
 class TestIndependentMocks:
     """The pipeline under a Mocks of this test's own: what was registered, nothing else."""
 
