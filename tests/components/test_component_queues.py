@@ -178,7 +178,6 @@ class TestSameSettingsTwoWays:
         nested[f"{KEY}queues"] = json.dumps({"default": moved})
         assert evaluate_config("staging", nested).to_json() == evaluate("staging").to_json()
 
-
     def test_empty_maps_are_the_single_queue_stack(self) -> None:
         config = load_stack_config("dev")
         config |= {f"{KEY}queues": "{}", f"{KEY}routes": "{}"}
