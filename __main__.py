@@ -11,6 +11,10 @@ import pulumi
 from components import TaskPipeline, load_config
 
 config = load_config()
+# Risks the config cannot rule out (components.config.PipelineConfig.capacity_warnings):
+# `pulumi preview` prints them, and so does `python -m plan`.
+for warning in config.capacity_warnings():
+    pulumi.log.warn(warning)
 pipeline = TaskPipeline("tasks", config, stack=pulumi.get_stack())
 for output_name, value in pipeline.outputs.items():
     pulumi.export(output_name, value)

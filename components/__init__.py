@@ -4,7 +4,9 @@
 `PipelineConfig` (`components.config`), whose sections each component takes as
 is: `TaskPipeline` hands every component the `gcp` section,
 `Identities` the `identities` section, `WorkerService` the `worker` section and
-`TaskQueue` the `queue` section, plus the outputs of the components before it.
+`TaskQueue` the `queue` section (one `TaskQueue` per queue key of the `routing`
+section's queues, each with its own `QueueConfig`), plus the outputs of the
+components before it.
 Nothing here declares resources at import time.
 """
 
@@ -14,6 +16,7 @@ from components.config import (
     IdentitiesConfig,
     PipelineConfig,
     QueueConfig,
+    RoutingConfig,
     WorkerConfig,
 )
 from components.identities import Identities
@@ -29,6 +32,7 @@ __all__ = [
     "IdentitiesConfig",
     "PipelineConfig",
     "QueueConfig",
+    "RoutingConfig",
     "TaskPipeline",
     "TaskQueue",
     "WorkerConfig",

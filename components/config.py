@@ -5,7 +5,14 @@
 - `GcpConfig` (`gcp:project`, `gcp:region`, the provider's own keys): every component;
 - `QueueConfig`: `TaskQueue` (and `dispatch_deadline`, the task field the stack exports);
 - `WorkerConfig`: `WorkerService`;
-- `IdentitiesConfig`: `Identities`.
+- `IdentitiesConfig`: `Identities`;
+- `RoutingConfig` (`queues`, `routes`): `TaskPipeline`, which builds one `TaskQueue` per
+  queue key from it.
+
+Several queues: the flat queue keys describe the queue `default`; `queues` maps
+more queue keys to their own settings (the same keys as `QueueConfig`, nested:
+`queues.email.max_dispatches_per_second`), `routes` maps a task type to a queue key.
+`PipelineConfig.queues` is every queue by key, `default` first.
 
 A field name is its config key: `cloud-tasks-pipeline:<field>`, or `gcp:<field>`
 for `GcpConfig`. Keys stay flat in `Pulumi.<stack>.yaml`; which section a key
@@ -34,10 +41,12 @@ values (`components.values` does).
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from components.task_types import declared_task_types
 from components.values import (
     ACCOUNT_PREFIX_RE,
     CUSTOM_AUDIENCE_RE,
@@ -84,6 +93,8 @@ from contract.resources import (
     RUNTIME_ACCOUNT_SUFFIX,
     account_id,
 )
+from contract.routing import DEFAULT_QUEUE_KEY, queue_key_problem
+from contract.task_types import task_type_problem
 
 GCP_NAMESPACE = "gcp"
 """The provider's config namespace (`gcp:project`, `gcp:region`)."""
@@ -98,8 +109,13 @@ class ConfigError(ValueError):
         self.value = value
         self.problem = problem.rstrip(". ")
         shown = "(not set)" if value is None else repr(value)
+        # A key inside a map (`queues.email.max_attempts`) is set with --path.
+        nested = "." in key.partition(":")[2]
         self.fix = fix or (
-            f"set a valid value with `pulumi config set {key} VALUE` or in Pulumi.<stack>.yaml"
+            f"set a valid value with `pulumi config set --path '{key}' VALUE` or in "
+            "Pulumi.<stack>.yaml"
+            if nested
+            else f"set a valid value with `pulumi config set {key} VALUE` or in Pulumi.<stack>.yaml"
         )
         super().__init__(f"invalid stack config {key} = {shown}: {self.problem}. Fix: {self.fix}.")
 
@@ -465,6 +481,49 @@ class IdentitiesConfig(Section):
         return value
 
 
+class RoutingConfig(Section):
+    """Queues besides `default` (the flat queue keys) and which task types go to which.
+
+    `components.loading` merges `queues.default` into the flat keys, so `queues` here
+    holds the other queues only.
+    """
+
+    queues: dict[str, QueueConfig] = Field(
+        default_factory=dict,
+        description="More queues: queue key -> that queue's settings (the queue keys above); "
+        "the flat keys are queue `default`.",
+    )
+    routes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Task type -> queue key; a type without a route goes to `default`.",
+    )
+
+    @field_validator("queues")
+    @classmethod
+    def _queue_keys(cls, value: dict[str, QueueConfig]) -> dict[str, QueueConfig]:
+        for key in value:
+            if key == DEFAULT_QUEUE_KEY:
+                raise FieldProblem(
+                    f"queues.{key}",
+                    key,
+                    "queue `default` is described by the flat keys (and queues.default), "
+                    "not held here",
+                )
+            if (problem := queue_key_problem(key)) is not None:
+                raise FieldProblem(f"queues.{key}", key, problem)
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _routes(cls, value: dict[str, str]) -> dict[str, str]:
+        for task_type, key in value.items():
+            if (problem := task_type_problem(task_type)) is not None:
+                raise FieldProblem(f"routes.{task_type}", key, problem)
+            if (problem := queue_key_problem(key)) is not None:
+                raise FieldProblem(f"routes.{task_type}", key, problem)
+        return value
+
+
 class PipelineConfig(BaseModel):
     """The whole stack configuration: one section per concern."""
 
@@ -474,15 +533,116 @@ class PipelineConfig(BaseModel):
     queue: QueueConfig = Field(default_factory=QueueConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     identities: IdentitiesConfig = Field(default_factory=IdentitiesConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+
+    @property
+    def queues(self) -> dict[str, QueueConfig]:
+        """Every queue by key, `default` (the flat keys) first."""
+        return {DEFAULT_QUEUE_KEY: self.queue, **self.routing.queues}
+
+    @property
+    def routes(self) -> dict[str, str]:
+        """Task type -> queue key (`contract.routing.queue_for` reads it)."""
+        return dict(self.routing.routes)
+
+    @property
+    def routed(self) -> bool:
+        """The stack declares queues besides `default`, or routes. A stack that does not
+        (every stack file of the single-queue version) is wired exactly as before."""
+        return bool(self.routing.queues or self.routing.routes)
 
     @model_validator(mode="after")
     def _across_sections(self) -> PipelineConfig:
-        if self.worker.request_timeout < self.queue.dispatch_deadline:
-            raise FieldProblem(
-                "request_timeout",
-                f"{self.worker.request_timeout}s",
-                f"it must be at least dispatch_deadline ({self.queue.dispatch_deadline}s), or "
-                "Cloud Run cuts attempts that Cloud Tasks still waits for; raise request_timeout "
-                "or lower dispatch_deadline",
-            )
+        for key, queue in self.queues.items():
+            if self.worker.request_timeout < queue.dispatch_deadline:
+                deadline = queue_path(key, "dispatch_deadline")
+                raise FieldProblem(
+                    "request_timeout",
+                    f"{self.worker.request_timeout}s",
+                    f"it must be at least {deadline} ({queue.dispatch_deadline}s), or "
+                    "Cloud Run cuts attempts that Cloud Tasks still waits for; raise "
+                    f"request_timeout or lower {deadline}",
+                )
+        self._check_queue_names()
+        self._check_routes()
         return self
+
+    def _check_queue_names(self) -> None:
+        owner: dict[str, str] = {}
+        for key, queue in self.queues.items():
+            if queue.queue_name is None:
+                continue
+            if queue.queue_name in owner:
+                other = owner[queue.queue_name]
+                raise FieldProblem(
+                    queue_path(key, "queue_name"),
+                    queue.queue_name,
+                    f"queue {other!r} ({queue_path(other, 'queue_name')}) has the same queue "
+                    "name; each queue needs its own id (or leave queue_name unset: auto-named)",
+                )
+            owner[queue.queue_name] = key
+
+    def _check_routes(self) -> None:
+        declared = ", ".join(self.queues)
+        for task_type, key in self.routing.routes.items():
+            if key not in self.queues:
+                raise FieldProblem(
+                    f"routes.{task_type}",
+                    key,
+                    f"queue {key!r} is not declared (declared: {declared}); declare it under "
+                    f"queues.{key} or route {task_type} to a declared queue",
+                )
+        if not self.routing.routes:
+            return
+        # With a prebuilt image the modules are that image's business (as for task_modules).
+        found = declared_task_types(self.worker.task_modules, REPO_ROOT)
+        if not found.complete:
+            return
+        for task_type, key in self.routing.routes.items():
+            if task_type not in found.names:
+                raise FieldProblem(
+                    f"routes.{task_type}",
+                    key,
+                    f"the worker registers no task type {task_type!r} (registered: "
+                    f"{', '.join(sorted(found.names))}: the built-in types and task_modules)",
+                    fix=f"fix the type's name, or add the module that declares {task_type!r} "
+                    "to task_modules",
+                )
+
+    def capacity_warnings(self) -> list[str]:
+        """Risks the config cannot rule out, each with its numbers (the program reports
+        them as warnings; `pulumi preview` and `python -m plan` print them).
+
+        Every queue may hold `max_concurrent_dispatches` attempts in flight, but no more
+        than its rate lets start within one dispatch deadline. When those together exceed
+        what the service takes at once (`max_instances x request_concurrency`), the excess
+        is answered 429 and retried: each such answer burns one of the task's attempts.
+        Whether it happens depends on how long the handlers take, which config cannot
+        know, so it is a warning, not an error.
+        """
+        capacity = self.worker.max_instances * self.worker.request_concurrency
+        reachable = {
+            key: min(
+                queue.max_concurrent_dispatches,
+                math.ceil(queue.max_dispatches_per_second * queue.dispatch_deadline),
+            )
+            for key, queue in self.queues.items()
+        }
+        total = sum(reachable.values())
+        if total <= capacity:
+            return []
+        parts = " + ".join(f"{key} {count}" for key, count in reachable.items())
+        return [
+            f"the queues may hold {total} attempts in flight ({parts}: each queue's "
+            "max_concurrent_dispatches, or what its rate starts within one dispatch deadline "
+            f"if fewer) but the service takes {capacity} at once (max_instances "
+            f"{self.worker.max_instances} x request_concurrency {self.worker.request_concurrency})"
+            ": with slow handlers the excess gets 429 and each retry burns an attempt; raise "
+            "max_instances or request_concurrency, or lower max_concurrent_dispatches"
+        ]
+
+
+def queue_path(key: str, field: str) -> str:
+    """The config path of a queue's setting: `dispatch_deadline` for `default` (its flat
+    key), `queues.email.dispatch_deadline` for the others."""
+    return field if key == DEFAULT_QUEUE_KEY else f"queues.{key}.{field}"

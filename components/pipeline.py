@@ -1,8 +1,23 @@
 """TaskPipeline: the whole pipeline composed from its parts, and its stack outputs.
 
 Order of declaration follows the dependencies: the identities, then the worker
-(it runs as the runtime account and admits the invoker), then the queue (it
-needs the worker's URL for its queue-level target).
+(it runs as the runtime account and admits the invoker) and the queues, one
+`TaskQueue` per queue key of the config (`PipelineConfig.queues`), each with its
+own settings and enqueuer grants (the invoker and its run.invoker grant are
+shared).
+
+Two wirings, chosen by `PipelineConfig.routed`:
+
+- a single-queue stack (no `queues`, no `routes`: every stack file of the
+  single-queue version) keeps exactly the wiring it had, so its plan and its
+  deployed resources do not change: the worker first, then the queue, whose
+  queue-level target follows the service's own `uri`;
+- a stack with several queues or routes gives the worker `TASKS_QUEUES` (queue
+  key -> queue id) and `TASKS_ROUTES` (task type -> queue key), so it can refuse a
+  task that arrived on the wrong queue. The queue ids exist only once the queues
+  do, so the queues come first, and their queue-level target cannot wait for the
+  service's `uri` (a cycle): it is the deterministic URL below, which Cloud Run
+  serves as well, known before the service exists.
 
 What a project needs before the first deploy is `bootstrap/`'s, run once by an
 owner: the APIs enabled (enablement is eventually consistent, so the program
@@ -25,10 +40,14 @@ no rule about a config value (`components.config` does).
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from typing import Any
+
 import pulumi
 import pulumi_gcp as gcp
 
-from components.config import PipelineConfig
+from components.config import PipelineConfig, QueueConfig
 from components.identities import Identities
 from components.queue import TaskQueue
 from components.worker import WorkerService
@@ -36,12 +55,18 @@ from contract.durations import format_duration
 from contract.names import (
     OUTPUT_AUDIENCE,
     OUTPUT_DISPATCH_DEADLINE,
+    OUTPUT_DISPATCH_DEADLINES,
     OUTPUT_INVOKER_EMAIL,
     OUTPUT_LOCATION,
     OUTPUT_PROJECT,
     OUTPUT_QUEUE,
+    OUTPUT_QUEUES,
+    OUTPUT_ROUTES,
     OUTPUT_SERVICE_URL,
+    WORKER_ENV_QUEUES,
+    WORKER_ENV_ROUTES,
 )
+from contract.routing import DEFAULT_QUEUE_KEY
 
 
 def deterministic_service_url(service_name: str, project_number: str, region: str) -> str:
@@ -51,13 +76,16 @@ def deterministic_service_url(service_name: str, project_number: str, region: st
 
 
 class TaskPipeline(pulumi.ComponentResource):
-    """Queue -> OIDC-authenticated push -> private Cloud Run worker."""
+    """Queues -> OIDC-authenticated push -> private Cloud Run worker."""
 
     identities: Identities
     worker: WorkerService
+    queues: dict[str, TaskQueue]
+    """One `TaskQueue` per queue key, `default` first."""
     tasks: TaskQueue
+    """The `default` queue (the `queue` output)."""
     audience: pulumi.Output[str]
-    outputs: dict[str, pulumi.Output[str]]
+    outputs: dict[str, pulumi.Output[Any]]
     """The stack outputs, keyed by the names in contract.names."""
 
     def __init__(
@@ -68,12 +96,9 @@ class TaskPipeline(pulumi.ComponentResource):
         stack: str,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """`stack`: the stack name, which tags the built image.
-
-        Slightly over 80 lines on purpose: the whole wiring (which component waits
-        for which API, who gets which account) reads top to bottom in one place.
-        """
+        """`stack`: the stack name, which tags the built image."""
         super().__init__("tasks:index:TaskPipeline", name, None, opts)
+        self._name = name
         where = config.gcp
         child = pulumi.ResourceOptions(parent=self)
 
@@ -83,33 +108,88 @@ class TaskPipeline(pulumi.ComponentResource):
 
         self.audience = self._audience(config)
 
-        self.worker = WorkerService(
-            f"{name}-worker",
+        # The module docstring says why there are two wirings.
+        if config.routed:
+            self.queues = self._queues(config, target_url=self._deterministic_url(config))
+            self.worker = self._worker(config, stack, routing_env=self._routing_env(config))
+        else:
+            self.worker = self._worker(config, stack, routing_env=())
+            self.queues = self._queues(config, target_url=self.worker.url)
+        self.tasks = self.queues[DEFAULT_QUEUE_KEY]
+
+        self.outputs = self._outputs(config)
+        self.register_outputs(dict(self.outputs))
+
+    def _worker(
+        self,
+        config: PipelineConfig,
+        stack: str,
+        *,
+        routing_env: Sequence[tuple[str, pulumi.Input[str]]],
+    ) -> WorkerService:
+        return WorkerService(
+            f"{self._name}-worker",
             config.worker,
-            gcp_config=where,
+            gcp_config=config.gcp,
             image_tag=stack,
             runtime_email=self.identities.runtime.email,
             invoker_email=self.identities.invoker.email,
             invoker_member=self.identities.invoker.member,
             audience=self.audience,
-            opts=child,
+            routing_env=routing_env,
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
-        self.tasks = TaskQueue(
-            f"{name}-queue",
-            config.queue,
-            gcp_config=where,
-            service_url=self.worker.url,
+    def _queues(
+        self, config: PipelineConfig, *, target_url: pulumi.Input[str]
+    ) -> dict[str, TaskQueue]:
+        """One TaskQueue per key. `default` keeps the names it always had (so adding a
+        queue never replaces it); the others are named after their key."""
+        return {
+            key: self._queue(
+                f"{self._name}-queue" if key == DEFAULT_QUEUE_KEY else f"{self._name}-queue-{key}",
+                queue,
+                config,
+                target_url,
+            )
+            for key, queue in config.queues.items()
+        }
+
+    def _queue(
+        self, name: str, queue: QueueConfig, config: PipelineConfig, target_url: pulumi.Input[str]
+    ) -> TaskQueue:
+        return TaskQueue(
+            name,
+            queue,
+            gcp_config=config.gcp,
+            service_url=target_url,
             audience=self.audience,
             invoker_email=self.identities.invoker.email,
             enqueuers=self.identities.enqueuer_grantees,
             # One switch protects the stack's stateful parts: the service (Cloud Run's
-            # own flag) and the queue, whose tasks a delete would take with it.
+            # own flag) and the queues, whose tasks a delete would take with them.
             protect=config.worker.deletion_protection,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
-        self.outputs = {
+    def _routing_env(self, config: PipelineConfig) -> list[tuple[str, pulumi.Input[str]]]:
+        """TASKS_QUEUES ({queue key: queue id}) and TASKS_ROUTES ({task type: queue key})."""
+        keys = list(self.queues)
+        ids = pulumi.Output.all(*(self.queues[key].queue.name for key in keys)).apply(
+            lambda names: json.dumps(dict(zip(keys, names, strict=True)), separators=(",", ":"))
+        )
+        return [
+            (WORKER_ENV_QUEUES, ids),
+            (WORKER_ENV_ROUTES, json.dumps(config.routes, separators=(",", ":"))),
+        ]
+
+    def _outputs(self, config: PipelineConfig) -> dict[str, pulumi.Output[Any]]:
+        where = config.gcp
+        keys = list(self.queues)
+        paths = pulumi.Output.all(*(self.queues[key].path for key in keys)).apply(
+            lambda values: dict(zip(keys, values, strict=True))
+        )
+        return {
             OUTPUT_PROJECT: pulumi.Output.from_input(where.project),
             OUTPUT_LOCATION: pulumi.Output.from_input(where.region),
             OUTPUT_QUEUE: self.tasks.path,
@@ -121,14 +201,21 @@ class TaskPipeline(pulumi.ComponentResource):
             OUTPUT_DISPATCH_DEADLINE: pulumi.Output.from_input(
                 format_duration(config.queue.dispatch_deadline)
             ),
+            OUTPUT_QUEUES: paths,
+            OUTPUT_ROUTES: pulumi.Output.from_input(config.routes),
+            OUTPUT_DISPATCH_DEADLINES: pulumi.Output.from_input(
+                {key: format_duration(q.dispatch_deadline) for key, q in config.queues.items()}
+            ),
         }
-        self.register_outputs(dict(self.outputs))
 
     def _audience(self, config: PipelineConfig) -> pulumi.Output[str]:
         """The custom audience when configured, otherwise the deterministic URL."""
         custom = config.worker.custom_audience
         if custom is not None:
             return pulumi.Output.from_input(custom)
+        return self._deterministic_url(config)
+
+    def _deterministic_url(self, config: PipelineConfig) -> pulumi.Output[str]:
         where = config.gcp
         project = gcp.organizations.get_project_output(
             project_id=where.project, opts=pulumi.InvokeOutputOptions(parent=self)

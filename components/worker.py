@@ -76,10 +76,12 @@ class WorkerService(pulumi.ComponentResource):
         invoker_email: pulumi.Input[str],
         invoker_member: pulumi.Input[str],
         audience: pulumi.Input[str],
+        routing_env: Sequence[tuple[str, pulumi.Input[str]]] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`image_tag`: tag of the built image (the stack name), so stacks sharing a
-        registry do not collide."""
+        registry do not collide; `routing_env`: TASKS_QUEUES and TASKS_ROUTES of a stack
+        with several queues."""
         super().__init__("tasks:index:WorkerService", name, None, opts)
 
         self.image = None
@@ -109,6 +111,7 @@ class WorkerService(pulumi.ComponentResource):
             runtime_email=runtime_email,
             invoker_email=invoker_email,
             audience=audience,
+            routing_env=routing_env,
             depends_on=self.secret_grants,
         )
         self.invoker_binding = gcp.cloudrunv2.ServiceIamMember(
@@ -177,6 +180,7 @@ class WorkerService(pulumi.ComponentResource):
         runtime_email: pulumi.Input[str],
         invoker_email: pulumi.Input[str],
         audience: pulumi.Input[str],
+        routing_env: Sequence[tuple[str, pulumi.Input[str]]],
         depends_on: Sequence[pulumi.Resource],
     ) -> gcp.cloudrunv2.Service:
         """The private Cloud Run service (`google.cloud.run.v2.Service`) running the image."""
@@ -204,7 +208,9 @@ class WorkerService(pulumi.ComponentResource):
                     min_instance_count=config.min_instances,
                     max_instance_count=config.max_instances,
                 ),
-                containers=[_container(config, self.image_ref, audience, invoker_email)],
+                containers=[
+                    _container(config, self.image_ref, audience, invoker_email, routing_env)
+                ],
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
@@ -236,6 +242,7 @@ def _container(
     image: pulumi.Input[str],
     audience: pulumi.Input[str],
     invoker_email: pulumi.Input[str],
+    routing_env: Sequence[tuple[str, pulumi.Input[str]]],
 ) -> gcp.cloudrunv2.ServiceTemplateContainerArgs:
     """The worker container: command, port, the token checks' env, limits and probe."""
     return gcp.cloudrunv2.ServiceTemplateContainerArgs(
@@ -248,6 +255,10 @@ def _container(
             ),
             gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
                 name=WORKER_ENV_ALLOWED_INVOKERS, value=invoker_email
+            ),
+            *(
+                gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name=n, value=v)
+                for n, v in routing_env
             ),
             *_own_envs(config),
         ],

@@ -35,6 +35,8 @@ from contract.names import (
     WORKER_ENV_CERTS_URL,
     WORKER_ENV_EXTRA_MODULES,
     WORKER_ENV_PORT,
+    WORKER_ENV_QUEUES,
+    WORKER_ENV_ROUTES,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +64,8 @@ RESERVED_ENV = frozenset(
         WORKER_ENV_ALLOWED_INVOKERS,
         WORKER_ENV_CERTS_URL,
         WORKER_ENV_EXTRA_MODULES,
+        WORKER_ENV_QUEUES,
+        WORKER_ENV_ROUTES,
     }
 )
 

@@ -31,6 +31,9 @@ OUTPUT_DISPATCH_DEADLINES: Final = "dispatch_deadlines"  # {queue key: "60s"}
 OUTPUT_DEAD_LETTER_BUCKET: Final = "dead_letter_bucket"
 
 OPTIONAL_STACK_OUTPUT_KEYS: Final = (OUTPUT_DISPATCH_DEADLINE,)
+# The same outputs as JSON objects (not strings): every stack of this version exports them;
+# readers treat them as optional, like the keys above.
+MAP_STACK_OUTPUT_KEYS: Final = (OUTPUT_QUEUES, OUTPUT_ROUTES, OUTPUT_DISPATCH_DEADLINES)
 
 # Extra keys in .devstack/<stack>/outputs.json
 OUTPUT_EMULATOR_HOST: Final = "emulator_host"  # host:port of the emulator's gRPC API
@@ -41,6 +44,7 @@ OUTPUT_STORAGE_EMULATOR_HOST: Final = "storage_emulator_host"
 LOCAL_OUTPUT_KEYS: Final = (
     *STACK_OUTPUT_KEYS,
     *OPTIONAL_STACK_OUTPUT_KEYS,
+    *MAP_STACK_OUTPUT_KEYS,
     OUTPUT_EMULATOR_HOST,
     OUTPUT_EMULATOR_URL,
 )

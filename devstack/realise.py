@@ -1,8 +1,9 @@
 """Decide what each resource of a plan becomes on this machine.
 
 Input: a `plan.model.Plan` (evaluated, or read from `python -m plan --format
-json`). Output: a `LocalRealisation` naming the queue to create in the
-emulator (`devstack.local_queue`), the worker process to start
+json`). Output: a `LocalRealisation` naming every queue to create in the
+emulator by its queue key, each with its own planned settings
+(`devstack.local_queue`), the worker process to start
 (`devstack.local_worker`), the accounts allowed to invoke it, and a verdict
 for every resource: realised, no local effect (with the reason), or refused.
 A plan with any refused resource is not realised at all: the error lists each
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from contract.names import (
     OUTPUT_AUDIENCE,
@@ -26,6 +27,7 @@ from contract.names import (
     OUTPUT_LOCATION,
     OUTPUT_PROJECT,
     OUTPUT_QUEUE,
+    OUTPUT_QUEUES,
 )
 from contract.resources import (
     ARTIFACT_REPOSITORY_TYPE,
@@ -45,6 +47,7 @@ from contract.resources import (
     SERVICE_ACCOUNT_TYPE,
     SERVICE_IDENTITY_TYPE,
 )
+from contract.routing import DEFAULT_QUEUE_KEY
 from devstack.local_queue import QueueSpec, queue_problems
 from devstack.local_worker import NOBODY_INVOKER, WorkerSpec, worker_spec
 from plan.model import Plan, PlannedResource
@@ -123,11 +126,20 @@ class ResourceVerdict:
 @dataclass(frozen=True)
 class LocalRealisation:
     stack: str
-    queue: QueueSpec
+    queues: dict[str, QueueSpec]
+    """Every planned queue by its key (the `queues` output), `default` first."""
     worker: WorkerSpec
-    outputs: dict[str, str]  # the plan's stack outputs (service_url replaced at `up`)
+    outputs: dict[str, Any]
+    """The plan's stack outputs (service_url replaced at `up`); the maps stay maps."""
     verdicts: list[ResourceVerdict] = field(default_factory=list)
     substitutions: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+    """The program's warnings (the capacity check across queues), shown by `up`."""
+
+    @property
+    def queue(self) -> QueueSpec:
+        """The `default` queue (the `queue` output)."""
+        return self.queues[DEFAULT_QUEUE_KEY]
 
     def by_verdict(self, verdict: Verdict) -> list[ResourceVerdict]:
         return [v for v in self.verdicts if v.verdict == verdict]
@@ -159,7 +171,7 @@ def _judge(resource: PlannedResource, ctx: _Judging) -> tuple[Verdict, str]:
     """The verdict on one resource, and why."""
     rtype = resource.type
     if rtype == QUEUE_TYPE:
-        return "realised", "queue in the emulator, planned rate limits, retries and target"
+        return "realised", "queue in the emulator, its planned rate limits, retries and target"
     if rtype == RUN_SERVICE_TYPE:
         ingress = PlannedService.of(resource).ingress
         if ingress not in (None, "INGRESS_TRAFFIC_ALL"):
@@ -228,31 +240,49 @@ def _export_problems(exports: Exports) -> list[str]:
     return problems
 
 
-def _queue_spec(plan: Plan, judging: _Judging) -> QueueSpec | None:
-    queues = plan.queues()
-    if len(queues) != 1:
-        judging.problems.append(
-            f"the plan has {len(queues)} Cloud Tasks queues; the local stack realises exactly "
-            "one (the one the `queue` output names)"
-        )
+def _queue_specs(plan: Plan, judging: _Judging) -> dict[str, QueueSpec] | None:
+    """Every planned queue by its key; None (with the problems noted) when the plan's
+    queues and its `queue`/`queues` outputs do not match one to one."""
+    exports = plan.exports
+    planned = plan.queues()
+    if not planned:
+        judging.problems.append("the plan has no Cloud Tasks queue")
         return None
-    queue = queues[0]
-    exported = plan.exports.queue
-    if "/queues/" not in queue.path:
-        judging.problems.append(
-            f"queue {queue.resource.name!r} has no computed id like "
-            f"projects/P/locations/L/queues/Q (got {queue.path!r}); the plan's mocks must "
-            "compute it"
+    keys = exports.queue_keys_by_path()
+    problems: list[str] = []
+    for queue in planned:
+        if "/queues/" not in queue.path:
+            problems.append(
+                f"queue {queue.resource.name!r} has no computed id like "
+                f"projects/P/locations/L/queues/Q (got {queue.path!r}); the plan's mocks must "
+                "compute it"
+            )
+        elif queue.path not in keys:
+            problems.append(
+                f"queue {queue.resource.name!r} ({queue.path}) has no key in the "
+                f"`{OUTPUT_QUEUES}` output: export every queue's id under its queue key"
+            )
+    by_path = {q.path: q for q in planned}
+    for key, path in exports.queues.items():
+        if path not in by_path:
+            problems.append(
+                f"the `{OUTPUT_QUEUES}` output maps {key!r} to {path!r}, which is not a planned "
+                "queue: export the queue resources' ids"
+            )
+    default = exports.queues.get(DEFAULT_QUEUE_KEY)
+    if exports.queue and default and exports.queue != default:
+        problems.append(
+            f"the `{OUTPUT_QUEUE}` output {exports.queue!r} is not the planned queue "
+            f"{default!r} of key {DEFAULT_QUEUE_KEY!r}: export the default queue's id"
         )
+    if default is None:
+        problems.append(f"the `{OUTPUT_QUEUES}` output has no {DEFAULT_QUEUE_KEY!r} queue")
+    judging.problems.extend(problems)
+    if problems:
         return None
-    if exported and exported != queue.path:
-        judging.problems.append(
-            f"the `queue` output {exported!r} is not the planned queue {queue.path!r}: "
-            "export the queue resource's id"
-        )
-        return None
-    judging.problems.extend(queue_problems(queue, judging.substitutions))
-    return QueueSpec(queue)
+    for queue in planned:
+        judging.problems.extend(queue_problems(queue, judging.substitutions))
+    return {key: QueueSpec(by_path[path]) for key, path in exports.queues.items()}
 
 
 def analyse(plan: Plan, environ: Mapping[str, str] | None = None) -> LocalRealisation:
@@ -264,7 +294,12 @@ def analyse(plan: Plan, environ: Mapping[str, str] | None = None) -> LocalRealis
     Raises PlanNotRealisable listing every problem at once.
     """
     exports = plan.exports
-    outputs = {str(k): str(v) for k, v in plan.outputs.items() if v is not None}
+    # Scalars as strings, the map outputs (queues, routes, dispatch_deadlines) as maps.
+    outputs = {
+        str(k): v if isinstance(v, dict) else str(v)
+        for k, v in plan.outputs.items()
+        if v is not None
+    }
     services = plan.services()
     problems = _export_problems(exports)
     if len(services) != 1:
@@ -282,7 +317,7 @@ def analyse(plan: Plan, environ: Mapping[str, str] | None = None) -> LocalRealis
         )
     # Problems in the order the user reads them: exports, counts, resources, queue, worker.
     judging.problems[:0] = problems
-    queue = _queue_spec(plan, judging)
+    queues = _queue_specs(plan, judging)
     worker = None
     if service is not None:
         worker = worker_spec(
@@ -294,13 +329,14 @@ def analyse(plan: Plan, environ: Mapping[str, str] | None = None) -> LocalRealis
             problems=judging.problems,
             environ=environ or {},
         )
-    if judging.problems or queue is None or worker is None:
+    if judging.problems or queues is None or worker is None:
         raise PlanNotRealisable(judging.problems or ["the plan has no queue or no worker"])
     return LocalRealisation(
         stack=plan.stack,
-        queue=queue,
+        queues=queues,
         worker=worker,
         outputs=outputs,
         verdicts=verdicts,
         substitutions=judging.substitutions,
+        warnings=plan.warnings,
     )

@@ -41,7 +41,7 @@ from contract.names import (
 )
 from devstack import hints, processes
 from devstack.ports import RequestedPorts, StackPorts, planned_ports, save_ports
-from devstack.realise import LocalRealisation, PlanNotRealisable, analyse
+from devstack.realise import LocalRealisation, PlanNotRealisable, QueueSpec, analyse
 from devstack.state import (
     ProcessRecord,
     StackPaths,
@@ -146,10 +146,9 @@ _QUEUE_MASK = ["rate_limits", "retry_config", "stackdriver_logging_config", "htt
 
 
 def apply_queue(
-    client: tasks_v2.CloudTasksClient, realisation: LocalRealisation, worker_port: int
+    client: tasks_v2.CloudTasksClient, spec: QueueSpec, worker_port: int
 ) -> tasks_v2.Queue:
-    """Create the planned queue, or bring an existing one (same data file) to the plan."""
-    spec = realisation.queue
+    """Create one planned queue, or bring an existing one (same data file) to the plan."""
     queue = spec.to_queue(LOCAL_HOST, worker_port)
     try:
         client.create_queue(parent=spec.parent, queue=queue, timeout=10)
@@ -164,6 +163,13 @@ def apply_queue(
     elif spec.desired_state == "RUNNING" and paused:
         current = client.resume_queue(name=spec.path, timeout=10)
     return current
+
+
+def apply_queues(
+    client: tasks_v2.CloudTasksClient, realisation: LocalRealisation, worker_port: int
+) -> dict[str, tasks_v2.Queue]:
+    """Every planned queue, each with its own settings, by queue key."""
+    return {key: apply_queue(client, spec, worker_port) for key, spec in realisation.queues.items()}
 
 
 def _worker_env(realisation: LocalRealisation, port: int, certs_url: str) -> dict[str, str]:
@@ -237,6 +243,8 @@ def up(
             emulator = _spawn_emulator(running, planned)
             if realisation is None:
                 realisation = _realisation(stack, None, running, t0)
+            for warning in realisation.warnings:
+                say(f"warning: {warning}")
             running.state.realised = [v.to_json() for v in realisation.by_verdict("realised")]
             running.state.no_local_effect = [
                 v.to_json() for v in realisation.by_verdict("no local effect")
@@ -394,13 +402,14 @@ def _lost_port_race(worker: processes.Started) -> bool:
 def _apply_queue_or_explain(
     client: tasks_v2.CloudTasksClient, realisation: LocalRealisation, port: int, paths: StackPaths
 ) -> None:
-    try:
-        apply_queue(client, realisation, port)
-    except gexc.GoogleAPICallError as exc:
-        raise StackError(
-            f"the emulator refused the planned queue {realisation.queue.path}: {exc.message} "
-            f"(see {paths.emulator_log})"
-        ) from exc
+    for key, spec in realisation.queues.items():
+        try:
+            apply_queue(client, spec, port)
+        except gexc.GoogleAPICallError as exc:
+            raise StackError(
+                f"the emulator refused the planned queue {key!r} ({spec.path}): {exc.message} "
+                f"(see {paths.emulator_log})"
+            ) from exc
 
 
 def _stop_children(running: Running, say: Say) -> None:

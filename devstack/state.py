@@ -18,11 +18,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contract.names import LOCAL_OUTPUT_KEYS
+from contract.names import LOCAL_OUTPUT_KEYS, MAP_STACK_OUTPUT_KEYS, OPTIONAL_STACK_OUTPUT_KEYS
+
+OPTIONAL_OUTPUT_KEYS = (*OPTIONAL_STACK_OUTPUT_KEYS, *MAP_STACK_OUTPUT_KEYS)
 
 ROOT_ENV = "DEVSTACK_ROOT"
 STATE_VERSION = 1
@@ -110,7 +113,7 @@ class StackState:
     ready_seconds: float
     plan_seconds: float
     processes: list[ProcessRecord] = field(default_factory=list)
-    outputs: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
     realised: list[dict[str, str]] = field(default_factory=list)
     no_local_effect: list[dict[str, str]] = field(default_factory=list)
     substitutions: list[str] = field(default_factory=list)
@@ -174,10 +177,16 @@ def clear_state(paths: StackPaths) -> None:
     paths.outputs_file.unlink(missing_ok=True)
 
 
-def write_outputs(paths: StackPaths, outputs: dict[str, str]) -> None:
-    missing = [k for k in LOCAL_OUTPUT_KEYS if not outputs.get(k)]
+def write_outputs(paths: StackPaths, outputs: Mapping[str, Any]) -> None:
+    """The stack outputs with the local keys; an optional output (one a plan of an
+    older program lacks) is written when present. `routes` may be an empty map."""
+    required = [k for k in LOCAL_OUTPUT_KEYS if k not in OPTIONAL_OUTPUT_KEYS]
+    missing = [k for k in required if not outputs.get(k)]
     if missing:
         # A programming error rather than user input: every key is computed by `up`.
         raise StateError(f"refusing to write {paths.outputs_file}: no value for {missing}")
     paths.ensure()
-    _write_atomic(paths.outputs_file, {k: outputs[k] for k in LOCAL_OUTPUT_KEYS})
+    _write_atomic(
+        paths.outputs_file,
+        {k: outputs[k] for k in LOCAL_OUTPUT_KEYS if outputs.get(k) is not None},
+    )

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from contract.names import (
     LOCAL_OUTPUT_KEYS,
+    MAP_STACK_OUTPUT_KEYS,
     OUTPUT_AUDIENCE,
     OUTPUT_DISPATCH_DEADLINE,
     OUTPUT_EMULATOR_HOST,
@@ -43,7 +44,6 @@ from contract.names import (
 )
 from enqueue.errors import OutputsError
 from enqueue.queues import (
-    QUEUE_MAP_OUTPUT_KEYS,
     QueueTarget,
     StackQueues,
     check_queue_path,
@@ -53,7 +53,7 @@ from enqueue.textfile import NotUtf8Error, read_utf8
 
 # Every output this helper reads; the queue maps may or may not be listed in contract.names'
 # key tuples, so they are added here once.
-KNOWN_OUTPUT_KEYS = tuple(dict.fromkeys((*LOCAL_OUTPUT_KEYS, *QUEUE_MAP_OUTPUT_KEYS)))
+KNOWN_OUTPUT_KEYS = tuple(dict.fromkeys((*LOCAL_OUTPUT_KEYS, *MAP_STACK_OUTPUT_KEYS)))
 _HOST_PORT = re.compile(r"(?P<host>[^\s/:]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})")
 # DNS names and IPv4 addresses; IPv6 literals are checked with ipaddress.
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
@@ -176,7 +176,7 @@ class StackOutputs:
             )
         values: dict[str, str | None] = {}
         for key in LOCAL_OUTPUT_KEYS:
-            if key in QUEUE_MAP_OUTPUT_KEYS:
+            if key in MAP_STACK_OUTPUT_KEYS:
                 continue  # JSON objects, validated with the queue below
             value = data.get(key)
             if value is None and key not in STACK_OUTPUT_KEYS:
@@ -215,7 +215,7 @@ class StackOutputs:
             else deadline_seconds(OUTPUT_DISPATCH_DEADLINE, deadline_text, source)
         )
         queues = None
-        if any(data.get(key) is not None for key in QUEUE_MAP_OUTPUT_KEYS):
+        if any(data.get(key) is not None for key in MAP_STACK_OUTPUT_KEYS):
             queues = StackQueues.from_outputs(
                 data,
                 queue=queue,

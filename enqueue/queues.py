@@ -37,7 +37,6 @@ from contract.routing import DEFAULT_QUEUE_KEY, queue_for, queue_key_problem
 from contract.task_types import task_type_problem
 from enqueue.errors import OutputsError, TaskValidationError
 
-QUEUE_MAP_OUTPUT_KEYS = (OUTPUT_QUEUES, OUTPUT_ROUTES, OUTPUT_DISPATCH_DEADLINES)
 """The outputs that are JSON objects rather than strings."""
 
 QUEUE_PATH = re.compile(

@@ -55,6 +55,8 @@ def _report_policy(plan: Plan) -> int:
     The report goes to stderr (stdout stays the plan); 1 when a rule is violated."""
     from policy.check import format_violations, plan_violations
 
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     violations = plan_violations(plan)
     if not violations:
         print(f"policy: no violation in stack {plan.stack}", file=sys.stderr)

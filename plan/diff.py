@@ -1,8 +1,10 @@
 """The difference between two plans (a change against its snapshot), and its rendering.
 
 `diff_plans(old, new)` compares resources by URN (inputs as dotted paths, parent,
-dependencies) and the stack outputs; `render_diff` prints it the way `pulumi
-preview` lists changes. Pure functions of plans: no evaluation, no files.
+dependencies) and the stack outputs, and every queue by its key (its settings and
+the task types routed to it, so a change reads "queue email: rate 2 => 5"
+whatever the queue's resource is called); `render_diff` prints it the way
+`pulumi preview` lists changes. Pure functions of plans: no evaluation, no files.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plan.model import Plan, PlannedResource
+from plan.views import PlannedQueue
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -42,11 +45,22 @@ class Change:
 
 
 @dataclass(frozen=True)
+class QueueChange:
+    """One queue, by its key: added, removed, or its settings or routes changed."""
+
+    key: str
+    kind: str  # "added", "removed", "changed"
+    changes: tuple[Change, ...] = ()
+    routes: tuple[str, ...] = ()  # the task types routed to it (in the new plan, if any)
+
+
+@dataclass(frozen=True)
 class PlanDiff:
     added: tuple[PlannedResource, ...]
     removed: tuple[PlannedResource, ...]
     modified: tuple[tuple[PlannedResource, tuple[Change, ...]], ...]
     outputs: tuple[Change, ...]
+    queues: tuple[QueueChange, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -60,7 +74,7 @@ class PlanDiff:
         def change(c: Change) -> dict[str, Any]:
             return {"path": c.path, "old": c.old, "new": c.new}
 
-        return {
+        data: dict[str, Any] = {
             "added": [r.urn for r in self.added],
             "removed": [r.urn for r in self.removed],
             "modified": [
@@ -69,6 +83,17 @@ class PlanDiff:
             ],
             "outputs": [change(c) for c in self.outputs],
         }
+        if self.queues:  # only when a queue changed, so other diffs read as before
+            data["queues"] = [
+                {
+                    "key": q.key,
+                    "kind": q.kind,
+                    "routes": list(q.routes),
+                    "changes": [change(c) for c in q.changes],
+                }
+                for q in self.queues
+            ]
+        return data
 
 
 _MISSING = "(absent)"
@@ -107,7 +132,33 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
         removed=tuple(r for urn, r in before.items() if urn not in after),
         modified=tuple(modified),
         outputs=tuple(_changes(old.outputs, new.outputs)),
+        queues=tuple(_queue_changes(old, new)),
     )
+
+
+def _queues_by_key(plan: Plan) -> dict[str, PlannedQueue]:
+    planned = {q.path: q for q in plan.queues()}
+    return {key: planned[path] for key, path in plan.exports.queues.items() if path in planned}
+
+
+def _queue_changes(old: Plan, new: Plan) -> Iterator[QueueChange]:
+    """Every queue whose key, settings or routes differ between the plans."""
+    before, after = _queues_by_key(old), _queues_by_key(new)
+    for key in [*after, *(k for k in before if k not in after)]:
+        old_routes = tuple(old.exports.routes_to(key))
+        new_routes = tuple(new.exports.routes_to(key))
+        if key not in before:
+            yield QueueChange(key, "added", routes=new_routes)
+        elif key not in after:
+            yield QueueChange(key, "removed", routes=old_routes)
+        else:
+            changes = list(
+                _changes(flatten(before[key].resource.inputs), flatten(after[key].resource.inputs))
+            )
+            if old_routes != new_routes:
+                changes.append(Change("routes", list(old_routes), list(new_routes)))
+            if changes:
+                yield QueueChange(key, "changed", tuple(changes), new_routes)
 
 
 def render_diff(diff: PlanDiff, stack: str) -> str:
@@ -122,6 +173,14 @@ def render_diff(diff: PlanDiff, stack: str) -> str:
         lines.append(f"  ~ {r.type}  {r.name}")
         for c in changes:
             lines.append(f"        {c.path}: {json.dumps(c.old)} => {json.dumps(c.new)}")
+    if diff.queues:
+        lines.append("  Queues (by key):")
+        mark = {"added": "+", "removed": "-", "changed": "~"}
+        for q in diff.queues:
+            routed = f"  (routes: {', '.join(q.routes)})" if q.routes else ""
+            lines.append(f"      {mark[q.kind]} {q.key}{routed}")
+            for c in q.changes:
+                lines.append(f"            {c.path}: {json.dumps(c.old)} => {json.dumps(c.new)}")
     if diff.outputs:
         lines.append("  Outputs:")
         for c in diff.outputs:

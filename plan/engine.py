@@ -4,7 +4,8 @@
 runtime config, runs the real program with `plan.mocks.PlanMocks`, and records
 every RegisterResource the program makes: type, name, parent, dependencies,
 provider and resolved inputs with the engine's camelCase names, plus the
-outputs the mocks computed. The result is a `plan.model.Plan`.
+outputs the mocks computed and the program's warnings (`pulumi.log.warn`).
+The result is a `plan.model.Plan`.
 
 Each evaluation runs on its own thread: Pulumi keeps its settings, config and
 root stack in context variables, and a new thread starts with an empty context
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import runpy
 import sys
 import threading
@@ -195,14 +197,35 @@ def _event_loop(stack: str) -> Iterator[asyncio.AbstractEventLoop]:
         asyncio.set_event_loop(None)
 
 
+class _WarningLog(logging.Handler):
+    """Keeps the program's `pulumi.log.warn` messages (the mock engine logs them here)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.WARNING:
+            self.messages.append(record.getMessage())
+
+
 def _evaluate_here(stack: str, root: Path, config: dict[str, str]) -> Plan:
+    warnings = _WarningLog()
+    logger = logging.getLogger(f"plan.engine.{stack}.{threading.get_ident()}")
+    logger.propagate = False
+    logger.addHandler(warnings)
     with _event_loop(stack) as loop:
         mocks = PlanMocks(
             stack, config.get(GCP_PROJECT_KEY, "unset-project"), config.get(GCP_REGION_KEY, "unset")
         )
         monitor = RecordingMonitor(mocks)
         pulumi.runtime.set_mocks(
-            mocks, project=PROJECT_NAME, stack=stack, preview=False, monitor=monitor
+            mocks,
+            project=PROJECT_NAME,
+            stack=stack,
+            preview=False,
+            logger=logger,
+            monitor=monitor,
         )
         pulumi.runtime.set_all_config(config)
         program = root / "__main__.py"
@@ -226,6 +249,7 @@ def _evaluate_here(stack: str, root: Path, config: dict[str, str]) -> Plan:
             project=PROJECT_NAME,
             resources=tuple(monitor.planned_resources()),
             outputs=outputs,
+            warnings=tuple(dict.fromkeys(warnings.messages)),
         )
 
 

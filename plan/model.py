@@ -142,6 +142,8 @@ class Plan:
     project: str
     resources: tuple[PlannedResource, ...]
     outputs: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    """The program's warnings (`pulumi.log.warn`), like the capacity check's."""
 
     # --- generic queries -------------------------------------------------------------
 
@@ -220,7 +222,7 @@ class Plan:
             "project": self.project,
             "resources": [r.to_json() for r in self.resources],
             "outputs": self.outputs,
-        }
+        } | ({"warnings": list(self.warnings)} if self.warnings else {})
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
@@ -247,6 +249,7 @@ class Plan:
             project=str(data.get("project") or PROJECT_NAME),
             resources=tuple(PlannedResource.from_json(r) for r in entries),
             outputs=dict(outputs),
+            warnings=tuple(str(w) for w in data.get("warnings") or ()),
         )
 
     @classmethod

@@ -21,6 +21,7 @@ from contract.resources import (
     SERVICE_ACCOUNT_TYPE,
     SERVICE_ACCOUNT_USER_ROLE,
 )
+from contract.routing import DEFAULT_QUEUE_KEY
 from plan.model import Plan, PlannedResource
 from plan.views import IamGrant, Image, PlannedQueue, PlannedService, ServiceAccount
 
@@ -97,7 +98,30 @@ def render_text(plan: Plan) -> str:
     key_width = max((len(k) for k in plan.outputs), default=0)
     for key, value in plan.outputs.items():
         lines.append(f"    {key:<{key_width}}: {json.dumps(value)}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _routing_lines(plan)) + "\n"
+
+
+def _is_routed(plan: Plan) -> bool:
+    """Several queues or routes: a single-queue plan renders as it always did."""
+    exports = plan.exports
+    return len(exports.queues) > 1 or bool(exports.routes)
+
+
+def _routing_lines(plan: Plan) -> list[str]:
+    """Each queue by key: its settings and the task types routed to it."""
+    if not _is_routed(plan):
+        return []
+    exports = plan.exports
+    planned = {q.path: q for q in plan.queues()}
+    lines = ["", "Queues and routes (a type without a route goes to default):"]
+    width = max(len(key) for key in exports.queues)
+    for key, path in exports.queues.items():
+        queue = planned.get(path)
+        summary = _queue_summary(queue) if queue else "(not in the plan)"
+        deadline = exports.dispatch_deadlines.get(key, "?")
+        types = ", ".join(exports.routes_to(key)) or "(no route)"
+        lines.append(f"    {key:<{width}}: {summary}, deadline {deadline}; routes: {types}")
+    return lines
 
 
 # --- mermaid ------------------------------------------------------------------------
@@ -203,6 +227,26 @@ def _draw_runtime(
             )
 
 
+def _draw_routes(
+    g: _Graph, plan: Plan, queues: dict[str, PlannedQueue], queue_nodes: dict[str, str]
+) -> None:
+    """Task types -> the queue their route names; one node for the unrouted types."""
+    exports = plan.exports
+    by_key = {
+        key: queue_nodes[name]
+        for name, queue in queues.items()
+        for key, path in exports.queues.items()
+        if path == queue.path
+    }
+    for task_type, key in sorted(exports.routes.items()):
+        if key in by_key:
+            g.edge(
+                g.node(f"type:{task_type}", f"task type {task_type}", "box"), by_key[key], "route"
+            )
+    if DEFAULT_QUEUE_KEY in by_key:
+        g.edge(g.node("type:*", "every other task type", "box"), by_key[DEFAULT_QUEUE_KEY], "route")
+
+
 DIAGRAM_MARK = "%% the plan, drawn by python -m plan --format mermaid"
 """First line of every plan diagram, by which documents' embedded copies are found."""
 
@@ -217,9 +261,19 @@ def render_mermaid(plan: Plan) -> str:
         g.accounts_by_name[account.full_name or ""] = key
 
     queues = {q.name: q for q in plan.queues()}
+    keys = plan.exports.queue_keys_by_path()
+    routed = _is_routed(plan)
+
+    def queue_label(queue: PlannedQueue) -> str:
+        # The key is drawn only when there are several queues: one queue is `default`.
+        key = f"<br/>queue key {keys[queue.path]}" if routed and queue.path in keys else ""
+        return f"Cloud Tasks queue<br/>{queue.name}{key}"
+
     queue_nodes = {
-        name: g.node(f"queue:{name}", f"Cloud Tasks queue<br/>{name}", "queue") for name in queues
+        name: g.node(f"queue:{name}", queue_label(queue), "queue") for name, queue in queues.items()
     }
+    if routed:
+        _draw_routes(g, plan, queues, queue_nodes)
     services = {str(s.name): s for s in plan.services()}
     service_nodes = {
         name: g.node(f"service:{name}", f"Cloud Run service<br/>{name}", "round")

@@ -21,12 +21,16 @@ from typing import TYPE_CHECKING, Any
 from contract.names import (
     OUTPUT_AUDIENCE,
     OUTPUT_DISPATCH_DEADLINE,
+    OUTPUT_DISPATCH_DEADLINES,
     OUTPUT_INVOKER_EMAIL,
     OUTPUT_LOCATION,
     OUTPUT_PROJECT,
     OUTPUT_QUEUE,
+    OUTPUT_QUEUES,
+    OUTPUT_ROUTES,
     OUTPUT_SERVICE_URL,
 )
+from contract.routing import DEFAULT_QUEUE_KEY
 
 if TYPE_CHECKING:
     from plan.model import PlannedResource
@@ -373,12 +377,35 @@ class Exports:
     audience: str | None
     invoker_email: str | None
     dispatch_deadline: str | None
+    queues: dict[str, str]
+    """Queue key -> queue path; a plan from before several queues: `default` -> `queue`."""
+    routes: dict[str, str]
+    """Task type -> queue key (empty: every type goes to `default`)."""
+    dispatch_deadlines: dict[str, str]
+    """Queue key -> the tasks' dispatch deadline ("60s")."""
+
+    def queue_keys_by_path(self) -> dict[str, str]:
+        """Queue path -> its key."""
+        return {path: key for key, path in self.queues.items()}
+
+    def routes_to(self, key: str) -> list[str]:
+        """The task types routed to queue `key`, sorted."""
+        return sorted(t for t, k in self.routes.items() if k == key)
 
     @classmethod
     def of(cls, outputs: Mapping[str, Any]) -> Exports:
         def get(key: str) -> str | None:
             value = outputs.get(key)
             return None if value in (None, "") else str(value)
+
+        def strings(key: str) -> dict[str, str]:
+            return {str(k): str(v) for k, v in _map(outputs.get(key)).items()}
+
+        queue, deadline = get(OUTPUT_QUEUE), get(OUTPUT_DISPATCH_DEADLINE)
+        queues = strings(OUTPUT_QUEUES) or ({DEFAULT_QUEUE_KEY: queue} if queue else {})
+        deadlines = strings(OUTPUT_DISPATCH_DEADLINES) or (
+            {DEFAULT_QUEUE_KEY: deadline} if deadline else {}
+        )
 
         return cls(
             project=get(OUTPUT_PROJECT),
@@ -387,5 +414,8 @@ class Exports:
             service_url=get(OUTPUT_SERVICE_URL),
             audience=get(OUTPUT_AUDIENCE),
             invoker_email=get(OUTPUT_INVOKER_EMAIL),
-            dispatch_deadline=get(OUTPUT_DISPATCH_DEADLINE),
+            dispatch_deadline=deadline,
+            queues=queues,
+            routes=strings(OUTPUT_ROUTES),
+            dispatch_deadlines=deadlines,
         )

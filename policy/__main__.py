@@ -44,13 +44,19 @@ def build_policies() -> list[Any]:
 
     from policy.rules import (
         DISPATCH_DEADLINE_CONFIG_KEY,
+        QUEUES_CONFIG_KEY,
         RESOURCE_RULES,
+        ROUTES_CONFIG_KEY,
         STACK_RULES,
         ResourceRule,
         StackResource,
         StackRule,
-        dispatch_deadline_from_config,
+        context_from_config,
     )
+
+    def config_value(full_key: str) -> str | None:
+        project, key = full_key.split(":", 1)
+        return pulumi.Config(project).get(key)
 
     def resource_policy(rule: ResourceRule) -> ResourceValidationPolicy:
         def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
@@ -70,9 +76,14 @@ def build_policies() -> list[Any]:
                 StackResource(type=r.resource_type, urn=r.urn, name=r.name, props=r.props)
                 for r in args.resources
             ]
-            project, key = DISPATCH_DEADLINE_CONFIG_KEY.split(":", 1)
-            deadline = dispatch_deadline_from_config(pulumi.Config(project).get(key))
-            for message, urn in rule.check(resources, pulumi.get_stack(), deadline):
+            # The queues' keys, deadlines and routes come from the stack config (maps
+            # arrive as JSON text); the queues' ids are not known at preview.
+            context = context_from_config(
+                config_value(DISPATCH_DEADLINE_CONFIG_KEY),
+                config_value(QUEUES_CONFIG_KEY),
+                config_value(ROUTES_CONFIG_KEY),
+            )
+            for message, urn in rule.check(resources, pulumi.get_stack(), context):
                 report_violation(message, urn)
 
         return StackValidationPolicy(

@@ -27,32 +27,45 @@ from plan.errors import PlanFormatError
 from plan.model import Plan
 from policy.rules import (
     DISPATCH_DEADLINE_CONFIG_KEY,
+    QUEUES_CONFIG_KEY,
+    ROUTES_CONFIG_KEY,
     PolicyInputError,
+    StackContext,
     Violation,
     check_plan,
+    context_from_config,
     dispatch_deadline_from_config,
 )
 
 
-def stack_dispatch_deadline(stack: str, root: Path) -> int:
-    """The dispatch deadline configured in `root/Pulumi.<stack>.yaml`, or the default."""
+def stack_context(stack: str, root: Path) -> StackContext:
+    """What the stack rules read from `root/Pulumi.<stack>.yaml`, as the pack reads it."""
     path = root / f"Pulumi.{stack}.yaml"
     if not path.is_file():
-        return dispatch_deadline_from_config(None)
+        return context_from_config(None)
     try:
         document = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise PolicyInputError(f"{path}: not valid YAML ({exc})") from None
     config = document.get("config") or {}
-    return dispatch_deadline_from_config(config.get(DISPATCH_DEADLINE_CONFIG_KEY))
+    return context_from_config(
+        config.get(DISPATCH_DEADLINE_CONFIG_KEY),
+        config.get(QUEUES_CONFIG_KEY),
+        config.get(ROUTES_CONFIG_KEY),
+    )
+
+
+def stack_dispatch_deadline(stack: str, root: Path) -> int:
+    """The longest dispatch deadline configured in `root/Pulumi.<stack>.yaml` (queue
+    `default` and every other queue), or the default."""
+    return stack_context(stack, root).dispatch_deadline_s
 
 
 def plan_violations(plan: Plan) -> list[Violation]:
-    """Every rule over a plan, with the dispatch deadline the plan exports (the value
-    the program read from the stack config, which the pack reads there too)."""
-    return check_plan(
-        plan, plan.stack, dispatch_deadline_from_config(plan.exports.dispatch_deadline)
-    )
+    """Every rule over a plan, with the queues, routes and dispatch deadlines the plan
+    exports (the values the program read from the stack config, which the pack reads
+    there too)."""
+    return check_plan(plan, plan.stack)
 
 
 def format_violations(violations: list[Violation]) -> str:

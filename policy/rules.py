@@ -2,8 +2,11 @@
 
 Each rule takes what CrossGuard hands a policy (a resource's type and its
 properties with the engine's camelCase names, or the list of all resources of
-the stack) plus the stack name and configured dispatch deadline, and returns
-the violations it finds as messages that say what is wrong and how to fix it.
+the stack) plus the stack name and, for stack rules, what the stack config says
+about its queues (`StackContext`: the longest dispatch deadline, the queue keys,
+the routes), and returns the violations it finds as messages that say what is
+wrong and how to fix it. Resource rules judge every queue resource of the stack,
+whatever its key.
 The same functions run in three places:
 
 - `policy/__main__.py` wraps them in `pulumi_policy` policies for
@@ -23,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from contract.durations import DurationError, parse_duration_s as _parse_duration_s
@@ -33,6 +36,7 @@ from contract.limits import (
     MAX_CONCURRENT_DISPATCHES,
     MAX_DISPATCHES_PER_SECOND,
 )
+from contract.names import OUTPUT_DISPATCH_DEADLINES, OUTPUT_QUEUES, OUTPUT_ROUTES
 from contract.resources import (
     FOLDER_IAM_BINDING_TYPE,
     FOLDER_IAM_POLICY_TYPE,
@@ -57,6 +61,7 @@ from contract.resources import (
     SERVICE_ACCOUNT_MEMBER_PREFIX,
     config_key,
 )
+from contract.routing import DEFAULT_QUEUE_KEY
 
 # --- names from contract.resources, under the short names the rules read ---------------
 QUEUE = QUEUE_TYPE
@@ -92,6 +97,10 @@ PROTECTED_STACKS = ("prod",)
 
 DISPATCH_DEADLINE_CONFIG_KEY = config_key("dispatch_deadline")
 """The main program's config key (components/config.py) that the pack reads."""
+QUEUES_CONFIG_KEY = config_key("queues")
+"""The other queues by key, each with its own `dispatch_deadline` (components/config.py)."""
+ROUTES_CONFIG_KEY = config_key("routes")
+"""Task type -> queue key (components/config.py)."""
 
 
 class PolicyInputError(ValueError):
@@ -117,8 +126,21 @@ class Violation:
     urn: str | None = None
 
 
+@dataclass(frozen=True)
+class StackContext:
+    """What the stack rules read from the stack config besides the resources."""
+
+    dispatch_deadline_s: int
+    """The longest dispatch deadline of the stack's queues, in seconds."""
+    queue_keys: tuple[str, ...] = (DEFAULT_QUEUE_KEY,)
+    routes: Mapping[str, str] = field(default_factory=dict)
+    """Task type -> queue key."""
+    queue_paths: Mapping[str, str] = field(default_factory=dict)
+    """Queue key -> queue path, when known (an offline plan knows; a preview does not)."""
+
+
 ResourceCheck = Callable[[str, Mapping[str, Any], str], list[str]]
-StackCheck = Callable[[Sequence[StackResource], str, int], list[tuple[str, str | None]]]
+StackCheck = Callable[[Sequence[StackResource], str, StackContext], list[tuple[str, str | None]]]
 
 
 @dataclass(frozen=True)
@@ -338,17 +360,19 @@ def prod_deletion_protection(resource_type: str, props: Mapping[str, Any], stack
 
 
 def timeout_covers_dispatch_deadline(
-    resources: Sequence[StackResource], stack: str, dispatch_deadline_s: int
+    resources: Sequence[StackResource], stack: str, context: StackContext
 ) -> list[tuple[str, str | None]]:
-    """Cloud Run's request timeout is at least the queue's dispatch deadline.
+    """Cloud Run's request timeout is at least every queue's dispatch deadline.
 
     Otherwise Cloud Run cuts an attempt with 504 while Cloud Tasks still waits,
     the task is retried although the handler may have done its work, and the
     retries multiply. The deadline comes from the stack config
     (`dispatch_deadline`, default 10 min as in Cloud Tasks), which is what the
     enqueue helper puts on every task. Applies only to stacks that dispatch
-    tasks (a queue exists) to the Cloud Run services of the stack.
+    tasks (a queue exists) to the Cloud Run services of the stack; with several
+    queues, the longest deadline of them is the one to cover.
     """
+    dispatch_deadline_s = context.dispatch_deadline_s
     if not any(r.type == QUEUE for r in resources):
         return []
     found: list[tuple[str, str | None]] = []
@@ -374,6 +398,30 @@ def timeout_covers_dispatch_deadline(
                 )
             )
     return found
+
+
+def queue_reached_by_route(
+    resources: Sequence[StackResource], stack: str, context: StackContext
+) -> list[tuple[str, str | None]]:
+    """Every queue but `default` is named by at least one route.
+
+    A task type without a route goes to `default`; a queue no route names gets
+    only tasks whose producer picked it by hand, which the worker refuses as
+    misrouted (their type's route names another queue). Such a queue is a
+    leftover or a missing route.
+    """
+    routed = set(context.routes.values())
+    urns = {str(r.props.get("id")): r.urn for r in resources if r.type == QUEUE}
+    return [
+        (
+            f"queue {key!r} is reached by no route: no task type goes to it, and a task put "
+            "there by hand is refused by the worker as misrouted. Route a task type to it "
+            f"(stack config routes: TYPE: {key}) or remove queues.{key}.",
+            urns.get(context.queue_paths.get(key, "")),
+        )
+        for key in context.queue_keys
+        if key != DEFAULT_QUEUE_KEY and key not in routed
+    ]
 
 
 RESOURCE_RULES: tuple[ResourceRule, ...] = (
@@ -417,8 +465,13 @@ RESOURCE_RULES: tuple[ResourceRule, ...] = (
 STACK_RULES: tuple[StackRule, ...] = (
     StackRule(
         "cloud-run-timeout-covers-dispatch-deadline",
-        "The Cloud Run request timeout is at least the queue's dispatch deadline.",
+        "The Cloud Run request timeout is at least every queue's dispatch deadline.",
         timeout_covers_dispatch_deadline,
+    ),
+    StackRule(
+        "queue-reached-by-route",
+        "Every queue but `default` is named by at least one route.",
+        queue_reached_by_route,
     ),
 )
 
@@ -434,10 +487,61 @@ def dispatch_deadline_from_config(value: object) -> int:
     return int(parse_duration_s(value, DISPATCH_DEADLINE_CONFIG_KEY))
 
 
+def _object(value: object, key: str) -> Mapping[str, Any]:
+    """A map config value: a mapping (YAML) or its JSON text (as Pulumi hands it over)."""
+    if value in (None, ""):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise PolicyInputError(f"{key}: expected a map, got {value!r:.80}") from None
+    if not isinstance(value, Mapping):
+        raise PolicyInputError(f"{key}: expected a map, got {value!r:.80}")
+    return value
+
+
+def context_from_config(
+    dispatch_deadline: object, queues: object = None, routes: object = None
+) -> StackContext:
+    """The stack rules' context from the stack config's `dispatch_deadline` (queue
+    `default`), `queues` (the others, each maybe with its own) and `routes`."""
+    others = _object(queues, QUEUES_CONFIG_KEY)
+    deadlines = [dispatch_deadline_from_config(dispatch_deadline)]
+    for key, settings in others.items():
+        own = _object(settings, f"{QUEUES_CONFIG_KEY}.{key}").get("dispatch_deadline")
+        if key == DEFAULT_QUEUE_KEY and own in (None, ""):
+            continue
+        deadlines.append(dispatch_deadline_from_config(own))
+    keys = (DEFAULT_QUEUE_KEY, *(str(k) for k in others if k != DEFAULT_QUEUE_KEY))
+    route_map = {str(t): str(k) for t, k in _object(routes, ROUTES_CONFIG_KEY).items()}
+    return StackContext(max(deadlines), keys, route_map)
+
+
+def context_from_outputs(
+    outputs: Mapping[str, Any], dispatch_deadline_s: int | None = None
+) -> StackContext:
+    """The stack rules' context from an offline plan's outputs (queues, routes and
+    deadlines as the program read them from the config); `dispatch_deadline_s`
+    overrides the deadline (the CLI's --dispatch-deadline)."""
+    paths = {str(k): str(v) for k, v in _object(outputs.get(OUTPUT_QUEUES), OUTPUT_QUEUES).items()}
+    deadlines = _object(outputs.get(OUTPUT_DISPATCH_DEADLINES), OUTPUT_DISPATCH_DEADLINES)
+    if dispatch_deadline_s is None:
+        dispatch_deadline_s = max(
+            (dispatch_deadline_from_config(v) for v in deadlines.values()),
+            default=DEFAULT_DISPATCH_DEADLINE_S,
+        )
+    routes = {str(t): str(k) for t, k in _object(outputs.get(OUTPUT_ROUTES), OUTPUT_ROUTES).items()}
+    return StackContext(dispatch_deadline_s, tuple(paths) or (DEFAULT_QUEUE_KEY,), routes, paths)
+
+
 def check_resources(
-    resources: Iterable[StackResource], stack: str, dispatch_deadline_s: int
+    resources: Iterable[StackResource], stack: str, context: StackContext | int
 ) -> list[Violation]:
-    """Every rule over a list of resources, as `pulumi preview --policy-pack` would run them."""
+    """Every rule over a list of resources, as `pulumi preview --policy-pack` would run them.
+    `context` may be just the dispatch deadline in seconds (one queue, no routes)."""
+    if isinstance(context, int):
+        context = StackContext(context)
     listed = list(resources)
     found = [
         Violation(rule.name, message, resource.urn)
@@ -448,7 +552,7 @@ def check_resources(
     found += [
         Violation(rule.name, message, urn)
         for rule in STACK_RULES
-        for message, urn in rule.check(listed, stack, dispatch_deadline_s)
+        for message, urn in rule.check(listed, stack, context)
     ]
     return found
 
@@ -474,6 +578,8 @@ class PlanLike(Protocol):
     def stack(self) -> str: ...
     @property
     def resources(self) -> Sequence[PlannedResourceLike]: ...
+    @property
+    def outputs(self) -> Mapping[str, Any]: ...
 
 
 def plan_resources(plan: PlanLike) -> list[StackResource]:
@@ -487,9 +593,10 @@ def plan_resources(plan: PlanLike) -> list[StackResource]:
 def check_plan(
     plan: PlanLike, stack: str | None = None, dispatch_deadline_s: int | None = None
 ) -> list[Violation]:
-    """Every rule over an offline plan (`plan.model.Plan`); the stack defaults to the plan's."""
+    """Every rule over an offline plan (`plan.model.Plan`); the stack defaults to the plan's,
+    the queues, routes and deadlines to what the plan exports."""
     return check_resources(
         plan_resources(plan),
         stack if stack is not None else plan.stack,
-        dispatch_deadline_s if dispatch_deadline_s is not None else DEFAULT_DISPATCH_DEADLINE_S,
+        context_from_outputs(plan.outputs, dispatch_deadline_s),
     )

@@ -3,6 +3,7 @@
 import re
 
 from contract import LOCAL_OUTPUT_KEYS, OPTIONAL_STACK_OUTPUT_KEYS, STACK_OUTPUT_KEYS, limits
+from contract.names import MAP_STACK_OUTPUT_KEYS
 
 
 def test_stack_output_names_are_the_documented_contract() -> None:
@@ -16,8 +17,12 @@ def test_stack_output_names_are_the_documented_contract() -> None:
     )
     assert OPTIONAL_STACK_OUTPUT_KEYS == ("dispatch_deadline",)
     assert LOCAL_OUTPUT_KEYS[: len(STACK_OUTPUT_KEYS)] == STACK_OUTPUT_KEYS
+    assert MAP_STACK_OUTPUT_KEYS == ("queues", "routes", "dispatch_deadlines")
     assert LOCAL_OUTPUT_KEYS[len(STACK_OUTPUT_KEYS) :] == (
         "dispatch_deadline",
+        "queues",
+        "routes",
+        "dispatch_deadlines",
         "emulator_host",
         "emulator_url",
     )

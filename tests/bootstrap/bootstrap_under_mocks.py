@@ -20,9 +20,12 @@ from typing import Any
 
 import pulumi
 
-from plan.engine import RecordingMonitor
-
 ROOT = Path(__file__).resolve().parents[2]
+# This checkout's packages, whatever an installed (editable) copy points at.
+sys.path.insert(0, str(ROOT))
+
+from plan.engine import RecordingMonitor  # noqa: E402
+
 PROJECT_NUMBER = "123456789012"
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from contract.names import (
     HEALTH_ROUTE,
+    MAP_STACK_OUTPUT_KEYS,
     OPTIONAL_STACK_OUTPUT_KEYS,
     OUTPUT_AUDIENCE,
     OUTPUT_INVOKER_EMAIL,
@@ -373,9 +374,17 @@ class TestWorkerContainer:
 
 class TestStackOutputs:
     def test_names_and_values(self, plan: Plan, stack_config: dict[str, Any]) -> None:
-        assert tuple(plan.outputs) == (*STACK_OUTPUT_KEYS, *OPTIONAL_STACK_OUTPUT_KEYS)
+        assert tuple(plan.outputs) == (
+            *STACK_OUTPUT_KEYS,
+            *OPTIONAL_STACK_OUTPUT_KEYS,
+            *MAP_STACK_OUTPUT_KEYS,
+        )
         # The deadline the tasks get is the one request_timeout was checked against.
         assert plan.outputs["dispatch_deadline"] == seconds(stack_config["dispatch_deadline"])
+        # A single-queue stack file: one queue, `default`, and no route.
+        assert plan.outputs["queues"] == {"default": plan.outputs["queue"]}
+        assert plan.outputs["routes"] == {}
+        assert plan.outputs["dispatch_deadlines"] == {"default": plan.outputs["dispatch_deadline"]}
         assert plan.outputs["project"] == stack_config["gcp:project"]
         assert plan.outputs["location"] == stack_config["gcp:region"]
         assert plan.outputs[OUTPUT_SERVICE_URL] == plan.one(RUN_SERVICE_TYPE).outputs["uri"]

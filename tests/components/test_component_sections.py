@@ -19,6 +19,7 @@ from components import (
     IdentitiesConfig,
     PipelineConfig,
     QueueConfig,
+    RoutingConfig,
     TaskPipeline,
     TaskQueue,
     WorkerConfig,
@@ -52,8 +53,11 @@ def test_each_component_takes_its_section_as_its_config(
 
 
 def test_every_section_of_the_pipeline_config_is_taken_by_a_component() -> None:
-    # The `gcp` section is the one every component takes besides its own (gcp_config).
-    taken = {section for _, section in COMPONENT_SECTIONS} | {GcpConfig}
+    # Besides its own section every component takes the `gcp` section (gcp_config);
+    # RoutingConfig is read by TaskPipeline itself: one TaskQueue per queue key (each
+    # taking its own QueueConfig), the routes to the worker's env and the outputs.
+    taken: set[type[object]] = {section for _, section in COMPONENT_SECTIONS}
+    taken |= {GcpConfig, RoutingConfig}
     assert set(SECTIONS.values()) <= taken
     for component, _ in COMPONENT_SECTIONS[:-1]:
         assert "gcp_config" in inspect.signature(component.__init__).parameters

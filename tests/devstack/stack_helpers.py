@@ -84,8 +84,9 @@ class LocalStack:
                 child.process.wait(timeout=10)
         self.started.clear()
 
-    def outputs(self) -> dict[str, str]:
-        data: dict[str, str] = json.loads(self.paths.outputs_file.read_text())
+    def outputs(self) -> dict[str, Any]:
+        """outputs.json: strings, and the maps (queues, routes, dispatch_deadlines)."""
+        data: dict[str, Any] = json.loads(self.paths.outputs_file.read_text())
         return data
 
     def recorded_pids(self) -> dict[str, int]:

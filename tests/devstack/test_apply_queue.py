@@ -44,7 +44,7 @@ def test_create_then_follow_the_plan(
     client: tasks_v2.CloudTasksClient, dev_plan: dict[str, Any]
 ) -> None:
     realisation = realise(dev_plan)
-    created = apply_queue(client, realisation, worker_port=4321)
+    created = apply_queue(client, realisation.queue, worker_port=4321)
     planned = _queue_inputs(dev_plan)
     assert created.name == realisation.queue.path
     assert created.state == tasks_v2.Queue.State.RUNNING
@@ -61,7 +61,7 @@ def test_create_then_follow_the_plan(
     inputs["httpTarget"] = {
         "uriOverride": {"host": "worker.run.app", "pathOverride": {"path": "/tasks/smoke"}}
     }
-    updated = apply_queue(client, realise(changed), worker_port=5555)
+    updated = apply_queue(client, realise(changed).queue, worker_port=5555)
     assert updated.state == tasks_v2.Queue.State.PAUSED
     stored = client.get_queue(name=realisation.queue.path)
     assert stored.rate_limits.max_dispatches_per_second == 2
@@ -71,7 +71,7 @@ def test_create_then_follow_the_plan(
     assert override.path_override.path == "/tasks/smoke"
 
     # Back to the original plan: running again, and the queue-level target is gone.
-    again = apply_queue(client, realisation, worker_port=4321)
+    again = apply_queue(client, realisation.queue, worker_port=4321)
     assert again.state == tasks_v2.Queue.State.RUNNING
     stored = client.get_queue(name=realisation.queue.path)
     assert stored.rate_limits.max_dispatches_per_second == rate["maxDispatchesPerSecond"]

@@ -11,6 +11,8 @@ from google.cloud import tasks_v2
 from contract.names import (
     OUTPUT_INVOKER_EMAIL,
     OUTPUT_QUEUE,
+    OUTPUT_QUEUES,
+    OUTPUT_ROUTES,
     WORKER_ENV_ALLOWED_INVOKERS,
     WORKER_ENV_AUDIENCE,
     WORKER_ENV_CERTS_URL,
@@ -20,6 +22,7 @@ from devstack.realise import NOBODY_INVOKER, LocalRealisation, PlanNotRealisable
 from plan.engine import evaluate
 from plan.model import Plan
 from plan.stack_config import available_stacks
+from tests.stack_files import THREE_QUEUES, plan_of
 
 
 def realise(data: dict[str, Any]) -> LocalRealisation:
@@ -117,7 +120,7 @@ class TestQueue:
     ) -> None:
         plan = _mutated(dev_plan)
         plan["outputs"][OUTPUT_QUEUE] = "projects/p/locations/l/queues/other"
-        with pytest.raises(PlanNotRealisable, match="export the queue resource's id"):
+        with pytest.raises(PlanNotRealisable, match="export the default queue's id"):
             realise(plan)
 
     def test_oauth_token_target_is_refused(self, dev_plan: dict[str, Any]) -> None:
@@ -211,3 +214,41 @@ class TestWorker:
         del plan["outputs"][OUTPUT_INVOKER_EMAIL]
         with pytest.raises(PlanNotRealisable, match="invoker_email"):
             realise(plan)
+
+
+@pytest.fixture(scope="module")
+def three(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The plan of tests/stacks/Pulumi.three-queues.yaml."""
+    return plan_of(THREE_QUEUES, tmp_path_factory.mktemp("project")).to_json()
+
+
+class TestSeveralQueues:
+    def test_every_queue_is_realised_by_its_key_with_its_own_settings(
+        self, three: dict[str, Any]
+    ) -> None:
+        realisation = realise(three)
+        assert list(realisation.queues) == ["default", "email", "reports"]
+        assert realisation.queue is realisation.queues["default"]
+        rates = {
+            key: spec.to_queue("127.0.0.1", 4321).rate_limits.max_dispatches_per_second
+            for key, spec in realisation.queues.items()
+        }
+        assert rates == {"default": 5, "email": 2, "reports": 1}
+        assert realisation.outputs[OUTPUT_QUEUES] == three["outputs"][OUTPUT_QUEUES]
+        assert isinstance(realisation.outputs[OUTPUT_ROUTES], dict)
+
+    def test_a_queue_without_a_key_is_refused(self, three: dict[str, Any]) -> None:
+        plan = _mutated(three)
+        del plan["outputs"][OUTPUT_QUEUES]["email"]
+        with pytest.raises(PlanNotRealisable, match="has no key in the `queues` output"):
+            realise(plan)
+
+    def test_a_plan_from_before_several_queues_is_one_default_queue(
+        self, dev_plan: dict[str, Any]
+    ) -> None:
+        plan = _mutated(dev_plan)
+        for key in (OUTPUT_QUEUES, OUTPUT_ROUTES, "dispatch_deadlines"):
+            del plan["outputs"][key]
+        realisation = realise(plan)
+        assert list(realisation.queues) == ["default"]
+        assert realisation.queue.path == plan["outputs"][OUTPUT_QUEUE]

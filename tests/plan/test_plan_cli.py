@@ -17,6 +17,7 @@ from plan.engine import evaluate
 from plan.model import Plan
 from plan.render import render_mermaid
 from plan.stack_config import REPO_ROOT, available_stacks
+from tests.stack_files import STACK_FILES, THREE_QUEUES
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -140,3 +141,25 @@ def test_one_command_brings_every_generated_artefact_in_line_with_your_project(
     assert diagram == render_mermaid(evaluate("dev", project_copy))
     assert "tasks-invoker@acme-queues-42.iam.gserviceaccount.com" in diagram
     assert "my-tasks-dev" not in diagram
+
+
+def test_several_queues_every_queue_its_routes_and_the_capacity_warning(
+    capsys: pytest.CaptureFixture[str], project_copy: Path
+) -> None:
+    """A three-queue stack file in the project: the text lists each queue with its
+    settings and routes, stderr the capacity warning with its numbers."""
+    source = STACK_FILES / f"Pulumi.{THREE_QUEUES}.yaml"
+    text = source.read_text().replace(
+        "max_concurrent_dispatches: 2\n", "max_concurrent_dispatches: 500\n"
+    )
+    (project_copy / f"Pulumi.{THREE_QUEUES}.yaml").write_text(text)
+    code, out, err = run(capsys, "--stack", THREE_QUEUES, "--root", str(project_copy))
+    assert code == 0, err
+    assert "Queues and routes (a type without a route goes to default):" in out
+    assert "email  : 2/s, 4 concurrent, 3 attempts, RUNNING, task-level target, " in out
+    assert "deadline 30s; routes: enrich, record" in out
+    assert "reports: 1/s, 500 concurrent, 50 attempts" in out
+    assert "routes: record_sync" in out
+    assert "warning: the queues may hold 514 attempts in flight" in err
+    assert "the service takes 80 at once" in err
+    assert "policy: no violation" in err

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from contract.names import OPTIONAL_STACK_OUTPUT_KEYS, STACK_OUTPUT_KEYS
+from contract.names import MAP_STACK_OUTPUT_KEYS, OPTIONAL_STACK_OUTPUT_KEYS, STACK_OUTPUT_KEYS
 from contract.resources import PROJECT_NAME, QUEUE_TYPE, RUN_SERVICE_TYPE
 from plan.engine import evaluate, evaluate_config
 from plan.errors import PlanError
@@ -56,7 +56,11 @@ def test_json_round_trip_and_shape(all_plans: dict[str, Plan]) -> None:
         "inputs",
         "outputs",
     }
-    assert tuple(data["outputs"]) == (*STACK_OUTPUT_KEYS, *OPTIONAL_STACK_OUTPUT_KEYS)
+    assert tuple(data["outputs"]) == (
+        *STACK_OUTPUT_KEYS,
+        *OPTIONAL_STACK_OUTPUT_KEYS,
+        *MAP_STACK_OUTPUT_KEYS,
+    )
     assert Plan.from_json(data) == plan
 
 

@@ -76,3 +76,20 @@ def test_outside_prod_deletion_protection_may_be_off() -> None:
     service["inputs"]["deletionProtection"] = False
     with served_pack("dev") as pack:
         assert pack.analyze(service) == []
+
+
+def test_the_pack_reads_every_queue_and_route_from_the_stack_config() -> None:
+    # Queue reports (no route) and its 1800s deadline reach the stack rules through the
+    # stack config's `queues` and `routes` maps, which Pulumi hands over as JSON text.
+    plan = load_plan("dev")
+    config = {
+        "cloud-tasks-pipeline:dispatch_deadline": "60s",
+        "cloud-tasks-pipeline:queues": '{"email": {}, "reports": {"dispatch_deadline": "30m"}}',
+        "cloud-tasks-pipeline:routes": '{"enrich": "email"}',
+    }
+    with served_pack("dev", config) as pack:
+        diagnostics = pack.analyze_stack(plan["resources"])
+    by_rule = {d.policyName: d.message for d in diagnostics}
+    assert set(by_rule) == {"queue-reached-by-route", "cloud-run-timeout-covers-dispatch-deadline"}
+    assert "queue 'reports' is reached by no route" in by_rule["queue-reached-by-route"]
+    assert "dispatch deadline 1800s" in by_rule["cloud-run-timeout-covers-dispatch-deadline"]

@@ -7,6 +7,7 @@ test_policy_pack.py checks through pulumi_policy itself.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -223,6 +224,17 @@ def _default_timeout(plan: PlanData) -> None:
     del_prop(resources_of(plan, RUN_SERVICE)[0], ("template", "timeout"))
 
 
+def _unrouted_queue(plan: PlanData) -> None:
+    # A second queue, `orphan`, that no route names (the stack's routes stay empty).
+    queue = copy.deepcopy(resources_of(plan, QUEUE)[0])
+    path = queue["outputs"]["id"].rsplit("/", 1)[0] + "/orphan-queue"
+    queue["urn"] = queue["urn"].replace(queue["name"], "tasks-queue-orphan-queue")
+    queue["name"] = "tasks-queue-orphan-queue"
+    queue["outputs"].update(id=path, name="orphan-queue")
+    plan["resources"].append(queue)
+    plan["outputs"]["queues"] = {**plan["outputs"]["queues"], "orphan": path}
+
+
 MUTATIONS: list[tuple[str, str, Mutation]] = [
     ("cloud-run-no-public-invoker", "granted to allUsers", _public_member),
     ("cloud-run-no-public-invoker", "granted to allAuthenticatedUsers", _public_binding),
@@ -248,6 +260,7 @@ MUTATIONS: list[tuple[str, str, Mutation]] = [
     ),
     ("cloud-run-timeout-covers-dispatch-deadline", "request timeout 300s", _short_timeout),
     ("cloud-run-timeout-covers-dispatch-deadline", "Cloud Run default 300s", _default_timeout),
+    ("queue-reached-by-route", "queue 'orphan' is reached by no route", _unrouted_queue),
 ]
 
 
