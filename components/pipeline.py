@@ -30,9 +30,11 @@ import pulumi_gcp as gcp
 
 from components.config import PipelineConfig
 from components.identities import Identities
+from components.monitoring import Operations
 from components.queue import TaskQueue
 from components.worker import WorkerService
 from contract.durations import format_duration
+from contract.routing import DEFAULT_QUEUE_KEY
 from contract.names import (
     OUTPUT_AUDIENCE,
     OUTPUT_DISPATCH_DEADLINE,
@@ -56,6 +58,7 @@ class TaskPipeline(pulumi.ComponentResource):
     identities: Identities
     worker: WorkerService
     tasks: TaskQueue
+    operations: Operations
     audience: pulumi.Output[str]
     outputs: dict[str, pulumi.Output[str]]
     """The stack outputs, keyed by the names in contract.names."""
@@ -106,6 +109,18 @@ class TaskPipeline(pulumi.ComponentResource):
             # One switch protects the stack's stateful parts: the service (Cloud Run's
             # own flag) and the queue, whose tasks a delete would take with it.
             protect=config.worker.deletion_protection,
+            opts=child,
+        )
+
+        # Every queue of the stack, by queue key: the one mapping the alerts, the dashboard
+        # and the cost preview read (feed each new queue here).
+        watched = {DEFAULT_QUEUE_KEY: (self.tasks.path, config.queue)}
+        self.operations = Operations(
+            f"{name}-operations",
+            config.operations,
+            gcp_config=where,
+            queues=watched,
+            service_name=config.worker.service_name,
             opts=child,
         )
 
