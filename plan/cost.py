@@ -13,10 +13,15 @@ rules (upper bounds where the truth depends on traffic shape):
 
 - Cloud Tasks: (CreateTask + one delivery) per task, each ceil(payload / 32 KB)
   operations, minus the monthly free million;
-- Cloud Run: each task holds an instance for its handler time rounded up to
-  100 ms (no overlap assumed: concurrency only lowers this), CPU and memory at the
-  request-based rates, one request per task, after the free tiers; `min_instances`
-  billed at the idle rates for the rest of the month;
+- Cloud Run: request-based billing charges an instance while it serves at least
+  one request. With tasks arriving at random (Poisson) at rate lambda, each held
+  W = its handler time rounded up to 100 ms, L = lambda x W are in flight on average
+  (Little's law) and at least one is in flight a share 1 - e^-L of the time; at
+  `request_concurrency` C, at least L / C instances are busy. Billable instance
+  time is therefore max(1 - e^-L, L / C) x the month (about tasks x W when the
+  stack is quiet; concurrency shares instances when it is busy), times the vCPU
+  and GiB at the request-based rates, plus one request per task, after the free
+  tiers; `min_instances` are billed at the idle rates for the rest of the month;
 - Artifact Registry: the images the cleanup policy keeps, beyond the free 0.5 GB;
 - Cloud Logging: worker and Cloud Tasks log bytes per task, beyond 50 GiB.
 
@@ -140,6 +145,14 @@ def _beyond(quantity: float, free: float) -> float:
     return max(0.0, quantity - free)
 
 
+def busy_instance_seconds(tasks_per_month: float, handler_seconds: float, concurrency: int) -> float:
+    """Billable instance-seconds a month under request-based billing (see the module doc)."""
+    held = math.ceil(handler_seconds / p.RUN_BILLING_GRANULARITY_S - 1e-9)
+    in_flight = tasks_per_month / p.SECONDS_PER_MONTH * held * p.RUN_BILLING_GRANULARITY_S
+    busy = max(-math.expm1(-in_flight), in_flight / concurrency)
+    return busy * p.SECONDS_PER_MONTH
+
+
 def estimate(plan: Plan, fallback: Volume = DEFAULT_VOLUME) -> StackCost:
     """The stack's estimated monthly cost (USD), item by item."""
     declared = declared_volume(plan)
@@ -160,14 +173,13 @@ def estimate(plan: Plan, fallback: Volume = DEFAULT_VOLUME) -> StackCost:
         )
     )
 
-    held = math.ceil(volume.handler_seconds / p.RUN_BILLING_GRANULARITY_S - 1e-9)
-    active_s = tasks * held * p.RUN_BILLING_GRANULARITY_S
+    active_s = busy_instance_seconds(tasks, volume.handler_seconds, worker.concurrency)
     vcpu_s = active_s * worker.vcpu
     gib_s = active_s * worker.memory_gib
     items += [
         CostItem(
             "Cloud Run",
-            f"vCPU-seconds ({worker.vcpu:g} vCPU while handling; first "
+            f"vCPU-seconds ({worker.vcpu:g} vCPU while serving; first "
             f"{p.RUN_FREE_VCPU_SECONDS:,} free)",
             vcpu_s,
             "vCPU-s",
@@ -175,7 +187,7 @@ def estimate(plan: Plan, fallback: Volume = DEFAULT_VOLUME) -> StackCost:
         ),
         CostItem(
             "Cloud Run",
-            f"GiB-seconds ({worker.memory_gib:g} GiB while handling; first "
+            f"GiB-seconds ({worker.memory_gib:g} GiB while serving; first "
             f"{p.RUN_FREE_GIB_SECONDS:,} free)",
             gib_s,
             "GiB-s",
