@@ -77,10 +77,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     try:
         plan = evaluate(args.stack, root)
         if args.cost:
-            from plan.cost_report import render_json, render_text
+            from plan import cost_report
 
-            render = render_json if args.format == "json" else render_text
-            sys.stdout.write(render(plan))
+            report = cost_report.render_json if args.format == "json" else cost_report.render_text
+            sys.stdout.write(report(plan))
             return _report_policy(plan) if args.format == "text" else 0
         if args.diff:
             diff = diff_plans(load_snapshot(args.stack, root), plan)
