@@ -21,7 +21,7 @@ It deliberately grants nothing: alerting needs no role on the runtime account
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
 import pulumi
@@ -56,12 +56,23 @@ def queue_short_id(path: str) -> str:
 
 def _condition(signal: Signal) -> gcp.monitoring.AlertPolicyConditionArgs:
     aggregation = signal.aggregation
+    period, reducer = f"{ALERT_WINDOW_S}s", aggregation.reducer
+    group_by = list(aggregation.group_by) or None
     aggregations = [
         gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
-            alignment_period=f"{ALERT_WINDOW_S}s",
+            alignment_period=period,
             per_series_aligner=aggregation.aligner,
-            cross_series_reducer=aggregation.reducer,
-            group_by_fields=list(aggregation.group_by) or None,
+            cross_series_reducer=reducer,
+            group_by_fields=group_by,
+        )
+    ]
+    # A ratio's denominator is aggregated the same way (the provider's own Args type).
+    denominator = [
+        gcp.monitoring.AlertPolicyConditionConditionThresholdDenominatorAggregationArgs(
+            alignment_period=period,
+            per_series_aligner=aggregation.aligner,
+            cross_series_reducer=reducer,
+            group_by_fields=group_by,
         )
     ]
     # A count fires on the first occurrence; a level must hold for the whole window.
@@ -75,10 +86,21 @@ def _condition(signal: Signal) -> gcp.monitoring.AlertPolicyConditionArgs:
             duration=duration,
             aggregations=aggregations,
             denominator_filter=signal.denominator_filter,
-            denominator_aggregations=aggregations if signal.is_ratio else None,
+            denominator_aggregations=denominator if signal.is_ratio else None,
             trigger=gcp.monitoring.AlertPolicyConditionConditionThresholdTriggerArgs(count=1),
         ),
     )
+
+
+def _nth_signal(
+    queue: QueueConfig, config: OperationsConfig, index: int
+) -> Callable[[str], Signal]:
+    """The `index`-th signal of a queue, once its id is known."""
+
+    def signal(queue_id: str) -> Signal:
+        return queue_signals(queue_id, queue, config)[index]
+
+    return signal
 
 
 class Operations(pulumi.ComponentResource):
@@ -168,12 +190,11 @@ class Operations(pulumi.ComponentResource):
         deadline = max((q.dispatch_deadline for _, q in queues.values()), default=600)
         self.policies = {}
         for key, (_, queue) in queues.items():
-            signals = short_ids[key].apply(lambda q, c=queue: queue_signals(q, c, config))
             for index, probe in enumerate(queue_signals("QUEUE", queue, config)):
                 self._policy(
                     f"{name}-{key}-{probe.key.replace('_', '-')}",
                     f"{key}/{probe.key}",
-                    signals.apply(lambda s, i=index: s[i]),
+                    short_ids[key].apply(_nth_signal(queue, config, index)),
                     f"queue {key}",
                     probe,
                     project,
@@ -192,7 +213,10 @@ class Operations(pulumi.ComponentResource):
             return dashboard_text(
                 dashboard(
                     f"tasks pipeline ({project})",
-                    {key: (ids[key], queue_signals(ids[key], q, config)) for key, (_, q) in queues.items()},
+                    {
+                        key: (ids[key], queue_signals(ids[key], q, config))
+                        for key, (_, q) in queues.items()
+                    },
                     worker_signals(service_name, config, deadline),
                 )
             )

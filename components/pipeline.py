@@ -34,7 +34,6 @@ from components.monitoring import Operations
 from components.queue import TaskQueue
 from components.worker import WorkerService
 from contract.durations import format_duration
-from contract.routing import DEFAULT_QUEUE_KEY
 from contract.names import (
     OUTPUT_AUDIENCE,
     OUTPUT_DISPATCH_DEADLINE,
@@ -44,6 +43,7 @@ from contract.names import (
     OUTPUT_QUEUE,
     OUTPUT_SERVICE_URL,
 )
+from contract.routing import DEFAULT_QUEUE_KEY
 
 
 def deterministic_service_url(service_name: str, project_number: str, region: str) -> str:

@@ -171,9 +171,7 @@ ATTEMPTS = f"{TASKS}task_attempt_count"
 BY_QUEUE = ("resource.label.queue_id",)
 
 
-def queue_signals(
-    queue_id: str, queue: QueueConfig, operations: OperationsConfig
-) -> list[Signal]:
+def queue_signals(queue_id: str, queue: QueueConfig, operations: OperationsConfig) -> list[Signal]:
     """Every signal of one queue (`queue_id`: the queue's short id, as Monitoring labels it)."""
     attempts = _select(ATTEMPTS, CLOUD_TASKS_QUEUE, queue_id=queue_id)
     count = Aggregation("ALIGN_DELTA", "REDUCE_SUM", BY_QUEUE)
@@ -327,7 +325,9 @@ def _chart(signal: Signal) -> dict[str, Any]:
         "title": signal.title,
         "xyChart": {
             "dataSets": [{"timeSeriesQuery": query, "plotType": "LINE"}],
-            "thresholds": [{"value": signal.threshold, "label": f"alert above {signal.threshold:g}"}],
+            "thresholds": [
+                {"value": signal.threshold, "label": f"alert above {signal.threshold:g}"}
+            ],
             "yAxis": {"label": signal.unit, "scale": "LINEAR"},
         },
     }

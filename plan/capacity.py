@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contract.resources import OPERATIONS_TYPE
+from contract.routing import DEFAULT_QUEUE_KEY
 from plan.cost import Volume, Worker
 from plan.model import Plan
 
@@ -71,9 +72,9 @@ def capacity(plan: Plan, volume: Volume, backlog_tasks: int) -> list[QueueCapaci
     component: its one queue carries the whole volume)."""
     worker = Worker.of(plan)
     by_path = {q.path: q for q in plan.queues()}
-    recorded = _queues(plan) or {
-        "default": (q.path, volume.tasks_per_day) for q in plan.queues()[:1]
-    }
+    recorded = _queues(plan) or dict(
+        (DEFAULT_QUEUE_KEY, (q.path, volume.tasks_per_day)) for q in plan.queues()[:1]
+    )
     handler_s = volume.handler_seconds
     slots = worker.max_instances * worker.concurrency
     result = []

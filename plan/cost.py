@@ -145,7 +145,9 @@ def _beyond(quantity: float, free: float) -> float:
     return max(0.0, quantity - free)
 
 
-def busy_instance_seconds(tasks_per_month: float, handler_seconds: float, concurrency: int) -> float:
+def busy_instance_seconds(
+    tasks_per_month: float, handler_seconds: float, concurrency: int
+) -> float:
     """Billable instance-seconds a month under request-based billing (see the module doc)."""
     held = math.ceil(handler_seconds / p.RUN_BILLING_GRANULARITY_S - 1e-9)
     in_flight = tasks_per_month / p.SECONDS_PER_MONTH * held * p.RUN_BILLING_GRANULARITY_S
@@ -220,7 +222,8 @@ def estimate(plan: Plan, fallback: Volume = DEFAULT_VOLUME) -> StackCost:
     items.append(
         CostItem(
             "Artifact Registry",
-            f"image storage ({KEEP_RECENT_IMAGES} images kept; first {p.REGISTRY_FREE_GB:g} GB free)"
+            f"image storage ({KEEP_RECENT_IMAGES} images kept; "
+            f"first {p.REGISTRY_FREE_GB:g} GB free)"
             if stored_gb
             else "image storage (prebuilt image: not this stack's)",
             stored_gb,
@@ -229,9 +232,7 @@ def estimate(plan: Plan, fallback: Volume = DEFAULT_VOLUME) -> StackCost:
         )
     )
 
-    sampling = max(
-        (q.logging_sampling_ratio or 0.0 for q in plan.queues()), default=0.0
-    )
+    sampling = max((q.logging_sampling_ratio or 0.0 for q in plan.queues()), default=0.0)
     log_gib = tasks * (p.WORKER_LOG_BYTES_PER_TASK + sampling * p.TASKS_LOG_BYTES_PER_TASK) / 2**30
     items.append(
         CostItem(

@@ -102,7 +102,8 @@ def _volume(volume: Volume) -> str:
 
 def _capacity_markdown(queues: list[QueueCapacity]) -> list[str]:
     lines = [
-        "| queue | expected | in flight (Little's law) | cap | drain backlog | drain one day's tasks |",
+        "| queue | expected | in flight (Little's law) | cap | drain backlog "
+        "| drain one day's tasks |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     warnings = []

@@ -138,7 +138,9 @@ def computed_outputs(
         return {"id": digest, "digest": digest, "ref": f"{tag.rsplit(':', 1)[0]}@{digest}"}
     if typ == NOTIFICATION_CHANNEL_TYPE:
         # Monitoring numbers its channels; alert policies name them by this path.
-        channel = f"projects/{project}/notificationChannels/{int(_digest('channel', name), 16) % 10**19}"
+        channel = (
+            f"projects/{project}/notificationChannels/{int(_digest('channel', name), 16) % 10**19}"
+        )
         return {"id": channel, "name": channel}
     if typ == LOG_METRIC_TYPE:
         return {"id": inputs["name"]}
