@@ -4,7 +4,8 @@
 `PipelineConfig` (`components.config`), whose sections each component takes as
 is: `TaskPipeline` hands every component the `gcp` section,
 `Identities` the `identities` section, `WorkerService` the `worker` section and
-`TaskQueue` the `queue` section, plus the outputs of the components before it.
+`TaskQueue` the `queue` section, `Operations` (components.monitoring) the
+`operations` section and every queue, plus the outputs of the components before it.
 Nothing here declares resources at import time.
 """
 
