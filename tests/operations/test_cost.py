@@ -190,3 +190,26 @@ def test_python_m_plan_cost_refuses_a_file_that_is_not_a_plan(tmp_path: object) 
     assert done.returncode == 1
     assert done.stderr.startswith("error: cannot read a plan:")
     assert done.stderr.count("\n") == 1
+
+
+def test_each_recorded_queue_gets_its_share() -> None:
+    """The Operations component records each queue's share; capacity reads every one."""
+    plan = dev_with(expected_tasks_per_day="86400")
+    operations = plan.one(OPERATIONS_TYPE)
+    [path] = [q.path for q in plan.queues()]
+    inputs = {
+        **operations.inputs,
+        "queues": {
+            "default": {"queue": path, "tasksPerDay": 43200},
+            "bulk": {"queue": path, "tasksPerDay": 43200},
+        },
+    }
+    two = dataclasses.replace(
+        plan,
+        resources=tuple(
+            dataclasses.replace(r, inputs=inputs) if r is operations else r for r in plan.resources
+        ),
+    )
+    queues = capacity(two, estimate(two).volume, 1000)
+    assert [q.key for q in queues] == ["default", "bulk"]
+    assert all(q.arrival_per_s == pytest.approx(0.5) for q in queues)

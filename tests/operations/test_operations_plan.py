@@ -263,3 +263,32 @@ def test_several_queues_get_a_section_each() -> None:
     cells = [(t["xPos"], t["yPos"]) for t in tiles]
     assert len(cells) == len(set(cells))
     assert all(t["xPos"] + t["width"] <= 48 for t in tiles)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("alert_emails", '["oncall"]', "is not an email address"),
+        ("alert_emails", '["a@example.com", "a@example.com"]', "listed twice"),
+        ("alert_channels", '["1234"]', "is not a notification channel id"),
+        ("alert_failure_ratio", "0", "greater than 0"),
+        ("alert_worker_5xx_ratio", "1.5", "less than or equal to 1"),
+        ("alert_queue_depth", "0", "greater than or equal to 1"),
+        ("alert_oldest_task_age", "ten minutes", "like 30s, 5m or 1h"),
+        ("expected_payload_bytes", "2000000", "less than or equal to 1048576"),
+        ("expected_handler_seconds", "0", "greater than 0"),
+    ],
+)
+def test_a_bad_operations_value_stops_the_plan_naming_the_key(
+    key: str, value: str, words: str
+) -> None:
+    from plan.errors import PlanError
+
+    config = {**load_stack_config("dev"), f"cloud-tasks-pipeline:{key}": value}
+    with pytest.raises(PlanError) as caught:
+        evaluate_config("dev", config)
+    message = str(caught.value)
+    assert f"cloud-tasks-pipeline:{key}" in message
+    assert words in message
+    assert "\n" not in message
+    assert caught.value.declared == 0
