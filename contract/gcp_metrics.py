@@ -11,7 +11,7 @@ the metric lists integrations publish from it); only the metrics and labels the
 pipeline may watch are copied, each exactly as Google spells it.
 
 A metric type or label misspelt in an alert policy is not an error anywhere:
-the policy is accepted and never fires. `tests/monitoring` therefore checks
+the policy is accepted and never fires. `tests/operations` therefore checks
 every filter of every alert and dashboard widget against this module, and the
 log-based metrics the stack itself declares (`components.monitoring`) are the
 only other metric types allowed.

@@ -42,7 +42,10 @@ RUN_FREE_VCPU_SECONDS: Final = 180_000
 RUN_FREE_GIB_SECONDS: Final = 360_000
 RUN_FREE_REQUESTS: Final = 2_000_000
 RUN_IDLE_USD_PER_VCPU_SECOND: Final = 0.0000025
-"""An idle instance kept by `min_instances` (request-based billing)."""
+"""An idle instance kept by `min_instances` (request-based billing). Unlike the active rates
+and free tiers above, the idle rows of the page could not be read in full through the
+documentation search on `PRICES_READ_ON`: this is the page's Tier 1 idle rate as last
+published, to confirm on the page before relying on the min_instances line."""
 RUN_IDLE_USD_PER_GIB_SECOND: Final = 0.0000025
 RUN_BILLING_GRANULARITY_S: Final = 0.1
 """Usage is "rounded up to the nearest 100 millisecond"."""
