@@ -2,13 +2,16 @@
 
 A copy of the Cloud Tasks (`cloudtasks`) and Cloud Run (`run`) sections of
 Google's metric list, https://cloud.google.com/monitoring/api/metrics_gcp
-(the metric types, their kinds, value types and labels), and of the monitored
+(metric types, kinds, value types, units and labels), and of the monitored
 resource types they are written against
-(https://cloud.google.com/monitoring/api/resources). Read on 2026-12-04 through
-the project's documentation search (the pages of the list, cross-checked with
-the Cloud Tasks monitoring page https://cloud.google.com/tasks/docs/monitor and
-the metric lists integrations publish from it); only the metrics and labels the
-pipeline may watch are copied, each exactly as Google spells it.
+(https://cloud.google.com/monitoring/api/resources); only the metrics and labels
+the pipeline may watch, each exactly as Google spells it. Read on 2026-12-04
+through the project's documentation search: the list page itself was not in the
+search corpus that day, so each entry was cross-checked against the Cloud Tasks
+monitoring page (https://cloud.google.com/tasks/docs/monitor), the metric
+lists integrations copy from Google's (Datadog, AppDynamics, Observe), and
+/work/shared/FACTS.md; the descriptions quoted below are Google's. Check the
+page again when adding a metric.
 
 A metric type or label misspelt in an alert policy is not an error anywhere:
 the policy is accepted and never fires. `tests/operations` therefore checks
