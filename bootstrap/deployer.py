@@ -38,11 +38,19 @@ import pulumi_gcp as gcp
 
 from bootstrap.foundation import Foundation
 from contract.resources import (
+    ALERT_POLICY_TYPE,
     ARTIFACT_REGISTRY_WRITER_ROLE,
     BROWSER_ROLE,
     CLOUDTASKS_ADMIN_ROLE,
+    DASHBOARD_TYPE,
     IAM_API,
     IMAGE_TYPE,
+    LOG_METRIC_TYPE,
+    LOGGING_CONFIG_WRITER_ROLE,
+    MONITORING_ALERT_POLICY_EDITOR_ROLE,
+    MONITORING_CHANNEL_EDITOR_ROLE,
+    MONITORING_DASHBOARD_EDITOR_ROLE,
+    NOTIFICATION_CHANNEL_TYPE,
     QUEUE_IAM_MEMBER_TYPE,
     QUEUE_TYPE,
     RESOURCE_MANAGER_API,
@@ -94,6 +102,12 @@ ACTS_AS_RUNTIME: Final = Grant(SERVICE_ACCOUNT_USER_ROLE, "runtime account")
 ACTS_AS_INVOKER: Final = Grant(SERVICE_ACCOUNT_USER_ROLE, "invoker account")
 ADMINISTERS_INVOKER: Final = Grant(SERVICE_ACCOUNT_ADMIN_ROLE, "invoker account")
 PUSHES_IMAGES: Final = Grant(ARTIFACT_REGISTRY_WRITER_ROLE, "image repository")
+# Operations (components.monitoring). Project-level: alert policies, dashboards,
+# channels and log-based metrics have no narrower IAM scope.
+EDITS_ALERTS: Final = Grant(MONITORING_ALERT_POLICY_EDITOR_ROLE, "project")
+EDITS_DASHBOARDS: Final = Grant(MONITORING_DASHBOARD_EDITOR_ROLE, "project")
+EDITS_CHANNELS: Final = Grant(MONITORING_CHANNEL_EDITOR_ROLE, "project")
+WRITES_LOG_METRICS: Final = Grant(LOGGING_CONFIG_WRITER_ROLE, "project")
 
 DEPLOYER_GRANTS: Final[dict[Grant, str]] = {
     DEPLOYS_QUEUES: "create the queues and their enqueuer grants (cloudtasks.Queue, "
@@ -110,6 +124,12 @@ DEPLOYER_GRANTS: Final[dict[Grant, str]] = {
     ADMINISTERS_INVOKER: "grant the enqueuers actAs on the invoker (serviceaccount.IAMMember "
     "sets the invoker account's IAM policy)",
     PUSHES_IMAGES: "push the worker image (docker-build Image) to the stack's repository",
+    EDITS_ALERTS: "declare the alert policies (monitoring.AlertPolicy)",
+    EDITS_DASHBOARDS: "declare the stack's dashboard (monitoring.Dashboard)",
+    EDITS_CHANNELS: "declare the email notification channels (monitoring.NotificationChannel) "
+    "and attach existing ones to the alerts",
+    WRITES_LOG_METRICS: "declare the log-based metrics of dead letters and dropped tasks "
+    "(logging.Metric)",
 }
 """Every grant the deployer holds, where, and why."""
 
@@ -120,6 +140,10 @@ GRANTS_FOR_TYPE: Final[dict[str, tuple[Grant, ...]]] = {
     RUN_SERVICE_IAM_MEMBER_TYPE: (DEPLOYS_SERVICE,),
     SERVICE_ACCOUNT_IAM_MEMBER_TYPE: (ADMINISTERS_INVOKER,),
     IMAGE_TYPE: (PUSHES_IMAGES,),
+    ALERT_POLICY_TYPE: (EDITS_ALERTS,),
+    DASHBOARD_TYPE: (EDITS_DASHBOARDS,),
+    NOTIFICATION_CHANNEL_TYPE: (EDITS_CHANNELS,),
+    LOG_METRIC_TYPE: (WRITES_LOG_METRICS,),
     # Per-secret, not project-wide: the owner of each secret named in `worker_secrets`
     # grants the deployer roles/secretmanager.admin on that secret only (docs/ci.md),
     # so that it may let the runtime account read it.

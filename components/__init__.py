@@ -5,8 +5,9 @@
 is: `TaskPipeline` hands every component the `gcp` section,
 `Identities` the `identities` section, `WorkerService` the `worker` section and
 `TaskQueue` the `queue` section (one `TaskQueue` per queue key of the `routing`
-section's queues, each with its own `QueueConfig`), plus the outputs of the
-components before it.
+section's queues, each with its own `QueueConfig`), `Operations`
+(components.monitoring) the `operations` section and every queue, plus the
+outputs of the components before it.
 Nothing here declares resources at import time.
 """
 

@@ -13,6 +13,7 @@ Several queues: the flat queue keys describe the queue `default`; `queues` maps
 more queue keys to their own settings (the same keys as `QueueConfig`, nested:
 `queues.email.max_dispatches_per_second`), `routes` maps a task type to a queue key.
 `PipelineConfig.queues` is every queue by key, `default` first.
+- `OperationsConfig`: `Operations` (alerts, dashboard) and the plan's cost preview.
 
 A field name is its config key: `cloud-tasks-pipeline:<field>`, or `gcp:<field>`
 for `GcpConfig`. Keys stay flat in `Pulumi.<stack>.yaml`; which section a key
@@ -42,6 +43,7 @@ values (`components.values` does).
 from __future__ import annotations
 
 import math
+import re
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -82,6 +84,7 @@ from contract.limits import (
     MAX_CONCURRENT_DISPATCHES,
     MAX_DISPATCH_DEADLINE_S,
     MAX_DISPATCHES_PER_SECOND,
+    MAX_TASK_BYTES,
     MIN_DISPATCH_DEADLINE_S,
     QUEUE_ID_MAX_CHARS,
 )
@@ -524,6 +527,76 @@ class RoutingConfig(Section):
         return value
 
 
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+CHANNEL_ID_RE = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/notificationChannels/[0-9]+$")
+
+
+class OperationsConfig(Section):
+    """Alerting, the dashboard and the expected volume the cost preview assumes.
+
+    A threshold of 0 (the durations) means "derived from the queue's or the worker's
+    own settings" (`components.monitoring` derives them, one rule each).
+    """
+
+    alert_emails: tuple[str, ...] = Field(
+        default=(),
+        description="Email addresses the alerts go to (one email notification channel each).",
+    )
+    alert_channels: tuple[str, ...] = Field(
+        default=(),
+        description="Existing notification channels (projects/P/notificationChannels/N).",
+    )
+    alert_queue_depth: int = Field(
+        default=1000, ge=1, description="Alert when a queue holds more tasks than this."
+    )
+    alert_oldest_task_age: Seconds = Field(
+        default=0,
+        description="Alert when attempts run this late; 0 = the queue's max_backoff, at least 5m.",
+    )
+    alert_failure_ratio: float = Field(
+        default=0.1, gt=0, le=1, description="Alert above this share of failed attempts, (0, 1]."
+    )
+    alert_worker_5xx_ratio: float = Field(
+        default=0.05, gt=0, le=1, description="Alert above this share of 5xx answers, (0, 1]."
+    )
+    alert_latency: Seconds = Field(
+        default=0,
+        description="Alert when the worker's p99 latency exceeds this; 0 = half the dispatch "
+        "deadline.",
+    )
+    expected_tasks_per_day: int = Field(
+        default=10_000, ge=0, description="Tasks a day the stack expects (cost preview)."
+    )
+    expected_handler_seconds: float = Field(
+        default=0.5, gt=0, le=3600, description="Average seconds one task's handler runs."
+    )
+    expected_payload_bytes: int = Field(
+        default=2048, ge=0, le=MAX_TASK_BYTES, description="Average task body size in bytes."
+    )
+
+    @field_validator("alert_emails")
+    @classmethod
+    def _alert_emails(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            if not EMAIL_RE.match(address):
+                raise ValueError(f"{address!r} is not an email address (like oncall@example.com)")
+        if len(set(value)) != len(value):
+            raise ValueError("an address is listed twice")
+        return value
+
+    @field_validator("alert_channels")
+    @classmethod
+    def _alert_channels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for channel in value:
+            if not CHANNEL_ID_RE.match(channel):
+                raise ValueError(
+                    f"{channel!r} is not a notification channel id; write it like "
+                    '"projects/my-project/notificationChannels/1234567890" '
+                    "(gcloud beta monitoring channels list)"
+                )
+        return value
+
+
 class PipelineConfig(BaseModel):
     """The whole stack configuration: one section per concern."""
 
@@ -550,6 +623,8 @@ class PipelineConfig(BaseModel):
         """The stack declares queues besides `default`, or routes. A stack that does not
         (every stack file of the single-queue version) is wired exactly as before."""
         return bool(self.routing.queues or self.routing.routes)
+
+    operations: OperationsConfig = Field(default_factory=OperationsConfig)
 
     @model_validator(mode="after")
     def _across_sections(self) -> PipelineConfig:

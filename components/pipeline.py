@@ -49,6 +49,7 @@ import pulumi_gcp as gcp
 
 from components.config import PipelineConfig, QueueConfig
 from components.identities import Identities
+from components.monitoring import Operations
 from components.queue import TaskQueue
 from components.worker import WorkerService
 from contract.durations import format_duration
@@ -84,6 +85,7 @@ class TaskPipeline(pulumi.ComponentResource):
     """One `TaskQueue` per queue key, `default` first."""
     tasks: TaskQueue
     """The `default` queue (the `queue` output)."""
+    operations: Operations
     audience: pulumi.Output[str]
     outputs: dict[str, pulumi.Output[Any]]
     """The stack outputs, keyed by the names in contract.names."""
@@ -116,6 +118,18 @@ class TaskPipeline(pulumi.ComponentResource):
             self.worker = self._worker(config, stack, routing_env=())
             self.queues = self._queues(config, target_url=self.worker.url)
         self.tasks = self.queues[DEFAULT_QUEUE_KEY]
+
+        # Every queue of the stack, by queue key: the one mapping the alerts, the
+        # dashboard and the cost preview read.
+        watched = {key: (self.queues[key].path, queue) for key, queue in config.queues.items()}
+        self.operations = Operations(
+            f"{name}-operations",
+            config.operations,
+            gcp_config=where,
+            queues=watched,
+            service_name=config.worker.service_name,
+            opts=child,
+        )
 
         self.outputs = self._outputs(config)
         self.register_outputs(dict(self.outputs))

@@ -48,6 +48,13 @@ FOLDER_IAM_POLICY_TYPE: Final = "gcp:folder/iAMPolicy:IAMPolicy"
 ORGANIZATION_IAM_BINDING_TYPE: Final = "gcp:organizations/iAMBinding:IAMBinding"
 ORGANIZATION_IAM_POLICY_TYPE: Final = "gcp:organizations/iAMPolicy:IAMPolicy"
 IMAGE_TYPE: Final = "docker-build:index:Image"
+# Operations (components.monitoring): alerting, log-based metrics, the dashboard.
+ALERT_POLICY_TYPE: Final = "gcp:monitoring/alertPolicy:AlertPolicy"
+NOTIFICATION_CHANNEL_TYPE: Final = "gcp:monitoring/notificationChannel:NotificationChannel"
+DASHBOARD_TYPE: Final = "gcp:monitoring/dashboard:Dashboard"
+LOG_METRIC_TYPE: Final = "gcp:logging/metric:Metric"
+OPERATIONS_TYPE: Final = "tasks:index:Operations"
+"""The Operations component; its inputs carry the expected volume the cost preview reads."""
 # Provider functions (invokes) the program calls.
 GET_PROJECT_INVOKE: Final = "gcp:organizations/getProject:getProject"
 GET_CLIENT_CONFIG_INVOKE: Final = "gcp:organizations/getClientConfig:getClientConfig"
@@ -62,6 +69,8 @@ IAM_CREDENTIALS_API: Final = "iamcredentials.googleapis.com"  # OIDC tokens mint
 ARTIFACT_REGISTRY_API: Final = "artifactregistry.googleapis.com"
 RESOURCE_MANAGER_API: Final = "cloudresourcemanager.googleapis.com"  # project number lookup
 SECRET_MANAGER_API: Final = "secretmanager.googleapis.com"  # noqa: S105 (an API name)
+MONITORING_API: Final = "monitoring.googleapis.com"  # alert policies, channels, dashboard
+LOGGING_API: Final = "logging.googleapis.com"  # log-based metrics
 
 PIPELINE_APIS: Final = (
     CLOUD_TASKS_API,
@@ -71,6 +80,8 @@ PIPELINE_APIS: Final = (
     ARTIFACT_REGISTRY_API,
     RESOURCE_MANAGER_API,
     SECRET_MANAGER_API,
+    MONITORING_API,
+    LOGGING_API,
 )
 
 
@@ -115,6 +126,13 @@ BROWSER_ROLE: Final = "roles/browser"
 # Names of a role and a resource type, not credentials (hence the noqa).
 SECRET_ACCESSOR_ROLE: Final = "roles/secretmanager.secretAccessor"  # noqa: S105
 SECRET_IAM_MEMBER_TYPE: Final = "gcp:secretmanager/secretIamMember:SecretIamMember"  # noqa: S105
+
+# Operations (components.monitoring): what the deployer needs to declare them
+# (https://cloud.google.com/monitoring/access-control, https://cloud.google.com/logging/docs/access-control).
+MONITORING_ALERT_POLICY_EDITOR_ROLE: Final = "roles/monitoring.alertPolicyEditor"
+MONITORING_DASHBOARD_EDITOR_ROLE: Final = "roles/monitoring.dashboardEditor"
+MONITORING_CHANNEL_EDITOR_ROLE: Final = "roles/monitoring.notificationChannelEditor"
+LOGGING_CONFIG_WRITER_ROLE: Final = "roles/logging.configWriter"  # logs-based metrics
 
 # --- principals that mean "anyone" (cloud.google.com/iam/docs/principals-overview) --------
 PUBLIC_PRINCIPALS: Final = ("allUsers", "allAuthenticatedUsers")

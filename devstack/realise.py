@@ -30,8 +30,12 @@ from contract.names import (
     OUTPUT_QUEUES,
 )
 from contract.resources import (
+    ALERT_POLICY_TYPE,
     ARTIFACT_REPOSITORY_TYPE,
+    DASHBOARD_TYPE,
     IMAGE_TYPE,
+    LOG_METRIC_TYPE,
+    NOTIFICATION_CHANNEL_TYPE,
     PROJECT_IAM_CUSTOM_ROLE_TYPE,
     PROJECT_IAM_MEMBER_TYPE,
     PROJECT_SERVICE_TYPE,
@@ -89,6 +93,10 @@ NO_LOCAL_EFFECT: dict[str, str] = {
         "that runs `up`"
     ),
     PROJECT_IAM_CUSTOM_ROLE_TYPE: "custom role: IAM is not enforced locally",
+    ALERT_POLICY_TYPE: "alert policy: Cloud Monitoring watches the cloud stack only",
+    NOTIFICATION_CHANNEL_TYPE: "notification channel: nothing is alerted locally",
+    DASHBOARD_TYPE: "dashboard: Cloud Monitoring charts the cloud stack only",
+    LOG_METRIC_TYPE: "log-based metric: local logs go to .devstack/<stack>/*.log",
 }
 
 # Member prefixes whose identity a locally verified ID token can carry.

@@ -1,7 +1,8 @@
 """`python -m plan`: a stack's offline plan, and the committed snapshots.
 
-    python -m plan [--stack S] [--format text|json|mermaid] [--diff]
+    python -m plan [--stack S] [--format text|json|mermaid] [--diff | --cost]
     python -m plan snapshot [--stack S | --all]
+    python -m plan cost --plan HEAD.json [--base BASE.json] [--format markdown|json]
 
 The first form evaluates the program for a stack offline and prints it as
 text, JSON or Mermaid; with --diff, what differs from the committed snapshot
@@ -10,6 +11,9 @@ pack's rules over the plan (`policy.check`), as `pulumi preview --policy-pack
 policy` will, and reports on stderr. `snapshot` rewrites
 tests/snapshots/plan-<stack>.json for one stack or all of them after an
 intended change, and redraws the plan diagrams in the docs (`make snapshots`).
+With --cost, the stack's estimated monthly cost and its queues' capacity
+(`plan.cost_report`); `cost` prints the same for plan files, a base plan's
+cost beside the head's (the preview workflow's PR comment).
 
 Exit codes: 0 done, 1 the plan could not be made (bad stack config, unknown
 stack, missing snapshot), with the reason on stderr, or (text plan only) a
@@ -74,6 +78,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     root: Path = args.root
     try:
         plan = evaluate(args.stack, root)
+        if args.cost:
+            from plan import cost_report
+
+            report = cost_report.render_json if args.format == "json" else cost_report.render_text
+            sys.stdout.write(report(plan))
+            return _report_policy(plan) if args.format == "text" else 0
         if args.diff:
             diff = diff_plans(load_snapshot(args.stack, root), plan)
             if args.format == "json":
@@ -137,8 +147,39 @@ def plan_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compare with tests/snapshots/plan-<stack>.json and print what changes",
     )
+    parser.add_argument(
+        "--cost",
+        action="store_true",
+        help="the estimated monthly cost, item by item, and each queue's capacity",
+    )
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
     parser.set_defaults(func=cmd_plan)
+    return parser
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    from plan.cost_report import render_json, render_markdown
+
+    try:
+        head = Plan.loads(Path(args.plan).read_text())
+        base = Plan.loads(Path(args.base).read_text()) if args.base else None
+    except (OSError, ValueError, PlanFormatError) as exc:
+        return _fail(f"cannot read a plan: {exc}")
+    render = render_json if args.format == "json" else render_markdown
+    sys.stdout.write(render(head, base))
+    return 0
+
+
+def cost_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} cost",
+        description="The estimated monthly cost and capacity of a plan file "
+        f"(`{PROG} --format json`), with a base plan's cost beside it.",
+    )
+    parser.add_argument("--plan", required=True, help="the plan JSON to price")
+    parser.add_argument("--base", help="a base plan JSON (the base branch's snapshot)")
+    parser.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    parser.set_defaults(func=cmd_cost)
     return parser
 
 
@@ -160,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["snapshot"]:
         args = snapshot_parser().parse_args(args_list[1:])
+    elif args_list[:1] == ["cost"]:
+        args = cost_parser().parse_args(args_list[1:])
     else:
         args = plan_parser().parse_args(args_list)
     result: int = args.func(args)

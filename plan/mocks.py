@@ -23,6 +23,8 @@ from contract.resources import (
     GET_PROJECT_INVOKE,
     IAM_MEMBER_TYPES,
     IMAGE_TYPE,
+    LOG_METRIC_TYPE,
+    NOTIFICATION_CHANNEL_TYPE,
     PROJECT_SERVICE_TYPE,
     QUEUE_TYPE,
     RUN_SERVICE_TYPE,
@@ -134,6 +136,14 @@ def computed_outputs(
         tag = inputs["tags"][0]
         digest = f"sha256:{_digest('image', tag)}"
         return {"id": digest, "digest": digest, "ref": f"{tag.rsplit(':', 1)[0]}@{digest}"}
+    if typ == NOTIFICATION_CHANNEL_TYPE:
+        # Monitoring numbers its channels; alert policies name them by this path.
+        channel = (
+            f"projects/{project}/notificationChannels/{int(_digest('channel', name), 16) % 10**19}"
+        )
+        return {"id": channel, "name": channel}
+    if typ == LOG_METRIC_TYPE:
+        return {"id": inputs["name"]}
     if typ in IAM_MEMBER_TYPES:
         scope = inputs.get("name") or inputs.get("serviceAccountId") or project
         return {

@@ -45,6 +45,10 @@ EXPECTED_GRANTS = {
     ("roles/iam.serviceAccountUser", "invoker account"),
     ("roles/iam.serviceAccountAdmin", "invoker account"),
     ("roles/artifactregistry.writer", "image repository"),
+    ("roles/monitoring.alertPolicyEditor", "project"),
+    ("roles/monitoring.dashboardEditor", "project"),
+    ("roles/monitoring.notificationChannelEditor", "project"),
+    ("roles/logging.configWriter", "project"),
 }
 
 
@@ -257,6 +261,8 @@ class TestFoundation:
             "artifactregistry.googleapis.com",
             "cloudresourcemanager.googleapis.com",
             "secretmanager.googleapis.com",
+            "monitoring.googleapis.com",
+            "logging.googleapis.com",
             "sts.googleapis.com",
         }
         assert all(s["inputs"]["disableOnDestroy"] is False for s in services)

@@ -25,13 +25,16 @@ from components import (
     WorkerConfig,
     WorkerService,
 )
+from components.config import OperationsConfig
 from components.loading import SECTIONS, config_fields, config_key, project_keys
+from components.monitoring import Operations
 from contract.resources import PROJECT_NAME
 
 COMPONENT_SECTIONS: list[tuple[type[pulumi.ComponentResource], type[object]]] = [
     (Identities, IdentitiesConfig),
     (WorkerService, WorkerConfig),
     (TaskQueue, QueueConfig),
+    (Operations, OperationsConfig),
     (TaskPipeline, PipelineConfig),
 ]
 

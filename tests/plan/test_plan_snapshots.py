@@ -51,4 +51,11 @@ def test_inventory_counts(all_plans: dict[str, Plan], stack: str) -> None:
         "docker-build:index:Image": 1,
         "gcp:cloudrunv2/service:Service": 1,
         "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": 1,
+        # Operations: 7 alert policies for the queue, 2 for the worker, two log-based
+        # metrics, the dashboard and one email channel per stack (alert_emails).
+        "tasks:index:Operations": 1,
+        "gcp:monitoring/alertPolicy:AlertPolicy": 9,
+        "gcp:logging/metric:Metric": 2,
+        "gcp:monitoring/dashboard:Dashboard": 1,
+        "gcp:monitoring/notificationChannel:NotificationChannel": 1,
     }

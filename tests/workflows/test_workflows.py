@@ -390,7 +390,9 @@ def test_the_plan_diff_step_diffs_against_the_base_and_flags_policy_violations(
     # The PR: a harmless dev change and a prod change the policy refuses.
     dev = work / "Pulumi.dev.yaml"
     dev.write_text(
-        dev.read_text().replace("max_dispatches_per_second: 5\n", "max_dispatches_per_second: 7\n")
+        dev.read_text()
+        .replace("max_dispatches_per_second: 5\n", "max_dispatches_per_second: 7\n")
+        .replace("expected_tasks_per_day: 1000\n", "expected_tasks_per_day: 200000\n")
     )
     prod = work / "Pulumi.prod.yaml"
     prod.write_text(
@@ -421,6 +423,14 @@ def test_the_plan_diff_step_diffs_against_the_base_and_flags_policy_violations(
     assert "inputs.rateLimits.maxDispatchesPerSecond: 5 => 7" in comment
     assert "<b>prod</b> — policy: VIOLATIONS" in comment
     assert "[prod-deletion-protection]" in comment
+    # Each stack's cost against the base branch's: the dev volume change costs more,
+    # staging changed nothing.
+    assert "#### Cost and capacity: dev" in comment
+    dev_total = comment.split("#### Cost and capacity: dev", 1)[1].split("\n\n", 2)[1]
+    assert "(base branch: USD 0.08, change **+" in dev_total, dev_total
+    staging = comment.split("#### Cost and capacity: staging", 1)[1].split("\n\n", 2)[1]
+    assert "change **+0.00**" in staging, staging
+    assert "| queue | expected | in flight (Little's law) |" in comment
     assert "<b>staging</b> — policy: no violation" in comment
     assert (work / "plan-diff" / "pr-number").read_text() == "42\n"
     assert summary.read_text() == comment
