@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from contract.resources import QUEUE_TYPE
 from plan.model import Plan, PlannedResource
 from plan.views import PlannedQueue
 
@@ -61,6 +62,8 @@ class PlanDiff:
     modified: tuple[tuple[PlannedResource, tuple[Change, ...]], ...]
     outputs: tuple[Change, ...]
     queues: tuple[QueueChange, ...] = ()
+    notes: tuple[str, ...] = ()
+    """What to do by hand for a change to apply safely (e.g. pause before a new target)."""
 
     @property
     def empty(self) -> bool:
@@ -83,6 +86,8 @@ class PlanDiff:
             ],
             "outputs": [change(c) for c in self.outputs],
         }
+        if self.notes:
+            data["notes"] = list(self.notes)
         if self.queues:  # only when a queue changed, so other diffs read as before
             data["queues"] = [
                 {
@@ -133,7 +138,33 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
         modified=tuple(modified),
         outputs=tuple(_changes(old.outputs, new.outputs)),
         queues=tuple(_queue_changes(old, new)),
+        notes=tuple(_target_notes(before, modified)),
     )
+
+
+def _target_notes(
+    before: Mapping[str, PlannedResource],
+    modified: list[tuple[PlannedResource, tuple[Change, ...]]],
+) -> Iterator[str]:
+    """An existing queue that gains a queue-level target: Google asks to pause it first and
+    resume it a minute after the change
+    (https://cloud.google.com/tasks/docs/configuring-queues#configure-queue-routing)."""
+    for resource, _ in modified:
+        if resource.type != QUEUE_TYPE or "httpTarget" not in resource.inputs:
+            continue
+        if "httpTarget" in before[resource.urn].inputs:
+            continue
+        if resource.inputs.get("desiredState") == "PAUSED":
+            yield (
+                f"queue {resource.name} gains a queue-level target while paused: after this "
+                "deploy, wait a minute, then set queue_paused: false and deploy again"
+            )
+        else:
+            yield (
+                f"queue {resource.name} is running and gains a queue-level target: Google asks "
+                "to pause it first; deploy with queue_paused: true as well, wait a minute, then "
+                "set queue_paused: false (docs/deploying.md)"
+            )
 
 
 def _queues_by_key(plan: Plan) -> dict[str, PlannedQueue]:
@@ -185,6 +216,8 @@ def render_diff(diff: PlanDiff, stack: str) -> str:
         lines.append("  Outputs:")
         for c in diff.outputs:
             lines.append(f"      ~ {c.path}: {json.dumps(c.old)} => {json.dumps(c.new)}")
+    for note in diff.notes:
+        lines.append(f"  Note: {note}")
     lines += [
         "",
         f"{len(diff.added)} to add, {len(diff.modified)} to change, "

@@ -134,3 +134,32 @@ def test_every_embedded_plan_diagram_matches_a_stack(all_plans: dict[str, Plan])
         for block in re.findall(r"```mermaid\n(.*?)```", doc.read_text(), re.S):
             if "APIs enabled:" in block:  # a plan diagram, not a hand-drawn one
                 assert block in current, f"{doc.name}: regenerate with `make snapshots`"
+
+
+def test_a_running_queue_gaining_a_queue_level_target_is_told_to_pause_first(
+    all_plans: dict[str, Plan],
+) -> None:
+    new = all_plans["staging"]  # queue_http_target on
+    queue = new.one(QUEUE_TYPE)
+    assert "httpTarget" in queue.inputs
+    before = dataclasses.replace(
+        queue, inputs={k: v for k, v in queue.inputs.items() if k != "httpTarget"}
+    )
+    old = dataclasses.replace(
+        new, resources=tuple(before if r is queue else r for r in new.resources)
+    )
+    diff = diff_plans(old, new)
+    [note] = diff.notes
+    assert "is running and gains a queue-level target" in note
+    assert "queue_paused: true" in note
+    assert f"Note: {note}" in render_diff(diff, "staging")
+    assert diff.to_json()["notes"] == [note]
+
+    paused = dataclasses.replace(queue, inputs={**queue.inputs, "desiredState": "PAUSED"})
+    paused_new = dataclasses.replace(
+        new, resources=tuple(paused if r is queue else r for r in new.resources)
+    )
+    [note] = diff_plans(old, paused_new).notes
+    assert "while paused" in note
+    # A queue created with its target, or one that keeps it, needs nothing.
+    assert diff_plans(new, new).notes == ()
