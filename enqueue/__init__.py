@@ -32,11 +32,13 @@ if TYPE_CHECKING:
         read_jsonl as read_jsonl,
     )
     from enqueue.client import (
-        RetryPolicy as RetryPolicy,
-        Transport as Transport,
         make_async_client as make_async_client,
         make_client as make_client,
         resolve_endpoint as resolve_endpoint,
+    )
+    from enqueue.defaults import (
+        RetryPolicy as RetryPolicy,
+        Transport as Transport,
     )
     from enqueue.enqueuer import (
         AsyncEnqueuer as AsyncEnqueuer,
@@ -70,8 +72,8 @@ _HOMES = {
     "TaskOutcome": "enqueue.bulk",
     "enqueue_many": "enqueue.bulk",
     "read_jsonl": "enqueue.bulk",
-    "RetryPolicy": "enqueue.client",
-    "Transport": "enqueue.client",
+    "RetryPolicy": "enqueue.defaults",
+    "Transport": "enqueue.defaults",
     "make_async_client": "enqueue.client",
     "make_client": "enqueue.client",
     "resolve_endpoint": "enqueue.client",

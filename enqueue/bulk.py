@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from enqueue.defaults import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from enqueue.enqueuer import AsyncEnqueuer
 from enqueue.errors import AlreadyEnqueuedError, EnqueueError, EnqueueFailedError
 from enqueue.spec import TaskSpec
@@ -42,8 +43,6 @@ SPEC_FIELDS = (
     "headers",
     "queue",
 )
-MAX_CONCURRENCY = 1000
-DEFAULT_CONCURRENCY = 64
 
 OutcomeStatus = Literal["created", "already_enqueued", "failed"]
 

@@ -19,24 +19,11 @@ import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, NoReturn
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from contract.durations import DurationError, parse_duration_s
 from contract.interpreter import python_command
-from enqueue.bulk import (
-    DEFAULT_CONCURRENCY,
-    MAX_CONCURRENCY,
-    BulkSummary,
-    FailureWriter,
-    TaskOutcome,
-    enqueue_many,
-    read_jsonl,
-)
-from enqueue.client import TRANSPORTS, RetryPolicy, Transport
-from enqueue.enqueuer import AsyncEnqueuer, Enqueuer
+from enqueue.defaults import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, TRANSPORTS, RetryPolicy
 from enqueue.errors import (
     AlreadyEnqueuedError,
     EnqueueError,
@@ -44,9 +31,17 @@ from enqueue.errors import (
     LargeTaskWarning,
     OutputsError,
 )
-from enqueue.outputs import StackOutputs, load_outputs
-from enqueue.spec import TaskSpec
 from enqueue.textfile import NotUtf8Error, read_utf8
+
+# The Cloud Tasks client, gRPC and rich load only once a command runs: `--help` and a
+# usage error stay fast for operators who script the command (benchmarks/enqueue_bench.py).
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from enqueue.bulk import BulkSummary, FailureWriter
+    from enqueue.defaults import Transport
+    from enqueue.outputs import StackOutputs
+    from enqueue.spec import TaskSpec
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -193,6 +188,8 @@ def _json_arg(text: str, what: str) -> Any:
 
 
 def _spec_from_args(args: argparse.Namespace) -> TaskSpec:
+    from enqueue.spec import TaskSpec
+
     data: Any = {}
     if args.data is not None:
         data = _json_arg(args.data, "--data")
@@ -229,6 +226,8 @@ def _spec_from_args(args: argparse.Namespace) -> TaskSpec:
 
 
 def _load(args: argparse.Namespace, err: Console) -> StackOutputs:
+    from enqueue.outputs import load_outputs
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if args.stack is not None:
@@ -247,6 +246,8 @@ def _policy(args: argparse.Namespace) -> RetryPolicy:
 
 
 def _send(args: argparse.Namespace, out: IO[str], err: Console) -> int:
+    from enqueue.enqueuer import Enqueuer
+
     spec = _spec_from_args(args)  # validate before any I/O on the outputs or the API
     outputs = _load(args, err)
     transport: Transport = args.transport
@@ -325,6 +326,11 @@ async def _bulk_run(
     writer: FailureWriter,
     err: Console,
 ) -> BulkSummary:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from enqueue.bulk import TaskOutcome, enqueue_many, read_jsonl
+    from enqueue.enqueuer import AsyncEnqueuer
+
     total = None if args.file == "-" else _count_lines(Path(args.file))
     transport: Transport = args.transport
     progress = Progress(
@@ -361,6 +367,8 @@ async def _bulk_run(
 
 
 def _bulk(args: argparse.Namespace, out: IO[str], err: Console) -> int:
+    from enqueue.bulk import FailureWriter
+
     if args.concurrency > MAX_CONCURRENCY:
         raise UsageError(f"--concurrency must be at most {MAX_CONCURRENCY}")
     writer = FailureWriter(_failures_path(args))  # refuse a clash before sending anything
@@ -401,7 +409,6 @@ def _bulk(args: argparse.Namespace, out: IO[str], err: Console) -> int:
 def main(argv: Sequence[str] | None = None, *, out: IO[str] | None = None) -> int:
     """Run the CLI; returns the exit code (documented in the module docstring)."""
     out = out or sys.stdout
-    err = Console(stderr=True)
 
     def fail(message: str, code: int) -> int:
         print(f"error: {message}", file=sys.stderr)
@@ -409,6 +416,9 @@ def main(argv: Sequence[str] | None = None, *, out: IO[str] | None = None) -> in
 
     try:
         args = build_parser().parse_args(argv)
+        from rich.console import Console  # only once a command runs (see the imports)
+
+        err = Console(stderr=True)
         if args.command == "send":
             return _send(args, out, err)
         return _bulk(args, out, err)

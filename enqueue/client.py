@@ -16,11 +16,10 @@ google-cloud-tasks has none, so the async enqueuer runs the REST client in threa
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import grpc
 import requests
@@ -36,11 +35,9 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports import (
 
 from contract.names import EMULATOR_HOST_ENV
 from contract.resources import CLOUDTASKS_ENQUEUER_ROLE, SERVICE_ACCOUNT_USER_ROLE
+from enqueue.defaults import TRANSPORTS, RetryPolicy, Transport
 from enqueue.errors import ClientSetupError
 from enqueue.outputs import StackOutputs
-
-Transport = Literal["grpc", "rest"]
-TRANSPORTS: tuple[Transport, ...] = ("grpc", "rest")
 
 # Transient by the Cloud Tasks retry guidance; REST surfaces a dead endpoint as a
 # requests ConnectionError rather than UNAVAILABLE, so it is transient too.
@@ -59,38 +56,6 @@ _EMULATOR_CHANNEL_OPTIONS = (
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Bounded exponential backoff with full jitter for transient errors.
-
-    Attributes:
-        initial: first backoff ceiling in seconds (the sleep is uniform in 0..ceiling).
-        maximum: largest backoff ceiling in seconds.
-        multiplier: growth of the ceiling per attempt.
-        deadline: total seconds across all attempts of one create.
-        max_attempts: attempts of one create, the first included.
-        attempt_timeout: seconds one attempt may take.
-    """
-
-    initial: float = 0.1
-    maximum: float = 5.0
-    multiplier: float = 2.0
-    deadline: float = 60.0
-    max_attempts: int = 10
-    attempt_timeout: float = 15.0
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("RetryPolicy.max_attempts must be at least 1")
-        durations = (self.initial, self.maximum, self.deadline, self.attempt_timeout)
-        if not all(math.isfinite(d) and d > 0 for d in durations):
-            raise ValueError("RetryPolicy durations must be positive, finite numbers of seconds")
-        if not math.isfinite(self.multiplier):
-            raise ValueError("RetryPolicy.multiplier must be a finite number")
-        if self.multiplier < 1:
-            raise ValueError("RetryPolicy.multiplier must be at least 1")
 
 
 class AttemptCounter:

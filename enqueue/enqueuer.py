@@ -30,8 +30,6 @@ from google.cloud import tasks_v2
 from contract.routing import DEFAULT_QUEUE_KEY
 from enqueue.client import (
     AttemptCounter,
-    RetryPolicy,
-    Transport,
     async_retry,
     describe_api_error,
     make_async_client,
@@ -39,6 +37,7 @@ from enqueue.client import (
     resolve_endpoint,
     sync_retry,
 )
+from enqueue.defaults import RetryPolicy, Transport
 from enqueue.errors import AlreadyEnqueuedError, EnqueueFailedError, LargeTaskWarning
 from enqueue.outputs import StackOutputs
 from enqueue.spec import BuiltTask, TaskSpec, build_task, random_task_id

@@ -23,7 +23,7 @@ from enqueue import (
     enqueue_many,
     task_id_for_key,
 )
-from enqueue.client import Transport
+from enqueue.defaults import Transport
 from tests.enqueue.conftest import (
     AUDIENCE,
     INVOKER,

@@ -30,7 +30,7 @@ from enqueue import (
     task_id_for_key,
 )
 from enqueue.cli import main
-from enqueue.client import Transport
+from enqueue.defaults import Transport
 from tests.enqueue.conftest import Target, make_queue, outputs_dict, task_names
 
 pytestmark = pytest.mark.usefixtures("no_emulator_env")
