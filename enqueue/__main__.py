@@ -5,10 +5,14 @@ import sys
 if __name__ == "__main__":
     try:
         from enqueue.cli import main
+
+        # Inside the try: a command imports the Cloud Tasks client only when it runs
+        # (so that --help stays fast), which is where a foreign interpreter fails.
+        code = main()
     except ModuleNotFoundError as exc:
         # A fresh shell's `python` is not the project's: say which one to use.
         from contract.interpreter import foreign_interpreter_message
 
         print(foreign_interpreter_message("python -m enqueue", exc), file=sys.stderr)
         sys.exit(2)
-    sys.exit(main())
+    sys.exit(code)
