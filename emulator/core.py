@@ -35,6 +35,7 @@ from emulator.dispatcher import Dispatcher
 from emulator.errors import already_exists, invalid, not_found
 from emulator.oidc import OidcIssuer
 from emulator.request import effective_url
+from emulator.retry import RetryPolicy
 from emulator.state import (
     ListQueuesResponsePb,
     ListTasksResponsePb,
@@ -342,6 +343,11 @@ class Emulator:
             pb.dispatch_deadline.CopyFrom(src.dispatch_deadline)
         else:
             pb.dispatch_deadline.seconds = DEFAULT_DISPATCH_DEADLINE_S
+        if src.HasField("retry_config"):
+            pb.retry_config.CopyFrom(src.retry_config)
+            v.check_task_retry_config(pb.retry_config)
+            policy = RetryPolicy.for_task(q.pb.retry_config, pb)
+            v.check_backoff_order(policy.min_backoff, policy.max_backoff, "Task.retry_config")
         set_time(pb.create_time, now)
         size = pb.ByteSize()
         v.check_task_size(size)

@@ -241,7 +241,7 @@ class Dispatcher:
         q = ts.queue
         status = result.status if result is not None else None
         outcome = retry.decide(
-            retry.RetryPolicy.from_pb(q.pb.retry_config),
+            retry.RetryPolicy.for_task(q.pb.retry_config, pb),
             attempts=pb.dispatch_count,
             first_attempt_at=ts.first_attempt_at or now,
             now=now,

@@ -255,39 +255,60 @@ def _normalise_rate_limits(rl: Any) -> None:
     rl.max_burst_size = burst_for(rl.max_dispatches_per_second)
 
 
+def _check_retry_fields(rc: Any, what: str) -> None:
+    """The ranges RetryConfig's field docs give (queue.proto), for fields that are set."""
+    if rc.max_attempts < -1:
+        raise invalid(
+            f"{what}.max_attempts must be -1 (unlimited) or positive; got {rc.max_attempts}"
+        )
+    for label in ("min_backoff", "max_backoff", "max_retry_duration"):
+        if not rc.HasField(label):
+            continue
+        d = getattr(rc, label)
+        if d.seconds < 0 or d.nanos < 0:
+            raise invalid(f"{what}.{label} must not be negative")
+        check_duration(d, f"{what}.{label}")
+    if rc.max_doublings < 0:
+        raise invalid(f"{what}.max_doublings must be >= 0; got {rc.max_doublings}")
+
+
+def check_backoff_order(min_backoff: float, max_backoff: float, what: str) -> None:
+    if min_backoff > max_backoff:
+        raise invalid(
+            f"{what}.min_backoff must not exceed max_backoff ({min_backoff:g}s > {max_backoff:g}s)"
+        )
+
+
+def _truncate_to_seconds(rc: Any, *labels: str) -> None:
+    """RetryConfig durations "will be truncated to the nearest second" (queue.proto)."""
+    for label in labels:
+        if rc.HasField(label):
+            getattr(rc, label).nanos = 0
+
+
 def _normalise_retry_config(rc: Any) -> None:
     if rc.max_attempts == 0:
         rc.max_attempts = DEFAULT_MAX_ATTEMPTS
-    if rc.max_attempts < -1:
-        raise invalid(
-            f"RetryConfig.max_attempts must be -1 (unlimited) or positive; got {rc.max_attempts}"
-        )
+    _check_retry_fields(rc, "RetryConfig")
     if not rc.HasField("min_backoff"):
         rc.min_backoff.FromNanoseconds(DEFAULT_MIN_BACKOFF_NS)
     else:
-        rc.min_backoff.nanos = 0  # RetryConfig.min_backoff: truncated to whole seconds
+        _truncate_to_seconds(rc, "min_backoff")
     if not rc.HasField("max_backoff"):
         rc.max_backoff.seconds = DEFAULT_MAX_BACKOFF_S
     else:
-        rc.max_backoff.nanos = 0
+        _truncate_to_seconds(rc, "max_backoff")
     rc.max_retry_duration.nanos = 0  # 0 s means unlimited
     if rc.max_doublings == 0:
         rc.max_doublings = DEFAULT_MAX_DOUBLINGS
-    for label, d in (
-        ("min_backoff", rc.min_backoff),
-        ("max_backoff", rc.max_backoff),
-        ("max_retry_duration", rc.max_retry_duration),
-    ):
-        if d.seconds < 0 or d.nanos < 0:
-            raise invalid(f"RetryConfig.{label} must not be negative")
-        check_duration(d, f"RetryConfig.{label}")
-    if rc.max_doublings < 0:
-        raise invalid(f"RetryConfig.max_doublings must be >= 0; got {rc.max_doublings}")
-    if duration_s(rc.min_backoff) > duration_s(rc.max_backoff):
-        raise invalid(
-            "RetryConfig.min_backoff must not exceed max_backoff "
-            f"({rc.min_backoff.seconds}s > {rc.max_backoff.seconds}s)"
-        )
+    check_backoff_order(duration_s(rc.min_backoff), duration_s(rc.max_backoff), "RetryConfig")
+
+
+def check_task_retry_config(rc: Any) -> None:
+    """Task.retry_config (task.proto): the same ranges as a queue's, durations truncated
+    to whole seconds; fields left unset are the queue's, so no defaults are filled in."""
+    _check_retry_fields(rc, "Task.retry_config")
+    _truncate_to_seconds(rc, "min_backoff", "max_backoff", "max_retry_duration")
 
 
 def normalise_queue(pb: Any) -> None:
