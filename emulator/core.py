@@ -159,8 +159,20 @@ class Emulator:
             "in_flight": sum(q.in_flight for q in queues),
             "dispatched": self.dispatched,
             "tombstones": len(self.tombstones),
+            "dropped": self.registry.drops.total(),
             "persistent": self.store is not None,
         }
+
+    def dropped(self, queue: str | None = None) -> dict[str, Any]:
+        """Tasks whose retries ran out: counts per queue and the latest records
+        (admin endpoint ``GET /emulator/v1/dropped``)."""
+        if queue is not None:
+            v.split_queue_name(queue)
+        return self.registry.drops.report(queue)
+
+    def reset_dropped(self) -> int:
+        """Forget the dropped-task counts and records (admin endpoint for tests)."""
+        return self.registry.drops.reset()
 
     # -- queues -----------------------------------------------------------------
     def _queue(self, name: str) -> QueueState:

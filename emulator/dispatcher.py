@@ -7,7 +7,8 @@ max_concurrent_dispatches and its state (a PAUSED queue starts nothing)
 https://cloud.google.com/tasks/docs/reference/rpc/google.cloud.tasks.v2#ratelimits).
 An attempt builds the request (emulator/request.py), hands it to the injected
 :class:`~emulator.delivery.Deliverer` under the task's dispatch_deadline, and
-applies the pure retry decision of emulator/retry.py: delete, or reschedule.
+applies the pure retry decision of emulator/retry.py: delete, reschedule, or
+give up (the task is dropped: logged and counted by emulator/drops.py).
 All time comes from the injected :class:`~emulator.clock.Clock`.
 
 It deliberately validates nothing and answers no API call: emulator/core.py
@@ -28,6 +29,7 @@ import grpc
 from emulator import retry
 from emulator.clock import Clock
 from emulator.delivery import Deliverer, DeliveryResult, OutboundRequest, Unreachable
+from emulator.drops import DroppedTask
 from emulator.errors import ApiError, http_to_rpc_code
 from emulator.oidc import OidcIssuer
 from emulator.request import build_request
@@ -261,8 +263,18 @@ class Dispatcher:
         la.response_status.message = message
         ts.previous_response = status
         if isinstance(outcome, retry.GiveUp):
-            log.info("task %s abandoned after %d attempts", pb.name, outcome.attempts)
             self.registry.remove_tasks(q, [ts], now, fsync=False)
+            self.registry.drops.record(
+                DroppedTask(
+                    queue=q.name,
+                    task=ts.name,
+                    attempts=outcome.attempts,
+                    last_status=status,
+                    last_error=message,
+                    first_attempt_at=ts.first_attempt_at,
+                    dropped_at=now,
+                )
+            )
             return
         set_time(pb.schedule_time, outcome.at)
         self.registry.put_task(ts, fsync=False)

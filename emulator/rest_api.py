@@ -253,6 +253,15 @@ def build_app(emulator: Emulator, allowed_hosts: tuple[str, ...] = ()) -> Starle
     async def reset_tombstones(request: Request) -> Response:
         return JSONResponse({"cleared": emulator.reset_tombstones()})
 
+    async def dropped(request: Request) -> Response:
+        try:
+            return JSONResponse(emulator.dropped(request.query_params.get("queue")))
+        except ApiError as exc:
+            return _error(exc)
+
+    async def reset_dropped(request: Request) -> Response:
+        return JSONResponse({"cleared": emulator.reset_dropped()})
+
     return Starlette(
         routes=[
             Route("/v2/{path:path}", api, methods=["GET", "POST", "PATCH", "DELETE"]),
@@ -261,6 +270,8 @@ def build_app(emulator: Emulator, allowed_hosts: tuple[str, ...] = ()) -> Starle
             Route("/oauth2/v3/certs", jwks, methods=["GET"]),
             Route("/emulator/v1/health", health, methods=["GET"]),
             Route("/emulator/v1/tombstones:reset", reset_tombstones, methods=["POST"]),
+            Route("/emulator/v1/dropped", dropped, methods=["GET"]),
+            Route("/emulator/v1/dropped:reset", reset_dropped, methods=["POST"]),
         ],
         middleware=[Middleware(HostOriginGuard, allowed_hosts=allowed_hosts)],
     )

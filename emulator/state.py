@@ -1,9 +1,10 @@
 """The emulator's in-memory state: queue and task records, tombstones, and their persistence.
 
 :class:`Registry` holds every queue (:class:`QueueState`), its tasks
-(:class:`TaskState`) and the reserved names of finished or deleted named tasks
-(tombstones), and writes each change through to the optional SQLite
-:class:`~emulator.store.Store` (which owns the file format). Times are passed
+(:class:`TaskState`), the reserved names of finished or deleted named tasks
+(tombstones) and the ledger of dropped tasks (emulator/drops.py), and writes
+each change through to the optional SQLite :class:`~emulator.store.Store`
+(which owns the file format). Times are passed
 in by the caller, who got them from the injected clock.
 
 It deliberately holds no rules (emulator/validation.py), no scheduling
@@ -19,6 +20,7 @@ from typing import Any
 
 from google.cloud import tasks_v2
 
+from emulator.drops import DropLedger
 from emulator.store import Store, StoredTask
 
 # The raw protobuf classes behind the proto-plus types google-cloud-tasks ships.
@@ -105,6 +107,7 @@ class Registry:
         self.tombstone_seconds = tombstone_seconds
         self.queues: dict[str, QueueState] = {}
         self.tombstones: dict[str, float] = {}
+        self.drops = DropLedger(store)
 
     def load(self, now: float, check_queue: Callable[[Any], None]) -> list[TaskState]:
         """Read the store into memory; returns the loaded tasks (to schedule).
@@ -116,6 +119,7 @@ class Registry:
         if self.store is None:
             return []
         store = self.store
+        self.drops.load()
         for rowid, name, data in store.load_queues(now):
             try:
                 pb = _decode(QueuePb, data, name)

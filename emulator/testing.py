@@ -273,6 +273,14 @@ class EmulatorProcess:
         result: dict[str, Any] = resp.json()
         return result
 
+    def dropped(self, queue: str | None = None) -> dict[str, Any]:
+        """GET /emulator/v1/dropped: tasks whose retries ran out, per queue."""
+        params = {"queue": queue} if queue else None
+        resp = requests.get(f"{self.http_url}/emulator/v1/dropped", params=params, timeout=5)
+        resp.raise_for_status()
+        result: dict[str, Any] = resp.json()
+        return result
+
     def reset_tombstones(self) -> int:
         resp = requests.post(f"{self.http_url}/emulator/v1/tombstones:reset", timeout=5)
         resp.raise_for_status()
