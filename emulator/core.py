@@ -44,7 +44,11 @@ from emulator.state import (
     Registry,
     TaskPb,
     TaskState,
+    get_time,
     set_time,
+    set_time_to_second,
+    truncate_to_microsecond,
+    truncate_to_millisecond,
 )
 from emulator.store import Store
 from emulator.store_check import damaged
@@ -345,14 +349,16 @@ class Emulator:
         )
         pb.name = self._task_name(src, q, now)
         if src.HasField("schedule_time"):
-            eta = v.check_schedule_time(src.schedule_time, now)
+            v.check_schedule_time(src.schedule_time, now)
             pb.schedule_time.CopyFrom(src.schedule_time)
+            truncate_to_microsecond(pb.schedule_time)
         else:
-            eta = now
             set_time(pb.schedule_time, now)
+        eta = get_time(pb.schedule_time)
         if src.HasField("dispatch_deadline"):
             v.check_dispatch_deadline(src.dispatch_deadline)
             pb.dispatch_deadline.CopyFrom(src.dispatch_deadline)
+            truncate_to_millisecond(pb.dispatch_deadline)
         else:
             pb.dispatch_deadline.seconds = DEFAULT_DISPATCH_DEADLINE_S
         if src.HasField("retry_config"):
@@ -360,7 +366,7 @@ class Emulator:
             v.check_task_retry_config(pb.retry_config)
             policy = RetryPolicy.for_task(q.pb.retry_config, pb)
             v.check_backoff_order(policy.min_backoff, policy.max_backoff, "Task.retry_config")
-        set_time(pb.create_time, now)
+        set_time_to_second(pb.create_time, now)
         size = pb.ByteSize()
         v.check_task_size(size)
         if size > _LARGE_TASK_BYTES:

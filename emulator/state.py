@@ -14,6 +14,7 @@ It deliberately holds no rules (emulator/validation.py), no scheduling
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,8 +32,28 @@ ListTasksResponsePb: Any = tasks_v2.ListTasksResponse.pb()
 
 
 def set_time(ts: Any, seconds: float) -> None:
-    """Set a google.protobuf.Timestamp from seconds since the epoch."""
-    ts.FromNanoseconds(int(seconds * 1e9))
+    """Set a google.protobuf.Timestamp from seconds since the epoch, to the microsecond.
+
+    Google documents schedule, attempt and purge times "truncated to the nearest
+    microsecond" (task.proto, queue.proto); a float clock near 1.8e9 s carries
+    about 0.2 us of noise, so the value is rounded to the microsecond it stands for.
+    """
+    ts.FromMicroseconds(round(seconds * 1e6))
+
+
+def set_time_to_second(ts: Any, seconds: float) -> None:
+    """Task.create_time: "truncated to the nearest second" (task.proto)."""
+    ts.FromSeconds(math.floor(seconds))
+
+
+def truncate_to_microsecond(ts: Any) -> None:
+    """A caller's Timestamp (Task.schedule_time) to the microsecond, as Google keeps it."""
+    ts.nanos -= ts.nanos % 1_000
+
+
+def truncate_to_millisecond(d: Any) -> None:
+    """Task.dispatch_deadline: "truncated to the nearest millisecond" (task.proto)."""
+    d.nanos -= d.nanos % 1_000_000
 
 
 def get_time(ts: Any) -> float:
