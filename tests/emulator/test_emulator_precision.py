@@ -10,7 +10,7 @@ REST (where they travel as RFC 3339 strings and ``"20.123s"`` durations).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from google.cloud import tasks_v2
@@ -29,7 +29,7 @@ def _raw(task: Any) -> Any:
 
 @pytest.mark.parametrize("transport", ["grpc", "rest"])
 def test_caller_times_are_truncated_as_google_documents(
-    transport: str, emu: EmulatorProcess, make_queue: Any, target: Target
+    transport: Literal["grpc", "rest"], emu: EmulatorProcess, make_queue: Any, target: Target
 ) -> None:
     client = emu.client(transport)
     queue = make_queue()
@@ -53,7 +53,7 @@ def test_caller_times_are_truncated_as_google_documents(
 
 @pytest.mark.parametrize("transport", ["grpc", "rest"])
 def test_emulator_times_are_whole_microseconds(
-    transport: str, emu: EmulatorProcess, make_queue: Any, target: Target
+    transport: Literal["grpc", "rest"], emu: EmulatorProcess, make_queue: Any, target: Target
 ) -> None:
     client = emu.client(transport)
     queue = make_queue(retry_config={"min_backoff": "600s", "max_backoff": "600s"})
