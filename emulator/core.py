@@ -10,8 +10,9 @@ defaults of new tasks, views, and wiring. Request rules are emulator/validation.
 state and persistence emulator/state.py (over emulator/store.py), page tokens
 emulator/paging.py, dispatch emulator/dispatcher.py, time emulator/clock.py.
 
-Deliberately not emulated: IAM (every caller may do everything), App Engine
-targets, OAuth access tokens, the 7-day block on re-creating a deleted queue,
+App Engine tasks are delivered to local hosts (emulator/appengine.py).
+Deliberately not emulated: IAM (every caller may do everything), OAuth access
+tokens, the 7-day block on re-creating a deleted queue,
 BatchCreateTasks/BatchDeleteTasks and CMEK. Each answers with a clear error
 rather than pretending.
 """
@@ -28,7 +29,8 @@ from google.cloud import tasks_v2
 from google.protobuf import field_mask_pb2
 
 from contract.limits import DEFAULT_DISPATCH_DEADLINE_S, DEFAULT_TOMBSTONE_S
-from emulator import paging, validation as v
+from emulator import appengine, paging, validation as v
+from emulator.appengine import AppEngineHosts
 from emulator.clock import Clock, RealClock
 from emulator.delivery import Deliverer, HttpDeliverer
 from emulator.dispatcher import Dispatcher
@@ -109,12 +111,17 @@ class Emulator:
         *,
         clock: Clock | None = None,
         deliverer: Deliverer | None = None,
+        app_engine_hosts: AppEngineHosts | None = None,
     ) -> None:
         self.clock: Clock = clock or RealClock()
         self.issuer = issuer or _issuer_for(store)
         self.registry = Registry(store, tombstone_seconds)
         self.dispatcher = Dispatcher(
-            self.registry, self.clock, deliverer or HttpDeliverer(), self.issuer
+            self.registry,
+            self.clock,
+            deliverer or HttpDeliverer(),
+            self.issuer,
+            app_engine_hosts or AppEngineHosts(),
         )
 
     @property
@@ -201,6 +208,7 @@ class Emulator:
         pb.ClearField("state")
         pb.ClearField("purge_time")
         v.normalise_queue(pb)
+        appengine.fill_queue_routing_host(pb)
         pb.state = _RUNNING
         q = QueueState(pb=pb, tokens=float(pb.rate_limits.max_burst_size))
         self.registry.put_queue(q)
@@ -255,6 +263,7 @@ class Emulator:
                 if req.queue.HasField(f):
                     getattr(pb, f).CopyFrom(getattr(req.queue, f))
         v.normalise_queue(pb)
+        appengine.fill_queue_routing_host(pb)
         existing.pb = pb
         existing.tokens = min(existing.tokens, float(pb.rate_limits.max_burst_size))
         self.registry.put_queue(existing)
@@ -293,7 +302,10 @@ class Emulator:
         out.CopyFrom(ts.pb)
         out.view = checked
         if checked == tasks_v2.Task.View.BASIC:
-            out.http_request.ClearField("body")
+            if out.HasField("app_engine_http_request"):
+                out.app_engine_http_request.ClearField("body")
+            else:
+                out.http_request.ClearField("body")
         return out
 
     def _task(self, name: str) -> TaskState:
@@ -335,18 +347,21 @@ class Emulator:
         q = self._queue(req.parent)
         view = v.check_view(req.response_view)
         src = req.task
-        if src.HasField("app_engine_http_request"):
-            raise invalid(
-                "App Engine tasks are not emulated: use Task.http_request (an HTTP target)"
-            )
         now = self.clock.now()
         pb = TaskPb()
-        pb.http_request.CopyFrom(src.http_request)
-        v.check_http_request(pb.http_request, q.pb)
-        # The queue's uri_override applies at dispatch; refuse now what could never be sent.
-        v.check_url(
-            effective_url(pb.http_request, q.pb), "the task's URL after the queue's uri_override"
-        )
+        app_engine = src.HasField("app_engine_http_request")
+        if app_engine:
+            pb.app_engine_http_request.CopyFrom(src.app_engine_http_request)
+            v.check_app_engine_request(pb.app_engine_http_request)
+            appengine.fill_task_routing(pb.app_engine_http_request, q.pb)
+        else:
+            pb.http_request.CopyFrom(src.http_request)
+            v.check_http_request(pb.http_request, q.pb)
+            # The queue's uri_override applies at dispatch; refuse now what could never be sent.
+            v.check_url(
+                effective_url(pb.http_request, q.pb),
+                "the task's URL after the queue's uri_override",
+            )
         pb.name = self._task_name(src, q, now)
         if src.HasField("schedule_time"):
             v.check_schedule_time(src.schedule_time, now)
@@ -356,7 +371,7 @@ class Emulator:
             set_time(pb.schedule_time, now)
         eta = get_time(pb.schedule_time)
         if src.HasField("dispatch_deadline"):
-            v.check_dispatch_deadline(src.dispatch_deadline)
+            v.check_dispatch_deadline(src.dispatch_deadline, app_engine=app_engine)
             pb.dispatch_deadline.CopyFrom(src.dispatch_deadline)
             truncate_to_millisecond(pb.dispatch_deadline)
         else:

@@ -27,6 +27,7 @@ import logging
 import grpc
 
 from emulator import retry
+from emulator.appengine import AppEngineHosts
 from emulator.clock import Clock
 from emulator.delivery import Deliverer, DeliveryResult, OutboundRequest, Unreachable
 from emulator.drops import DroppedTask
@@ -47,12 +48,18 @@ class Dispatcher:
     """Schedules and performs attempts for every queue of a :class:`Registry`."""
 
     def __init__(
-        self, registry: Registry, clock: Clock, deliverer: Deliverer, issuer: OidcIssuer
+        self,
+        registry: Registry,
+        clock: Clock,
+        deliverer: Deliverer,
+        issuer: OidcIssuer,
+        app_engine_hosts: AppEngineHosts,
     ) -> None:
         self.registry = registry
         self.clock = clock
         self.deliverer = deliverer
         self.issuer = issuer
+        self.app_engine_hosts = app_engine_hosts
         self.dispatched = 0  # attempts started, for /emulator/v1/health and benchmarks
         self._seq = itertools.count(1)
         self._attempts: set[asyncio.Task[None]] = set()
@@ -165,9 +172,12 @@ class Dispatcher:
         set_time(pb.last_attempt.dispatch_time, now)
         request: OutboundRequest | ApiError
         try:
-            request = build_request(ts, retry_count, self.issuer, now)
+            request = build_request(ts, retry_count, self.issuer, now, self.app_engine_hosts)
         except ApiError as exc:
-            # A queue override can make a stored task undeliverable; fail the attempt.
+            # A queue override, or an App Engine service no local host serves, makes
+            # the task undeliverable: fail the attempt, and say why once per task.
+            if retry_count == 0:
+                log.warning("task %s cannot be delivered: %s", pb.name, exc.message)
             request = exc
         except Exception as exc:  # never let one task take the queue's runner down
             log.exception("cannot build the request for %s", pb.name)

@@ -320,6 +320,9 @@ def normalise_queue(pb: Any) -> None:
         raise invalid(f"StackdriverLoggingConfig.sampling_ratio must be in [0, 1]; got {ratio}")
     if pb.HasField("http_target"):
         check_http_target(pb.http_target)
+    if pb.HasField("app_engine_routing_override"):
+        override = pb.app_engine_routing_override
+        check_app_engine_routing(override, "Queue.app_engine_routing_override")
 
 
 def check_http_target(ht: Any) -> None:
@@ -458,15 +461,73 @@ def check_schedule_time(ts: Any, now: float) -> float:
     return eta
 
 
-def check_dispatch_deadline(d: Any) -> None:
-    """Task.dispatch_deadline: 15 s to 30 min for HTTP targets (task.proto)."""
+def check_dispatch_deadline(d: Any, *, app_engine: bool = False) -> None:
+    """Task.dispatch_deadline (task.proto): 15 s to 30 min for HTTP targets, 15 s to
+    24 h 15 s for App Engine targets."""
     check_duration(d, "Task.dispatch_deadline")
     deadline = duration_s(d)
-    if not MIN_DISPATCH_DEADLINE_S <= deadline <= MAX_DISPATCH_DEADLINE_S:
+    upper, kind = (
+        (MAX_APP_ENGINE_DISPATCH_DEADLINE_S, "App Engine")
+        if app_engine
+        else (MAX_DISPATCH_DEADLINE_S, "HTTP")
+    )
+    if not MIN_DISPATCH_DEADLINE_S <= deadline <= upper:
         raise invalid(
             f"Task.dispatch_deadline must be between {MIN_DISPATCH_DEADLINE_S}s and "
-            f"{MAX_DISPATCH_DEADLINE_S}s for HTTP tasks; got {deadline:g}s"
+            f"{upper}s for {kind} tasks; got {deadline:g}s"
         )
+
+
+# -- App Engine targets ---------------------------------------------------------
+
+MAX_APP_ENGINE_DISPATCH_DEADLINE_S: Final = 24 * 3600 + 15
+# AppEngineHttpRequest.body: "allowed only if the HTTP method is POST or PUT".
+APP_ENGINE_BODY_METHODS: Final = frozenset({"POST", "PUT"})
+# Service, version and instance ids become DNS labels of AppEngineRouting.host.
+APP_ENGINE_ID_RE: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def check_app_engine_routing(routing: Any, what: str) -> None:
+    """AppEngineRouting (target.proto): each id set must be a host name label;
+    ``host`` is output only and is replaced."""
+    for label in ("service", "version", "instance"):
+        value = getattr(routing, label)
+        if value and not APP_ENGINE_ID_RE.fullmatch(value):
+            raise invalid(
+                f"{what}.{label} {value[:100]!r} is not an App Engine id: letters, digits "
+                "and hyphens, at most 63, not starting or ending with a hyphen"
+            )
+
+
+def check_app_engine_request(req: Any) -> None:
+    """A task's AppEngineHttpRequest (target.proto); fills the default method (POST)
+    and relative URI ("/")."""
+    if req.http_method == tasks_v2.HttpMethod.HTTP_METHOD_UNSPECIFIED:
+        req.http_method = tasks_v2.HttpMethod.POST
+    method = METHOD_NAMES.get(req.http_method)
+    if method is None:
+        raise invalid(
+            f"AppEngineHttpRequest.http_method {req.http_method} is not a valid HTTP method"
+        )
+    if not req.relative_uri:
+        req.relative_uri = "/"
+    uri = req.relative_uri
+    if not uri.startswith("/") or uri.startswith("//"):
+        raise invalid(
+            f"AppEngineHttpRequest.relative_uri {uri[:100]!r} must begin with a single '/' "
+            "(a path, optionally with a query string)"
+        )
+    if _URL_FORBIDDEN & set(uri) or "#" in uri or len(uri) > MAX_URL_CHARS:
+        raise invalid(
+            f"AppEngineHttpRequest.relative_uri {uri[:100]!r} must not contain spaces, "
+            f"control characters or '#', and is at most {MAX_URL_CHARS} characters"
+        )
+    if req.body and method not in APP_ENGINE_BODY_METHODS:
+        raise invalid(
+            f"AppEngineHttpRequest.body may only be set for POST and PUT; the method is {method}"
+        )
+    check_headers(dict(req.headers), "AppEngineHttpRequest.headers")
+    check_app_engine_routing(req.app_engine_routing, "AppEngineHttpRequest.app_engine_routing")
 
 
 def dispatch_deadline_s(d: Any) -> float:
