@@ -80,6 +80,13 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         "(repeatable). Without one, App Engine tasks are accepted but their attempts fail",
     )
     parser.add_argument(
+        "--manual-clock",
+        action="store_true",
+        help="time stands still from start-up and moves only through "
+        "POST /emulator/v1/clock:advance (schedule times, backoffs, deadlines, rates and "
+        "tombstones follow it); for tests",
+    )
+    parser.add_argument(
         "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     args = parser.parse_args(argv)
@@ -100,6 +107,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         tombstone_seconds=args.tombstone_seconds,
         allow_hosts=tuple(args.allow_host),
         app_engine_hosts=app_engine_hosts,
+        manual_clock=args.manual_clock,
     )
 
 

@@ -25,16 +25,17 @@ import shlex
 import sqlite3
 from typing import Any, Final
 
+import grpc
 from google.cloud import tasks_v2
 from google.protobuf import field_mask_pb2
 
 from contract.limits import DEFAULT_DISPATCH_DEADLINE_S, DEFAULT_TOMBSTONE_S
 from emulator import appengine, paging, validation as v
 from emulator.appengine import AppEngineHosts
-from emulator.clock import Clock, RealClock
+from emulator.clock import Clock, ManualClock, RealClock
 from emulator.delivery import Deliverer, HttpDeliverer
 from emulator.dispatcher import Dispatcher
-from emulator.errors import already_exists, invalid, not_found
+from emulator.errors import ApiError, already_exists, invalid, not_found
 from emulator.oidc import OidcIssuer
 from emulator.request import effective_url
 from emulator.retry import RetryPolicy
@@ -71,6 +72,7 @@ _ALL_MUTABLE: Final = (
 _RUNNING: Final = tasks_v2.Queue.State.RUNNING
 _PAUSED: Final = tasks_v2.Queue.State.PAUSED
 _KEY: Final = "oidc_private_key"
+MAX_ADVANCE_S: Final = 10 * 365 * 24 * 3600
 
 
 def _issuer_for(store: Store | None) -> OidcIssuer:
@@ -123,6 +125,8 @@ class Emulator:
             self.issuer,
             app_engine_hosts or AppEngineHosts(),
         )
+        if isinstance(self.clock, ManualClock):
+            self.clock.quiesce = self.dispatcher.quiesce
 
     @property
     def store(self) -> Store | None:
@@ -172,6 +176,7 @@ class Emulator:
             "tombstones": len(self.tombstones),
             "dropped": self.registry.drops.total(),
             "persistent": self.store is not None,
+            "manual_clock": isinstance(self.clock, ManualClock),
         }
 
     def dropped(self, queue: str | None = None) -> dict[str, Any]:
@@ -180,6 +185,31 @@ class Emulator:
         if queue is not None:
             v.split_queue_name(queue)
         return self.registry.drops.report(queue)
+
+    # -- the manual clock (admin endpoints) ---------------------------------------
+    def clock_state(self) -> dict[str, Any]:
+        return {"now": self.clock.now(), "manual": isinstance(self.clock, ManualClock)}
+
+    async def advance_clock(self, seconds: float, wait_limit: float) -> dict[str, Any]:
+        """Move a ``--manual-clock`` forward, running what falls due on the way."""
+        if not isinstance(self.clock, ManualClock):
+            raise ApiError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "The emulator runs on the real clock: start it with --manual-clock to "
+                "advance time through this call",
+            )
+        if seconds > MAX_ADVANCE_S:
+            raise invalid(
+                f"Cannot advance the clock by {seconds:g}s at once; at most {MAX_ADVANCE_S}s "
+                "(10 years) per call"
+            )
+        await self.clock.advance(seconds, wait_limit=wait_limit)
+        return self.clock_state()
+
+    def run_due(self, queue: str) -> int:
+        """Start an attempt for every task of ``queue`` that is due, as RunTask does
+        (pause and rate limits bypassed); the number started."""
+        return self.dispatcher.run_due(self._queue(queue))
 
     def reset_dropped(self) -> int:
         """Forget the dropped-task counts and records (admin endpoint for tests)."""

@@ -108,6 +108,24 @@ class Dispatcher:
         if not ts.in_flight:
             self._start_attempt(ts)
 
+    def run_due(self, q: QueueState) -> int:
+        """An attempt now for every task of ``q`` whose schedule_time has come, as
+        RunTask would start it; the number started."""
+        now = self.clock.now()
+        due = [
+            ts
+            for ts in q.tasks.values()
+            if not ts.in_flight and get_time(ts.pb.schedule_time) <= now
+        ]
+        for ts in due:
+            self._start_attempt(ts)
+        return len(due)
+
+    async def quiesce(self, limit: float) -> None:
+        """Wait (real time, at most ``limit`` s) until no attempt is in flight."""
+        if self._attempts:
+            await asyncio.wait(list(self._attempts), timeout=limit)
+
     async def _run_queue(self, q: QueueState) -> None:
         """Run :meth:`_dispatch_loop`, restarting it if a bug ever escapes it."""
         while not q.removed:
@@ -172,7 +190,9 @@ class Dispatcher:
         set_time(pb.last_attempt.dispatch_time, now)
         request: OutboundRequest | ApiError
         try:
-            request = build_request(ts, retry_count, self.issuer, now, self.app_engine_hosts)
+            request = build_request(
+                ts, retry_count, self.issuer, self.clock.token_time(), self.app_engine_hosts
+            )
         except ApiError as exc:
             # A queue override, or an App Engine service no local host serves, makes
             # the task undeliverable: fail the attempt, and say why once per task.

@@ -23,6 +23,7 @@ import grpc
 import uvicorn
 
 from emulator.appengine import AppEngineHosts
+from emulator.clock import ManualClock
 from emulator.core import Emulator
 from emulator.grpc_api import generic_handler
 from emulator.http_guard import is_loopback
@@ -42,6 +43,7 @@ class Settings:
     tombstone_seconds: float = 3600.0
     allow_hosts: tuple[str, ...] = ()
     app_engine_hosts: AppEngineHosts = field(default_factory=AppEngineHosts)
+    manual_clock: bool = False
 
     def allowed_hosts(self) -> tuple[str, ...]:
         """Host names the HTTP API answers to besides loopback (emulator/http_guard.py):
@@ -110,6 +112,7 @@ async def serve(settings: Settings) -> None:
             store=store,
             tombstone_seconds=settings.tombstone_seconds,
             app_engine_hosts=settings.app_engine_hosts,
+            clock=ManualClock() if settings.manual_clock else None,
         )
         cleanup.push_async_callback(emulator.close)  # closes the store too, started or not
 
