@@ -397,9 +397,10 @@ class Emulator:
             v.check_schedule_time(src.schedule_time, now)
             pb.schedule_time.CopyFrom(src.schedule_time)
             truncate_to_microsecond(pb.schedule_time)
+            eta = get_time(pb.schedule_time)
         else:
             set_time(pb.schedule_time, now)
-        eta = get_time(pb.schedule_time)
+            eta = now
         if src.HasField("dispatch_deadline"):
             v.check_dispatch_deadline(src.dispatch_deadline, app_engine=app_engine)
             pb.dispatch_deadline.CopyFrom(src.dispatch_deadline)

@@ -38,12 +38,16 @@ def set_time(ts: Any, seconds: float) -> None:
     microsecond" (task.proto, queue.proto); a float clock near 1.8e9 s carries
     about 0.2 us of noise, so the value is rounded to the microsecond it stands for.
     """
-    ts.FromMicroseconds(round(seconds * 1e6))
+    # Plain field writes: the Timestamp helpers (FromMicroseconds) cost ~1 us a call.
+    seconds_part, micros = divmod(round(seconds * 1e6), 1_000_000)
+    ts.seconds = seconds_part
+    ts.nanos = micros * 1_000
 
 
 def set_time_to_second(ts: Any, seconds: float) -> None:
     """Task.create_time: "truncated to the nearest second" (task.proto)."""
-    ts.FromSeconds(math.floor(seconds))
+    ts.seconds = math.floor(seconds)
+    ts.nanos = 0
 
 
 def truncate_to_microsecond(ts: Any) -> None:
@@ -57,7 +61,7 @@ def truncate_to_millisecond(d: Any) -> None:
 
 
 def get_time(ts: Any) -> float:
-    return float(ts.ToNanoseconds()) / 1e9
+    return float(ts.seconds + ts.nanos / 1e9)
 
 
 def _decode(message_type: Any, data: bytes, name: str) -> Any:
