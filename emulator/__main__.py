@@ -16,6 +16,7 @@ from contract.interpreter import exit_if_foreign
 from contract.limits import DEFAULT_TOMBSTONE_S
 
 try:
+    from emulator.appengine import AppEngineHosts
     from emulator.server import Settings, serve
 except ModuleNotFoundError as _missing:  # a fresh shell's `python` is not the project's
     exit_if_foreign("python -m emulator", _missing, __name__)
@@ -45,7 +46,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser = argparse.ArgumentParser(
         prog="python -m emulator",
         description="A local Cloud Tasks emulator: gRPC and REST v2 API, HTTP delivery "
-        "with OIDC tokens, retries and rate limits, optional SQLite persistence.",
+        "with OIDC tokens, App Engine delivery to local hosts, retries and rate limits, "
+        "optional SQLite persistence.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
@@ -69,9 +71,29 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         f"(default {DEFAULT_TOMBSTONE_S})",
     )
     parser.add_argument(
+        "--app-engine-host",
+        action="append",
+        default=[],
+        metavar="[SERVICE=]URL",
+        help="base URL App Engine tasks are delivered to (relative_uri appended), e.g. "
+        "http://127.0.0.1:8080; SERVICE=URL for the tasks routed to that service "
+        "(repeatable). Without one, App Engine tasks are accepted but their attempts fail",
+    )
+    parser.add_argument(
+        "--manual-clock",
+        action="store_true",
+        help="time stands still from start-up and moves only through "
+        "POST /emulator/v1/clock:advance (schedule times, backoffs, deadlines, rates and "
+        "tombstones follow it); for tests",
+    )
+    parser.add_argument(
         "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     args = parser.parse_args(argv)
+    try:
+        app_engine_hosts = AppEngineHosts.parse(args.app_engine_host)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(
         level=args.log_level,
         stream=sys.stderr,
@@ -84,6 +106,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         data=args.data,
         tombstone_seconds=args.tombstone_seconds,
         allow_hosts=tuple(args.allow_host),
+        app_engine_hosts=app_engine_hosts,
+        manual_clock=args.manual_clock,
     )
 
 

@@ -2,11 +2,14 @@
 
 Every other module asks an injected clock for wall time (``now``: task
 schedule times, tombstone expiry, the timestamps of the API), monotonic time
-(``monotonic``: the token bucket) and for waiting (``sleep``, and ``wait``: an
-asyncio Event or a timeout, whichever comes first). :class:`RealClock` reads
-``time`` and uses the event loop's timers; :class:`FakeClock` only moves when a
-test calls :meth:`FakeClock.advance`, so retry, backoff, rate and deadline
-semantics can be tested in milliseconds without sleeping.
+(``monotonic``: the token bucket), the issue time of ID tokens (``token_time``)
+and for waiting (``sleep``, and ``wait``: an asyncio Event or a timeout,
+whichever comes first). :class:`RealClock` reads ``time`` and uses the event
+loop's timers; :class:`FakeClock` only moves when a test calls
+:meth:`FakeClock.advance`, so retry, backoff, rate and deadline semantics can be
+tested in milliseconds without sleeping. :class:`ManualClock` is the running
+emulator's ``--manual-clock``: a fake clock that starts at the real time, moves
+by an admin call, and lets real HTTP deliveries finish between its steps.
 
 It deliberately schedules nothing itself and knows nothing about queues.
 """
@@ -18,6 +21,7 @@ import heapq
 import itertools
 import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 
@@ -28,6 +32,10 @@ class Clock(Protocol):
 
     def monotonic(self) -> float:
         """Seconds on a clock that never goes back (for rates and intervals)."""
+        ...
+
+    def token_time(self) -> float:
+        """The issue time stamped on ID tokens: what the worker's clock will accept."""
         ...
 
     async def sleep(self, seconds: float) -> None: ...
@@ -48,6 +56,9 @@ class RealClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def token_time(self) -> float:
+        return time.time()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -72,6 +83,8 @@ class FakeClock:
     before time moves on.
     """
 
+    _slack_ns = 0  # timers this far past the target fire too (see ManualClock)
+
     def __init__(self, start: float = 1_800_000_000.0, *, settle_turns: int = 40) -> None:
         self._ns = round(start * 1e9)
         self._start_ns = self._ns
@@ -84,6 +97,9 @@ class FakeClock:
 
     def monotonic(self) -> float:
         return (self._ns - self._start_ns) / 1e9
+
+    def token_time(self) -> float:
+        return self.now()  # in-process tests verify tokens against the same fake time
 
     def _timer(self, seconds: float) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -122,7 +138,7 @@ class FakeClock:
         """Move time forward by ``seconds``, firing every timer due on the way."""
         target = self._ns + round(seconds * 1e9)
         await self.settle()
-        while self._timers and self._timers[0][0] <= target:
+        while self._timers and self._timers[0][0] <= target + self._slack_ns:
             due, _, future = heapq.heappop(self._timers)
             self._ns = max(self._ns, due)
             if not future.done():
@@ -130,3 +146,47 @@ class FakeClock:
             await self.settle()
         self._ns = max(self._ns, target)
         await self.settle()
+
+
+class ManualClock(FakeClock):
+    """``--manual-clock``: time that moves only when told (``POST /emulator/v1/clock:advance``).
+
+    It starts at the real time. :meth:`advance` fires every timer due on the way
+    in order (schedule times, backoffs, dispatch deadlines, the token bucket,
+    tombstone expiry all follow), and after each step waits for the attempts it
+    started, which are real HTTP requests taking real time, through the
+    ``quiesce`` hook the dispatcher installs; so a retry an attempt schedules
+    within the advanced span also runs within it. That waiting is bounded by
+    ``wait_limit`` real seconds per advance: an attempt still unanswered then
+    keeps running (its dispatch deadline is on this clock too). ID tokens keep
+    the real time, since the worker checks them against its own clock.
+    """
+
+    # A test advances to a schedule time it read from the API (whole microseconds);
+    # the float arithmetic of a timer can put it a few ns later: it still fires.
+    _slack_ns = 1_000
+
+    def __init__(self, start: float | None = None, *, settle_turns: int = 40) -> None:
+        super().__init__(time.time() if start is None else start, settle_turns=settle_turns)
+        self.quiesce: Callable[[float], Awaitable[None]] | None = None
+        self._wait_until: float | None = None
+        self._advancing = asyncio.Lock()
+
+    def token_time(self) -> float:
+        return time.time()
+
+    async def settle(self) -> None:
+        await super().settle()
+        if self.quiesce is not None and self._wait_until is not None:
+            remaining = self._wait_until - time.monotonic()
+            if remaining > 0:
+                await self.quiesce(remaining)
+                await super().settle()
+
+    async def advance(self, seconds: float, *, wait_limit: float = 30.0) -> None:
+        async with self._advancing:  # two admin calls at once advance one after the other
+            self._wait_until = time.monotonic() + wait_limit
+            try:
+                await super().advance(seconds)
+            finally:
+                self._wait_until = None

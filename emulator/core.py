@@ -10,8 +10,9 @@ defaults of new tasks, views, and wiring. Request rules are emulator/validation.
 state and persistence emulator/state.py (over emulator/store.py), page tokens
 emulator/paging.py, dispatch emulator/dispatcher.py, time emulator/clock.py.
 
-Deliberately not emulated: IAM (every caller may do everything), App Engine
-targets, OAuth access tokens, the 7-day block on re-creating a deleted queue,
+App Engine tasks are delivered to local hosts (emulator/appengine.py).
+Deliberately not emulated: IAM (every caller may do everything), OAuth access
+tokens, the 7-day block on re-creating a deleted queue,
 BatchCreateTasks/BatchDeleteTasks and CMEK. Each answers with a clear error
 rather than pretending.
 """
@@ -24,17 +25,20 @@ import shlex
 import sqlite3
 from typing import Any, Final
 
+import grpc
 from google.cloud import tasks_v2
 from google.protobuf import field_mask_pb2
 
 from contract.limits import DEFAULT_DISPATCH_DEADLINE_S, DEFAULT_TOMBSTONE_S
-from emulator import paging, validation as v
-from emulator.clock import Clock, RealClock
+from emulator import appengine, paging, validation as v
+from emulator.appengine import AppEngineHosts
+from emulator.clock import Clock, ManualClock, RealClock
 from emulator.delivery import Deliverer, HttpDeliverer
 from emulator.dispatcher import Dispatcher
-from emulator.errors import already_exists, invalid, not_found
+from emulator.errors import ApiError, already_exists, invalid, not_found
 from emulator.oidc import OidcIssuer
 from emulator.request import effective_url
+from emulator.retry import RetryPolicy
 from emulator.state import (
     ListQueuesResponsePb,
     ListTasksResponsePb,
@@ -43,7 +47,11 @@ from emulator.state import (
     Registry,
     TaskPb,
     TaskState,
+    get_time,
     set_time,
+    set_time_to_second,
+    truncate_to_microsecond,
+    truncate_to_millisecond,
 )
 from emulator.store import Store
 from emulator.store_check import damaged
@@ -64,6 +72,7 @@ _ALL_MUTABLE: Final = (
 _RUNNING: Final = tasks_v2.Queue.State.RUNNING
 _PAUSED: Final = tasks_v2.Queue.State.PAUSED
 _KEY: Final = "oidc_private_key"
+MAX_ADVANCE_S: Final = 10 * 365 * 24 * 3600
 
 
 def _issuer_for(store: Store | None) -> OidcIssuer:
@@ -104,13 +113,20 @@ class Emulator:
         *,
         clock: Clock | None = None,
         deliverer: Deliverer | None = None,
+        app_engine_hosts: AppEngineHosts | None = None,
     ) -> None:
         self.clock: Clock = clock or RealClock()
         self.issuer = issuer or _issuer_for(store)
         self.registry = Registry(store, tombstone_seconds)
         self.dispatcher = Dispatcher(
-            self.registry, self.clock, deliverer or HttpDeliverer(), self.issuer
+            self.registry,
+            self.clock,
+            deliverer or HttpDeliverer(),
+            self.issuer,
+            app_engine_hosts or AppEngineHosts(),
         )
+        if isinstance(self.clock, ManualClock):
+            self.clock.quiesce = self.dispatcher.quiesce
 
     @property
     def store(self) -> Store | None:
@@ -158,8 +174,46 @@ class Emulator:
             "in_flight": sum(q.in_flight for q in queues),
             "dispatched": self.dispatched,
             "tombstones": len(self.tombstones),
+            "dropped": self.registry.drops.total(),
             "persistent": self.store is not None,
+            "manual_clock": isinstance(self.clock, ManualClock),
         }
+
+    def dropped(self, queue: str | None = None) -> dict[str, Any]:
+        """Tasks whose retries ran out: counts per queue and the latest records
+        (admin endpoint ``GET /emulator/v1/dropped``)."""
+        if queue is not None:
+            v.split_queue_name(queue)
+        return self.registry.drops.report(queue)
+
+    # -- the manual clock (admin endpoints) ---------------------------------------
+    def clock_state(self) -> dict[str, Any]:
+        return {"now": self.clock.now(), "manual": isinstance(self.clock, ManualClock)}
+
+    async def advance_clock(self, seconds: float, wait_limit: float) -> dict[str, Any]:
+        """Move a ``--manual-clock`` forward, running what falls due on the way."""
+        if not isinstance(self.clock, ManualClock):
+            raise ApiError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "The emulator runs on the real clock: start it with --manual-clock to "
+                "advance time through this call",
+            )
+        if seconds > MAX_ADVANCE_S:
+            raise invalid(
+                f"Cannot advance the clock by {seconds:g}s at once; at most {MAX_ADVANCE_S}s "
+                "(10 years) per call"
+            )
+        await self.clock.advance(seconds, wait_limit=wait_limit)
+        return self.clock_state()
+
+    def run_due(self, queue: str) -> int:
+        """Start an attempt for every task of ``queue`` that is due, as RunTask does
+        (pause and rate limits bypassed); the number started."""
+        return self.dispatcher.run_due(self._queue(queue))
+
+    def reset_dropped(self) -> int:
+        """Forget the dropped-task counts and records (admin endpoint for tests)."""
+        return self.registry.drops.reset()
 
     # -- queues -----------------------------------------------------------------
     def _queue(self, name: str) -> QueueState:
@@ -184,6 +238,7 @@ class Emulator:
         pb.ClearField("state")
         pb.ClearField("purge_time")
         v.normalise_queue(pb)
+        appengine.fill_queue_routing_host(pb)
         pb.state = _RUNNING
         q = QueueState(pb=pb, tokens=float(pb.rate_limits.max_burst_size))
         self.registry.put_queue(q)
@@ -238,6 +293,7 @@ class Emulator:
                 if req.queue.HasField(f):
                     getattr(pb, f).CopyFrom(getattr(req.queue, f))
         v.normalise_queue(pb)
+        appengine.fill_queue_routing_host(pb)
         existing.pb = pb
         existing.tokens = min(existing.tokens, float(pb.rate_limits.max_burst_size))
         self.registry.put_queue(existing)
@@ -276,7 +332,10 @@ class Emulator:
         out.CopyFrom(ts.pb)
         out.view = checked
         if checked == tasks_v2.Task.View.BASIC:
-            out.http_request.ClearField("body")
+            if out.HasField("app_engine_http_request"):
+                out.app_engine_http_request.ClearField("body")
+            else:
+                out.http_request.ClearField("body")
         return out
 
     def _task(self, name: str) -> TaskState:
@@ -318,31 +377,42 @@ class Emulator:
         q = self._queue(req.parent)
         view = v.check_view(req.response_view)
         src = req.task
-        if src.HasField("app_engine_http_request"):
-            raise invalid(
-                "App Engine tasks are not emulated: use Task.http_request (an HTTP target)"
-            )
         now = self.clock.now()
         pb = TaskPb()
-        pb.http_request.CopyFrom(src.http_request)
-        v.check_http_request(pb.http_request, q.pb)
-        # The queue's uri_override applies at dispatch; refuse now what could never be sent.
-        v.check_url(
-            effective_url(pb.http_request, q.pb), "the task's URL after the queue's uri_override"
-        )
+        app_engine = src.HasField("app_engine_http_request")
+        if app_engine:
+            pb.app_engine_http_request.CopyFrom(src.app_engine_http_request)
+            v.check_app_engine_request(pb.app_engine_http_request)
+            appengine.fill_task_routing(pb.app_engine_http_request, q.pb)
+        else:
+            pb.http_request.CopyFrom(src.http_request)
+            v.check_http_request(pb.http_request, q.pb)
+            # The queue's uri_override applies at dispatch; refuse now what could never be sent.
+            v.check_url(
+                effective_url(pb.http_request, q.pb),
+                "the task's URL after the queue's uri_override",
+            )
         pb.name = self._task_name(src, q, now)
         if src.HasField("schedule_time"):
-            eta = v.check_schedule_time(src.schedule_time, now)
+            v.check_schedule_time(src.schedule_time, now)
             pb.schedule_time.CopyFrom(src.schedule_time)
+            truncate_to_microsecond(pb.schedule_time)
+            eta = get_time(pb.schedule_time)
         else:
-            eta = now
             set_time(pb.schedule_time, now)
+            eta = now
         if src.HasField("dispatch_deadline"):
-            v.check_dispatch_deadline(src.dispatch_deadline)
+            v.check_dispatch_deadline(src.dispatch_deadline, app_engine=app_engine)
             pb.dispatch_deadline.CopyFrom(src.dispatch_deadline)
+            truncate_to_millisecond(pb.dispatch_deadline)
         else:
             pb.dispatch_deadline.seconds = DEFAULT_DISPATCH_DEADLINE_S
-        set_time(pb.create_time, now)
+        if src.HasField("retry_config"):
+            pb.retry_config.CopyFrom(src.retry_config)
+            v.check_task_retry_config(pb.retry_config)
+            policy = RetryPolicy.for_task(q.pb.retry_config, pb)
+            v.check_backoff_order(policy.min_backoff, policy.max_backoff, "Task.retry_config")
+        set_time_to_second(pb.create_time, now)
         size = pb.ByteSize()
         v.check_task_size(size)
         if size > _LARGE_TASK_BYTES:

@@ -7,7 +7,8 @@ max_concurrent_dispatches and its state (a PAUSED queue starts nothing)
 https://cloud.google.com/tasks/docs/reference/rpc/google.cloud.tasks.v2#ratelimits).
 An attempt builds the request (emulator/request.py), hands it to the injected
 :class:`~emulator.delivery.Deliverer` under the task's dispatch_deadline, and
-applies the pure retry decision of emulator/retry.py: delete, or reschedule.
+applies the pure retry decision of emulator/retry.py: delete, reschedule, or
+give up (the task is dropped: logged and counted by emulator/drops.py).
 All time comes from the injected :class:`~emulator.clock.Clock`.
 
 It deliberately validates nothing and answers no API call: emulator/core.py
@@ -22,12 +23,15 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 
 import grpc
 
 from emulator import retry
+from emulator.appengine import AppEngineHosts
 from emulator.clock import Clock
 from emulator.delivery import Deliverer, DeliveryResult, OutboundRequest, Unreachable
+from emulator.drops import DroppedTask
 from emulator.errors import ApiError, http_to_rpc_code
 from emulator.oidc import OidcIssuer
 from emulator.request import build_request
@@ -45,12 +49,18 @@ class Dispatcher:
     """Schedules and performs attempts for every queue of a :class:`Registry`."""
 
     def __init__(
-        self, registry: Registry, clock: Clock, deliverer: Deliverer, issuer: OidcIssuer
+        self,
+        registry: Registry,
+        clock: Clock,
+        deliverer: Deliverer,
+        issuer: OidcIssuer,
+        app_engine_hosts: AppEngineHosts,
     ) -> None:
         self.registry = registry
         self.clock = clock
         self.deliverer = deliverer
         self.issuer = issuer
+        self.app_engine_hosts = app_engine_hosts
         self.dispatched = 0  # attempts started, for /emulator/v1/health and benchmarks
         self._seq = itertools.count(1)
         self._attempts: set[asyncio.Task[None]] = set()
@@ -81,9 +91,18 @@ class Dispatcher:
         q.runner = asyncio.create_task(self._run_queue(q), name=f"queue {q.name}")
 
     async def _sweep_tombstones(self) -> None:
+        """Free expired tombstones (``reserved`` checks expiry itself: this only frees
+        memory). It wakes when the earliest one expires, at most every 30 s, so a
+        ``--manual-clock`` advanced by a week steps through a few wake-ups, not 20,000."""
         while True:
-            await self.clock.sleep(TOMBSTONE_SWEEP_S)
+            await self.clock.sleep(self._next_sweep_in())
             self.registry.expire_tombstones(self.clock.now())
+
+    def _next_sweep_in(self) -> float:
+        # A tombstone made from now on expires no sooner than tombstone_seconds from now.
+        earliest = min(self.registry.tombstones.values(), default=math.inf)
+        until = min(earliest - self.clock.now(), self.registry.tombstone_seconds)
+        return max(TOMBSTONE_SWEEP_S, until)
 
     # -- scheduling -------------------------------------------------------------
     def push(self, ts: TaskState, eta: float | None = None) -> None:
@@ -98,6 +117,24 @@ class Dispatcher:
         """RunTask: an attempt now, bypassing pause, rate and concurrency, as Google does."""
         if not ts.in_flight:
             self._start_attempt(ts)
+
+    def run_due(self, q: QueueState) -> int:
+        """An attempt now for every task of ``q`` whose schedule_time has come, as
+        RunTask would start it; the number started."""
+        now = self.clock.now()
+        due = [
+            ts
+            for ts in q.tasks.values()
+            if not ts.in_flight and get_time(ts.pb.schedule_time) <= now
+        ]
+        for ts in due:
+            self._start_attempt(ts)
+        return len(due)
+
+    async def quiesce(self, limit: float) -> None:
+        """Wait (real time, at most ``limit`` s) until no attempt is in flight."""
+        if self._attempts:
+            await asyncio.wait(list(self._attempts), timeout=limit)
 
     async def _run_queue(self, q: QueueState) -> None:
         """Run :meth:`_dispatch_loop`, restarting it if a bug ever escapes it."""
@@ -163,9 +200,14 @@ class Dispatcher:
         set_time(pb.last_attempt.dispatch_time, now)
         request: OutboundRequest | ApiError
         try:
-            request = build_request(ts, retry_count, self.issuer, now)
+            request = build_request(
+                ts, retry_count, self.issuer, self.clock.token_time(), self.app_engine_hosts
+            )
         except ApiError as exc:
-            # A queue override can make a stored task undeliverable; fail the attempt.
+            # A queue override, or an App Engine service no local host serves, makes
+            # the task undeliverable: fail the attempt, and say why once per task.
+            if retry_count == 0:
+                log.warning("task %s cannot be delivered: %s", pb.name, exc.message)
             request = exc
         except Exception as exc:  # never let one task take the queue's runner down
             log.exception("cannot build the request for %s", pb.name)
@@ -241,7 +283,7 @@ class Dispatcher:
         q = ts.queue
         status = result.status if result is not None else None
         outcome = retry.decide(
-            retry.RetryPolicy.from_pb(q.pb.retry_config),
+            retry.RetryPolicy.for_task(q.pb.retry_config, pb),
             attempts=pb.dispatch_count,
             first_attempt_at=ts.first_attempt_at or now,
             now=now,
@@ -261,8 +303,18 @@ class Dispatcher:
         la.response_status.message = message
         ts.previous_response = status
         if isinstance(outcome, retry.GiveUp):
-            log.info("task %s abandoned after %d attempts", pb.name, outcome.attempts)
             self.registry.remove_tasks(q, [ts], now, fsync=False)
+            self.registry.drops.record(
+                DroppedTask(
+                    queue=q.name,
+                    task=ts.name,
+                    attempts=outcome.attempts,
+                    last_status=status,
+                    last_error=message,
+                    first_attempt_at=ts.first_attempt_at,
+                    dropped_at=now,
+                )
+            )
             return
         set_time(pb.schedule_time, outcome.at)
         self.registry.put_task(ts, fsync=False)

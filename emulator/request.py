@@ -28,7 +28,8 @@ from contract.names import (
     HEADER_RETRY_COUNT,
     HEADER_TASK_NAME,
 )
-from emulator import validation as v
+from emulator import appengine, validation as v
+from emulator.appengine import AppEngineHosts
 from emulator.delivery import OutboundRequest
 from emulator.oidc import OidcIssuer
 from emulator.state import TaskState, get_time
@@ -66,11 +67,18 @@ def effective_url(hr: Any, qpb: Any) -> str:
 
 
 def build_request(
-    ts: TaskState, retry_count: int, issuer: OidcIssuer, now: float
+    ts: TaskState,
+    retry_count: int,
+    issuer: OidcIssuer,
+    now: float,
+    app_engine_hosts: AppEngineHosts,
 ) -> OutboundRequest:
     """The request of attempt ``retry_count + 1`` at time ``now`` (the token's issue
-    time); raises ApiError if it cannot be sent."""
+    time); raises ApiError if it cannot be sent. App Engine tasks are built by
+    emulator/appengine.py."""
     pb = ts.pb
+    if pb.HasField("app_engine_http_request"):
+        return appengine.build_request(ts, retry_count, app_engine_hosts)
     hr = pb.http_request
     qpb = ts.queue.pb
     method = v.METHOD_NAMES.get(hr.http_method, "POST")

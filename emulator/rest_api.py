@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from contract.durations import DurationError, parse_duration_s
 from emulator.core import Emulator
 from emulator.errors import ApiError, invalid, unimplemented
 from emulator.http_guard import HostOriginGuard
@@ -167,6 +168,26 @@ def _build_request(route: _Route, path_value: str, request: Request, body: bytes
     return pb
 
 
+def _advance_arguments(body: bytes) -> tuple[float, float]:
+    """``{"seconds": 3600 | "1h", "waitSeconds": 30}`` of ``POST /emulator/v1/clock:advance``."""
+    usage = 'expected a JSON object like {"seconds": 3600} or {"seconds": "1h"}'
+    try:
+        document = json.loads(body or b"null")
+    except ValueError:
+        document = None
+    if not isinstance(document, dict) or "seconds" not in document:
+        raise invalid(f"Invalid clock:advance body: {usage}")
+    unknown = sorted(set(document) - {"seconds", "waitSeconds"})
+    if unknown:
+        raise invalid(f"Unknown field {unknown[0]!r} in the clock:advance body: {usage}")
+    try:
+        seconds = parse_duration_s(document["seconds"], what="seconds")
+        wait = parse_duration_s(document.get("waitSeconds", 30.0), what="waitSeconds")
+    except DurationError as exc:
+        raise invalid(f"Invalid clock:advance body: {exc}") from None
+    return seconds, wait
+
+
 def _error(exc: ApiError) -> JSONResponse:
     return JSONResponse(exc.to_json(), status_code=exc.http_status)
 
@@ -253,6 +274,31 @@ def build_app(emulator: Emulator, allowed_hosts: tuple[str, ...] = ()) -> Starle
     async def reset_tombstones(request: Request) -> Response:
         return JSONResponse({"cleared": emulator.reset_tombstones()})
 
+    async def dropped(request: Request) -> Response:
+        try:
+            return JSONResponse(emulator.dropped(request.query_params.get("queue")))
+        except ApiError as exc:
+            return _error(exc)
+
+    async def reset_dropped(request: Request) -> Response:
+        return JSONResponse({"cleared": emulator.reset_dropped()})
+
+    async def clock(request: Request) -> Response:
+        return JSONResponse(emulator.clock_state())
+
+    async def advance_clock(request: Request) -> Response:
+        try:
+            seconds, wait_limit = _advance_arguments(await _read_body(request))
+            return JSONResponse(await emulator.advance_clock(seconds, wait_limit))
+        except ApiError as exc:
+            return _error(exc)
+
+    async def run_due(request: Request) -> Response:
+        try:
+            return JSONResponse({"started": emulator.run_due(request.path_params["queue"])})
+        except ApiError as exc:
+            return _error(exc)
+
     return Starlette(
         routes=[
             Route("/v2/{path:path}", api, methods=["GET", "POST", "PATCH", "DELETE"]),
@@ -261,6 +307,11 @@ def build_app(emulator: Emulator, allowed_hosts: tuple[str, ...] = ()) -> Starle
             Route("/oauth2/v3/certs", jwks, methods=["GET"]),
             Route("/emulator/v1/health", health, methods=["GET"]),
             Route("/emulator/v1/tombstones:reset", reset_tombstones, methods=["POST"]),
+            Route("/emulator/v1/dropped", dropped, methods=["GET"]),
+            Route("/emulator/v1/dropped:reset", reset_dropped, methods=["POST"]),
+            Route("/emulator/v1/clock", clock, methods=["GET"]),
+            Route("/emulator/v1/clock:advance", advance_clock, methods=["POST"]),
+            Route("/emulator/v1/{queue:path}:runDue", run_due, methods=["POST"]),
         ],
         middleware=[Middleware(HostOriginGuard, allowed_hosts=allowed_hosts)],
     )

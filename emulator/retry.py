@@ -1,6 +1,7 @@
 """The retry decision of Cloud Tasks as pure functions: retry at time T, or give up.
 
-Inputs are the queue's retry configuration (:class:`RetryPolicy`), how often
+Inputs are the effective retry configuration (:class:`RetryPolicy`: the queue's,
+field by field overridden by the task's own ``Task.retry_config``), how often
 the task was attempted, when it was first attempted, the current time, the
 worker's HTTP status (``None`` when no response arrived) and its Retry-After
 header; the output is :class:`Succeeded`, :class:`RetryAt` or :class:`GiveUp`.
@@ -45,6 +46,36 @@ class RetryPolicy:
             min_backoff=float(rc.min_backoff.ToNanoseconds()) / 1e9,
             max_backoff=float(rc.max_backoff.ToNanoseconds()) / 1e9,
             max_doublings=int(rc.max_doublings),
+        )
+
+    @classmethod
+    def for_task(cls, queue_rc: Any, task: Any) -> RetryPolicy:
+        """The policy a task is retried by: its queue's ``RetryConfig`` overridden by
+        the task's own ``Task.retry_config`` (task.proto: "If present, this overrides
+        the Queue.retry_config for this task").
+
+        Field by field, as App Engine's task-level retry options always did: a
+        duration the task sets (even ``0s``) wins, and so does a non-zero
+        ``max_attempts``/``max_doublings`` (proto3 cannot tell 0 from unset for
+        those, and 0 is not a valid value of either); what the task leaves unset
+        is the queue's.
+        """
+        queue = cls.from_pb(queue_rc)
+        if not task.HasField("retry_config"):
+            return queue
+        rc = task.retry_config
+
+        def seconds(field: str, inherited: float) -> float:
+            if not rc.HasField(field):
+                return inherited
+            return float(getattr(rc, field).ToNanoseconds()) / 1e9
+
+        return cls(
+            max_attempts=int(rc.max_attempts) or queue.max_attempts,
+            max_retry_duration=seconds("max_retry_duration", queue.max_retry_duration),
+            min_backoff=seconds("min_backoff", queue.min_backoff),
+            max_backoff=seconds("max_backoff", queue.max_backoff),
+            max_doublings=int(rc.max_doublings) or queue.max_doublings,
         )
 
 

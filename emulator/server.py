@@ -17,11 +17,13 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 import uvicorn
 
+from emulator.appengine import AppEngineHosts
+from emulator.clock import ManualClock
 from emulator.core import Emulator
 from emulator.grpc_api import generic_handler
 from emulator.http_guard import is_loopback
@@ -40,6 +42,8 @@ class Settings:
     data: str | None = None
     tombstone_seconds: float = 3600.0
     allow_hosts: tuple[str, ...] = ()
+    app_engine_hosts: AppEngineHosts = field(default_factory=AppEngineHosts)
+    manual_clock: bool = False
 
     def allowed_hosts(self) -> tuple[str, ...]:
         """Host names the HTTP API answers to besides loopback (emulator/http_guard.py):
@@ -104,7 +108,12 @@ async def serve(settings: Settings) -> None:
         sock = _bind_http(settings.host, settings.http_port)
         cleanup.callback(sock.close)
         store = Store(settings.data) if settings.data else None
-        emulator = Emulator(store=store, tombstone_seconds=settings.tombstone_seconds)
+        emulator = Emulator(
+            store=store,
+            tombstone_seconds=settings.tombstone_seconds,
+            app_engine_hosts=settings.app_engine_hosts,
+            clock=ManualClock() if settings.manual_clock else None,
+        )
         cleanup.push_async_callback(emulator.close)  # closes the store too, started or not
 
         grpc_server = grpc.aio.server(

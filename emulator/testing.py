@@ -273,6 +273,30 @@ class EmulatorProcess:
         result: dict[str, Any] = resp.json()
         return result
 
+    def dropped(self, queue: str | None = None) -> dict[str, Any]:
+        """GET /emulator/v1/dropped: tasks whose retries ran out, per queue."""
+        params = {"queue": queue} if queue else None
+        resp = requests.get(f"{self.http_url}/emulator/v1/dropped", params=params, timeout=5)
+        resp.raise_for_status()
+        result: dict[str, Any] = resp.json()
+        return result
+
+    def advance(self, seconds: float, wait_seconds: float = 30.0) -> float:
+        """POST /emulator/v1/clock:advance (``--manual-clock`` only); the new time."""
+        resp = requests.post(
+            f"{self.http_url}/emulator/v1/clock:advance",
+            json={"seconds": seconds, "waitSeconds": wait_seconds},
+            timeout=wait_seconds + 30,
+        )
+        resp.raise_for_status()
+        return float(resp.json()["now"])
+
+    def run_due(self, queue: str) -> int:
+        """POST /emulator/v1/QUEUE_NAME:runDue: attempt every due task of the queue now."""
+        resp = requests.post(f"{self.http_url}/emulator/v1/{queue}:runDue", timeout=10)
+        resp.raise_for_status()
+        return int(resp.json()["started"])
+
     def reset_tombstones(self) -> int:
         resp = requests.post(f"{self.http_url}/emulator/v1/tombstones:reset", timeout=5)
         resp.raise_for_status()

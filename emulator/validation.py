@@ -255,39 +255,60 @@ def _normalise_rate_limits(rl: Any) -> None:
     rl.max_burst_size = burst_for(rl.max_dispatches_per_second)
 
 
+def _check_retry_fields(rc: Any, what: str) -> None:
+    """The ranges RetryConfig's field docs give (queue.proto), for fields that are set."""
+    if rc.max_attempts < -1:
+        raise invalid(
+            f"{what}.max_attempts must be -1 (unlimited) or positive; got {rc.max_attempts}"
+        )
+    for label in ("min_backoff", "max_backoff", "max_retry_duration"):
+        if not rc.HasField(label):
+            continue
+        d = getattr(rc, label)
+        if d.seconds < 0 or d.nanos < 0:
+            raise invalid(f"{what}.{label} must not be negative")
+        check_duration(d, f"{what}.{label}")
+    if rc.max_doublings < 0:
+        raise invalid(f"{what}.max_doublings must be >= 0; got {rc.max_doublings}")
+
+
+def check_backoff_order(min_backoff: float, max_backoff: float, what: str) -> None:
+    if min_backoff > max_backoff:
+        raise invalid(
+            f"{what}.min_backoff must not exceed max_backoff ({min_backoff:g}s > {max_backoff:g}s)"
+        )
+
+
+def _truncate_to_seconds(rc: Any, *labels: str) -> None:
+    """RetryConfig durations "will be truncated to the nearest second" (queue.proto)."""
+    for label in labels:
+        if rc.HasField(label):
+            getattr(rc, label).nanos = 0
+
+
 def _normalise_retry_config(rc: Any) -> None:
     if rc.max_attempts == 0:
         rc.max_attempts = DEFAULT_MAX_ATTEMPTS
-    if rc.max_attempts < -1:
-        raise invalid(
-            f"RetryConfig.max_attempts must be -1 (unlimited) or positive; got {rc.max_attempts}"
-        )
+    _check_retry_fields(rc, "RetryConfig")
     if not rc.HasField("min_backoff"):
         rc.min_backoff.FromNanoseconds(DEFAULT_MIN_BACKOFF_NS)
     else:
-        rc.min_backoff.nanos = 0  # RetryConfig.min_backoff: truncated to whole seconds
+        _truncate_to_seconds(rc, "min_backoff")
     if not rc.HasField("max_backoff"):
         rc.max_backoff.seconds = DEFAULT_MAX_BACKOFF_S
     else:
-        rc.max_backoff.nanos = 0
+        _truncate_to_seconds(rc, "max_backoff")
     rc.max_retry_duration.nanos = 0  # 0 s means unlimited
     if rc.max_doublings == 0:
         rc.max_doublings = DEFAULT_MAX_DOUBLINGS
-    for label, d in (
-        ("min_backoff", rc.min_backoff),
-        ("max_backoff", rc.max_backoff),
-        ("max_retry_duration", rc.max_retry_duration),
-    ):
-        if d.seconds < 0 or d.nanos < 0:
-            raise invalid(f"RetryConfig.{label} must not be negative")
-        check_duration(d, f"RetryConfig.{label}")
-    if rc.max_doublings < 0:
-        raise invalid(f"RetryConfig.max_doublings must be >= 0; got {rc.max_doublings}")
-    if duration_s(rc.min_backoff) > duration_s(rc.max_backoff):
-        raise invalid(
-            "RetryConfig.min_backoff must not exceed max_backoff "
-            f"({rc.min_backoff.seconds}s > {rc.max_backoff.seconds}s)"
-        )
+    check_backoff_order(duration_s(rc.min_backoff), duration_s(rc.max_backoff), "RetryConfig")
+
+
+def check_task_retry_config(rc: Any) -> None:
+    """Task.retry_config (task.proto): the same ranges as a queue's, durations truncated
+    to whole seconds; fields left unset are the queue's, so no defaults are filled in."""
+    _check_retry_fields(rc, "Task.retry_config")
+    _truncate_to_seconds(rc, "min_backoff", "max_backoff", "max_retry_duration")
 
 
 def normalise_queue(pb: Any) -> None:
@@ -299,6 +320,9 @@ def normalise_queue(pb: Any) -> None:
         raise invalid(f"StackdriverLoggingConfig.sampling_ratio must be in [0, 1]; got {ratio}")
     if pb.HasField("http_target"):
         check_http_target(pb.http_target)
+    if pb.HasField("app_engine_routing_override"):
+        override = pb.app_engine_routing_override
+        check_app_engine_routing(override, "Queue.app_engine_routing_override")
 
 
 def check_http_target(ht: Any) -> None:
@@ -437,15 +461,73 @@ def check_schedule_time(ts: Any, now: float) -> float:
     return eta
 
 
-def check_dispatch_deadline(d: Any) -> None:
-    """Task.dispatch_deadline: 15 s to 30 min for HTTP targets (task.proto)."""
+def check_dispatch_deadline(d: Any, *, app_engine: bool = False) -> None:
+    """Task.dispatch_deadline (task.proto): 15 s to 30 min for HTTP targets, 15 s to
+    24 h 15 s for App Engine targets."""
     check_duration(d, "Task.dispatch_deadline")
     deadline = duration_s(d)
-    if not MIN_DISPATCH_DEADLINE_S <= deadline <= MAX_DISPATCH_DEADLINE_S:
+    upper, kind = (
+        (MAX_APP_ENGINE_DISPATCH_DEADLINE_S, "App Engine")
+        if app_engine
+        else (MAX_DISPATCH_DEADLINE_S, "HTTP")
+    )
+    if not MIN_DISPATCH_DEADLINE_S <= deadline <= upper:
         raise invalid(
             f"Task.dispatch_deadline must be between {MIN_DISPATCH_DEADLINE_S}s and "
-            f"{MAX_DISPATCH_DEADLINE_S}s for HTTP tasks; got {deadline:g}s"
+            f"{upper}s for {kind} tasks; got {deadline:g}s"
         )
+
+
+# -- App Engine targets ---------------------------------------------------------
+
+MAX_APP_ENGINE_DISPATCH_DEADLINE_S: Final = 24 * 3600 + 15
+# AppEngineHttpRequest.body: "allowed only if the HTTP method is POST or PUT".
+APP_ENGINE_BODY_METHODS: Final = frozenset({"POST", "PUT"})
+# Service, version and instance ids become DNS labels of AppEngineRouting.host.
+APP_ENGINE_ID_RE: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def check_app_engine_routing(routing: Any, what: str) -> None:
+    """AppEngineRouting (target.proto): each id set must be a host name label;
+    ``host`` is output only and is replaced."""
+    for label in ("service", "version", "instance"):
+        value = getattr(routing, label)
+        if value and not APP_ENGINE_ID_RE.fullmatch(value):
+            raise invalid(
+                f"{what}.{label} {value[:100]!r} is not an App Engine id: letters, digits "
+                "and hyphens, at most 63, not starting or ending with a hyphen"
+            )
+
+
+def check_app_engine_request(req: Any) -> None:
+    """A task's AppEngineHttpRequest (target.proto); fills the default method (POST)
+    and relative URI ("/")."""
+    if req.http_method == tasks_v2.HttpMethod.HTTP_METHOD_UNSPECIFIED:
+        req.http_method = tasks_v2.HttpMethod.POST
+    method = METHOD_NAMES.get(req.http_method)
+    if method is None:
+        raise invalid(
+            f"AppEngineHttpRequest.http_method {req.http_method} is not a valid HTTP method"
+        )
+    if not req.relative_uri:
+        req.relative_uri = "/"
+    uri = req.relative_uri
+    if not uri.startswith("/") or uri.startswith("//"):
+        raise invalid(
+            f"AppEngineHttpRequest.relative_uri {uri[:100]!r} must begin with a single '/' "
+            "(a path, optionally with a query string)"
+        )
+    if _URL_FORBIDDEN & set(uri) or "#" in uri or len(uri) > MAX_URL_CHARS:
+        raise invalid(
+            f"AppEngineHttpRequest.relative_uri {uri[:100]!r} must not contain spaces, "
+            f"control characters or '#', and is at most {MAX_URL_CHARS} characters"
+        )
+    if req.body and method not in APP_ENGINE_BODY_METHODS:
+        raise invalid(
+            f"AppEngineHttpRequest.body may only be set for POST and PUT; the method is {method}"
+        )
+    check_headers(dict(req.headers), "AppEngineHttpRequest.headers")
+    check_app_engine_routing(req.app_engine_routing, "AppEngineHttpRequest.app_engine_routing")
 
 
 def dispatch_deadline_s(d: Any) -> float:

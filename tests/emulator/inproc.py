@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from google.cloud import tasks_v2
 
 from contract.names import HEADER_TASK_NAME
+from emulator.appengine import AppEngineHosts
 from emulator.clock import FakeClock
 from emulator.core import Emulator
 from emulator.delivery import DeliveryResult, OutboundRequest, Unreachable
@@ -112,6 +113,7 @@ class Harness:
         tombstone_seconds: float = 3600.0,
         store: Store | None = None,
         start: float = 1_800_000_000.0,
+        app_engine_hosts: AppEngineHosts | None = None,
     ) -> None:
         self.clock = FakeClock(start)
         self.deliverer = FakeDeliverer(self.clock)
@@ -121,6 +123,7 @@ class Harness:
             issuer=shared_issuer(),
             clock=self.clock,
             deliverer=self.deliverer,
+            app_engine_hosts=app_engine_hosts,
         )
         self._queues = 0
 

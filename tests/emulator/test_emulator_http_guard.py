@@ -110,6 +110,8 @@ async def test_a_foreign_host_is_refused_dns_rebinding(core: Harness, host: str)
         ("GET", f"/v2/{PARENT}/queues", {}, b""),
         ("GET", "/emulator/v1/health", {}, b""),
         ("POST", "/emulator/v1/tombstones:reset", {}, b""),
+        ("GET", "/emulator/v1/dropped", {}, b""),
+        ("POST", "/emulator/v1/dropped:reset", {}, b""),
         ("POST", f"/v2/{PARENT}/queues", {"Content-Type": "application/json"}, BODY),
     ):
         resp = await _request(core, method, path, headers={**headers, "Host": host}, body=body)

@@ -155,7 +155,16 @@ def test_named_task_is_deduplicated_while_it_exists(
             {"http_request": {"url": "{u}", "oidc_token": {"service_account_email": "nobody"}}},
             "service account",
         ),
-        ({"app_engine_http_request": {"relative_uri": "/x"}}, "App Engine"),
+        ({"app_engine_http_request": {"relative_uri": "x"}}, "must begin with a single '/'"),
+        (
+            {"app_engine_http_request": {"http_method": "PATCH", "body": b"x"}},
+            "only be set for POST and PUT",
+        ),
+        (
+            {"app_engine_http_request": {"app_engine_routing": {"service": "a.b"}}},
+            "not an App Engine id",
+        ),
+        ({"app_engine_http_request": {}, "dispatch_deadline": "86416s"}, "86415s"),
     ],
 )
 def test_invalid_tasks_are_invalid_argument(
