@@ -33,6 +33,7 @@ from emulator.clock import Clock
 from emulator.delivery import Deliverer, DeliveryResult, OutboundRequest, Unreachable
 from emulator.drops import DroppedTask
 from emulator.errors import ApiError, http_to_rpc_code
+from emulator.metrics import AttemptMetrics
 from emulator.oidc import OidcIssuer
 from emulator.request import build_request
 from emulator.state import QueueState, Registry, TaskState, get_time, set_time
@@ -62,6 +63,7 @@ class Dispatcher:
         self.issuer = issuer
         self.app_engine_hosts = app_engine_hosts
         self.dispatched = 0  # attempts started, for /emulator/v1/health and benchmarks
+        self.metrics = AttemptMetrics()  # per queue, for GET /metrics
         self._seq = itertools.count(1)
         self._attempts: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
@@ -259,6 +261,7 @@ class Dispatcher:
             ts.in_flight = False
             q.in_flight -= 1
             q.wake.set()
+        self.metrics.attempt(ts, code)
         try:
             self._finish_attempt(ts, result, code, message)
             ts.record_failures = 0

@@ -8,7 +8,8 @@ One Starlette app serves, on the emulator's HTTP port:
   Google's error JSON), delegating to the same :class:`Emulator` as gRPC;
 * the OIDC discovery document and signing keys (``/oauth2/v1/certs`` PEM map,
   ``/oauth2/v3/certs`` JWKS);
-* emulator-only admin endpoints under ``/emulator/v1/``.
+* emulator-only admin endpoints under ``/emulator/v1/``;
+* ``/metrics``: the queue signals in Prometheus text (emulator/metrics.py).
 
 It deliberately does not implement the Locations API, batch methods or
 long-running operations.
@@ -34,6 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from contract.durations import DurationError, parse_duration_s
+from emulator import metrics as prometheus
 from emulator.core import Emulator
 from emulator.errors import ApiError, invalid, unimplemented
 from emulator.http_guard import HostOriginGuard
@@ -283,6 +285,9 @@ def build_app(emulator: Emulator, allowed_hosts: tuple[str, ...] = ()) -> Starle
     async def reset_dropped(request: Request) -> Response:
         return JSONResponse({"cleared": emulator.reset_dropped()})
 
+    async def metrics(request: Request) -> Response:
+        return Response(prometheus.render(emulator), media_type=prometheus.CONTENT_TYPE)
+
     async def clock(request: Request) -> Response:
         return JSONResponse(emulator.clock_state())
 
@@ -306,6 +311,7 @@ def build_app(emulator: Emulator, allowed_hosts: tuple[str, ...] = ()) -> Starle
             Route("/oauth2/v1/certs", pem_certs, methods=["GET"]),
             Route("/oauth2/v3/certs", jwks, methods=["GET"]),
             Route("/emulator/v1/health", health, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             Route("/emulator/v1/tombstones:reset", reset_tombstones, methods=["POST"]),
             Route("/emulator/v1/dropped", dropped, methods=["GET"]),
             Route("/emulator/v1/dropped:reset", reset_dropped, methods=["POST"]),
