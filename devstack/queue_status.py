@@ -1,12 +1,15 @@
-"""What `status` shows about each queue of a local stack: key, state, depth and rate.
+"""What `status` shows about each queue of a local stack: key, state, depth, rate, dropped.
 
 Every queue in the outputs (`queues`; outputs of a single-queue stack have only
 `queue`, shown as `default`) is read from the emulator through the official
 google-cloud-tasks client, as an operator would read Cloud Tasks: `GetQueue` for
 the state and the rate limits (`max_dispatches_per_second`, the cap the queue
 dispatches at, and `max_concurrent_dispatches`), `ListTasks` for the depth (tasks
-not yet done). A queue the emulator lacks or an emulator that does not answer is
-shown as such, with the API's message, and makes `status` exit 1.
+not yet done). The tasks dropped after their last attempt (retries exhausted: the
+worker down, 401/403, 5xx to the end) come from the emulator's
+`GET <emulator_url>/emulator/v1/dropped`, counted per queue since its data file
+began. A queue the emulator lacks or an emulator that does not answer is shown as
+such, with the API's message, and makes `status` exit 1.
 
 Deliberately not here: rendering (`devstack.local_cli`) and the processes' health
 (`devstack.runtime.part_status`).
@@ -15,12 +18,13 @@ Deliberately not here: rendering (`devstack.local_cli`) and the processes' healt
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import httpx
 from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2
 
-from contract.names import OUTPUT_EMULATOR_HOST
+from contract.names import OUTPUT_EMULATOR_HOST, OUTPUT_EMULATOR_URL
 from contract.routing import output_queues
 from devstack.runtime import tasks_client
 
@@ -41,20 +45,26 @@ class QueueStatus:
     max_dispatches_per_second: float | None
     max_concurrent_dispatches: int | None
     detail: str
+    dropped: int | None = None  # tasks dropped after their last attempt; None: unknown
 
     @property
     def known(self) -> bool:
         return self.depth is not None
 
     def line(self) -> str:
-        """One line: `default: state RUNNING, depth 0, rate 500/s (1000 concurrent) PATH`."""
+        """One line: `default: state RUNNING, depth 0, rate 500/s (1000 concurrent),
+        dropped 0  PATH`."""
         depth = "unknown" if self.depth is None else str(self.depth)
         rate = "unknown"
         if self.max_dispatches_per_second is not None:
             rate = f"{self.max_dispatches_per_second:g}/s"
             if self.max_concurrent_dispatches is not None:
                 rate += f" ({self.max_concurrent_dispatches} concurrent)"
-        text = f"{self.key}: state {self.state}, depth {depth}, rate {rate}  {self.path}"
+        dropped = "unknown" if self.dropped is None else str(self.dropped)
+        text = (
+            f"{self.key}: state {self.state}, depth {depth}, rate {rate}, dropped {dropped}  "
+            f"{self.path}"
+        )
         return f"{text} {self.detail}".rstrip()
 
 
@@ -85,6 +95,20 @@ def _one(client: tasks_v2.CloudTasksClient, key: str, path: str) -> QueueStatus:
     )
 
 
+def dropped_counts(outputs: Mapping[str, object]) -> dict[str, int] | None:
+    """Tasks dropped per full queue name, from the emulator; None when it cannot tell."""
+    url = outputs.get(OUTPUT_EMULATOR_URL)
+    if not isinstance(url, str) or not url:
+        return None
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/emulator/v1/dropped", timeout=GET_TIMEOUT_S)
+        response.raise_for_status()
+        counts = response.json()["queues"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+    return {str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else None
+
+
 def queue_statuses(outputs: Mapping[str, object]) -> list[QueueStatus]:
     """Each queue of the outputs, in their order, read from the stack's emulator."""
     queues = output_queues(outputs)
@@ -93,6 +117,10 @@ def queue_statuses(outputs: Mapping[str, object]) -> list[QueueStatus]:
         return [_unknown(k, p, "no emulator address recorded") for k, p in queues.items()]
     client = tasks_client(host)
     try:
-        return [_one(client, key, path) for key, path in queues.items()]
+        statuses = [_one(client, key, path) for key, path in queues.items()]
     finally:
         client.transport.close()  # type: ignore[no-untyped-call]
+    dropped = dropped_counts(outputs)
+    if dropped is None:
+        return statuses
+    return [replace(s, dropped=dropped.get(s.path, 0)) if s.known else s for s in statuses]

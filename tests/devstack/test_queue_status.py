@@ -7,6 +7,7 @@ are looked at); `status` runs as the command a user types.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,7 +73,8 @@ def test_every_queue_is_read_with_its_state_depth_and_caps(emulator: EmulatorPro
     assert (statuses["reports"].state, statuses["reports"].depth) == ("RUNNING", 0)
     assert statuses["reports"].max_dispatches_per_second == 20.0
     assert (
-        email.line() == f"email: state PAUSED, depth 2, rate 2/s (1 concurrent)  {paths['email']}"
+        email.line()
+        == f"email: state PAUSED, depth 2, rate 2/s (1 concurrent), dropped 0  {paths['email']}"
     )
 
 
@@ -105,12 +107,16 @@ def test_status_lists_every_queue(emulator: EmulatorProcess, tmp_path: Path) -> 
     lines = done.stdout.splitlines()
     assert "queues (3; rate = the queue's dispatch cap):" in lines
     assert (
-        f"  default: state RUNNING, depth 0, rate 100/s (10 concurrent)  {paths['default']}"
+        "  default: state RUNNING, depth 0, rate 100/s (10 concurrent), dropped 0  "
+        f"{paths['default']}" in lines
+    )
+    assert (
+        f"  email: state PAUSED, depth 2, rate 2/s (1 concurrent), dropped 0  {paths['email']}"
         in lines
     )
-    assert f"  email: state PAUSED, depth 2, rate 2/s (1 concurrent)  {paths['email']}" in lines
     assert (
-        f"  reports: state RUNNING, depth 0, rate 20/s (5 concurrent)  {paths['reports']}" in lines
+        "  reports: state RUNNING, depth 0, rate 20/s (5 concurrent), dropped 0  "
+        f"{paths['reports']}" in lines
     )
 
 
@@ -121,5 +127,34 @@ def test_a_queue_the_emulator_lacks_fails_status(emulator: EmulatorProcess, tmp_
     done = run_cli("status", "--stack", "broken", "--root", str(tmp_path))
     assert done.returncode == 1
     [fax] = [line for line in done.stdout.splitlines() if line.startswith("  fax:")]
-    assert fax.startswith("  fax: state unknown, depth unknown, rate unknown")
+    assert fax.startswith("  fax: state unknown, depth unknown, rate unknown, dropped unknown")
     assert "NotFound" in fax
+
+
+def test_status_shows_tasks_dropped_per_queue(emulator: EmulatorProcess, tmp_path: Path) -> None:
+    """A task whose only attempt cannot reach the worker is counted on its own queue."""
+    paths = three_queues(emulator)
+    client = emulator.client()
+    client.update_queue(
+        queue=tasks_v2.Queue(name=paths["reports"], retry_config={"max_attempts": 1}),
+        update_mask={"paths": ["retry_config"]},
+    )
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{s.getsockname()[1]}/tasks/x"
+    for _ in range(2):
+        task = tasks_v2.Task(http_request=tasks_v2.HttpRequest(url=refused))
+        client.create_task(parent=paths["reports"], task=task)
+    outputs = outputs_for(emulator, paths)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        statuses = {s.key: s for s in queue_statuses(outputs)}
+        if statuses["reports"].dropped == 2:
+            break
+        time.sleep(0.05)
+    assert (statuses["reports"].dropped, statuses["default"].dropped) == (2, 0)
+    write_state(tmp_path, "drops", outputs)
+    done = run_cli("status", "--stack", "drops", "--root", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    [line] = [ln for ln in done.stdout.splitlines() if ln.startswith("  reports:")]
+    assert "depth 0, rate 20/s (5 concurrent), dropped 2  " in line
