@@ -1,6 +1,7 @@
-"""`python -m devstack {up,down,status,logs,exec,reset,export,import}`: the local stack.
+"""`python -m devstack {up,down,status,watch,logs,exec,reset,export,import}`: the local stack.
 
-`up`, `down` and `status` live in `devstack.local_cli`; the daily tools around a
+`up`, `down` and `status` live in `devstack.local_cli`; `watch` (live signals against
+the alerts' thresholds) in `devstack.signals_view`; the daily tools around a
 stack (logs, exec, data) in `devstack.tools_cli`. The offline plan is its own
 package: `python -m plan` (the `plan` and `snapshot` words here only say so).
 """
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     try:
-        from devstack import local_cli, tools_cli
+        from devstack import local_cli, signals_view, tools_cli
     except ModuleNotFoundError as exc:
         # A fresh shell's `python` is not the project's: say which one to use.
         from contract.interpreter import foreign_interpreter_message
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
     common = local_cli.common_arguments()
     local_cli.register(commands, common)  # up, down, status
+    signals_view.register(commands, common)  # watch
     tools_cli.register(commands, common)  # logs, exec, reset, export, import
     moved = {"plan": "python -m plan", "snapshot": "python -m plan snapshot"}
     words = sys.argv[1:] if argv is None else argv

@@ -93,7 +93,10 @@ NO_LOCAL_EFFECT: dict[str, str] = {
         "that runs `up`"
     ),
     PROJECT_IAM_CUSTOM_ROLE_TYPE: "custom role: IAM is not enforced locally",
-    ALERT_POLICY_TYPE: "alert policy: Cloud Monitoring watches the cloud stack only",
+    ALERT_POLICY_TYPE: (
+        "alert policy: Cloud Monitoring watches the cloud stack; `devstack watch` shows "
+        "its threshold beside the local values"
+    ),
     NOTIFICATION_CHANNEL_TYPE: "notification channel: nothing is alerted locally",
     DASHBOARD_TYPE: "dashboard: Cloud Monitoring charts the cloud stack only",
     LOG_METRIC_TYPE: "log-based metric: local logs go to .devstack/<stack>/*.log",

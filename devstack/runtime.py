@@ -40,6 +40,7 @@ from contract.names import (
     OUTPUT_SERVICE_URL,
 )
 from devstack import hints, processes
+from devstack.alert_thresholds import planned_alerts
 from devstack.ports import RequestedPorts, StackPorts, planned_ports, save_ports
 from devstack.realise import LocalRealisation, PlanNotRealisable, QueueSpec, analyse
 from devstack.state import (
@@ -269,6 +270,7 @@ def _realisation(
 ) -> LocalRealisation:
     plan, running.state.plan_source = load_plan(stack, plan_file)
     running.state.plan_seconds = time.monotonic() - t0
+    running.state.alerts = [alert.to_json() for alert in planned_alerts(plan)]
     # The mandatory policy pack refuses such a plan at `pulumi preview`: so does `up`.
     violations = plan_violations(plan)
     if violations:

@@ -117,6 +117,8 @@ class StackState:
     realised: list[dict[str, str]] = field(default_factory=list)
     no_local_effect: list[dict[str, str]] = field(default_factory=list)
     substitutions: list[str] = field(default_factory=list)
+    # The plan's alert policies as thresholds (devstack.alert_thresholds), for `watch`.
+    alerts: list[dict[str, Any]] = field(default_factory=list)
     # Set by `down` before it stops anything, so a foreground `up` watching its
     # children knows their exit is a shutdown and not a crash.
     stopping: bool = False
