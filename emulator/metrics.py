@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Final
 import grpc
 
 from contract.gcp_metrics import CLIENT_ERROR_CODES, SERVER_ERROR_CODES, SUCCESS_CODE
-from emulator.state import TaskState, get_time
+from emulator.state import QueueState, TaskState
 
 if TYPE_CHECKING:
     from emulator.core import Emulator
@@ -85,16 +85,21 @@ class AttemptMetrics:
     """Per-queue attempt counters, fed by the dispatcher as each attempt ends."""
 
     def __init__(self) -> None:
-        self.queues: dict[str, _QueueCounters] = {}
+        # By queue object, not name: a protobuf field read costs more than the rest.
+        # A queue deleted and created again under its name starts from zero.
+        self.queues: dict[QueueState, _QueueCounters] = {}
 
     def attempt(self, ts: TaskState, code: grpc.StatusCode) -> None:
         """Count one finished attempt of ``ts`` with outcome ``code`` (OK for a 2xx)."""
-        counters = self.queues.get(ts.queue.name)
+        counters = self.queues.get(ts.queue)
         if counters is None:
-            counters = self.queues[ts.queue.name] = _QueueCounters()
+            counters = self.queues[ts.queue] = _QueueCounters()
         counters.attempts[code] = counters.attempts.get(code, 0) + 1
-        la = ts.pb.last_attempt
-        delay = max(0.0, get_time(la.dispatch_time) - get_time(la.schedule_time))
+        la = ts.pb.last_attempt  # set when the attempt started
+        sent, due = la.dispatch_time, la.schedule_time
+        delay = (sent.seconds - due.seconds) + (sent.nanos - due.nanos) * 1e-9
+        if delay < 0.0:
+            delay = 0.0
         counters.delay_buckets[bisect.bisect_left(DELAY_BUCKETS_S, delay)] += 1
         counters.delay_sum += delay
 
@@ -179,7 +184,7 @@ def render(emulator: Emulator) -> str:
     )
     for name, q in sorted(emulator.queues.items()):
         queue = [("queue", name), ("queue_id", name.rsplit("/", 1)[-1])]
-        counters = metrics.queues.get(name) or _QueueCounters()
+        counters = metrics.queues.get(q) or _QueueCounters()
         depth.add(queue, len(q.tasks))
         in_flight.add(queue, q.in_flight)
         paused.add(queue, 0 if q.running else 1)
