@@ -82,6 +82,8 @@ class WorkerLog:
         """Read what was appended; forget events older than `since`."""
         try:
             with self.path.open("rb") as handle:
+                if handle.seek(0, 2) < self.offset:
+                    self.offset = 0  # truncated or replaced (`reset`, a new `up`): read it anew
                 handle.seek(self.offset)
                 data = handle.read()
         except FileNotFoundError:

@@ -290,3 +290,15 @@ def _ctrl_c_on_a_terminal(stack: LocalStack) -> None:
         pass
     os.close(leader)
     assert b"Traceback" not in seen
+
+
+def test_a_truncated_worker_log_is_read_anew(tmp_path: Path) -> None:
+    log_file = tmp_path / "worker.log"
+    line = {"time": "2026-12-04T10:00:00+00:00", "status": 500, "latency_ms": 1.0}
+    log_file.write_text(json.dumps(line) + "\n" + json.dumps(line) + "\n")
+    log = WorkerLog(log_file)
+    log.read(since=0)
+    assert len(log.events) == 2
+    log_file.write_text(json.dumps({**line, "status": 200}) + "\n")
+    log.read(since=0)
+    assert [e.status for e in log.events] == [500, 500, 200]
