@@ -101,6 +101,10 @@ def _interval(text: str) -> float:
 
 
 def _seconds(value: float) -> str:
+    if value == 0:
+        return "0 s"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
     return f"{value:.1f} s" if value < 100 else f"{value:.0f} s"
 
 
