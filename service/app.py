@@ -124,7 +124,11 @@ def create_app(
             max_entries=settings.idempotency_max_entries, ttl_s=settings.idempotency_ttl_s
         )
     delivery = TaskDelivery(
-        task_registry, store, dead_letter_sink=dead_letter_sink, project=settings.project
+        task_registry,
+        store,
+        dead_letter_sink=dead_letter_sink,
+        final_attempts=settings.final_attempts,
+        project=settings.project,
     )
     adapter = _HttpAdapter(settings, delivery)
     app = Starlette(

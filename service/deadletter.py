@@ -39,12 +39,20 @@ class DeadLetter:
     headers: Mapping[str, str]
     task_name: str | None
     queue_name: str | None
+    kind: str = "permanent"
+    """`permanent` (the task can never succeed) or `final_attempt` (retries ran out)."""
+    queue_key: str | None = None
+    last_status: int | None = None
+    """The status this attempt would have answered (`final_attempt` only)."""
+    retry_policy: Mapping[str, Any] | None = None
+    """The effective retry policy (`contract.retry_policy` JSON), when known."""
 
     def log_fields(self) -> dict[str, Any]:
         body, encoding, truncated = logged_body(self.body)
         return {
             "dead_letter": {
                 "reason": self.reason,
+                "kind": self.kind,
                 "task_type": self.task_type,
                 "task_name": self.task_name,
                 "queue_name": self.queue_name,
