@@ -40,6 +40,8 @@ from bootstrap.foundation import Foundation
 from contract.resources import (
     ARTIFACT_REGISTRY_WRITER_ROLE,
     BROWSER_ROLE,
+    BUCKET_IAM_MEMBER_TYPE,
+    BUCKET_TYPE,
     CLOUDTASKS_ADMIN_ROLE,
     IAM_API,
     IMAGE_TYPE,
@@ -78,6 +80,21 @@ RUN_DEPLOYER_PERMISSIONS: Final = (
 RUN_DEPLOYER: Final = f"custom:{RUN_DEPLOYER_ROLE_ID}"
 """How `DEPLOYER_GRANTS` names the custom role (its full name needs the project)."""
 
+BUCKET_DEPLOYER_ROLE_ID: Final = "tasksPipelineBucketDeployer"
+"""A custom role instead of roles/storage.admin: buckets and their IAM policy, and no
+`storage.objects.*` at all, so the deployer can create the dead-letter bucket and grant
+on it but never read a dead letter. Permissions from
+https://cloud.google.com/storage/docs/access-control/iam-permissions."""
+BUCKET_DEPLOYER_PERMISSIONS: Final = (
+    "storage.buckets.create",
+    "storage.buckets.delete",
+    "storage.buckets.get",
+    "storage.buckets.getIamPolicy",
+    "storage.buckets.setIamPolicy",
+    "storage.buckets.update",
+)
+BUCKET_DEPLOYER: Final = f"custom:{BUCKET_DEPLOYER_ROLE_ID}"
+
 Scope = Literal["project", "invoker account", "runtime account", "image repository"]
 
 
@@ -94,6 +111,7 @@ ACTS_AS_RUNTIME: Final = Grant(SERVICE_ACCOUNT_USER_ROLE, "runtime account")
 ACTS_AS_INVOKER: Final = Grant(SERVICE_ACCOUNT_USER_ROLE, "invoker account")
 ADMINISTERS_INVOKER: Final = Grant(SERVICE_ACCOUNT_ADMIN_ROLE, "invoker account")
 PUSHES_IMAGES: Final = Grant(ARTIFACT_REGISTRY_WRITER_ROLE, "image repository")
+DEPLOYS_BUCKET: Final = Grant(BUCKET_DEPLOYER, "project")
 
 DEPLOYER_GRANTS: Final[dict[Grant, str]] = {
     DEPLOYS_QUEUES: "create the queues and their enqueuer grants (cloudtasks.Queue, "
@@ -110,6 +128,10 @@ DEPLOYER_GRANTS: Final[dict[Grant, str]] = {
     ADMINISTERS_INVOKER: "grant the enqueuers actAs on the invoker (serviceaccount.IAMMember "
     "sets the invoker account's IAM policy)",
     PUSHES_IMAGES: "push the worker image (docker-build Image) to the stack's repository",
+    DEPLOYS_BUCKET: "create the dead-letter bucket and grant on it (storage.Bucket, "
+    "storage.BucketIAMMember; the bucket does not exist yet, so project-level): custom role "
+    + BUCKET_DEPLOYER_ROLE_ID
+    + ", no access to objects",
 }
 """Every grant the deployer holds, where, and why."""
 
@@ -120,6 +142,8 @@ GRANTS_FOR_TYPE: Final[dict[str, tuple[Grant, ...]]] = {
     RUN_SERVICE_IAM_MEMBER_TYPE: (DEPLOYS_SERVICE,),
     SERVICE_ACCOUNT_IAM_MEMBER_TYPE: (ADMINISTERS_INVOKER,),
     IMAGE_TYPE: (PUSHES_IMAGES,),
+    BUCKET_TYPE: (DEPLOYS_BUCKET,),
+    BUCKET_IAM_MEMBER_TYPE: (DEPLOYS_BUCKET,),
     # Per-secret, not project-wide: the owner of each secret named in `worker_secrets`
     # grants the deployer roles/secretmanager.admin on that secret only (docs/ci.md),
     # so that it may let the runtime account read it.
@@ -265,6 +289,7 @@ class GitHubDeployer(pulumi.ComponentResource):
     account: gcp.serviceaccount.Account
     previewer: gcp.serviceaccount.Account
     run_deployer_role: gcp.projects.IAMCustomRole
+    bucket_deployer_role: gcp.projects.IAMCustomRole
     principal_set: pulumi.Output[str]
     """`principalSet://.../attribute.environment/ENV`: the jobs of that environment."""
     preview_principal_set: pulumi.Output[str]
@@ -377,6 +402,15 @@ class GitHubDeployer(pulumi.ComponentResource):
             permissions=list(RUN_DEPLOYER_PERMISSIONS),
             opts=after_iam,
         )
+        self.bucket_deployer_role = gcp.projects.IAMCustomRole(
+            f"{name}-bucket-deployer-role",
+            project=config.project,
+            role_id=BUCKET_DEPLOYER_ROLE_ID,
+            title="Cloud Tasks pipeline: deploy the dead-letter bucket",
+            description="Cloud Storage buckets and their IAM; no access to objects.",
+            permissions=list(BUCKET_DEPLOYER_PERMISSIONS),
+            opts=after_iam,
+        )
         self._grant_deployer(name, config, foundation, after_crm)
         self.register_outputs(
             {
@@ -398,10 +432,14 @@ class GitHubDeployer(pulumi.ComponentResource):
         member = self.account.member
         child = pulumi.ResourceOptions(parent=self)
         accounts = {"invoker account": foundation.invoker, "runtime account": foundation.runtime}
+        custom_roles = {
+            RUN_DEPLOYER: self.run_deployer_role.name,
+            BUCKET_DEPLOYER: self.bucket_deployer_role.name,
+        }
         for grant in DEPLOYER_GRANTS:
             slug = f"{name}-{_slug(grant.role)}"
             if grant.scope == "project":
-                role = self.run_deployer_role.name if grant.role == RUN_DEPLOYER else grant.role
+                role = custom_roles.get(grant.role, grant.role)
                 gcp.projects.IAMMember(
                     slug, project=config.project, role=role, member=member, opts=after_crm
                 )

@@ -5,7 +5,8 @@
 - `GcpConfig` (`gcp:project`, `gcp:region`, the provider's own keys): every component;
 - `QueueConfig`: `TaskQueue` (and `dispatch_deadline`, the task field the stack exports);
 - `WorkerConfig`: `WorkerService`;
-- `IdentitiesConfig`: `Identities`.
+- `IdentitiesConfig`: `Identities`;
+- `DeadLetterConfig`: `DeadLetterBucket` (retention and readers of the dead letters).
 
 A field name is its config key: `cloud-tasks-pipeline:<field>`, or `gcp:<field>`
 for `GcpConfig`. Keys stay flat in `Pulumi.<stack>.yaml`; which section a key
@@ -465,6 +466,38 @@ class IdentitiesConfig(Section):
         return value
 
 
+class DeadLetterConfig(Section):
+    """Where dead tasks are kept: the dead-letter bucket (`components.dead_letters`)."""
+
+    dead_letter_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="Days a dead letter is kept (and cannot be deleted) before it expires.",
+    )
+    dead_letter_readers: tuple[str, ...] = Field(
+        default=(),
+        description="IAM principals who may read dead letters (roles/storage.objectViewer).",
+    )
+
+    @field_validator("dead_letter_readers")
+    @classmethod
+    def _readers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for member in value:
+            if member in PUBLIC_PRINCIPALS:
+                raise ValueError(
+                    f"{member} would let anyone read task bodies; name the operators' principals"
+                )
+            if not PRINCIPAL_RE.match(member):
+                raise ValueError(
+                    f"{member!r} is not an IAM principal; write it like "
+                    '"group:oncall@example.com" or "user:alice@example.com"'
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("a principal is listed twice")
+        return value
+
+
 class PipelineConfig(BaseModel):
     """The whole stack configuration: one section per concern."""
 
@@ -474,6 +507,7 @@ class PipelineConfig(BaseModel):
     queue: QueueConfig = Field(default_factory=QueueConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     identities: IdentitiesConfig = Field(default_factory=IdentitiesConfig)
+    dead_letters: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
 
     @model_validator(mode="after")
     def _across_sections(self) -> PipelineConfig:

@@ -1,6 +1,8 @@
 """TaskPipeline: the whole pipeline composed from its parts, and its stack outputs.
 
-Order of declaration follows the dependencies: the identities, then the worker
+Order of declaration follows the dependencies: the identities, the dead-letter
+bucket (the worker is told its name and every queue's retry policy, built once by
+`queue_retry_policies`, so it can keep a task on its last attempt), then the worker
 (it runs as the runtime account and admits the invoker), then the queue (it
 needs the worker's URL for its queue-level target).
 
@@ -29,19 +31,40 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.config import PipelineConfig
+from components.dead_letters import DeadLetterBucket, retry_policies_env
 from components.identities import Identities
 from components.queue import TaskQueue
 from components.worker import WorkerService
 from contract.durations import format_duration
 from contract.names import (
     OUTPUT_AUDIENCE,
+    OUTPUT_DEAD_LETTER_BUCKET,
     OUTPUT_DISPATCH_DEADLINE,
     OUTPUT_INVOKER_EMAIL,
     OUTPUT_LOCATION,
     OUTPUT_PROJECT,
     OUTPUT_QUEUE,
     OUTPUT_SERVICE_URL,
+    WORKER_ENV_DEAD_LETTER_BUCKET,
+    WORKER_ENV_RETRY_POLICIES,
 )
+from contract.retry_policy import RetryPolicy
+from contract.routing import DEFAULT_QUEUE_KEY
+
+
+def queue_retry_policies(config: PipelineConfig) -> dict[str, RetryPolicy]:
+    """The retry policy of each queue key, as the queues are created with it: the ONE
+    place the worker's `TASKS_RETRY_POLICIES` comes from (one queue today, `default`)."""
+    queue = config.queue
+    return {
+        DEFAULT_QUEUE_KEY: RetryPolicy(
+            max_attempts=queue.max_attempts,
+            min_backoff=queue.min_backoff,
+            max_backoff=queue.max_backoff,
+            max_doublings=queue.max_doublings,
+            max_retry_duration=queue.max_retry_duration,
+        )
+    }
 
 
 def deterministic_service_url(service_name: str, project_number: str, region: str) -> str:
@@ -54,6 +77,7 @@ class TaskPipeline(pulumi.ComponentResource):
     """Queue -> OIDC-authenticated push -> private Cloud Run worker."""
 
     identities: Identities
+    dead_letters: DeadLetterBucket
     worker: WorkerService
     tasks: TaskQueue
     audience: pulumi.Output[str]
@@ -83,6 +107,17 @@ class TaskPipeline(pulumi.ComponentResource):
 
         self.audience = self._audience(config)
 
+        # Where the worker keeps dead tasks; it writes there as the runtime account.
+        self.dead_letters = DeadLetterBucket(
+            f"{name}-dead-letters",
+            config.dead_letters,
+            gcp_config=where,
+            service_name=config.worker.service_name,
+            runtime_member=self.identities.runtime.member,
+            protect=config.worker.deletion_protection,
+            opts=child,
+        )
+
         self.worker = WorkerService(
             f"{name}-worker",
             config.worker,
@@ -92,6 +127,10 @@ class TaskPipeline(pulumi.ComponentResource):
             invoker_email=self.identities.invoker.email,
             invoker_member=self.identities.invoker.member,
             audience=self.audience,
+            program_envs={
+                WORKER_ENV_DEAD_LETTER_BUCKET: self.dead_letters.name,
+                WORKER_ENV_RETRY_POLICIES: retry_policies_env(queue_retry_policies(config)),
+            },
             opts=child,
         )
 
@@ -121,6 +160,7 @@ class TaskPipeline(pulumi.ComponentResource):
             OUTPUT_DISPATCH_DEADLINE: pulumi.Output.from_input(
                 format_duration(config.queue.dispatch_deadline)
             ),
+            OUTPUT_DEAD_LETTER_BUCKET: self.dead_letters.name,
         }
         self.register_outputs(dict(self.outputs))
 

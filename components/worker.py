@@ -25,7 +25,7 @@ compute the audience: the pipeline does, because the queue needs the same value.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pulumi
 import pulumi_docker_build as docker_build
@@ -76,10 +76,13 @@ class WorkerService(pulumi.ComponentResource):
         invoker_email: pulumi.Input[str],
         invoker_member: pulumi.Input[str],
         audience: pulumi.Input[str],
+        program_envs: Mapping[str, pulumi.Input[str]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`image_tag`: tag of the built image (the stack name), so stacks sharing a
-        registry do not collide."""
+        registry do not collide. `program_envs`: more of the worker's env the program
+        computes (the dead-letter bucket, the queues' retry policies)."""
+        self.program_envs = dict(program_envs or {})
         super().__init__("tasks:index:WorkerService", name, None, opts)
 
         self.image = None
@@ -204,7 +207,9 @@ class WorkerService(pulumi.ComponentResource):
                     min_instance_count=config.min_instances,
                     max_instance_count=config.max_instances,
                 ),
-                containers=[_container(config, self.image_ref, audience, invoker_email)],
+                containers=[
+                    _container(config, self.image_ref, audience, invoker_email, self.program_envs)
+                ],
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
@@ -236,6 +241,7 @@ def _container(
     image: pulumi.Input[str],
     audience: pulumi.Input[str],
     invoker_email: pulumi.Input[str],
+    program_envs: Mapping[str, pulumi.Input[str]],
 ) -> gcp.cloudrunv2.ServiceTemplateContainerArgs:
     """The worker container: command, port, the token checks' env, limits and probe."""
     return gcp.cloudrunv2.ServiceTemplateContainerArgs(
@@ -248,6 +254,10 @@ def _container(
             ),
             gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
                 name=WORKER_ENV_ALLOWED_INVOKERS, value=invoker_email
+            ),
+            *(
+                gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name=env, value=value)
+                for env, value in program_envs.items()
             ),
             *_own_envs(config),
         ],

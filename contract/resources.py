@@ -48,6 +48,8 @@ FOLDER_IAM_POLICY_TYPE: Final = "gcp:folder/iAMPolicy:IAMPolicy"
 ORGANIZATION_IAM_BINDING_TYPE: Final = "gcp:organizations/iAMBinding:IAMBinding"
 ORGANIZATION_IAM_POLICY_TYPE: Final = "gcp:organizations/iAMPolicy:IAMPolicy"
 IMAGE_TYPE: Final = "docker-build:index:Image"
+BUCKET_TYPE: Final = "gcp:storage/bucket:Bucket"  # the dead-letter bucket
+BUCKET_IAM_MEMBER_TYPE: Final = "gcp:storage/bucketIAMMember:BucketIAMMember"
 # Provider functions (invokes) the program calls.
 GET_PROJECT_INVOKE: Final = "gcp:organizations/getProject:getProject"
 GET_CLIENT_CONFIG_INVOKE: Final = "gcp:organizations/getClientConfig:getClientConfig"
@@ -62,6 +64,7 @@ IAM_CREDENTIALS_API: Final = "iamcredentials.googleapis.com"  # OIDC tokens mint
 ARTIFACT_REGISTRY_API: Final = "artifactregistry.googleapis.com"
 RESOURCE_MANAGER_API: Final = "cloudresourcemanager.googleapis.com"  # project number lookup
 SECRET_MANAGER_API: Final = "secretmanager.googleapis.com"  # noqa: S105 (an API name)
+STORAGE_API: Final = "storage.googleapis.com"  # the dead-letter bucket
 
 PIPELINE_APIS: Final = (
     CLOUD_TASKS_API,
@@ -71,6 +74,7 @@ PIPELINE_APIS: Final = (
     ARTIFACT_REGISTRY_API,
     RESOURCE_MANAGER_API,
     SECRET_MANAGER_API,
+    STORAGE_API,
 )
 
 
@@ -116,6 +120,11 @@ BROWSER_ROLE: Final = "roles/browser"
 SECRET_ACCESSOR_ROLE: Final = "roles/secretmanager.secretAccessor"  # noqa: S105
 SECRET_IAM_MEMBER_TYPE: Final = "gcp:secretmanager/secretIamMember:SecretIamMember"  # noqa: S105
 
+# The dead-letter bucket: the runtime account adds letters (create only: no read, no
+# replace, no delete), operators read them.
+STORAGE_OBJECT_CREATOR_ROLE: Final = "roles/storage.objectCreator"
+STORAGE_OBJECT_VIEWER_ROLE: Final = "roles/storage.objectViewer"
+
 # --- principals that mean "anyone" (cloud.google.com/iam/docs/principals-overview) --------
 PUBLIC_PRINCIPALS: Final = ("allUsers", "allAuthenticatedUsers")
 SERVICE_ACCOUNT_MEMBER_PREFIX: Final = "serviceAccount:"
@@ -128,4 +137,5 @@ IAM_MEMBER_TYPES: Final = (
     SERVICE_ACCOUNT_IAM_MEMBER_TYPE,
     PROJECT_IAM_MEMBER_TYPE,
     SECRET_IAM_MEMBER_TYPE,
+    BUCKET_IAM_MEMBER_TYPE,
 )

@@ -29,6 +29,8 @@ from contract.names import (
 )
 from contract.resources import (
     ARTIFACT_REPOSITORY_TYPE,
+    BUCKET_IAM_MEMBER_TYPE,
+    BUCKET_TYPE,
     IMAGE_TYPE,
     PROJECT_IAM_CUSTOM_ROLE_TYPE,
     PROJECT_IAM_MEMBER_TYPE,
@@ -86,6 +88,7 @@ NO_LOCAL_EFFECT: dict[str, str] = {
         "that runs `up`"
     ),
     PROJECT_IAM_CUSTOM_ROLE_TYPE: "custom role: IAM is not enforced locally",
+    BUCKET_IAM_MEMBER_TYPE: "bucket role: the Cloud Storage emulator checks no credentials",
 }
 
 # Member prefixes whose identity a locally verified ID token can carry.
@@ -170,6 +173,8 @@ def _judge(resource: PlannedResource, ctx: _Judging) -> tuple[Verdict, str]:
         return "realised", "worker process on 127.0.0.1 with the planned command and envs"
     if rtype == RUN_SERVICE_IAM_MEMBER_TYPE:
         return _judge_invoker_grant(IamGrant.of(resource), ctx)
+    if rtype == BUCKET_TYPE:
+        return "realised", "bucket in the local Cloud Storage emulator (devstack.local_storage)"
     if rtype == SERVICE_ACCOUNT_TYPE:
         account = ServiceAccount.of(resource)
         email = account.email or account.account_id

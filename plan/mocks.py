@@ -19,6 +19,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 
 from contract.resources import (
     ARTIFACT_REPOSITORY_TYPE,
+    BUCKET_TYPE,
     GET_CLIENT_CONFIG_INVOKE,
     GET_PROJECT_INVOKE,
     IAM_MEMBER_TYPES,
@@ -134,8 +135,12 @@ def computed_outputs(
         tag = inputs["tags"][0]
         digest = f"sha256:{_digest('image', tag)}"
         return {"id": digest, "digest": digest, "ref": f"{tag.rsplit(':', 1)[0]}@{digest}"}
+    if typ == BUCKET_TYPE:
+        return {"id": inputs["name"], "url": f"gs://{inputs['name']}"}
     if typ in IAM_MEMBER_TYPES:
-        scope = inputs.get("name") or inputs.get("serviceAccountId") or project
+        scope = (
+            inputs.get("name") or inputs.get("serviceAccountId") or inputs.get("bucket") or project
+        )
         return {
             "id": f"{scope}/{inputs['role']}/{inputs['member']}",
             "etag": f"BwY{_digest('etag', name)[:8]}",

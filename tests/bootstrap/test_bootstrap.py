@@ -20,6 +20,7 @@ import pytest
 
 from bootstrap.deployer import (
     DEPLOYER_GRANTS,
+    BUCKET_DEPLOYER_PERMISSIONS,
     GRANTS_FOR_TYPE,
     PREVIEWER_ROLES,
     RUN_DEPLOYER_PERMISSIONS,
@@ -41,6 +42,7 @@ EXPECTED_GRANTS = {
     ("roles/cloudtasks.admin", "project"),
     ("roles/browser", "project"),
     ("custom:tasksPipelineRunDeployer", "project"),
+    ("custom:tasksPipelineBucketDeployer", "project"),
     ("roles/iam.serviceAccountUser", "runtime account"),
     ("roles/iam.serviceAccountUser", "invoker account"),
     ("roles/iam.serviceAccountAdmin", "invoker account"),
@@ -218,7 +220,11 @@ class TestDeployerGrants:
 
     @pytest.mark.integration
     def test_the_run_role_is_cloud_run_services_only(self, default: dict[str, Any]) -> None:
-        [role] = of_type(default, "gcp:projects/iAMCustomRole:IAMCustomRole")
+        [role] = [
+            r
+            for r in of_type(default, "gcp:projects/iAMCustomRole:IAMCustomRole")
+            if r["inputs"]["roleId"] == "tasksPipelineRunDeployer"
+        ]
         permissions = role["inputs"]["permissions"]
         assert permissions == sorted(RUN_DEPLOYER_PERMISSIONS)
         assert all(
@@ -226,6 +232,18 @@ class TestDeployerGrants:
             for p in permissions
         )
         assert "run.jobs.run" not in permissions
+
+    @pytest.mark.integration
+    def test_the_bucket_role_is_buckets_only_never_objects(self, default: dict[str, Any]) -> None:
+        [role] = [
+            r
+            for r in of_type(default, "gcp:projects/iAMCustomRole:IAMCustomRole")
+            if r["inputs"]["roleId"] == "tasksPipelineBucketDeployer"
+        ]
+        permissions = role["inputs"]["permissions"]
+        assert permissions == sorted(BUCKET_DEPLOYER_PERMISSIONS)
+        assert all(p.startswith("storage.buckets.") for p in permissions)
+        assert "storage.buckets.setIamPolicy" in permissions
 
     @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
     def test_the_grants_cover_every_resource_of_the_plan_and_nothing_more(self, stack: str) -> None:
@@ -257,6 +275,7 @@ class TestFoundation:
             "artifactregistry.googleapis.com",
             "cloudresourcemanager.googleapis.com",
             "secretmanager.googleapis.com",
+            "storage.googleapis.com",
             "sts.googleapis.com",
         }
         assert all(s["inputs"]["disableOnDestroy"] is False for s in services)
