@@ -4,18 +4,20 @@
 `PipelineConfig` (`components.config`), whose sections each component takes as
 is: `TaskPipeline` hands every component the `gcp` section,
 `Identities` the `identities` section, `WorkerService` the `worker` section and
-`TaskQueue` the `queue` section, plus the outputs of the components before it.
+`TaskQueue` the `queue` section, `DeadLetterBucket` the `dead_letters` section, plus the outputs of the components before it.
 Nothing here declares resources at import time.
 """
 
 from components.config import (
     ConfigError,
+    DeadLetterConfig,
     GcpConfig,
     IdentitiesConfig,
     PipelineConfig,
     QueueConfig,
     WorkerConfig,
 )
+from components.dead_letters import DeadLetterBucket
 from components.identities import Identities
 from components.loading import load_config, parse_config
 from components.pipeline import TaskPipeline
@@ -24,6 +26,8 @@ from components.worker import WorkerService
 
 __all__ = [
     "ConfigError",
+    "DeadLetterBucket",
+    "DeadLetterConfig",
     "GcpConfig",
     "Identities",
     "IdentitiesConfig",

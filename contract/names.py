@@ -30,7 +30,7 @@ OUTPUT_DISPATCH_DEADLINES: Final = "dispatch_deadlines"  # {queue key: "60s"}
 # Durable dead letters (issue "no task lost"): the bucket every dead task is written to.
 OUTPUT_DEAD_LETTER_BUCKET: Final = "dead_letter_bucket"
 
-OPTIONAL_STACK_OUTPUT_KEYS: Final = (OUTPUT_DISPATCH_DEADLINE,)
+OPTIONAL_STACK_OUTPUT_KEYS: Final = (OUTPUT_DISPATCH_DEADLINE, OUTPUT_DEAD_LETTER_BUCKET)
 
 # Extra keys in .devstack/<stack>/outputs.json
 OUTPUT_EMULATOR_HOST: Final = "emulator_host"  # host:port of the emulator's gRPC API
@@ -43,6 +43,7 @@ LOCAL_OUTPUT_KEYS: Final = (
     *OPTIONAL_STACK_OUTPUT_KEYS,
     OUTPUT_EMULATOR_HOST,
     OUTPUT_EMULATOR_URL,
+    OUTPUT_STORAGE_EMULATOR_HOST,
 )
 
 # --- Environment ----------------------------------------------------------------

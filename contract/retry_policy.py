@@ -24,10 +24,10 @@ both; any producer may):
   in the JSON shape above, when the task carries one: it overrides the queue's.
 
 `exhausted` is the rule of `RetryConfig` (google/cloud/tasks/v2/queue.proto): Cloud
-Tasks stops only when BOTH `max_attempts` and `max_retry_duration` are reached; an
-unlimited one (-1, 0 s) counts as reached only when it is the only one set... and
-never when both are unlimited. The emulator applies the same rule in
-`emulator/retry.py` (it may only import this package; it predates it).
+Tasks stops only when BOTH `max_attempts` and `max_retry_duration` are reached; when
+one of them is unlimited (-1, 0 s) the other alone decides, and with both unlimited
+it never gives up (task retention ends it). The emulator applies the same rule in
+`emulator/retry.py`, written before this module existed.
 
 This module deliberately holds no I/O and no clock: callers pass the numbers.
 """
@@ -38,6 +38,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from contract.durations import DurationError, format_duration, parse_duration_s
@@ -140,6 +141,12 @@ def exhausted(policy: RetryPolicy, attempts: int, elapsed_s: float) -> bool:
     if attempts_limited and duration_limited:
         return attempts_done and duration_done
     return attempts_done or duration_done
+
+
+def not_before_header(when: datetime) -> str:
+    """`X-Tasks-Not-Before` for a task first attempted no earlier than `when`: whole
+    seconds, rounded down (never later than `when`)."""
+    return str(math.floor(when.timestamp()))
 
 
 def parse_not_before(value: str | None) -> float | None:

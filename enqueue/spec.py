@@ -5,7 +5,8 @@ official message classes.
 key, delay or schedule time, dispatch deadline, extra headers) and checks each
 field on construction. ``build_task`` combines it with the stack outputs into a
 ``tasks_v2.Task``: POST to ``service_url/tasks/{type}``, ``Content-Type:
-application/json``, an OIDC token for ``invoker_email`` with ``audience``, and
+application/json``, ``X-Tasks-Not-Before`` (its schedule or creation time, from which the
+worker bounds ``max_retry_duration``), an OIDC token for ``invoker_email`` with ``audience``, and
 checks what needs the whole task (its serialised size, header bytes, URL length).
 
 This module deliberately does not talk to the API and does not choose names for
@@ -40,6 +41,7 @@ from contract.limits import (
     WARN_TASK_BYTES,
 )
 from contract.names import TASK_ROUTE_PREFIX
+from contract.retry_policy import HEADER_NOT_BEFORE, not_before_header
 from contract.task_types import task_type_problem
 from enqueue.errors import TaskValidationError
 from enqueue.outputs import StackOutputs
@@ -283,6 +285,9 @@ def build_task(
             f"{schedule_time.isoformat()} is more than 30 days ahead: Cloud Tasks "
             "schedules at most 30 days ahead; store the work and enqueue it later",
         )
+    # No attempt can come before this: the worker measures max_retry_duration from it
+    # when it decides whether a failing attempt is the last (contract.retry_policy).
+    headers.setdefault(HEADER_NOT_BEFORE, not_before_header(schedule_time or now))
     # The protobuf classes under the official proto-plus wrappers: building them
     # directly and wrapping once (no copy) costs a fraction of proto-plus field
     # marshalling, which dominated the client's CPU in bulk runs.

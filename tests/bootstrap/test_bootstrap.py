@@ -11,6 +11,7 @@ foundation's accounts against the members the main program's plan grants.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,8 @@ def evaluate(**config: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, str(HARNESS), json.dumps(values)],
         cwd=ROOT,
+        # This checkout's code, not whichever one an editable install points at.
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=120,

@@ -312,7 +312,8 @@ class TestComponentShape:
     def test_type_tokens_and_nesting(self, plan: Plan) -> None:
         components = {r.type: r for r in plan.resources if r.is_component}
         assert set(components) == {
-            f"tasks:index:{n}" for n in ("TaskPipeline", "Identities", "TaskQueue", "WorkerService")
+            f"tasks:index:{n}"
+            for n in ("TaskPipeline", "Identities", "TaskQueue", "WorkerService", "DeadLetterBucket")
         }
         root = components["tasks:index:TaskPipeline"]
         assert root.parent is None

@@ -14,6 +14,8 @@ import pytest
 from pydantic import BaseModel
 
 from components import (
+    DeadLetterBucket,
+    DeadLetterConfig,
     GcpConfig,
     Identities,
     IdentitiesConfig,
@@ -31,6 +33,7 @@ COMPONENT_SECTIONS: list[tuple[type[pulumi.ComponentResource], type[object]]] = 
     (Identities, IdentitiesConfig),
     (WorkerService, WorkerConfig),
     (TaskQueue, QueueConfig),
+    (DeadLetterBucket, DeadLetterConfig),
     (TaskPipeline, PipelineConfig),
 ]
 

@@ -38,7 +38,10 @@ class TestRequest:
         assert task.name == "projects/demo/locations/us-central1/queues/work/tasks/t1"
         assert request.url == "https://worker-xyz-uc.a.run.app/tasks/email"
         assert request.http_method == tasks_v2.HttpMethod.POST
-        assert dict(request.headers) == {"Content-Type": "application/json"}
+        assert dict(request.headers) == {
+            "Content-Type": "application/json",
+            "X-Tasks-Not-Before": str(int(NOW.timestamp())),
+        }
         assert json.loads(request.body) == {"to": "a@b.c", "n": 1}
         assert request.oidc_token.service_account_email == OUTPUTS.invoker_email
         assert request.oidc_token.audience == "https://worker.example.com"
@@ -49,7 +52,8 @@ class TestRequest:
     def test_raw_body_and_content_type_override(self) -> None:
         task = build(TaskSpec(type="blob", body=b"\x00\x01", headers={"content-type": "x/y"}))
         assert task.http_request.body == b"\x00\x01"
-        assert dict(task.http_request.headers) == {"content-type": "x/y"}
+        assert dict(task.http_request.headers)["content-type"] == "x/y"
+        assert "Content-Type" not in dict(task.http_request.headers)
 
     def test_extra_headers_kept(self) -> None:
         task = build(TaskSpec(type="a", headers={"X-Trace": "abc"}))
@@ -58,6 +62,10 @@ class TestRequest:
     def test_delay_schedule_and_deadline(self) -> None:
         task = build(TaskSpec(type="a", delay=90, deadline=45))
         assert task.schedule_time == NOW + timedelta(seconds=90)
+        # The first attempt cannot come before the schedule time: the worker's bound.
+        assert dict(task.http_request.headers)["X-Tasks-Not-Before"] == str(
+            int((NOW + timedelta(seconds=90)).timestamp())
+        )
         assert task.dispatch_deadline == timedelta(seconds=45)
         at = NOW + timedelta(days=2)
         assert build(TaskSpec(type="a", schedule_time=at)).schedule_time == at

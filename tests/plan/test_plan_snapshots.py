@@ -44,6 +44,7 @@ def test_inventory_counts(all_plans: dict[str, Plan], stack: str) -> None:
         "tasks:index:Identities": 1,
         "tasks:index:TaskQueue": 1,
         "tasks:index:WorkerService": 1,
+        "tasks:index:DeadLetterBucket": 1,
         # actAs on the invoker for the one enqueuer (prod names its backend identity).
         "gcp:serviceaccount/iAMMember:IAMMember": 1,
         "gcp:cloudtasks/queue:Queue": 1,
@@ -51,4 +52,7 @@ def test_inventory_counts(all_plans: dict[str, Plan], stack: str) -> None:
         "docker-build:index:Image": 1,
         "gcp:cloudrunv2/service:Service": 1,
         "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": 1,
+        # The dead-letter bucket and the runtime account's objectCreator on it.
+        "gcp:storage/bucket:Bucket": 1,
+        "gcp:storage/bucketIAMMember:BucketIAMMember": 1,
     }
