@@ -3,8 +3,9 @@
 `components.loading.load_config()` reads the stack config once into a
 `PipelineConfig` (`components.config`), whose sections each component takes as
 is: `TaskPipeline` hands every component the `gcp` section,
-`Identities` the `identities` section, `WorkerService` the `worker` section and
-`TaskQueue` the `queue` section, `DeadLetterBucket` the `dead_letters` section, plus the outputs of the components before it.
+`Identities` the `identities` section, `WorkerService` the `worker` section,
+`TaskQueue` the `queue` section and `DeadLetterBucket` the `dead_letters` section,
+plus the outputs of the components before it.
 Nothing here declares resources at import time.
 """
 

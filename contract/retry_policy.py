@@ -84,17 +84,23 @@ class RetryPolicy:
     def from_json(cls, value: object, *, where: str) -> RetryPolicy:
         """One policy from its JSON object; `where` names it in the error."""
         if not isinstance(value, Mapping):
-            raise RetryPolicyError(f"{where}: expected a JSON object with {', '.join(POLICY_FIELDS)}")
+            raise RetryPolicyError(
+                f"{where}: expected a JSON object with {', '.join(POLICY_FIELDS)}"
+            )
         missing = [f for f in POLICY_FIELDS if f not in value]
         unknown = sorted(set(value) - set(POLICY_FIELDS))
         if missing or unknown:
-            problem = f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(unknown)}"
+            problem = (
+                f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(unknown)}"
+            )
             raise RetryPolicyError(f"{where}: {problem}; give exactly {', '.join(POLICY_FIELDS)}")
         attempts, doublings = value["max_attempts"], value["max_doublings"]
         if not _is_int(attempts) or attempts < -1:
             raise RetryPolicyError(f"{where}.max_attempts: give an integer >= -1, got {attempts!r}")
         if not _is_int(doublings) or doublings < 0:
-            raise RetryPolicyError(f"{where}.max_doublings: give an integer >= 0, got {doublings!r}")
+            raise RetryPolicyError(
+                f"{where}.max_doublings: give an integer >= 0, got {doublings!r}"
+            )
         try:
             durations = {
                 f: parse_duration_s(value[f], what=f"{where}.{f}")
@@ -128,7 +134,10 @@ def parse_policies(text: str, *, source: str) -> dict[str, RetryPolicy]:
         ) from None
     if not isinstance(raw, dict) or not raw:
         raise RetryPolicyError(f"{source}: give a non-empty JSON object {{queue key: policy}}")
-    return {str(key): RetryPolicy.from_json(value, where=f"{source}[{key}]") for key, value in raw.items()}
+    return {
+        str(key): RetryPolicy.from_json(value, where=f"{source}[{key}]")
+        for key, value in raw.items()
+    }
 
 
 def exhausted(policy: RetryPolicy, attempts: int, elapsed_s: float) -> bool:

@@ -32,7 +32,7 @@ from contract.names import (
     WORKER_ENV_QUEUES,
     WORKER_ENV_RETRY_POLICIES,
 )
-from service.final_attempt import FinalAttempts, FinalAttemptConfigError
+from service.final_attempt import FinalAttemptConfigError, FinalAttempts
 
 HOST_ENV: Final = "HOST"
 PROJECT_ENV: Final = "GOOGLE_CLOUD_PROJECT"

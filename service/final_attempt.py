@@ -98,9 +98,7 @@ class FinalAttempts:
     """{queue key: queue id}; None: one queue, every delivery is `default`'s."""
 
     @classmethod
-    def from_env(
-        cls, policies_json: str | None, queues_json: str | None
-    ) -> FinalAttempts | None:
+    def from_env(cls, policies_json: str | None, queues_json: str | None) -> FinalAttempts | None:
         """From `TASKS_RETRY_POLICIES` and `TASKS_QUEUES`; None when no policies are given."""
         if policies_json is None:
             return None

@@ -121,10 +121,11 @@ class GcsDeadLetterSink:
     """Writes each dead letter to `gs://<bucket>/<queue id>/<task id>.json`, create-only."""
 
     def __init__(self, bucket: str, *, project: str | None = None) -> None:
-        from google.cloud import storage  # noqa: PLC0415 (heavy: only workers with a bucket)
+        # Imported here: the client costs most of a second, and only workers with a bucket.
+        from google.cloud.storage import Client
 
         self.bucket_name = bucket
-        self._bucket = storage.Client(project=project).bucket(bucket)
+        self._bucket = Client(project=project).bucket(bucket)
 
     def uri(self, name: str) -> str:
         return f"gs://{self.bucket_name}/{name}"
@@ -142,7 +143,7 @@ class GcsDeadLetterSink:
 
     def _create(self, name: str, data: bytes) -> bool:
         """Upload unless the object exists; False when it did (a redelivered last attempt)."""
-        from google.api_core.exceptions import PreconditionFailed  # noqa: PLC0415
+        from google.api_core.exceptions import PreconditionFailed
 
         try:
             self._bucket.blob(name).upload_from_string(

@@ -22,6 +22,7 @@ from typing import Any, Final, cast
 
 from service.config import ConfigError, Settings
 from service.deadletter import DeadLetter, DeadLetterSink
+from service.gcs_dead_letters import GcsDeadLetterSink
 from service.idempotency import IdempotencyStore
 
 BUILTIN_HANDLERS: Final = "service.handlers"
@@ -99,8 +100,6 @@ class BothSinks:
 def _bucket_sink(settings: Settings) -> DeadLetterSink | None:
     if not settings.dead_letter_bucket:
         return None
-    from service.gcs_dead_letters import GcsDeadLetterSink  # noqa: PLC0415 (heavy client)
-
     return GcsDeadLetterSink(settings.dead_letter_bucket, project=settings.project)
 
 

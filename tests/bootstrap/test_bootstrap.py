@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from bootstrap.deployer import (
-    DEPLOYER_GRANTS,
     BUCKET_DEPLOYER_PERMISSIONS,
+    DEPLOYER_GRANTS,
     GRANTS_FOR_TYPE,
     PREVIEWER_ROLES,
     RUN_DEPLOYER_PERMISSIONS,

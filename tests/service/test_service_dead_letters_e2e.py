@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 from google.api_core.exceptions import NotFound
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage, tasks_v2
+from google.cloud import tasks_v2
+from google.cloud.storage import Client
 from google.protobuf import duration_pb2
 
 from contract.names import WORKER_ENV_DEAD_LETTER_BUCKET, WORKER_ENV_RETRY_POLICIES
@@ -85,7 +86,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                         ),
                     ),
                 )
-                gcs = storage.Client(
+                gcs = Client(
                     project="test",
                     credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
                     client_options={"api_endpoint": store.record.url},
@@ -173,9 +174,7 @@ def test_every_failing_task_ends_as_exactly_one_whole_dead_letter(stack: dict[st
     statuses = {_record(stack, n)["attempts"]["statuses"][-1]["status"] for n in sent}
     assert statuses == {500, 503}
     pointers = stack["worker"].entries(lambda e: "dead_letter_uri" in e)
-    assert {p["dead_letter_uri"] for p in pointers} == {
-        f"gs://{BUCKET}/{b.name}" for b in blobs
-    }
+    assert {p["dead_letter_uri"] for p in pointers} == {f"gs://{BUCKET}/{b.name}" for b in blobs}
 
 
 def test_a_body_that_is_not_utf8_is_kept_as_base64(stack: dict[str, Any]) -> None:

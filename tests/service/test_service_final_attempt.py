@@ -162,12 +162,17 @@ def test_policies_round_trip_and_refuse_bad_input() -> None:
     policies = {"default": policy(3, 60), "email": policy(-1)}
     assert parse_policies(dump_policies(policies), source="X") == policies
     with pytest.raises(RetryPolicyError, match=r"X\[default\].max_attempts: give an integer"):
-        parse_policies('{"default": {"max_attempts": -2, "min_backoff": "1s", '
-                       '"max_backoff": "1s", "max_doublings": 0, "max_retry_duration": "0s"}}',
-                       source="X")
+        parse_policies(
+            '{"default": {"max_attempts": -2, "min_backoff": "1s", '
+            '"max_backoff": "1s", "max_doublings": 0, "max_retry_duration": "0s"}}',
+            source="X",
+        )
     with pytest.raises(RetryPolicyError, match="missing max_doublings"):
-        parse_policies('{"default": {"max_attempts": 1, "min_backoff": "1s", '
-                       '"max_backoff": "1s", "max_retry_duration": "0s"}}', source="X")
+        parse_policies(
+            '{"default": {"max_attempts": 1, "min_backoff": "1s", '
+            '"max_backoff": "1s", "max_retry_duration": "0s"}}',
+            source="X",
+        )
     with pytest.raises(RetryPolicyError, match="is not JSON"):
         parse_policies("{", source="X")
 
@@ -232,11 +237,14 @@ def test_a_failure_on_the_last_attempt_is_recorded_and_acknowledged(
     assert letter.last_status == status
     assert letter.queue_key == "default"
     assert letter.retry_policy == policy(3).to_json()
-    assert error in letter.reason and "final attempt (3 of 3" in letter.reason
+    assert error in letter.reason
+    assert "final attempt (3 of 3" in letter.reason
 
 
 def test_without_policies_the_last_attempt_fails_as_before() -> None:
     recorder = Recorder()
-    delivery = TaskDelivery(recorder.registry, InMemoryIdempotencyStore(), dead_letter_sink=recorder)
+    delivery = TaskDelivery(
+        recorder.registry, InMemoryIdempotencyStore(), dead_letter_sink=recorder
+    )
     outcome = asyncio.run(delivery.deliver(TaskRequest("crash", headers(99), b"{}")))
     assert (outcome.status, recorder.letters) == (500, [])
