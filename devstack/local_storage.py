@@ -8,10 +8,11 @@ cloud runs Cloud Storage apart from the worker) on a loopback port, found throug
 `STORAGE_EMULATOR_HOST`, which the client honours. Its data lives in
 `.devstack/<stack>/storage/`, so dead letters outlive a restart of the stack.
 
-`spawn_storage` starts it, `wait_storage` waits until it answers and creates the
-planned bucket through the official client, `worker_env` is what the worker gets
-on top of its planned environment, and `storage_outputs` the keys `outputs.json`
-gains (`storage_emulator_host`, `dead_letter_bucket`).
+`start_storage` starts it, waits until it answers (another port if the chosen one
+was taken meanwhile) and creates the planned bucket through the official client;
+`worker_env` is what the worker gets on top of its planned environment, and
+`storage_outputs` the keys `outputs.json` gains (`storage_emulator_host`,
+`dead_letter_bucket`).
 
 Deliberately not here: deciding whether the plan has a bucket (`devstack.realise`
 gives the verdict; the bucket's name is the plan's `dead_letter_bucket` output) and
@@ -23,9 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -37,7 +37,8 @@ ROLE: Final = "storage"
 STORAGE_EMULATOR_HOST_ENV: Final = "STORAGE_EMULATOR_HOST"  # read by google-cloud-storage
 HEALTH_PATH: Final = "/"  # gcp-storage-emulator's health check
 START_TIMEOUT_S: Final = 20.0
-EMULATOR_COMMAND: Final = "gcp-storage-emulator"
+EMULATOR_MODULE: Final = "gcp_storage_emulator"  # the registry's gcp-storage-emulator
+PORT_ATTEMPTS: Final = 3
 
 
 def planned_bucket(outputs: Mapping[str, str]) -> str | None:
@@ -45,27 +46,19 @@ def planned_bucket(outputs: Mapping[str, str]) -> str | None:
     return outputs.get(OUTPUT_DEAD_LETTER_BUCKET) or None
 
 
-def _command() -> str:
-    # The console script installed next to this interpreter (the project's venv).
-    beside = Path(sys.executable).with_name(EMULATOR_COMMAND)
-    found = str(beside) if beside.exists() else shutil.which(EMULATOR_COMMAND)
-    if found is None:
-        raise processes.ProcessError(
-            f"{EMULATOR_COMMAND} is not installed in this environment; run `make setup` "
-            "(requirements.txt lists gcp-storage-emulator)"
-        )
-    return found
-
-
 def spawn_storage(paths: StackPaths, host: str) -> processes.Started:
-    """Start the Cloud Storage emulator on a free loopback port, data under the stack."""
+    """Start the Cloud Storage emulator on a free loopback port, data under the stack.
+
+    Run as `python -m gcp_storage_emulator` (not its console script, whose process shows
+    the interpreter first), so the command line `down` checks is the one recorded.
+    """
     port = processes.free_port(host)
     data = paths.dir / "storage"
     data.mkdir(parents=True, exist_ok=True)
-    argv = [_command(), "-d", str(data), "start", "--host", host, "--port", str(port)]
+    argv = [sys.executable, "-m", EMULATOR_MODULE, "-d", str(data), "start"]
     return processes.spawn(
         ROLE,
-        argv,
+        [*argv, "--host", host, "--port", str(port)],
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
         log=paths.dir / "storage.log",
         cwd=paths.dir,
@@ -74,10 +67,37 @@ def spawn_storage(paths: StackPaths, host: str) -> processes.Started:
     )
 
 
-def wait_storage(started: processes.Started, bucket: str) -> None:
-    """Wait until the emulator answers, then create `bucket` in it (kept if it exists)."""
-    processes.wait_healthy(started, START_TIMEOUT_S)
+def start_storage(
+    paths: StackPaths,
+    host: str,
+    bucket: str,
+    *,
+    adopt: Callable[[processes.Started], None],
+    drop: Callable[[processes.Started], None],
+) -> processes.Started:
+    """Spawn the emulator, wait until it answers, create `bucket`. `adopt` records each
+    process as soon as it exists (so `down` finds it); `drop` forgets one that lost its
+    port to another program between choosing and binding it (then another is tried)."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        started = spawn_storage(paths, host)
+        adopt(started)
+        try:
+            processes.wait_healthy(started, START_TIMEOUT_S)
+            break
+        except processes.ProcessError:
+            if attempt == PORT_ATTEMPTS or not _lost_port(started):
+                raise
+            drop(started)
     ensure_bucket(started.record.url, bucket)
+    return started
+
+
+def _lost_port(started: processes.Started) -> bool:
+    if started.process.poll() is None:
+        return False
+    with Path(started.record.log).open("rb") as log:
+        log.seek(started.log_offset)
+        return b"address already in use" in log.read().lower()
 
 
 def ensure_bucket(url: str, bucket: str) -> None:

@@ -88,6 +88,17 @@ class Running:
     realisation: LocalRealisation | None = None
     certs_url: str = ""
 
+    def adopt(self, started: processes.Started) -> None:
+        """Record a process as soon as it exists, so `down` finds it even if `up` dies."""
+        self.children[started.record.role] = started
+        self.state.processes.append(started.record)
+        save_state(self.paths, self.state)
+
+    def drop(self, started: processes.Started) -> None:
+        """Forget a process that exited while starting (it lost its port)."""
+        self.children.pop(started.record.role, None)
+        self.state.processes.remove(started.record)
+
 
 @contextlib.contextmanager
 def stack_lock(paths: StackPaths) -> Iterator[None]:
@@ -308,11 +319,9 @@ def _start(
     paths = running.paths
     bucket = local_storage.planned_bucket(realisation.outputs)
     if bucket is not None:  # the dead-letter bucket: the worker needs it from its start
-        storage = local_storage.spawn_storage(paths, LOCAL_HOST)
-        running.children[local_storage.ROLE] = storage
-        running.state.processes.append(storage.record)
-        save_state(paths, running.state)
-        local_storage.wait_storage(storage, bucket)
+        local_storage.start_storage(
+            paths, LOCAL_HOST, bucket, adopt=running.adopt, drop=running.drop
+        )
     ready = processes.wait_for_line(emulator, EMULATOR_READY, START_TIMEOUT_S)
     grpc_host, http_url = ready["grpc"], ready["http"].rstrip("/")
     emulator.record.url = http_url

@@ -59,9 +59,15 @@ def _wait_until(condition: Callable[[], Any], timeout_s: float = 40.0) -> Any:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("dead-letters")
     record_file = root / "records.jsonl"
-    store = local_storage.spawn_storage(StackPaths.for_stack("e2e", root), "127.0.0.1")
+    started: list[processes.Started] = []
+    store = local_storage.start_storage(
+        StackPaths.for_stack("e2e", root),
+        "127.0.0.1",
+        BUCKET,
+        adopt=started.append,
+        drop=started.remove,
+    )
     try:
-        local_storage.wait_storage(store, BUCKET)
         with EmulatorProcess() as emulator:
             worker = WorkerProcess(
                 {
@@ -102,7 +108,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             finally:
                 worker.stop()
     finally:
-        processes.stop(store.record, child=store.process)
+        for each in started:
+            processes.stop(each.record, child=each.process)
 
 
 def _create(stack: dict[str, Any], task_type: str, body: bytes) -> str:
