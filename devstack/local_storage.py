@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final
@@ -78,23 +79,47 @@ def start_storage(
     """Spawn the emulator, wait until it answers, create `bucket`. `adopt` records each
     process as soon as it exists (so `down` finds it); `drop` forgets one that lost its
     port to another program between choosing and binding it (then another is tried)."""
-    for attempt in range(1, PORT_ATTEMPTS + 1):
+    for _ in range(PORT_ATTEMPTS):
         started = spawn_storage(paths, host)
         adopt(started)
-        try:
-            processes.wait_healthy(started, START_TIMEOUT_S)
-            break
-        except processes.ProcessError:
-            if attempt == PORT_ATTEMPTS or not _lost_port(started):
-                raise
-            drop(started)
-    ensure_bucket(started.record.url, bucket)
-    return started
+        if _ready(started):
+            ensure_bucket(started.record.url, bucket)
+            return started
+        # The emulator does not exit when its port is taken (its server thread dies):
+        # stop it, and try another port.
+        processes.stop(started.record, child=started.process)
+        drop(started)
+    raise processes.ProcessError(
+        f"the storage emulator found no free port in {PORT_ATTEMPTS} tries; see "
+        f"{paths.dir / 'storage.log'}"
+    )
+
+
+def _ready(started: processes.Started) -> bool:
+    """True once it answers; False if it lost its port; raises if it fails otherwise."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    url = started.record.url + started.record.health_path
+    while True:
+        if _lost_port(started):
+            return False
+        code = started.process.poll()
+        if code is not None:
+            raise processes.ProcessError(
+                f"the storage emulator exited with status {code} while starting; see "
+                f"{started.record.log}"
+            )
+        ok, last = processes.check_health(url, timeout=0.5)
+        if ok:
+            return True
+        if time.monotonic() > deadline:
+            raise processes.ProcessError(
+                f"the storage emulator did not answer {url} within {START_TIMEOUT_S:.0f} s "
+                f"(last: {last}); see {started.record.log}"
+            )
+        time.sleep(0.05)
 
 
 def _lost_port(started: processes.Started) -> bool:
-    if started.process.poll() is None:
-        return False
     with Path(started.record.log).open("rb") as log:
         log.seek(started.log_offset)
         return b"address already in use" in log.read().lower()

@@ -50,7 +50,12 @@ logger = logging.getLogger("service.deadletter")
 
 RECORD_FORMAT: Final = 1
 CONTENT_TYPE: Final = "application/json"
-UPLOAD_TIMEOUT_S: Final = 30.0
+# Each request, and all the client's retries of one write together: a dead letter must
+# be written (or the delivery answered 503) well within the shortest dispatch deadline
+# (15 s), or Cloud Tasks counts the attempt as failed without an answer, which on the
+# last attempt would lose the task. The client's default retry runs for 120 s.
+UPLOAD_TIMEOUT_S: Final = 5.0
+UPLOAD_RETRY_BUDGET_S: Final = 8.0
 # Queue ids and task ids as Cloud Tasks allows them (queue.proto, task.proto); anything
 # else (a hand-made request) is hashed so the name stays a safe, deterministic path.
 _SAFE_SEGMENT: Final = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
@@ -144,10 +149,15 @@ class GcsDeadLetterSink:
     def _create(self, name: str, data: bytes) -> bool:
         """Upload unless the object exists; False when it did (a redelivered last attempt)."""
         from google.api_core.exceptions import PreconditionFailed
+        from google.cloud.storage.retry import DEFAULT_RETRY
 
         try:
             self._bucket.blob(name).upload_from_string(
-                data, content_type=CONTENT_TYPE, if_generation_match=0, timeout=UPLOAD_TIMEOUT_S
+                data,
+                content_type=CONTENT_TYPE,
+                if_generation_match=0,
+                timeout=UPLOAD_TIMEOUT_S,
+                retry=DEFAULT_RETRY.with_timeout(UPLOAD_RETRY_BUDGET_S),
             )
         except PreconditionFailed:
             return False
