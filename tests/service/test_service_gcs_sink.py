@@ -133,7 +133,7 @@ def test_an_unreachable_bucket_raises_soon_so_the_task_is_retried(
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # discard port: closed
     sink = GcsDeadLetterSink("dl-bucket", project="p")
     started = time.monotonic()
-    with pytest.raises(RetryError, match="Timeout of 8.0s exceeded"):
+    with pytest.raises(RetryError, match=r"Timeout of 8\.0s exceeded"):
         asyncio.run(sink.record(letter()))
     # Within the shortest dispatch deadline (15 s), not the client's default 120 s.
     assert time.monotonic() - started < 15
