@@ -12,6 +12,7 @@ from google.cloud import tasks_v2
 from hypothesis import assume, given, settings, strategies as st
 
 from contract.limits import MAX_TASK_BYTES, TASK_ID_PATTERN, WARN_TASK_BYTES
+from contract.retry_policy import RetryPolicy as TaskRetryPolicy
 from enqueue import StackOutputs, TaskSpec, TaskValidationError, build_task, task_id_for_key
 
 OUTPUTS = StackOutputs.from_mapping(
@@ -58,6 +59,22 @@ class TestRequest:
     def test_extra_headers_kept(self) -> None:
         task = build(TaskSpec(type="a", headers={"X-Trace": "abc"}))
         assert dict(task.http_request.headers)["X-Trace"] == "abc"
+
+    def test_own_retry_config_is_set_and_told_to_the_worker(self) -> None:
+        policy = TaskRetryPolicy(
+            max_attempts=2, min_backoff=1, max_backoff=4, max_doublings=1, max_retry_duration=60
+        )
+        task = build(TaskSpec(type="a", retry=policy))
+        retry = task.retry_config
+        assert (retry.max_attempts, retry.max_doublings) == (2, 1)
+        assert retry.min_backoff == timedelta(seconds=1)
+        assert retry.max_backoff == timedelta(seconds=4)
+        assert retry.max_retry_duration == timedelta(seconds=60)
+        told = json.loads(dict(task.http_request.headers)["X-Tasks-Retry-Config"])
+        assert TaskRetryPolicy.from_json(told, where="header") == policy
+        plain = build(TaskSpec(type="a"))
+        assert not tasks_v2.Task.pb(plain).HasField("retry_config")
+        assert "X-Tasks-Retry-Config" not in dict(plain.http_request.headers)
 
     def test_delay_schedule_and_deadline(self) -> None:
         task = build(TaskSpec(type="a", delay=90, deadline=45))
