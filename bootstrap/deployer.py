@@ -45,6 +45,7 @@ from contract.resources import (
     CLOUDTASKS_ADMIN_ROLE,
     IAM_API,
     IMAGE_TYPE,
+    LOG_METRIC_TYPE,
     QUEUE_IAM_MEMBER_TYPE,
     QUEUE_TYPE,
     RESOURCE_MANAGER_API,
@@ -95,6 +96,19 @@ BUCKET_DEPLOYER_PERMISSIONS: Final = (
 )
 BUCKET_DEPLOYER: Final = f"custom:{BUCKET_DEPLOYER_ROLE_ID}"
 
+METRICS_DEPLOYER_ROLE_ID: Final = "tasksPipelineMetricsDeployer"
+"""A custom role instead of roles/logging.configWriter (which also edits sinks, that could
+send every log elsewhere): log-based metrics only. Permissions from
+https://cloud.google.com/logging/docs/access-control#permissions_and_roles."""
+METRICS_DEPLOYER_PERMISSIONS: Final = (
+    "logging.logMetrics.create",
+    "logging.logMetrics.delete",
+    "logging.logMetrics.get",
+    "logging.logMetrics.list",
+    "logging.logMetrics.update",
+)
+METRICS_DEPLOYER: Final = f"custom:{METRICS_DEPLOYER_ROLE_ID}"
+
 Scope = Literal["project", "invoker account", "runtime account", "image repository"]
 
 
@@ -112,6 +126,7 @@ ACTS_AS_INVOKER: Final = Grant(SERVICE_ACCOUNT_USER_ROLE, "invoker account")
 ADMINISTERS_INVOKER: Final = Grant(SERVICE_ACCOUNT_ADMIN_ROLE, "invoker account")
 PUSHES_IMAGES: Final = Grant(ARTIFACT_REGISTRY_WRITER_ROLE, "image repository")
 DEPLOYS_BUCKET: Final = Grant(BUCKET_DEPLOYER, "project")
+DEPLOYS_METRICS: Final = Grant(METRICS_DEPLOYER, "project")
 
 DEPLOYER_GRANTS: Final[dict[Grant, str]] = {
     DEPLOYS_QUEUES: "create the queues and their enqueuer grants (cloudtasks.Queue, "
@@ -132,6 +147,8 @@ DEPLOYER_GRANTS: Final[dict[Grant, str]] = {
     "storage.BucketIAMMember; the bucket does not exist yet, so project-level): custom role "
     + BUCKET_DEPLOYER_ROLE_ID
     + ", no access to objects",
+    DEPLOYS_METRICS: "create the log-based metric of dropped tasks (logging.Metric): custom "
+    "role " + METRICS_DEPLOYER_ROLE_ID + ", log metrics only",
 }
 """Every grant the deployer holds, where, and why."""
 
@@ -144,6 +161,7 @@ GRANTS_FOR_TYPE: Final[dict[str, tuple[Grant, ...]]] = {
     IMAGE_TYPE: (PUSHES_IMAGES,),
     BUCKET_TYPE: (DEPLOYS_BUCKET,),
     BUCKET_IAM_MEMBER_TYPE: (DEPLOYS_BUCKET,),
+    LOG_METRIC_TYPE: (DEPLOYS_METRICS,),
     # Per-secret, not project-wide: the owner of each secret named in `worker_secrets`
     # grants the deployer roles/secretmanager.admin on that secret only (docs/ci.md),
     # so that it may let the runtime account read it.
@@ -290,6 +308,7 @@ class GitHubDeployer(pulumi.ComponentResource):
     previewer: gcp.serviceaccount.Account
     run_deployer_role: gcp.projects.IAMCustomRole
     bucket_deployer_role: gcp.projects.IAMCustomRole
+    metrics_deployer_role: gcp.projects.IAMCustomRole
     principal_set: pulumi.Output[str]
     """`principalSet://.../attribute.environment/ENV`: the jobs of that environment."""
     preview_principal_set: pulumi.Output[str]
@@ -411,6 +430,15 @@ class GitHubDeployer(pulumi.ComponentResource):
             permissions=list(BUCKET_DEPLOYER_PERMISSIONS),
             opts=after_iam,
         )
+        self.metrics_deployer_role = gcp.projects.IAMCustomRole(
+            f"{name}-metrics-deployer-role",
+            project=config.project,
+            role_id=METRICS_DEPLOYER_ROLE_ID,
+            title="Cloud Tasks pipeline: deploy log-based metrics",
+            description="Log-based metrics only; no sinks, exclusions or log buckets.",
+            permissions=list(METRICS_DEPLOYER_PERMISSIONS),
+            opts=after_iam,
+        )
         self._grant_deployer(name, config, foundation, after_crm)
         self.register_outputs(
             {
@@ -435,6 +463,7 @@ class GitHubDeployer(pulumi.ComponentResource):
         custom_roles = {
             RUN_DEPLOYER: self.run_deployer_role.name,
             BUCKET_DEPLOYER: self.bucket_deployer_role.name,
+            METRICS_DEPLOYER: self.metrics_deployer_role.name,
         }
         for grant in DEPLOYER_GRANTS:
             slug = f"{name}-{_slug(grant.role)}"

@@ -32,6 +32,7 @@ import pulumi_gcp as gcp
 
 from components.config import PipelineConfig
 from components.dead_letters import DeadLetterBucket, retry_policies_env
+from components.dropped_tasks import dropped_tasks_metric
 from components.identities import Identities
 from components.queue import TaskQueue
 from components.worker import WorkerService
@@ -78,6 +79,7 @@ class TaskPipeline(pulumi.ComponentResource):
 
     identities: Identities
     dead_letters: DeadLetterBucket
+    dropped_tasks: gcp.logging.Metric
     worker: WorkerService
     tasks: TaskQueue
     audience: pulumi.Output[str]
@@ -145,6 +147,16 @@ class TaskPipeline(pulumi.ComponentResource):
             # One switch protects the stack's stateful parts: the service (Cloud Run's
             # own flag) and the queue, whose tasks a delete would take with it.
             protect=config.worker.deletion_protection,
+            opts=child,
+        )
+
+        # A task whose last attempt never reaches the worker leaves only Cloud Tasks' own
+        # attempt log: count those, per queue (give it every queue of the stack).
+        self.dropped_tasks = dropped_tasks_metric(
+            name,
+            gcp_config=where,
+            service_name=config.worker.service_name,
+            queue_ids=[self.tasks.queue.name],
             opts=child,
         )
 

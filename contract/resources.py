@@ -50,6 +50,7 @@ ORGANIZATION_IAM_POLICY_TYPE: Final = "gcp:organizations/iAMPolicy:IAMPolicy"
 IMAGE_TYPE: Final = "docker-build:index:Image"
 BUCKET_TYPE: Final = "gcp:storage/bucket:Bucket"  # the dead-letter bucket
 BUCKET_IAM_MEMBER_TYPE: Final = "gcp:storage/bucketIAMMember:BucketIAMMember"
+LOG_METRIC_TYPE: Final = "gcp:logging/metric:Metric"  # dropped tasks per queue
 # Provider functions (invokes) the program calls.
 GET_PROJECT_INVOKE: Final = "gcp:organizations/getProject:getProject"
 GET_CLIENT_CONFIG_INVOKE: Final = "gcp:organizations/getClientConfig:getClientConfig"
@@ -65,6 +66,7 @@ ARTIFACT_REGISTRY_API: Final = "artifactregistry.googleapis.com"
 RESOURCE_MANAGER_API: Final = "cloudresourcemanager.googleapis.com"  # project number lookup
 SECRET_MANAGER_API: Final = "secretmanager.googleapis.com"  # noqa: S105 (an API name)
 STORAGE_API: Final = "storage.googleapis.com"  # the dead-letter bucket
+LOGGING_API: Final = "logging.googleapis.com"  # the log-based metric of dropped tasks
 
 PIPELINE_APIS: Final = (
     CLOUD_TASKS_API,
@@ -75,6 +77,7 @@ PIPELINE_APIS: Final = (
     RESOURCE_MANAGER_API,
     SECRET_MANAGER_API,
     STORAGE_API,
+    LOGGING_API,
 )
 
 

@@ -32,6 +32,7 @@ from contract.resources import (
     BUCKET_IAM_MEMBER_TYPE,
     BUCKET_TYPE,
     IMAGE_TYPE,
+    LOG_METRIC_TYPE,
     PROJECT_IAM_CUSTOM_ROLE_TYPE,
     PROJECT_IAM_MEMBER_TYPE,
     PROJECT_SERVICE_TYPE,
@@ -89,6 +90,10 @@ NO_LOCAL_EFFECT: dict[str, str] = {
     ),
     PROJECT_IAM_CUSTOM_ROLE_TYPE: "custom role: IAM is not enforced locally",
     BUCKET_IAM_MEMBER_TYPE: "bucket role: the Cloud Storage emulator checks no credentials",
+    LOG_METRIC_TYPE: (
+        "log-based metric of dropped tasks: Cloud Logging has no local counterpart "
+        "(the emulator logs each task it drops)"
+    ),
 }
 
 # Member prefixes whose identity a locally verified ID token can carry.

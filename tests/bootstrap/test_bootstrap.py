@@ -23,6 +23,7 @@ from bootstrap.deployer import (
     BUCKET_DEPLOYER_PERMISSIONS,
     DEPLOYER_GRANTS,
     GRANTS_FOR_TYPE,
+    METRICS_DEPLOYER_PERMISSIONS,
     PREVIEWER_ROLES,
     RUN_DEPLOYER_PERMISSIONS,
     BootstrapConfig,
@@ -44,6 +45,7 @@ EXPECTED_GRANTS = {
     ("roles/browser", "project"),
     ("custom:tasksPipelineRunDeployer", "project"),
     ("custom:tasksPipelineBucketDeployer", "project"),
+    ("custom:tasksPipelineMetricsDeployer", "project"),
     ("roles/iam.serviceAccountUser", "runtime account"),
     ("roles/iam.serviceAccountUser", "invoker account"),
     ("roles/iam.serviceAccountAdmin", "invoker account"),
@@ -248,6 +250,17 @@ class TestDeployerGrants:
         assert all(p.startswith("storage.buckets.") for p in permissions)
         assert "storage.buckets.setIamPolicy" in permissions
 
+    @pytest.mark.integration
+    def test_the_metrics_role_is_log_metrics_only(self, default: dict[str, Any]) -> None:
+        [role] = [
+            r
+            for r in of_type(default, "gcp:projects/iAMCustomRole:IAMCustomRole")
+            if r["inputs"]["roleId"] == "tasksPipelineMetricsDeployer"
+        ]
+        permissions = role["inputs"]["permissions"]
+        assert permissions == sorted(METRICS_DEPLOYER_PERMISSIONS)
+        assert all(p.startswith("logging.logMetrics.") for p in permissions)
+
     @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
     def test_the_grants_cover_every_resource_of_the_plan_and_nothing_more(self, stack: str) -> None:
         plan = json.loads((ROOT / "tests" / "snapshots" / f"plan-{stack}.json").read_text())
@@ -279,6 +292,7 @@ class TestFoundation:
             "cloudresourcemanager.googleapis.com",
             "secretmanager.googleapis.com",
             "storage.googleapis.com",
+            "logging.googleapis.com",
             "sts.googleapis.com",
         }
         assert all(s["inputs"]["disableOnDestroy"] is False for s in services)

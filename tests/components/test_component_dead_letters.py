@@ -121,3 +121,32 @@ class TestRetryPolicies:
         assert default["max_doublings"] == stack_config["max_doublings"]
         for field in ("min_backoff", "max_backoff", "max_retry_duration"):
             assert default[field] == seconds(stack_config[field]), field
+
+
+class TestDroppedTasksMetric:
+    def test_counts_failed_last_attempts_of_the_stacks_queue_per_queue(
+        self, plan: Plan, stack_config: dict[str, Any]
+    ) -> None:
+        metric = plan.one("gcp:logging/metric:Metric").inputs
+        queue_id = plan.one("gcp:cloudtasks/queue:Queue").outputs["name"]
+        project = stack_config["gcp:project"]
+        assert metric["project"] == project
+        assert metric["name"].endswith("/dropped_tasks")
+        logged = (
+            f'logName="projects/{project}/logs/cloudtasks.googleapis.com%2Ftask_operations_log"'
+        )
+        assert logged in metric["filter"]
+        assert f'resource.labels.queue_id=("{queue_id}")' in metric["filter"]
+        # Failed, and not scheduled again: the last attempt; a dead letter answered 2xx.
+        assert 'attemptResponseLog.status!="OK"' in metric["filter"]
+        assert "NOT jsonPayload.attemptResponseLog.retryTime:*" in metric["filter"]
+        descriptor = metric["metricDescriptor"]
+        assert (descriptor["metricKind"], descriptor["valueType"]) == ("DELTA", "INT64")
+        assert [label["key"] for label in descriptor["labels"]] == ["queue_id"]
+        assert metric["labelExtractors"] == {"queue_id": "EXTRACT(resource.labels.queue_id)"}
+
+    def test_the_queue_logs_the_attempts_the_metric_reads(
+        self, plan: Plan, stack_config: dict[str, Any]
+    ) -> None:
+        logging_config = plan.one("gcp:cloudtasks/queue:Queue").inputs["stackdriverLoggingConfig"]
+        assert logging_config["samplingRatio"] > 0
