@@ -13,8 +13,9 @@ invoker only (bootstrap/README.md). Their emails are known before they exist
   right to mint its tokens is bootstrap's.
 - the *runtime* account: what the container runs as. Separate from the invoker so
   that a compromised worker cannot invoke itself. Its only role is creating objects
-  in the dead-letter bucket (`components.dead_letters`): Cloud Run itself ships the container's stdout/stderr to Cloud Logging and records the
-  request metrics, neither needs a role on the runtime account
+  in the dead-letter bucket (`components.dead_letters`): Cloud Run itself ships the
+  container's stdout/stderr to Cloud Logging and records the request metrics,
+  neither needs a role on the runtime account
   (https://cloud.google.com/run/docs/logging, "Writing container logs").
 - the *enqueuers*: principals from `IdentitiesConfig.enqueuers`, or bootstrap's
   `PREFIX-enqueuer` account. They may act as the invoker
