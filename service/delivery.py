@@ -243,7 +243,10 @@ class TaskDelivery:
         )
         error = failed.reason or (repr(failed.exc_info) if failed.exc_info else failed.outcome)
         final = _FinalAttempt(verdict, failed.status)
-        return await self._dead_letter(ctx, body, f"{verdict.why}: {error}", final), None
+        outcome = await self._dead_letter(ctx, body, f"{verdict.why}: {error}", final)
+        # Recorded: the task is settled. Not recorded (the sink failed): a thread still
+        # running keeps its claim, as for any unsettled failure.
+        return outcome, None if outcome.settled else alive
 
     async def _dead_letter(
         self, ctx: TaskContext, body: bytes, reason: str, final: _FinalAttempt | None = None

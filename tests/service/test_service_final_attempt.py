@@ -248,3 +248,28 @@ def test_without_policies_the_last_attempt_fails_as_before() -> None:
     )
     outcome = asyncio.run(delivery.deliver(TaskRequest("crash", headers(99), b"{}")))
     assert (outcome.status, recorder.letters) == (500, [])
+
+
+class _FailingSink:
+    async def record(self, letter: object) -> None:
+        raise ConnectionError("bucket unreachable")
+
+
+def test_a_sink_failure_on_the_last_attempt_answers_503_and_keeps_the_task_runnable() -> None:
+    recorder = Recorder()
+    store = InMemoryIdempotencyStore()
+    delivery = TaskDelivery(
+        recorder.registry,
+        store,
+        dead_letter_sink=_FailingSink(),
+        final_attempts=FinalAttempts({"default": policy(3)}),
+    )
+
+    async def twice() -> tuple[int, int]:
+        first = await delivery.deliver(TaskRequest("transient", headers(2), b'{"n": 1}'))
+        again = await delivery.deliver(TaskRequest("transient", headers(3), b'{"n": 1}'))
+        return first.status, again.status
+
+    # 503: Cloud Tasks may still retry; the claim was released, so the retry runs again.
+    assert asyncio.run(twice()) == (503, 503)
+    assert recorder.runs == [("transient", 1), ("transient", 1)]
