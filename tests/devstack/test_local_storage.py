@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
@@ -13,6 +14,7 @@ from google.cloud.storage import Client
 from contract.names import OUTPUT_DEAD_LETTER_BUCKET, OUTPUT_STORAGE_EMULATOR_HOST
 from devstack import processes, runtime
 from devstack.local_storage import ROLE, planned_bucket, storage_outputs, worker_env
+from enqueue import Enqueuer, load_outputs
 from tests.devstack.stack_helpers import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -50,6 +52,36 @@ def test_the_bucket_is_served_even_when_the_chosen_port_is_taken(
     finally:
         runtime.stop_running(running, lambda _: None)
     assert not processes.is_ours(next(p for p in running.state.processes if p.role == ROLE))
+
+
+def test_a_task_the_worker_cannot_run_lands_in_the_planned_bucket(
+    local_stack: LocalStack,
+) -> None:
+    """The wiring `up` gives the worker (bucket name, STORAGE_EMULATOR_HOST, policies),
+    end to end: a task through the enqueue helper, its dead letter through the client."""
+    local_stack.up()
+    outputs = json.loads(local_stack.paths.outputs_file.read_text())
+    with Enqueuer(load_outputs(local_stack.paths.outputs_file)) as enqueuer:
+        name = enqueuer.send("no-such-type", {"order": 42}, key="dead-letter-wiring")
+    client = Client(
+        project="ops",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": outputs[OUTPUT_STORAGE_EMULATOR_HOST]},
+    )
+    bucket = client.bucket(outputs[OUTPUT_DEAD_LETTER_BUCKET])
+    queue_id, task_id = name.split("/")[-3], name.rsplit("/", 1)[1]
+    blob = bucket.blob(f"{queue_id}/{task_id}.json")
+    deadline = time.monotonic() + 20
+    while not blob.exists():
+        assert time.monotonic() < deadline, "no dead letter in the bucket"
+        time.sleep(0.1)
+    record = json.loads(blob.download_as_bytes())
+    assert (record["kind"], record["task_type"]) == ("permanent", "no-such-type")
+    assert json.loads(record["body"]) == {"order": 42}
+    assert record["queue"]["key"] == "default"
+    assert "X-Tasks-Not-Before".lower() in record["headers"]
+    worker_log = local_stack.paths.worker_log.read_text()
+    assert f"gs://{bucket.name}/{queue_id}/{task_id}.json" in worker_log
 
 
 def test_without_a_planned_bucket_nothing_is_added() -> None:
