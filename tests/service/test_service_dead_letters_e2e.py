@@ -27,7 +27,13 @@ from google.cloud.storage import Client
 from google.protobuf import duration_pb2
 
 from contract.names import WORKER_ENV_DEAD_LETTER_BUCKET, WORKER_ENV_RETRY_POLICIES
-from contract.retry_policy import HEADER_NOT_BEFORE, RetryPolicy, dump_policies, not_before_header
+from contract.retry_policy import (
+    HEADER_NOT_BEFORE,
+    HEADER_TASK_RETRY_CONFIG,
+    RetryPolicy,
+    dump_policies,
+    not_before_header,
+)
 from devstack import local_storage, processes
 from devstack.state import StackPaths
 from emulator.testing import EmulatorProcess
@@ -112,18 +118,30 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             processes.stop(each.record, child=each.process)
 
 
-def _create(stack: dict[str, Any], task_type: str, body: bytes) -> str:
+def _create(
+    stack: dict[str, Any], task_type: str, body: bytes, own: RetryPolicy | None = None
+) -> str:
+    headers = {
+        "Content-Type": "application/json",
+        # What the enqueue helper adds (enqueue/spec.py).
+        HEADER_NOT_BEFORE: not_before_header(datetime.now(UTC)),
+    }
+    if own is not None:
+        headers[HEADER_TASK_RETRY_CONFIG] = json.dumps(own.to_json())
     task = tasks_v2.Task(
         name=f"{stack['queue']}/tasks/{new_id()}",
         http_request=tasks_v2.HttpRequest(
             http_method=tasks_v2.HttpMethod.POST,
             url=f"{stack['worker'].url}/tasks/{task_type}",
-            headers={
-                "Content-Type": "application/json",
-                # What the enqueue helper adds (enqueue/spec.py).
-                HEADER_NOT_BEFORE: not_before_header(datetime.now(UTC)),
-            },
+            headers=headers,
             body=body,
+        ),
+        retry_config=None
+        if own is None
+        else tasks_v2.RetryConfig(
+            max_attempts=own.max_attempts,
+            min_backoff=duration_pb2.Duration(seconds=int(own.min_backoff)),
+            max_backoff=duration_pb2.Duration(seconds=int(own.max_backoff)),
         ),
     )
     created: tasks_v2.Task = stack["client"].create_task(parent=stack["queue"], task=task)
@@ -162,8 +180,9 @@ def test_every_failing_task_ends_as_exactly_one_whole_dead_letter(stack: dict[st
     sent[_create(stack, "crash", crash)] = (json.loads(crash)["id"], crash)
 
     _wait_until(lambda: all(_gone(stack, name) for name in sent), timeout_s=60)
-    blobs = list(stack["bucket"].list_blobs())
-    assert len(blobs) == len(sent)  # one each, no more
+    # One object per task, named by queue and task: a second record could only overwrite.
+    expected = {f"{n.split('/')[-3]}/{n.rsplit('/', 1)[1]}.json" for n in sent}
+    assert expected <= {b.name for b in stack["bucket"].list_blobs()}
     runs = [r for r in iter_json_lines(stack["records"]) if r["event"] == "start"]
     for name, (task_id, body) in sent.items():
         record = _record(stack, name)
@@ -180,8 +199,28 @@ def test_every_failing_task_ends_as_exactly_one_whole_dead_letter(stack: dict[st
         assert len([r for r in runs if r["id"] == task_id]) == ATTEMPTS
     statuses = {_record(stack, n)["attempts"]["statuses"][-1]["status"] for n in sent}
     assert statuses == {500, 503}
-    pointers = stack["worker"].entries(lambda e: "dead_letter_uri" in e)
-    assert {p["dead_letter_uri"] for p in pointers} == {f"gs://{BUCKET}/{b.name}" for b in blobs}
+    # One log entry points to each record, once.
+    pointers = [
+        p["dead_letter_uri"] for p in stack["worker"].entries(lambda e: "dead_letter_uri" in e)
+    ]
+    for object_name in expected:
+        assert pointers.count(f"gs://{BUCKET}/{object_name}") == 1
+
+
+def test_a_task_with_its_own_retry_config_gets_exactly_that_many_attempts(
+    stack: dict[str, Any],
+) -> None:
+    own = RetryPolicy(
+        max_attempts=2, min_backoff=1, max_backoff=1, max_doublings=0, max_retry_duration=0
+    )
+    task_id = new_id()
+    body = json.dumps({"id": task_id}).encode()
+    name = _create(stack, "fail_transient", body, own)
+    _wait_until(lambda: _gone(stack, name))
+    record = _record(stack, name)
+    assert (record["attempts"]["made"], record["retry_policy"]) == (2, own.to_json())
+    runs = [r for r in iter_json_lines(stack["records"]) if r["id"] == task_id]
+    assert len([r for r in runs if r["event"] == "start"]) == 2
 
 
 def test_a_body_that_is_not_utf8_is_kept_as_base64(stack: dict[str, Any]) -> None:
