@@ -26,7 +26,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -47,13 +47,17 @@ def planned_bucket(outputs: Mapping[str, str]) -> str | None:
     return outputs.get(OUTPUT_DEAD_LETTER_BUCKET) or None
 
 
-def spawn_storage(paths: StackPaths, host: str) -> processes.Started:
+def spawn_storage(paths: StackPaths, host: str, avoid: Collection[int] = ()) -> processes.Started:
     """Start the Cloud Storage emulator on a free loopback port, data under the stack.
 
+    `avoid`: the stack's remembered ports (free now, since the stack is down, but the
+    worker and the Tasks emulator will bind them again: queued tasks carry the worker's).
     Run as `python -m gcp_storage_emulator` (not its console script, whose process shows
     the interpreter first), so the command line `down` checks is the one recorded.
     """
     port = processes.free_port(host)
+    while port in avoid:
+        port = processes.free_port(host)
     data = paths.dir / "storage"
     data.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", EMULATOR_MODULE, "-d", str(data), "start"]
@@ -75,12 +79,13 @@ def start_storage(
     *,
     adopt: Callable[[processes.Started], None],
     drop: Callable[[processes.Started], None],
+    avoid: Collection[int] = (),
 ) -> processes.Started:
     """Spawn the emulator, wait until it answers, create `bucket`. `adopt` records each
     process as soon as it exists (so `down` finds it); `drop` forgets one that lost its
     port to another program between choosing and binding it (then another is tried)."""
     for _ in range(PORT_ATTEMPTS):
-        started = spawn_storage(paths, host)
+        started = spawn_storage(paths, host, avoid)
         adopt(started)
         if _ready(started):
             ensure_bucket(started.record.url, bucket)

@@ -320,7 +320,12 @@ def _start(
     bucket = local_storage.planned_bucket(realisation.outputs)
     if bucket is not None:  # the dead-letter bucket: the worker needs it from its start
         local_storage.start_storage(
-            paths, LOCAL_HOST, bucket, adopt=running.adopt, drop=running.drop
+            paths,
+            LOCAL_HOST,
+            bucket,
+            adopt=running.adopt,
+            drop=running.drop,
+            avoid={p for p in (planned.worker, planned.emulator_grpc, planned.emulator_http) if p},
         )
     ready = processes.wait_for_line(emulator, EMULATOR_READY, START_TIMEOUT_S)
     grpc_host, http_url = ready["grpc"], ready["http"].rstrip("/")

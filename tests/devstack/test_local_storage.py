@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
@@ -13,7 +14,14 @@ from google.cloud.storage import Client
 
 from contract.names import OUTPUT_DEAD_LETTER_BUCKET, OUTPUT_STORAGE_EMULATOR_HOST
 from devstack import processes, runtime
-from devstack.local_storage import ROLE, planned_bucket, storage_outputs, worker_env
+from devstack.local_storage import (
+    ROLE,
+    planned_bucket,
+    spawn_storage,
+    storage_outputs,
+    worker_env,
+)
+from devstack.state import StackPaths
 from enqueue import Enqueuer, load_outputs
 from tests.devstack.stack_helpers import LocalStack
 
@@ -82,6 +90,22 @@ def test_a_task_the_worker_cannot_run_lands_in_the_planned_bucket(
     assert "X-Tasks-Not-Before".lower() in record["headers"]
     worker_log = local_stack.paths.worker_log.read_text()
     assert f"gs://{bucket.name}/{queue_id}/{task_id}.json" in worker_log
+
+
+def test_the_stacks_remembered_ports_are_never_given_to_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After `down` the worker's remembered port is free, and the kernel may hand it
+    # out again: storage starts first and must leave it to the worker.
+    remembered = processes.free_port("127.0.0.1")
+    other = processes.free_port("127.0.0.1")
+    ports = iter([remembered, remembered, other])
+    monkeypatch.setattr(processes, "free_port", lambda host: next(ports))
+    started = spawn_storage(StackPaths.for_stack("dev", tmp_path), "127.0.0.1", {remembered})
+    try:
+        assert started.record.url == f"http://127.0.0.1:{other}"
+    finally:
+        processes.stop(started.record, child=started.process)
 
 
 def test_without_a_planned_bucket_nothing_is_added() -> None:
