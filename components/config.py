@@ -14,6 +14,7 @@ more queue keys to their own settings (the same keys as `QueueConfig`, nested:
 `queues.email.max_dispatches_per_second`), `routes` maps a task type to a queue key.
 `PipelineConfig.queues` is every queue by key, `default` first.
 - `OperationsConfig`: `Operations` (alerts, dashboard) and the plan's cost preview.
+- `DeadLetterConfig`: `DeadLetterBucket` (retention and readers of the dead letters).
 
 A field name is its config key: `cloud-tasks-pipeline:<field>`, or `gcp:<field>`
 for `GcpConfig`. Keys stay flat in `Pulumi.<stack>.yaml`; which section a key
@@ -597,6 +598,38 @@ class OperationsConfig(Section):
         return value
 
 
+class DeadLetterConfig(Section):
+    """Where dead tasks are kept: the dead-letter bucket (`components.dead_letters`)."""
+
+    dead_letter_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="Days a dead letter is kept (and cannot be deleted) before it expires.",
+    )
+    dead_letter_readers: tuple[str, ...] = Field(
+        default=(),
+        description="IAM principals who may read dead letters (roles/storage.objectViewer).",
+    )
+
+    @field_validator("dead_letter_readers")
+    @classmethod
+    def _readers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for member in value:
+            if member in PUBLIC_PRINCIPALS:
+                raise ValueError(
+                    f"{member} would let anyone read task bodies; name the operators' principals"
+                )
+            if not PRINCIPAL_RE.match(member):
+                raise ValueError(
+                    f"{member!r} is not an IAM principal; write it like "
+                    '"group:oncall@example.com" or "user:alice@example.com"'
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("a principal is listed twice")
+        return value
+
+
 class PipelineConfig(BaseModel):
     """The whole stack configuration: one section per concern."""
 
@@ -625,6 +658,7 @@ class PipelineConfig(BaseModel):
         return bool(self.routing.queues or self.routing.routes)
 
     operations: OperationsConfig = Field(default_factory=OperationsConfig)
+    dead_letters: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
 
     @model_validator(mode="after")
     def _across_sections(self) -> PipelineConfig:

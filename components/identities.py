@@ -12,9 +12,10 @@ invoker only (bootstrap/README.md). Their emails are known before they exist
   `WorkerService` next to the service it scopes; the Cloud Tasks service agent's
   right to mint its tokens is bootstrap's.
 - the *runtime* account: what the container runs as. Separate from the invoker so
-  that a compromised worker cannot invoke itself. It has no role at all: Cloud Run
-  itself ships the container's stdout/stderr to Cloud Logging and records the
-  request metrics, neither needs a role on the runtime account
+  that a compromised worker cannot invoke itself. Its only role is creating objects
+  in the dead-letter bucket (`components.dead_letters`): Cloud Run itself ships the
+  container's stdout/stderr to Cloud Logging and records the request metrics,
+  neither needs a role on the runtime account
   (https://cloud.google.com/run/docs/logging, "Writing container logs").
 - the *enqueuers*: principals from `IdentitiesConfig.enqueuers`, or bootstrap's
   `PREFIX-enqueuer` account. They may act as the invoker
