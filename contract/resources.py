@@ -115,6 +115,18 @@ RUN_ADMIN_ROLE: Final = "roles/run.admin"
 RUN_DEVELOPER_ROLE: Final = "roles/run.developer"
 CLOUDTASKS_ENQUEUER_ROLE: Final = "roles/cloudtasks.enqueuer"
 CLOUDTASKS_ADMIN_ROLE: Final = "roles/cloudtasks.admin"
+# The operators' queue-scoped roles (`python -m ops`): list/show tasks with their bodies
+# (cloudtasks.tasks.fullView), cancel them, pause/resume/purge the queue.
+CLOUDTASKS_VIEWER_ROLE: Final = "roles/cloudtasks.viewer"
+CLOUDTASKS_TASK_DELETER_ROLE: Final = "roles/cloudtasks.taskDeleter"
+CLOUDTASKS_QUEUE_ADMIN_ROLE: Final = "roles/cloudtasks.queueAdmin"
+OPERATOR_QUEUE_ROLES: Final = (
+    CLOUDTASKS_VIEWER_ROLE,
+    CLOUDTASKS_TASK_DELETER_ROLE,
+    CLOUDTASKS_QUEUE_ADMIN_ROLE,
+)
+# Read access to the dead letters (the dead-letter bucket's readers and the operators).
+STORAGE_OBJECT_VIEWER_ROLE: Final = "roles/storage.objectViewer"
 SERVICE_ACCOUNT_USER_ROLE: Final = "roles/iam.serviceAccountUser"
 OPENID_TOKEN_CREATOR_ROLE: Final = "roles/iam.serviceAccountOpenIdTokenCreator"  # noqa: S105
 SERVICE_ACCOUNT_ADMIN_ROLE: Final = "roles/iam.serviceAccountAdmin"
