@@ -318,9 +318,12 @@ def _replay(
         print(f"dry run: {len(replays)} dead letter(s) would be replayed, nothing sent", file=out)
         return EXIT_OK
     from enqueue.enqueuer import Enqueuer
+    from enqueue.errors import LargeTaskWarning
 
     counts = {"created": 0, "already_enqueued": 0}
-    with Enqueuer(outputs, transport=args.transport) as enqueuer:
+    with Enqueuer(outputs, transport=args.transport) as enqueuer, warnings.catch_warnings():
+        # Printed below as one line each, rather than Python's two-line warning format.
+        warnings.simplefilter("ignore", LargeTaskWarning)
         for replay in replays:
             try:
                 result = enqueuer.enqueue(replay.spec)
@@ -333,6 +336,8 @@ def _replay(
                     attempts=exc.attempts,
                 ) from None
             counts[result.status] += 1
+            for message in result.warnings:
+                print(f"warning: {message}", file=sys.stderr)
             state = "replayed" if result.status == "created" else "already enqueued"
             print(f"{state}: {replay.record.id} -> {result.name}", file=out)
     print(
