@@ -180,6 +180,7 @@ class TaskPipeline(pulumi.ComponentResource):
             audience=self.audience,
             invoker_email=self.identities.invoker.email,
             enqueuers=self.identities.enqueuer_grantees,
+            operators=self.identities.operator_grantees,
             # One switch protects the stack's stateful parts: the service (Cloud Run's
             # own flag) and the queues, whose tasks a delete would take with them.
             protect=config.worker.deletion_protection,
