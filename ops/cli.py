@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--transport", choices=TRANSPORTS, default="grpc", help="API transport (default grpc)"
     )
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{tasks,queue,dead-letters}")
+    groups = parser.add_subparsers(
+        dest="group", required=True, metavar="{tasks,queue,dead-letters}"
+    )
 
     tasks = groups.add_parser("tasks", help="list, show or cancel tasks").add_subparsers(
         dest="action", required=True, metavar="{list,show,cancel}"
@@ -370,4 +372,6 @@ def main(argv: Sequence[str] | None = None, *, out: IO[str] | None = None) -> in
     except EnqueueError as exc:
         return fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
-        return fail("interrupted: the call in flight may or may not have been done", EXIT_INTERRUPTED)
+        return fail(
+            "interrupted: the call in flight may or may not have been done", EXIT_INTERRUPTED
+        )

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from contract.headers import header_name_problem, header_value_problem, reserved_header_reason
-from enqueue.enqueuer import EnqueueResult, Enqueuer
+from enqueue.enqueuer import Enqueuer, EnqueueResult
 from enqueue.errors import TaskValidationError
 from enqueue.outputs import StackOutputs
 from enqueue.spec import BuiltTask, TaskSpec, build_task

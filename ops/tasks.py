@@ -98,7 +98,7 @@ class Operations:
         self._client = make_client(outputs, transport)
 
     def close(self) -> None:
-        self._client.transport.close()
+        self._client.transport.close()  # type: ignore[no-untyped-call]
 
     def queue_path(self, key: str) -> str:
         self.queues.check_key(key)  # TaskValidationError naming the stack's queues
@@ -132,7 +132,9 @@ class Operations:
 
     # --- tasks --------------------------------------------------------------------------
 
-    def list_tasks(self, key: str | None = None, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    def list_tasks(
+        self, key: str | None = None, limit: int | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Tasks of one queue (or every queue, in key order), at most ``limit`` in all."""
         shown = 0
         for queue_key in self._keys(key):
@@ -201,19 +203,11 @@ class Operations:
         return str(task.name)
 
     def task_name_for_key(self, task_type: str, key: str) -> str:
-        """The full name the enqueue helper gives a task of ``task_type`` with idempotency ``key``."""
+        """The full name the enqueue helper gives a ``task_type`` task with idempotency ``key``."""
         target = self.outputs.target(task_type)
         return self.outputs.task_path(task_id_for_key(task_type, key), target.path)
 
     # --- queues -------------------------------------------------------------------------
-
-    def queue_state(self, key: str) -> str:
-        path = self.queue_path(key)
-        try:
-            queue = self._client.get_queue(name=path, timeout=CALL_TIMEOUT_S)
-        except gexc.GoogleAPICallError as exc:
-            raise self._call_failed(exc, f"read queue {path}", "read", path) from None
-        return tasks_v2.Queue.State(queue.state).name
 
     def change_queue(self, key: str, action: str) -> str:
         """``pause``, ``resume`` or ``purge`` the queue ``key``; returns its state after."""
@@ -227,4 +221,4 @@ class Operations:
             queue = call(name=path, timeout=CALL_TIMEOUT_S)
         except gexc.GoogleAPICallError as exc:
             raise self._call_failed(exc, f"{action} queue {path}", "queue", path) from None
-        return tasks_v2.Queue.State(queue.state).name
+        return str(tasks_v2.Queue.State(queue.state).name)

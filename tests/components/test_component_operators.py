@@ -82,7 +82,9 @@ def test_nothing_project_wide_for_operators(plan: Plan) -> None:
 def test_under_independent_mocks(tmp_path: Path) -> None:
     recorder = TestIndependentMocks.Recorder()
     pulumi.runtime.set_mocks(recorder, project="cloud-tasks-pipeline", stack="three")
-    raw: dict[str, Any] = {k.split(":", 1)[1]: v for k, v in STACK_YAML.items() if not k.startswith("gcp:")}
+    raw: dict[str, Any] = {
+        k.split(":", 1)[1]: v for k, v in STACK_YAML.items() if not k.startswith("gcp:")
+    }
     config = parse_config(
         {**raw, "project": "my-tasks-dev", "region": "europe-west1", "operators": [ONCALL]}
     )
@@ -109,7 +111,11 @@ def test_under_independent_mocks(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("operators", "words"),
-    [(("allUsers",), "anyone"), (("oncall@example.com",), "not an IAM principal"), ((ONCALL, ONCALL), "twice")],
+    [
+        (("allUsers",), "anyone"),
+        (("oncall@example.com",), "not an IAM principal"),
+        ((ONCALL, ONCALL), "twice"),
+    ],
 )
 def test_operators_are_checked_like_enqueuers(operators: tuple[str, ...], words: str) -> None:
     with pytest.raises(ValueError, match=words):

@@ -116,9 +116,9 @@ def make_stack(
         "dispatch_deadlines": {"default": "60s", "email": "30s"},
         **(extra or {}),
     }
-    path = tmp_path / "outputs.json"
-    path.write_text(json.dumps(outputs))
-    return Stack(path, queues, emu)
+    outputs_file = tmp_path / "outputs.json"
+    outputs_file.write_text(json.dumps(outputs))
+    return Stack(outputs_file, queues, emu)
 
 
 # --- Cloud Storage ------------------------------------------------------------------------
@@ -137,8 +137,10 @@ def storage_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     log = (tmp_path_factory.mktemp("storage") / "storage.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1"]
-        + ["--port", str(port), "--in-memory", "--default-bucket", BUCKET],
+        [
+            *(sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1"),
+            *("--port", str(port), "--in-memory", "--default-bucket", BUCKET),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
@@ -238,9 +240,7 @@ def dead_letter_record(
     }
 
 
-def write_dead_letter(
-    url: str, bucket: str, name: str, record: Mapping[str, Any] | bytes
-) -> None:
+def write_dead_letter(url: str, bucket: str, name: str, record: Mapping[str, Any] | bytes) -> None:
     """Upload as the worker's sink does: JSON, create-only (`if_generation_match=0`)."""
     data = record if isinstance(record, bytes) else json.dumps(record).encode()
     storage_client(url).bucket(bucket).blob(name).upload_from_string(

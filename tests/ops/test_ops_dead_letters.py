@@ -63,13 +63,17 @@ def letter(
 def letters(stack: Stack, storage_url: str, bucket: str) -> dict[str, str]:
     big = json.dumps({"blob": "x" * 900_000}).encode()  # whole, far over a log entry
     return {
-        "email": letter(stack, storage_url, bucket, "email", "send-email", "t-1", b'{"to":"a@b.c"}'),
+        "email": letter(
+            stack, storage_url, bucket, "email", "send-email", "t-1", b'{"to":"a@b.c"}'
+        ),
         "big": letter(stack, storage_url, bucket, "default", "resize", "t-2", big),
         "binary": letter(stack, storage_url, bucket, "default", "resize", "t-3", bytes(range(256))),
     }
 
 
-def test_list_and_filters(stack: Stack, letters: dict[str, str], bucket: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_and_filters(
+    stack: Stack, letters: dict[str, str], bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     base = ["--outputs", str(stack.outputs), "dead-letters", "list"]
     code, out, err = run([*base, "--json"], capsys)
     assert (code, err) == (0, "")
@@ -83,88 +87,141 @@ def test_list_and_filters(stack: Stack, letters: dict[str, str], bucket: str, ca
     code, out, _ = run([*base, "--type", "resize", "--json"], capsys)
     assert sorted(s["id"] for s in json.loads(out)) == sorted([letters["big"], letters["binary"]])
     code, out, _ = run(base, capsys)
-    assert code == 0 and out.endswith(f"3 dead letter(s) in gs://{bucket}\n")
+    assert code == 0
+    assert out.endswith(f"3 dead letter(s) in gs://{bucket}\n")
 
 
-def test_show_decodes_the_whole_body(stack: Stack, letters: dict[str, str], bucket: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_decodes_the_whole_body(
+    stack: Stack, letters: dict[str, str], bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     base = ["--outputs", str(stack.outputs), "dead-letters", "show"]
     code, out, _ = run([*base, letters["big"]], capsys)
     shown = json.loads(out)
-    assert code == 0 and shown["body"] == {"blob": "x" * 900_000}
+    assert code == 0
+    assert shown["body"] == {"blob": "x" * 900_000}
     assert shown["uri"] == f"gs://{bucket}/{letters['big']}.json"
     assert shown["attempt_history"]["statuses"][-1] == {"attempt": 3, "status": 503}
     code, out, _ = run([*base, f"gs://{bucket}/{letters['binary']}.json"], capsys)
     shown = json.loads(out)
-    assert (shown["body_encoding"], base64.b64decode(shown["body"])) == ("base64", bytes(range(256)))
+    assert (shown["body_encoding"], base64.b64decode(shown["body"])) == (
+        "base64",
+        bytes(range(256)),
+    )
     code, out, err = run([*base, "nope/none"], capsys)
     assert (code, out) == (1, "")
     assert err.startswith(f"error: no dead letter nope/none in gs://{bucket}")
 
 
-def test_replay_twice_makes_one_task_each(stack: Stack, letters: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_twice_makes_one_task_each(
+    stack: Stack, letters: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     base = ["--outputs", str(stack.outputs), "dead-letters", "replay"]
     code, out, err = run([*base, "--all"], capsys)
     assert code == 0
     assert out.endswith("replayed 3, already enqueued 0 (of 3)\n")
     # The 900 kB body is sent whole, with the helper's one-line size warning.
-    assert err.startswith("warning: task replay-") and err.count("\n") == 1
+    assert err.startswith("warning: task replay-")
+    assert err.count("\n") == 1
     code, out, _ = run([*base, "--all"], capsys)
-    assert code == 0 and out.endswith("replayed 0, already enqueued 3 (of 3)\n")
+    assert code == 0
+    assert out.endswith("replayed 0, already enqueued 3 (of 3)\n")
     [email] = stack.tasks("email")
     assert email.name.endswith("/tasks/replay-" + email.name.rsplit("replay-", 1)[1])
     assert json.loads(email.http_request.body) == {"to": "a@b.c"}
     headers = dict(email.http_request.headers)
     assert headers["x-tenant"] == "acme"  # the task's own header comes back
-    assert not any(h.lower().startswith(("x-cloudtasks-", "x-tasks-", "traceparent")) for h in headers)
+    assert not any(
+        h.lower().startswith(("x-cloudtasks-", "x-tasks-", "traceparent")) for h in headers
+    )
     assert email.http_request.url.endswith("/tasks/send-email")
     bodies = sorted(bytes(t.http_request.body) for t in stack.tasks("default"))
     assert bodies == sorted([json.dumps({"blob": "x" * 900_000}).encode(), bytes(range(256))])
     # One by id: the same derived name, so still one task.
     code, out, _ = run([*base, letters["email"]], capsys)
-    assert code == 0 and out.startswith(f"already enqueued: {letters['email']} -> {email.name}")
+    assert code == 0
+    assert out.startswith(f"already enqueued: {letters['email']} -> {email.name}")
     assert len(stack.tasks("email")) == 1
 
 
-def test_dry_run_sends_nothing(stack: Stack, letters: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_sends_nothing(
+    stack: Stack, letters: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = run(
-        ["--outputs", str(stack.outputs), "dead-letters", "replay", "--type", "send-email", "--dry-run"],
+        [
+            "--outputs",
+            str(stack.outputs),
+            "dead-letters",
+            "replay",
+            "--type",
+            "send-email",
+            "--dry-run",
+        ],
         capsys,
     )
     assert code == 0
     [line, summary] = out.splitlines()
     would = json.loads(line)["would_send"]
-    assert would["dead_letter"] == letters["email"] and would["queue"] == "email"
+    assert would["dead_letter"] == letters["email"]
+    assert would["queue"] == "email"
     assert would["task"].endswith("/tasks/" + would["task"].rsplit("/", 1)[1])
     assert summary == "dry run: 1 dead letter(s) would be replayed, nothing sent"
-    assert stack.tasks("email") == [] and stack.tasks("default") == []
+    assert stack.tasks("email") == []
+    assert stack.tasks("default") == []
 
 
 def test_a_damaged_record_stops_the_replay_before_anything_is_sent(
-    stack: Stack, letters: dict[str, str], storage_url: str, bucket: str, capsys: pytest.CaptureFixture[str]
+    stack: Stack,
+    letters: dict[str, str],
+    storage_url: str,
+    bucket: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     damaged = dead_letter_record(
-        task_type="resize", body=b"{}", queue_key="default", queue_id=queue_id(stack, "default"), task_id="t-9"
+        task_type="resize",
+        body=b"{}",
+        queue_key="default",
+        queue_id=queue_id(stack, "default"),
+        task_id="t-9",
     )
     damaged["body_bytes"] = 99  # a cut body is not a task to replay
-    write_dead_letter(storage_url, bucket, dead_letter_object_name(queue_id(stack, "default"), "t-9"), damaged)
-    code, out, err = run(["--outputs", str(stack.outputs), "dead-letters", "replay", "--all"], capsys)
+    write_dead_letter(
+        storage_url, bucket, dead_letter_object_name(queue_id(stack, "default"), "t-9"), damaged
+    )
+    code, out, err = run(
+        ["--outputs", str(stack.outputs), "dead-letters", "replay", "--all"], capsys
+    )
     assert (code, out) == (2, "")
     assert "the body has 2 bytes but the record says 99: nothing was replayed" in err
-    assert stack.tasks("email") == [] and stack.tasks("default") == []
+    assert stack.tasks("email") == []
+    assert stack.tasks("default") == []
     # `list` still shows the others, and says which one it skipped.
     code, out, err = run(["--outputs", str(stack.outputs), "dead-letters", "list"], capsys)
-    assert code == 0 and "3 dead letter(s)" in out and "warning: skipped dead letter" in err
+    assert code == 0
+    assert "3 dead letter(s)" in out
+    assert "warning: skipped dead letter" in err
 
 
 def test_a_header_the_api_refuses_stops_the_replay(
-    stack: Stack, letters: dict[str, str], storage_url: str, bucket: str, capsys: pytest.CaptureFixture[str]
+    stack: Stack,
+    letters: dict[str, str],
+    storage_url: str,
+    bucket: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     record = dead_letter_record(
-        task_type="bad type!", body=b"{}", queue_key="default", queue_id=queue_id(stack, "default"), task_id="t-8"
+        task_type="bad type!",
+        body=b"{}",
+        queue_key="default",
+        queue_id=queue_id(stack, "default"),
+        task_id="t-8",
     )
-    write_dead_letter(storage_url, bucket, dead_letter_object_name(queue_id(stack, "default"), "t-8"), record)
+    write_dead_letter(
+        storage_url, bucket, dead_letter_object_name(queue_id(stack, "default"), "t-8"), record
+    )
     code, _, err = run(["--outputs", str(stack.outputs), "dead-letters", "replay", "--all"], capsys)
-    assert code == 2 and "cannot be replayed" in err and err.count("\n") == 1
+    assert code == 2
+    assert "cannot be replayed" in err
+    assert err.count("\n") == 1
     assert stack.tasks("default") == []
 
 
@@ -172,21 +229,26 @@ def test_usage_errors(stack: Stack, capsys: pytest.CaptureFixture[str], tmp_path
     base = ["--outputs", str(stack.outputs), "dead-letters", "replay"]
     for argv in ([], ["--all", "x/y"], ["--all", "--queue", "email"]):
         code, _, err = run([*base, *argv], capsys)
-        assert code == 2 and "exactly one of those" in err
+        assert code == 2
+        assert "exactly one of those" in err
     without = json.loads(stack.outputs.read_text())
     del without["dead_letter_bucket"]
     path = tmp_path / "no-bucket.json"
     path.write_text(json.dumps(without))
     code, _, err = run(["--outputs", str(path), "dead-letters", "list"], capsys)
-    assert code == 2 and err.startswith("error: the outputs have no dead_letter_bucket")
+    assert code == 2
+    assert err.startswith("error: the outputs have no dead_letter_bucket")
 
 
 def test_replay_id_is_deterministic_per_object() -> None:
     from ops.dead_letters import parse_record
 
-    record = dead_letter_record(task_type="t", body=b"{}", queue_key="default", queue_id="q", task_id="a")
+    record = dead_letter_record(
+        task_type="t", body=b"{}", queue_key="default", queue_id="q", task_id="a"
+    )
     one = parse_record("q/a.json", json.dumps(record).encode())
     other = parse_record("q/b.json", json.dumps(record).encode())
     assert replay_task_id(one) == replay_task_id(one)
     assert replay_task_id(one) != replay_task_id(other)
-    assert replay_task_id(one).startswith("replay-") and len(replay_task_id(one)) == 39
+    assert replay_task_id(one).startswith("replay-")
+    assert len(replay_task_id(one)) == 39
