@@ -25,7 +25,7 @@ from contract.resources import (
 )
 from plan.engine import evaluate_config
 from plan.model import Plan
-from tests.components.test_component_queues import STACK_YAML, TestIndependentMocks
+from tests.components import test_component_queues as queue_tests
 from tests.stack_files import THREE_QUEUES, stack_config
 
 KEY = "cloud-tasks-pipeline:"
@@ -80,10 +80,10 @@ def test_nothing_project_wide_for_operators(plan: Plan) -> None:
 
 
 def test_under_independent_mocks(tmp_path: Path) -> None:
-    recorder = TestIndependentMocks.Recorder()
+    recorder = queue_tests.TestIndependentMocks.Recorder()
     pulumi.runtime.set_mocks(recorder, project="cloud-tasks-pipeline", stack="three")
     raw: dict[str, Any] = {
-        k.split(":", 1)[1]: v for k, v in STACK_YAML.items() if not k.startswith("gcp:")
+        k.split(":", 1)[1]: v for k, v in queue_tests.STACK_YAML.items() if not k.startswith("gcp:")
     }
     config = parse_config(
         {**raw, "project": "my-tasks-dev", "region": "europe-west1", "operators": [ONCALL]}
