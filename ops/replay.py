@@ -4,7 +4,8 @@ A replayed task has the dead letter's type, body and headers, goes to the queue 
 worker recorded (its key, when the stack still has that queue) or else to its type's
 route, and is named `replay-<hash of the dead letter's object name>` (`replay_task_id`):
 replaying the same dead letter twice makes one task, the second create being answered
-"already enqueued" by Cloud Tasks' name deduplication.
+"already enqueued" by Cloud Tasks' name deduplication (which holds a name for about an
+hour after its task ran or was deleted, up to 24 h: a replay after that runs it again).
 
 Every selected record is turned into a checked task (`plan_replays`) before the first
 is sent, so a damaged record or a header the API would refuse stops the whole replay

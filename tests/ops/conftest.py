@@ -30,7 +30,13 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage, tasks_v2
 
 from emulator.testing import EmulatorProcess
-from tests.enqueue.conftest import AUDIENCE, INVOKER, LOCATION, PROJECT
+from tests.enqueue.conftest import (
+    AUDIENCE,
+    INVOKER,
+    LOCATION,
+    PROJECT,
+    target as target,  # the recording worker, as a fixture here
+)
 
 BUCKET = "ops-dead-letters"
 _numbers = itertools.count(1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from emulator.testing import EmulatorProcess
 from ops.cli import main
 from ops.replay import replay_task_id
+from tests.enqueue.conftest import Target
 from tests.ops.conftest import (
     Stack,
     dead_letter_object_name,
@@ -252,3 +254,32 @@ def test_replay_id_is_deterministic_per_object() -> None:
     assert replay_task_id(one) != replay_task_id(other)
     assert replay_task_id(one).startswith("replay-")
     assert len(replay_task_id(one)) == 39
+
+
+def test_a_replay_is_delivered_once_even_when_run_twice(
+    emulator: EmulatorProcess,
+    tmp_path: Path,
+    storage_url: str,
+    bucket: str,
+    target: Target,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A running queue and a worker that answers 200: the replayed task runs and is
+    # gone; the second replay finds its name still reserved and creates nothing.
+    extra = {"dead_letter_bucket": bucket, "storage_emulator_host": storage_url}
+    stack = make_stack(emulator, tmp_path, service_url=target.url, paused=False, extra=extra)
+    letter_id = letter(stack, storage_url, bucket, "email", "send-email", "t-5", b'{"n": 5}')
+    argv = ["--outputs", str(stack.outputs), "dead-letters", "replay", letter_id]
+    code, out, _ = run(argv, capsys)
+    assert code == 0 and out.startswith("replayed: ")
+    [delivered] = target.wait_for(1)
+    assert (delivered.path, delivered.body) == ("/tasks/send-email", b'{"n": 5}')
+    assert delivered.headers["x-tenant"] == "acme"
+    deadline = time.monotonic() + 10
+    while stack.tasks("email") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stack.tasks("email") == []  # it ran
+    code, out, _ = run(argv, capsys)
+    assert code == 0 and out.startswith(f"already enqueued: {letter_id}")
+    time.sleep(1.0)  # a second delivery, if one were coming, would arrive by now
+    assert len(target.received) == 1
