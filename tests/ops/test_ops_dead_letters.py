@@ -271,7 +271,8 @@ def test_a_replay_is_delivered_once_even_when_run_twice(
     letter_id = letter(stack, storage_url, bucket, "email", "send-email", "t-5", b'{"n": 5}')
     argv = ["--outputs", str(stack.outputs), "dead-letters", "replay", letter_id]
     code, out, _ = run(argv, capsys)
-    assert code == 0 and out.startswith("replayed: ")
+    assert code == 0
+    assert out.startswith("replayed: ")
     [delivered] = target.wait_for(1)
     assert (delivered.path, delivered.body) == ("/tasks/send-email", b'{"n": 5}')
     assert delivered.headers["x-tenant"] == "acme"
@@ -280,6 +281,7 @@ def test_a_replay_is_delivered_once_even_when_run_twice(
         time.sleep(0.1)
     assert stack.tasks("email") == []  # it ran
     code, out, _ = run(argv, capsys)
-    assert code == 0 and out.startswith(f"already enqueued: {letter_id}")
+    assert code == 0
+    assert out.startswith(f"already enqueued: {letter_id}")
     time.sleep(1.0)  # a second delivery, if one were coming, would arrive by now
     assert len(target.received) == 1
