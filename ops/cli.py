@@ -27,6 +27,7 @@ import warnings
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
+from contract.task_types import task_type_problem
 from enqueue.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from enqueue.defaults import TRANSPORTS
 from enqueue.errors import EnqueueError, EnqueueFailedError
@@ -165,10 +166,18 @@ def _print_task(view: dict[str, Any], out: IO[str]) -> None:
 # --- tasks and queues ------------------------------------------------------------------
 
 
-def _operations(args: argparse.Namespace) -> Operations:
+def _operations(args: argparse.Namespace, queue_key: str | None = None) -> Operations:
+    """The client for the stack's queues, once the input is known to be valid."""
     from ops.tasks import Operations
 
-    return Operations(_load(args), transport=args.transport)
+    outputs = _load(args)
+    if queue_key is not None:
+        outputs.stack_queues.check_key(queue_key)  # before any credentials are looked for
+    if args.group == "tasks" and args.action == "cancel" and args.type is not None:
+        problem = task_type_problem(args.type)
+        if problem is not None:
+            raise UsageError(f"--type: {problem}")
+    return Operations(outputs, transport=args.transport)
 
 
 def _tasks(args: argparse.Namespace, out: IO[str]) -> int:
@@ -179,7 +188,7 @@ def _tasks(args: argparse.Namespace, out: IO[str]) -> int:
         )
     if args.action == "cancel" and args.name is None and (args.type is None) != (args.key is None):
         raise UsageError("tasks cancel --type and --key go together")
-    ops = _operations(args)
+    ops = _operations(args, args.queue if args.action == "list" else None)
     try:
         if args.action == "list":
             views = ops.list_tasks(args.queue, args.limit)
@@ -221,7 +230,7 @@ def _confirm_purge(args: argparse.Namespace, path: str) -> None:
 
 
 def _queue(args: argparse.Namespace, out: IO[str]) -> int:
-    ops = _operations(args)
+    ops = _operations(args, args.key)
     try:
         path = ops.queue_path(args.key)
         if args.action == "purge":

@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 
 from enqueue import StackOutputs
 from enqueue.errors import OutputsError
 from ops.bodies import decoded_body
+from ops.cli import main
 from ops.dead_letters import BadRecordError, dead_letter_id, parse_record
 from ops.replay import replay_headers
 from tests.ops.conftest import dead_letter_record
@@ -82,3 +84,29 @@ def test_damaged_records_say_what_is_wrong(change: dict[str, object], words: str
         parse_record("q/a.json", json.dumps({**record, **change}).encode())
     with pytest.raises(BadRecordError, match="not JSON"):
         parse_record("q/a.json", b"{not json")
+
+
+def test_an_interrupt_is_one_line_exit_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(*_: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("ops.cli._queue", interrupted)
+    assert main(["--outputs", "o.json", "queue", "pause", "default"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("error: interrupted")
+    assert err.count("\n") == 1
+
+
+def test_a_bad_type_for_cancel_by_key_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs = tmp_path / "o.json"
+    outputs.write_text(json.dumps({**BASE, "emulator_host": "127.0.0.1:9"}))
+    argv = ["--outputs", str(outputs), "tasks", "cancel", "--type", "no/slash", "--key", "k"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith("error: --type: ")
+    # An unknown queue key is refused before any client or credentials are needed.
+    assert main(["--outputs", str(outputs), "queue", "purge", "nope", "--yes"]) == 2
+    assert "'nope' is not a queue of this stack" in capsys.readouterr().err
