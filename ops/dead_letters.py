@@ -45,7 +45,10 @@ OBJECT_SUFFIX: Final = ".json"
 STORAGE_EMULATOR_HOST_ENV: Final = "STORAGE_EMULATOR_HOST"  # read by google-cloud-storage
 # A record is at most the 1 MiB body as base64 plus headers: a bigger object is not one.
 MAX_RECORD_BYTES: Final = 4 * 1024 * 1024
-READ_TIMEOUT_S: Final = 30.0
+READ_TIMEOUT_S: Final = 10.0  # one request
+# All the client's retries of one read together (its default runs for 120 s): an operator
+# waiting on an unreachable bucket is told so within this.
+READ_RETRY_BUDGET_S = 20.0
 
 
 class BadRecordError(Exception):
@@ -195,7 +198,9 @@ class DeadLetterStore:
     def names(self, prefix: str = "") -> Iterator[str]:
         """Object names of the dead letters under ``prefix`` (a queue id + `/`), sorted."""
         try:
-            blobs = self._bucket.list_blobs(prefix=prefix or None, timeout=READ_TIMEOUT_S)
+            blobs = self._bucket.list_blobs(
+                prefix=prefix or None, timeout=READ_TIMEOUT_S, retry=_retry()
+            )
             found = sorted(b.name for b in blobs if b.name.endswith(OBJECT_SUFFIX))
         except Exception as exc:
             raise self._failed(exc, "list") from None
@@ -208,7 +213,7 @@ class DeadLetterStore:
         name = dead_letter_id(letter_id) + OBJECT_SUFFIX
         blob = self._bucket.blob(name)
         try:
-            data = blob.download_as_bytes(timeout=READ_TIMEOUT_S)
+            data = blob.download_as_bytes(timeout=READ_TIMEOUT_S, retry=_retry())
         except NotFound:
             raise EnqueueFailedError(
                 f"no dead letter {dead_letter_id(letter_id)} in gs://{self.bucket_name}: "
@@ -238,6 +243,12 @@ class DeadLetterStore:
         else:
             message = f"Cloud Storage could not {verb} {where}: {type(exc).__name__}: {exc}"
         return EnqueueFailedError(message, name=where, attempts=1)
+
+
+def _retry() -> Any:
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_timeout(READ_RETRY_BUDGET_S)
 
 
 def _bucket(outputs: StackOutputs, name: str, env: Mapping[str, str]) -> Bucket:

@@ -285,3 +285,34 @@ def test_a_replay_is_delivered_once_even_when_run_twice(
     assert out.startswith(f"already enqueued: {letter_id}")
     time.sleep(1.0)  # a second delivery, if one were coming, would arrive by now
     assert len(target.received) == 1
+
+
+def test_storage_emulator_host_in_the_environment_wins(
+    stack: Stack,
+    letters: dict[str, str],
+    storage_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = json.loads(stack.outputs.read_text())
+    data["storage_emulator_host"] = "http://127.0.0.1:9"  # discard port: closed
+    stack.outputs.write_text(json.dumps(data))
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", storage_url)
+    code, out, _ = run(["--outputs", str(stack.outputs), "dead-letters", "list", "--json"], capsys)
+    assert code == 0
+    assert len(json.loads(out)) == len(letters)
+
+
+def test_an_unreachable_bucket_is_one_line_exit_1_soon(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = json.loads(stack.outputs.read_text())
+    data["storage_emulator_host"] = "http://127.0.0.1:9"  # discard port: closed
+    stack.outputs.write_text(json.dumps(data))
+    monkeypatch.setattr("ops.dead_letters.READ_RETRY_BUDGET_S", 1.0)
+    started = time.monotonic()
+    code, out, err = run(["--outputs", str(stack.outputs), "dead-letters", "list"], capsys)
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: Cloud Storage could not list gs://{data['dead_letter_bucket']}")
+    assert err.count("\n") == 1
+    assert time.monotonic() - started < 10
