@@ -116,7 +116,10 @@ RUN_DEVELOPER_ROLE: Final = "roles/run.developer"
 CLOUDTASKS_ENQUEUER_ROLE: Final = "roles/cloudtasks.enqueuer"
 CLOUDTASKS_ADMIN_ROLE: Final = "roles/cloudtasks.admin"
 # The operators' queue-scoped roles (`python -m ops`): list/show tasks with their bodies
-# (cloudtasks.tasks.fullView), cancel them, pause/resume/purge the queue.
+# (cloudtasks.tasks.fullView), cancel them, pause/resume/purge the queue
+# (https://cloud.google.com/iam/docs/roles-permissions/cloudtasks). queueAdmin also holds
+# queues.delete/update/setIamPolicy on that queue: the narrowest predefined role with
+# pause, resume and purge (a custom role would need the deployer to manage roles).
 CLOUDTASKS_VIEWER_ROLE: Final = "roles/cloudtasks.viewer"
 CLOUDTASKS_TASK_DELETER_ROLE: Final = "roles/cloudtasks.taskDeleter"
 CLOUDTASKS_QUEUE_ADMIN_ROLE: Final = "roles/cloudtasks.queueAdmin"
