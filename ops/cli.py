@@ -181,13 +181,15 @@ def _operations(args: argparse.Namespace, queue_key: str | None = None) -> Opera
 
 
 def _tasks(args: argparse.Namespace, out: IO[str]) -> int:
-    if args.action == "cancel" and (args.name is None) == (args.type is None or args.key is None):
-        raise UsageError(
-            "tasks cancel takes a task NAME, or --type TYPE --key KEY (the idempotency key "
-            "the task was enqueued with), not both"
-        )
-    if args.action == "cancel" and args.name is None and (args.type is None) != (args.key is None):
-        raise UsageError("tasks cancel --type and --key go together")
+    if args.action == "cancel":
+        by_key = (args.type is not None, args.key is not None)
+        if by_key[0] != by_key[1]:
+            raise UsageError("tasks cancel --type and --key go together")
+        if (args.name is None) != all(by_key):
+            raise UsageError(
+                "tasks cancel takes a task NAME, or --type TYPE --key KEY (the idempotency key "
+                "the task was enqueued with): one of the two"
+            )
     ops = _operations(args, args.queue if args.action == "list" else None)
     try:
         if args.action == "list":

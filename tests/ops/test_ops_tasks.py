@@ -143,9 +143,13 @@ def test_cancel_by_name_and_by_idempotency_key(
     assert err.startswith("error: no task cancel-me")
     code, _, err = run([*argv, "x", "--type", "t", "--key", "k"], capsys)
     assert code == 2
-    assert "not both" in err
+    assert "one of the two" in err
     code, _, err = run([*argv, "--type", "t"], capsys)
     assert code == 2
+    assert "go together" in err
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert "one of the two" in err
 
 
 def _state(stack: Stack, key: str) -> tasks_v2.Queue.State:
