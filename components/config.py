@@ -446,6 +446,12 @@ class IdentitiesConfig(Section):
         default=(),
         description="IAM principals that create tasks; empty = an enqueuer account of the stack.",
     )
+    operators: tuple[str, ...] = Field(
+        default=(),
+        description="IAM principals who operate the queues (python -m ops): queue-scoped "
+        "viewer, taskDeleter, queueAdmin and enqueuer roles on every queue, actAs on the "
+        "invoker (replay), read on the dead letters.",
+    )
 
     @property
     def invoker_account_id(self) -> str:
@@ -469,12 +475,15 @@ class IdentitiesConfig(Section):
             )
         return value
 
-    @field_validator("enqueuers")
+    @field_validator("enqueuers", "operators")
     @classmethod
     def _enqueuers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for member in value:
             if member in PUBLIC_PRINCIPALS:
-                raise ValueError(f"{member} would let anyone create tasks; name real principals")
+                raise ValueError(
+                    f"{member} would let anyone create tasks (and operators read their "
+                    "bodies); name real principals"
+                )
             if not PRINCIPAL_RE.match(member):
                 raise ValueError(
                     f"{member!r} is not an IAM principal; write it like "

@@ -12,8 +12,8 @@ succeed) as one JSON object in this bucket (`service.gcs_dead_letters`), so:
   letters at that age; protected like the service and the queue;
 - `roles/storage.objectCreator` for the runtime account on this bucket only: it
   can add letters, never read, list, replace or delete them;
-- `roles/storage.objectViewer` on this bucket only for each `dead_letter_readers`
-  principal (the operators who read and replay dead letters).
+- `roles/storage.objectViewer` on this bucket only for each of `dead_letter_readers`
+  and `operators` (who read and replay dead letters with `python -m ops`).
 
 `retry_policies_env` is the other half of final-attempt capture: the worker's
 `TASKS_RETRY_POLICIES`, from the same `{queue key: policy}` the pipeline builds
@@ -26,7 +26,7 @@ This component deliberately grants nothing project-wide and creates no account
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import pulumi
@@ -77,8 +77,10 @@ class DeadLetterBucket(pulumi.ComponentResource):
         service_name: str,
         runtime_member: pulumi.Input[str],
         protect: bool,
+        operators: Sequence[str] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`operators`: who runs `python -m ops`; they read dead letters as readers do."""
         super().__init__("tasks:index:DeadLetterBucket", name, None, opts)
         days = config.dead_letter_retention_days
         self.bucket = gcp.storage.Bucket(
@@ -117,6 +119,7 @@ class DeadLetterBucket(pulumi.ComponentResource):
                 member=member,
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            for member in config.dead_letter_readers
+            # Each principal once, readers first (resource names come from the member).
+            for member in dict.fromkeys((*config.dead_letter_readers, *operators))
         ]
         self.register_outputs({"name": self.name})

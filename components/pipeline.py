@@ -144,6 +144,7 @@ class TaskPipeline(pulumi.ComponentResource):
             service_name=config.worker.service_name,
             runtime_member=self.identities.runtime.member,
             protect=config.worker.deletion_protection,
+            operators=config.identities.operators,
             opts=child,
         )
 
@@ -221,6 +222,7 @@ class TaskPipeline(pulumi.ComponentResource):
             audience=self.audience,
             invoker_email=self.identities.invoker.email,
             enqueuers=self.identities.enqueuer_grantees,
+            operators=self.identities.operator_grantees,
             # One switch protects the stack's stateful parts: the service (Cloud Run's
             # own flag) and the queues, whose tasks a delete would take with them.
             protect=config.worker.deletion_protection,

@@ -119,6 +119,21 @@ RUN_ADMIN_ROLE: Final = "roles/run.admin"
 RUN_DEVELOPER_ROLE: Final = "roles/run.developer"
 CLOUDTASKS_ENQUEUER_ROLE: Final = "roles/cloudtasks.enqueuer"
 CLOUDTASKS_ADMIN_ROLE: Final = "roles/cloudtasks.admin"
+# The operators' queue-scoped roles (`python -m ops`): list/show tasks with their bodies
+# (cloudtasks.tasks.fullView), cancel them, pause/resume/purge the queue
+# (https://cloud.google.com/iam/docs/roles-permissions/cloudtasks). queueAdmin also holds
+# queues.delete/update/setIamPolicy on that queue: the narrowest predefined role with
+# pause, resume and purge (a custom role would need the deployer to manage roles).
+CLOUDTASKS_VIEWER_ROLE: Final = "roles/cloudtasks.viewer"
+CLOUDTASKS_TASK_DELETER_ROLE: Final = "roles/cloudtasks.taskDeleter"
+CLOUDTASKS_QUEUE_ADMIN_ROLE: Final = "roles/cloudtasks.queueAdmin"
+OPERATOR_QUEUE_ROLES: Final = (
+    CLOUDTASKS_VIEWER_ROLE,
+    CLOUDTASKS_TASK_DELETER_ROLE,
+    CLOUDTASKS_QUEUE_ADMIN_ROLE,
+)
+# Read access to the dead letters (the dead-letter bucket's readers and the operators).
+STORAGE_OBJECT_VIEWER_ROLE: Final = "roles/storage.objectViewer"
 SERVICE_ACCOUNT_USER_ROLE: Final = "roles/iam.serviceAccountUser"
 OPENID_TOKEN_CREATOR_ROLE: Final = "roles/iam.serviceAccountOpenIdTokenCreator"  # noqa: S105
 SERVICE_ACCOUNT_ADMIN_ROLE: Final = "roles/iam.serviceAccountAdmin"
@@ -137,9 +152,8 @@ MONITORING_ALERT_POLICY_EDITOR_ROLE: Final = "roles/monitoring.alertPolicyEditor
 MONITORING_DASHBOARD_EDITOR_ROLE: Final = "roles/monitoring.dashboardEditor"
 MONITORING_CHANNEL_EDITOR_ROLE: Final = "roles/monitoring.notificationChannelEditor"
 # The dead-letter bucket: the runtime account adds letters (create only: no read, no
-# replace, no delete), operators read them.
+# replace, no delete); readers and operators read them (STORAGE_OBJECT_VIEWER_ROLE).
 STORAGE_OBJECT_CREATOR_ROLE: Final = "roles/storage.objectCreator"
-STORAGE_OBJECT_VIEWER_ROLE: Final = "roles/storage.objectViewer"
 
 # --- principals that mean "anyone" (cloud.google.com/iam/docs/principals-overview) --------
 PUBLIC_PRINCIPALS: Final = ("allUsers", "allAuthenticatedUsers")
