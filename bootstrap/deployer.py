@@ -41,12 +41,13 @@ from contract.resources import (
     ALERT_POLICY_TYPE,
     ARTIFACT_REGISTRY_WRITER_ROLE,
     BROWSER_ROLE,
+    BUCKET_IAM_MEMBER_TYPE,
+    BUCKET_TYPE,
     CLOUDTASKS_ADMIN_ROLE,
     DASHBOARD_TYPE,
     IAM_API,
     IMAGE_TYPE,
     LOG_METRIC_TYPE,
-    LOGGING_CONFIG_WRITER_ROLE,
     MONITORING_ALERT_POLICY_EDITOR_ROLE,
     MONITORING_CHANNEL_EDITOR_ROLE,
     MONITORING_DASHBOARD_EDITOR_ROLE,
@@ -86,6 +87,34 @@ RUN_DEPLOYER_PERMISSIONS: Final = (
 RUN_DEPLOYER: Final = f"custom:{RUN_DEPLOYER_ROLE_ID}"
 """How `DEPLOYER_GRANTS` names the custom role (its full name needs the project)."""
 
+BUCKET_DEPLOYER_ROLE_ID: Final = "tasksPipelineBucketDeployer"
+"""A custom role instead of roles/storage.admin: buckets and their IAM policy, and no
+`storage.objects.*` at all, so the deployer can create the dead-letter bucket and grant
+on it but never read a dead letter. Permissions from
+https://cloud.google.com/storage/docs/access-control/iam-permissions."""
+BUCKET_DEPLOYER_PERMISSIONS: Final = (
+    "storage.buckets.create",
+    "storage.buckets.delete",
+    "storage.buckets.get",
+    "storage.buckets.getIamPolicy",
+    "storage.buckets.setIamPolicy",
+    "storage.buckets.update",
+)
+BUCKET_DEPLOYER: Final = f"custom:{BUCKET_DEPLOYER_ROLE_ID}"
+
+METRICS_DEPLOYER_ROLE_ID: Final = "tasksPipelineMetricsDeployer"
+"""A custom role instead of roles/logging.configWriter (which also edits sinks, that could
+send every log elsewhere): log-based metrics only. Permissions from
+https://cloud.google.com/logging/docs/access-control#permissions_and_roles."""
+METRICS_DEPLOYER_PERMISSIONS: Final = (
+    "logging.logMetrics.create",
+    "logging.logMetrics.delete",
+    "logging.logMetrics.get",
+    "logging.logMetrics.list",
+    "logging.logMetrics.update",
+)
+METRICS_DEPLOYER: Final = f"custom:{METRICS_DEPLOYER_ROLE_ID}"
+
 Scope = Literal["project", "invoker account", "runtime account", "image repository"]
 
 
@@ -102,12 +131,13 @@ ACTS_AS_RUNTIME: Final = Grant(SERVICE_ACCOUNT_USER_ROLE, "runtime account")
 ACTS_AS_INVOKER: Final = Grant(SERVICE_ACCOUNT_USER_ROLE, "invoker account")
 ADMINISTERS_INVOKER: Final = Grant(SERVICE_ACCOUNT_ADMIN_ROLE, "invoker account")
 PUSHES_IMAGES: Final = Grant(ARTIFACT_REGISTRY_WRITER_ROLE, "image repository")
-# Operations (components.monitoring). Project-level: alert policies, dashboards,
-# channels and log-based metrics have no narrower IAM scope.
+# Operations (components.monitoring). Project-level: alert policies, dashboards and
+# channels have no narrower IAM scope.
 EDITS_ALERTS: Final = Grant(MONITORING_ALERT_POLICY_EDITOR_ROLE, "project")
 EDITS_DASHBOARDS: Final = Grant(MONITORING_DASHBOARD_EDITOR_ROLE, "project")
 EDITS_CHANNELS: Final = Grant(MONITORING_CHANNEL_EDITOR_ROLE, "project")
-WRITES_LOG_METRICS: Final = Grant(LOGGING_CONFIG_WRITER_ROLE, "project")
+DEPLOYS_BUCKET: Final = Grant(BUCKET_DEPLOYER, "project")
+DEPLOYS_METRICS: Final = Grant(METRICS_DEPLOYER, "project")
 
 DEPLOYER_GRANTS: Final[dict[Grant, str]] = {
     DEPLOYS_QUEUES: "create the queues and their enqueuer grants (cloudtasks.Queue, "
@@ -128,8 +158,12 @@ DEPLOYER_GRANTS: Final[dict[Grant, str]] = {
     EDITS_DASHBOARDS: "declare the stack's dashboard (monitoring.Dashboard)",
     EDITS_CHANNELS: "declare the email notification channels (monitoring.NotificationChannel) "
     "and attach existing ones to the alerts",
-    WRITES_LOG_METRICS: "declare the log-based metrics of dead letters and dropped tasks "
-    "(logging.Metric)",
+    DEPLOYS_BUCKET: "create the dead-letter bucket and grant on it (storage.Bucket, "
+    "storage.BucketIAMMember; the bucket does not exist yet, so project-level): custom role "
+    + BUCKET_DEPLOYER_ROLE_ID
+    + ", no access to objects",
+    DEPLOYS_METRICS: "create the log-based metrics of dead letters and dropped tasks "
+    "(logging.Metric): custom role " + METRICS_DEPLOYER_ROLE_ID + ", log metrics only",
 }
 """Every grant the deployer holds, where, and why."""
 
@@ -143,7 +177,9 @@ GRANTS_FOR_TYPE: Final[dict[str, tuple[Grant, ...]]] = {
     ALERT_POLICY_TYPE: (EDITS_ALERTS,),
     DASHBOARD_TYPE: (EDITS_DASHBOARDS,),
     NOTIFICATION_CHANNEL_TYPE: (EDITS_CHANNELS,),
-    LOG_METRIC_TYPE: (WRITES_LOG_METRICS,),
+    BUCKET_TYPE: (DEPLOYS_BUCKET,),
+    BUCKET_IAM_MEMBER_TYPE: (DEPLOYS_BUCKET,),
+    LOG_METRIC_TYPE: (DEPLOYS_METRICS,),
     # Per-secret, not project-wide: the owner of each secret named in `worker_secrets`
     # grants the deployer roles/secretmanager.admin on that secret only (docs/ci.md),
     # so that it may let the runtime account read it.
@@ -289,6 +325,8 @@ class GitHubDeployer(pulumi.ComponentResource):
     account: gcp.serviceaccount.Account
     previewer: gcp.serviceaccount.Account
     run_deployer_role: gcp.projects.IAMCustomRole
+    bucket_deployer_role: gcp.projects.IAMCustomRole
+    metrics_deployer_role: gcp.projects.IAMCustomRole
     principal_set: pulumi.Output[str]
     """`principalSet://.../attribute.environment/ENV`: the jobs of that environment."""
     preview_principal_set: pulumi.Output[str]
@@ -401,6 +439,24 @@ class GitHubDeployer(pulumi.ComponentResource):
             permissions=list(RUN_DEPLOYER_PERMISSIONS),
             opts=after_iam,
         )
+        self.bucket_deployer_role = gcp.projects.IAMCustomRole(
+            f"{name}-bucket-deployer-role",
+            project=config.project,
+            role_id=BUCKET_DEPLOYER_ROLE_ID,
+            title="Cloud Tasks pipeline: deploy the dead-letter bucket",
+            description="Cloud Storage buckets and their IAM; no access to objects.",
+            permissions=list(BUCKET_DEPLOYER_PERMISSIONS),
+            opts=after_iam,
+        )
+        self.metrics_deployer_role = gcp.projects.IAMCustomRole(
+            f"{name}-metrics-deployer-role",
+            project=config.project,
+            role_id=METRICS_DEPLOYER_ROLE_ID,
+            title="Cloud Tasks pipeline: deploy log-based metrics",
+            description="Log-based metrics only; no sinks, exclusions or log buckets.",
+            permissions=list(METRICS_DEPLOYER_PERMISSIONS),
+            opts=after_iam,
+        )
         self._grant_deployer(name, config, foundation, after_crm)
         self.register_outputs(
             {
@@ -422,10 +478,15 @@ class GitHubDeployer(pulumi.ComponentResource):
         member = self.account.member
         child = pulumi.ResourceOptions(parent=self)
         accounts = {"invoker account": foundation.invoker, "runtime account": foundation.runtime}
+        custom_roles = {
+            RUN_DEPLOYER: self.run_deployer_role.name,
+            BUCKET_DEPLOYER: self.bucket_deployer_role.name,
+            METRICS_DEPLOYER: self.metrics_deployer_role.name,
+        }
         for grant in DEPLOYER_GRANTS:
             slug = f"{name}-{_slug(grant.role)}"
             if grant.scope == "project":
-                role = self.run_deployer_role.name if grant.role == RUN_DEPLOYER else grant.role
+                role = custom_roles.get(grant.role, grant.role)
                 gcp.projects.IAMMember(
                     slug, project=config.project, role=role, member=member, opts=after_crm
                 )

@@ -3,16 +3,17 @@
 `components.loading.load_config()` reads the stack config once into a
 `PipelineConfig` (`components.config`), whose sections each component takes as
 is: `TaskPipeline` hands every component the `gcp` section,
-`Identities` the `identities` section, `WorkerService` the `worker` section and
+`Identities` the `identities` section, `WorkerService` the `worker` section,
 `TaskQueue` the `queue` section (one `TaskQueue` per queue key of the `routing`
-section's queues, each with its own `QueueConfig`), `Operations`
-(components.monitoring) the `operations` section and every queue, plus the
-outputs of the components before it.
+section's queues, each with its own `QueueConfig`), `DeadLetterBucket` the
+`dead_letters` section, `Operations` (components.monitoring) the `operations`
+section and every queue, plus the outputs of the components before it.
 Nothing here declares resources at import time.
 """
 
 from components.config import (
     ConfigError,
+    DeadLetterConfig,
     GcpConfig,
     IdentitiesConfig,
     PipelineConfig,
@@ -20,6 +21,7 @@ from components.config import (
     RoutingConfig,
     WorkerConfig,
 )
+from components.dead_letters import DeadLetterBucket
 from components.identities import Identities
 from components.loading import load_config, parse_config
 from components.pipeline import TaskPipeline
@@ -28,6 +30,8 @@ from components.worker import WorkerService
 
 __all__ = [
     "ConfigError",
+    "DeadLetterBucket",
+    "DeadLetterConfig",
     "GcpConfig",
     "Identities",
     "IdentitiesConfig",

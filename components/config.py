@@ -14,6 +14,7 @@ more queue keys to their own settings (the same keys as `QueueConfig`, nested:
 `queues.email.max_dispatches_per_second`), `routes` maps a task type to a queue key.
 `PipelineConfig.queues` is every queue by key, `default` first.
 - `OperationsConfig`: `Operations` (alerts, dashboard) and the plan's cost preview.
+- `DeadLetterConfig`: `DeadLetterBucket` (retention and readers of the dead letters).
 
 A field name is its config key: `cloud-tasks-pipeline:<field>`, or `gcp:<field>`
 for `GcpConfig`. Keys stay flat in `Pulumi.<stack>.yaml`; which section a key
@@ -445,6 +446,12 @@ class IdentitiesConfig(Section):
         default=(),
         description="IAM principals that create tasks; empty = an enqueuer account of the stack.",
     )
+    operators: tuple[str, ...] = Field(
+        default=(),
+        description="IAM principals who operate the queues (python -m ops): queue-scoped "
+        "viewer, taskDeleter, queueAdmin and enqueuer roles on every queue, actAs on the "
+        "invoker (replay), read on the dead letters.",
+    )
 
     @property
     def invoker_account_id(self) -> str:
@@ -468,12 +475,15 @@ class IdentitiesConfig(Section):
             )
         return value
 
-    @field_validator("enqueuers")
+    @field_validator("enqueuers", "operators")
     @classmethod
     def _enqueuers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for member in value:
             if member in PUBLIC_PRINCIPALS:
-                raise ValueError(f"{member} would let anyone create tasks; name real principals")
+                raise ValueError(
+                    f"{member} would let anyone create tasks (and operators read their "
+                    "bodies); name real principals"
+                )
             if not PRINCIPAL_RE.match(member):
                 raise ValueError(
                     f"{member!r} is not an IAM principal; write it like "
@@ -597,6 +607,38 @@ class OperationsConfig(Section):
         return value
 
 
+class DeadLetterConfig(Section):
+    """Where dead tasks are kept: the dead-letter bucket (`components.dead_letters`)."""
+
+    dead_letter_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="Days a dead letter is kept (and cannot be deleted) before it expires.",
+    )
+    dead_letter_readers: tuple[str, ...] = Field(
+        default=(),
+        description="IAM principals who may read dead letters (roles/storage.objectViewer).",
+    )
+
+    @field_validator("dead_letter_readers")
+    @classmethod
+    def _readers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for member in value:
+            if member in PUBLIC_PRINCIPALS:
+                raise ValueError(
+                    f"{member} would let anyone read task bodies; name the operators' principals"
+                )
+            if not PRINCIPAL_RE.match(member):
+                raise ValueError(
+                    f"{member!r} is not an IAM principal; write it like "
+                    '"group:oncall@example.com" or "user:alice@example.com"'
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("a principal is listed twice")
+        return value
+
+
 class PipelineConfig(BaseModel):
     """The whole stack configuration: one section per concern."""
 
@@ -625,6 +667,7 @@ class PipelineConfig(BaseModel):
         return bool(self.routing.queues or self.routing.routes)
 
     operations: OperationsConfig = Field(default_factory=OperationsConfig)
+    dead_letters: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
 
     @model_validator(mode="after")
     def _across_sections(self) -> PipelineConfig:

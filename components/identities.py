@@ -12,9 +12,10 @@ invoker only (bootstrap/README.md). Their emails are known before they exist
   `WorkerService` next to the service it scopes; the Cloud Tasks service agent's
   right to mint its tokens is bootstrap's.
 - the *runtime* account: what the container runs as. Separate from the invoker so
-  that a compromised worker cannot invoke itself. It has no role at all: Cloud Run
-  itself ships the container's stdout/stderr to Cloud Logging and records the
-  request metrics, neither needs a role on the runtime account
+  that a compromised worker cannot invoke itself. Its only role is creating objects
+  in the dead-letter bucket (`components.dead_letters`): Cloud Run itself ships the
+  container's stdout/stderr to Cloud Logging and records the request metrics,
+  neither needs a role on the runtime account
   (https://cloud.google.com/run/docs/logging, "Writing container logs").
 - the *enqueuers*: principals from `IdentitiesConfig.enqueuers`, or bootstrap's
   `PREFIX-enqueuer` account. They may act as the invoker
@@ -22,8 +23,11 @@ invoker only (bootstrap/README.md). Their emails are known before they exist
   OIDC token needs `iam.serviceAccounts.actAs` on it,
   https://cloud.google.com/tasks/docs/creating-http-target-tasks). Their queue
   role is declared by `TaskQueue` next to the queue it scopes.
+- the *operators*: principals from `IdentitiesConfig.operators`, who run `python -m ops`.
+  They act as the invoker too (replaying a dead letter creates a task with its token),
+  one grant per principal even when also an enqueuer; their queue roles are `TaskQueue`'s.
 
-It takes its config section, `IdentitiesConfig` (account id prefix, enqueuers),
+It takes its config section, `IdentitiesConfig` (account id prefix, enqueuers, operators),
 as is, and the `gcp` section for the project. It deliberately creates no account,
 no key and no authoritative binding.
 """
@@ -75,6 +79,8 @@ class Identities(pulumi.ComponentResource):
     """Bootstrap's enqueuer account, used only when config names no enqueuers."""
     enqueuer_grantees: list[tuple[str, str]]
     """(stable slug for resource names, member) of every enqueuer principal."""
+    operator_grantees: list[tuple[str, str]]
+    """(slug, member) of every operator (`IdentitiesConfig.operators`, `python -m ops`)."""
 
     def __init__(
         self,
@@ -96,8 +102,14 @@ class Identities(pulumi.ComponentResource):
             self.enqueuer = PipelineAccount.of(config.enqueuer_account_id, project)
             self.enqueuer_grantees = [("enqueuer", self.enqueuer.member)]
 
-        # actAs on the invoker account only: required to attach its OIDC token to a task.
-        for slug, member in self.enqueuer_grantees:
+        self.operator_grantees = [(member_slug(m), m) for m in config.operators]
+
+        # actAs on the invoker account only: required to attach its OIDC token to a task
+        # (operators too: a replayed dead letter is a task created again). Once per principal.
+        act_as = dict(self.enqueuer_grantees)
+        for slug, member in self.operator_grantees:
+            act_as.setdefault(slug, member)
+        for slug, member in act_as.items():
             gcp.serviceaccount.IAMMember(
                 f"{name}-{slug}-actas-invoker",
                 service_account_id=self.invoker.name,
@@ -111,6 +123,7 @@ class Identities(pulumi.ComponentResource):
                 "invoker_email": self.invoker.email,
                 "runtime_email": self.runtime.email,
                 "enqueuer_members": [member for _, member in self.enqueuer_grantees],
+                "operator_members": [member for _, member in self.operator_grantees],
             }
         )
 

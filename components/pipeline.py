@@ -19,6 +19,10 @@ Two wirings, chosen by `PipelineConfig.routed`:
   service's `uri` (a cycle): it is the deterministic URL below, which Cloud Run
   serves as well, known before the service exists.
 
+The dead-letter bucket comes before the worker: the worker is told its name and
+every queue's retry policy (built once, by `queue_retry_policies`), so that it
+can keep a task on its last attempt instead of letting Cloud Tasks drop it.
+
 What a project needs before the first deploy is `bootstrap/`'s, run once by an
 owner: the APIs enabled (enablement is eventually consistent, so the program
 never enables an API and uses it in the same run), the Cloud Tasks service
@@ -48,6 +52,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.config import PipelineConfig, QueueConfig
+from components.dead_letters import DeadLetterBucket, retry_policies_env
 from components.identities import Identities
 from components.monitoring import Operations
 from components.queue import TaskQueue
@@ -55,6 +60,7 @@ from components.worker import WorkerService
 from contract.durations import format_duration
 from contract.names import (
     OUTPUT_AUDIENCE,
+    OUTPUT_DEAD_LETTER_BUCKET,
     OUTPUT_DISPATCH_DEADLINE,
     OUTPUT_DISPATCH_DEADLINES,
     OUTPUT_INVOKER_EMAIL,
@@ -64,10 +70,28 @@ from contract.names import (
     OUTPUT_QUEUES,
     OUTPUT_ROUTES,
     OUTPUT_SERVICE_URL,
+    WORKER_ENV_DEAD_LETTER_BUCKET,
     WORKER_ENV_QUEUES,
+    WORKER_ENV_RETRY_POLICIES,
     WORKER_ENV_ROUTES,
 )
+from contract.retry_policy import RetryPolicy
 from contract.routing import DEFAULT_QUEUE_KEY
+
+
+def queue_retry_policies(config: PipelineConfig) -> dict[str, RetryPolicy]:
+    """The retry policy of each queue key, as the queues are created with it: the ONE
+    place the worker's `TASKS_RETRY_POLICIES` comes from."""
+    return {
+        key: RetryPolicy(
+            max_attempts=queue.max_attempts,
+            min_backoff=queue.min_backoff,
+            max_backoff=queue.max_backoff,
+            max_doublings=queue.max_doublings,
+            max_retry_duration=queue.max_retry_duration,
+        )
+        for key, queue in config.queues.items()
+    }
 
 
 def deterministic_service_url(service_name: str, project_number: str, region: str) -> str:
@@ -80,6 +104,8 @@ class TaskPipeline(pulumi.ComponentResource):
     """Queues -> OIDC-authenticated push -> private Cloud Run worker."""
 
     identities: Identities
+    dead_letters: DeadLetterBucket
+    dropped_tasks: gcp.logging.Metric
     worker: WorkerService
     queues: dict[str, TaskQueue]
     """One `TaskQueue` per queue key, `default` first."""
@@ -109,6 +135,18 @@ class TaskPipeline(pulumi.ComponentResource):
         )
 
         self.audience = self._audience(config)
+
+        # Where the worker keeps dead tasks; it writes there as the runtime account.
+        self.dead_letters = DeadLetterBucket(
+            f"{name}-dead-letters",
+            config.dead_letters,
+            gcp_config=where,
+            service_name=config.worker.service_name,
+            runtime_member=self.identities.runtime.member,
+            protect=config.worker.deletion_protection,
+            operators=config.identities.operators,
+            opts=child,
+        )
 
         # The module docstring says why there are two wirings.
         if config.routed:
@@ -150,7 +188,11 @@ class TaskPipeline(pulumi.ComponentResource):
             invoker_email=self.identities.invoker.email,
             invoker_member=self.identities.invoker.member,
             audience=self.audience,
-            routing_env=routing_env,
+            program_envs={
+                **dict(routing_env),
+                WORKER_ENV_DEAD_LETTER_BUCKET: self.dead_letters.name,
+                WORKER_ENV_RETRY_POLICIES: retry_policies_env(queue_retry_policies(config)),
+            },
             opts=pulumi.ResourceOptions(parent=self),
         )
 
@@ -180,6 +222,7 @@ class TaskPipeline(pulumi.ComponentResource):
             audience=self.audience,
             invoker_email=self.identities.invoker.email,
             enqueuers=self.identities.enqueuer_grantees,
+            operators=self.identities.operator_grantees,
             # One switch protects the stack's stateful parts: the service (Cloud Run's
             # own flag) and the queues, whose tasks a delete would take with them.
             protect=config.worker.deletion_protection,
@@ -215,6 +258,7 @@ class TaskPipeline(pulumi.ComponentResource):
             OUTPUT_DISPATCH_DEADLINE: pulumi.Output.from_input(
                 format_duration(config.queue.dispatch_deadline)
             ),
+            OUTPUT_DEAD_LETTER_BUCKET: self.dead_letters.name,
             OUTPUT_QUEUES: paths,
             OUTPUT_ROUTES: pulumi.Output.from_input(config.routes),
             OUTPUT_DISPATCH_DEADLINES: pulumi.Output.from_input(

@@ -5,7 +5,10 @@ It takes its config section, `QueueConfig`, as is: rate limits, retry config
 `queue_http_target` on, the queue itself pins every task's host to the worker
 (enforce mode ALWAYS) and attaches the invoker's OIDC token with the audience,
 so a task created with a wrong URL or no token still reaches the worker
-authenticated. Enqueuers get `roles/cloudtasks.enqueuer` on this queue only.
+authenticated. Enqueuers get `roles/cloudtasks.enqueuer` on this queue only; operators
+(`IdentitiesConfig.operators`, who run `python -m ops`) get, on this queue only, the
+viewer (tasks with their bodies), taskDeleter (cancel) and queueAdmin (pause, resume,
+purge) roles, and the enqueuer role for replaying dead letters.
 
 The queue keeps Pulumi's auto-naming unless a name is configured: a deleted
 queue's name is blocked for 7 days (`queues.delete`,
@@ -26,11 +29,13 @@ import pulumi_gcp as gcp
 
 from components.config import GcpConfig, QueueConfig
 from contract.durations import format_duration
-from contract.resources import CLOUDTASKS_ENQUEUER_ROLE
+from contract.resources import CLOUDTASKS_ENQUEUER_ROLE, OPERATOR_QUEUE_ROLES
 
 # CreateTask only. Not roles/cloudtasks.viewer: it includes cloudtasks.tasks.fullView, every
 # task's body; the post-deploy smoke test polls GetTask as the deployer (cloudtasks.admin).
 ENQUEUER_ROLES = (CLOUDTASKS_ENQUEUER_ROLE,)
+# Operators read bodies on purpose (viewer holds fullView) and replay dead letters (enqueuer).
+OPERATOR_ROLES = (*OPERATOR_QUEUE_ROLES, *ENQUEUER_ROLES)
 
 
 def url_host(url: str) -> str:
@@ -58,11 +63,13 @@ class TaskQueue(pulumi.ComponentResource):
         audience: pulumi.Input[str],
         invoker_email: pulumi.Input[str],
         enqueuers: Sequence[tuple[str, pulumi.Input[str]]],
+        operators: Sequence[tuple[str, pulumi.Input[str]]] = (),
         depends_on: Sequence[pulumi.Resource] = (),
         protect: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`enqueuers`: (slug, member) of each principal allowed to create tasks;
+        `operators`: (slug, member) of each principal who operates the queue;
         `depends_on`: anything the queue must wait for (bootstrap/ has enabled the
         API and let the Cloud Tasks agent mint the invoker's tokens); `protect`: the
         engine refuses to delete the queue (a deleted queue takes its tasks with it
@@ -110,16 +117,22 @@ class TaskQueue(pulumi.ComponentResource):
         )
         self.path = self.queue.id
 
-        for slug, member in enqueuers:
-            for role in ENQUEUER_ROLES:
-                gcp.cloudtasks.QueueIamMember(
-                    f"{name}-{slug}-{role.rsplit('.', 1)[1]}",
-                    project=gcp_config.project,
-                    location=gcp_config.region,
-                    name=self.queue.name,
-                    role=role,
-                    member=member,
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
+        # One grant per (principal, role): an operator who is also an enqueuer gets the
+        # enqueuer role once, under the name it has as an enqueuer.
+        grants: dict[tuple[str, str], pulumi.Input[str]] = {}
+        for grantees, roles in ((enqueuers, ENQUEUER_ROLES), (operators, OPERATOR_ROLES)):
+            for slug, member in grantees:
+                for role in roles:
+                    grants.setdefault((slug, role), member)
+        for (slug, role), member in grants.items():
+            gcp.cloudtasks.QueueIamMember(
+                f"{name}-{slug}-{role.rsplit('.', 1)[1]}",
+                project=gcp_config.project,
+                location=gcp_config.region,
+                name=self.queue.name,
+                role=role,
+                member=member,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
 
         self.register_outputs({"path": self.path, "name": self.queue.name})

@@ -25,7 +25,7 @@ compute the audience: the pipeline does, because the queue needs the same value.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pulumi
 import pulumi_docker_build as docker_build
@@ -76,12 +76,13 @@ class WorkerService(pulumi.ComponentResource):
         invoker_email: pulumi.Input[str],
         invoker_member: pulumi.Input[str],
         audience: pulumi.Input[str],
-        routing_env: Sequence[tuple[str, pulumi.Input[str]]] = (),
+        program_envs: Mapping[str, pulumi.Input[str]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`image_tag`: tag of the built image (the stack name), so stacks sharing a
-        registry do not collide; `routing_env`: TASKS_QUEUES and TASKS_ROUTES of a stack
-        with several queues."""
+        registry do not collide. `program_envs`: more of the worker's env the program
+        computes (the dead-letter bucket, the queues' retry policies)."""
+        self.program_envs = dict(program_envs or {})
         super().__init__("tasks:index:WorkerService", name, None, opts)
 
         self.image = None
@@ -111,7 +112,6 @@ class WorkerService(pulumi.ComponentResource):
             runtime_email=runtime_email,
             invoker_email=invoker_email,
             audience=audience,
-            routing_env=routing_env,
             depends_on=self.secret_grants,
         )
         self.invoker_binding = gcp.cloudrunv2.ServiceIamMember(
@@ -180,7 +180,6 @@ class WorkerService(pulumi.ComponentResource):
         runtime_email: pulumi.Input[str],
         invoker_email: pulumi.Input[str],
         audience: pulumi.Input[str],
-        routing_env: Sequence[tuple[str, pulumi.Input[str]]],
         depends_on: Sequence[pulumi.Resource],
     ) -> gcp.cloudrunv2.Service:
         """The private Cloud Run service (`google.cloud.run.v2.Service`) running the image."""
@@ -209,7 +208,7 @@ class WorkerService(pulumi.ComponentResource):
                     max_instance_count=config.max_instances,
                 ),
                 containers=[
-                    _container(config, self.image_ref, audience, invoker_email, routing_env)
+                    _container(config, self.image_ref, audience, invoker_email, self.program_envs)
                 ],
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
@@ -242,7 +241,7 @@ def _container(
     image: pulumi.Input[str],
     audience: pulumi.Input[str],
     invoker_email: pulumi.Input[str],
-    routing_env: Sequence[tuple[str, pulumi.Input[str]]],
+    program_envs: Mapping[str, pulumi.Input[str]],
 ) -> gcp.cloudrunv2.ServiceTemplateContainerArgs:
     """The worker container: command, port, the token checks' env, limits and probe."""
     return gcp.cloudrunv2.ServiceTemplateContainerArgs(
@@ -257,8 +256,8 @@ def _container(
                 name=WORKER_ENV_ALLOWED_INVOKERS, value=invoker_email
             ),
             *(
-                gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name=n, value=v)
-                for n, v in routing_env
+                gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name=env, value=value)
+                for env, value in program_envs.items()
             ),
             *_own_envs(config),
         ],

@@ -30,7 +30,7 @@ OUTPUT_DISPATCH_DEADLINES: Final = "dispatch_deadlines"  # {queue key: "60s"}
 # Durable dead letters (issue "no task lost"): the bucket every dead task is written to.
 OUTPUT_DEAD_LETTER_BUCKET: Final = "dead_letter_bucket"
 
-OPTIONAL_STACK_OUTPUT_KEYS: Final = (OUTPUT_DISPATCH_DEADLINE,)
+OPTIONAL_STACK_OUTPUT_KEYS: Final = (OUTPUT_DISPATCH_DEADLINE, OUTPUT_DEAD_LETTER_BUCKET)
 # The same outputs as JSON objects (not strings): every stack of this version exports them;
 # readers treat them as optional, like the keys above.
 MAP_STACK_OUTPUT_KEYS: Final = (OUTPUT_QUEUES, OUTPUT_ROUTES, OUTPUT_DISPATCH_DEADLINES)
@@ -47,6 +47,7 @@ LOCAL_OUTPUT_KEYS: Final = (
     *MAP_STACK_OUTPUT_KEYS,
     OUTPUT_EMULATOR_HOST,
     OUTPUT_EMULATOR_URL,
+    OUTPUT_STORAGE_EMULATOR_HOST,
 )
 
 # --- Environment ----------------------------------------------------------------

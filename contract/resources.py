@@ -55,6 +55,8 @@ DASHBOARD_TYPE: Final = "gcp:monitoring/dashboard:Dashboard"
 LOG_METRIC_TYPE: Final = "gcp:logging/metric:Metric"
 OPERATIONS_TYPE: Final = "tasks:index:Operations"
 """The Operations component; its inputs carry the expected volume the cost preview reads."""
+BUCKET_TYPE: Final = "gcp:storage/bucket:Bucket"  # the dead-letter bucket
+BUCKET_IAM_MEMBER_TYPE: Final = "gcp:storage/bucketIAMMember:BucketIAMMember"
 # Provider functions (invokes) the program calls.
 GET_PROJECT_INVOKE: Final = "gcp:organizations/getProject:getProject"
 GET_CLIENT_CONFIG_INVOKE: Final = "gcp:organizations/getClientConfig:getClientConfig"
@@ -71,6 +73,7 @@ RESOURCE_MANAGER_API: Final = "cloudresourcemanager.googleapis.com"  # project n
 SECRET_MANAGER_API: Final = "secretmanager.googleapis.com"  # noqa: S105 (an API name)
 MONITORING_API: Final = "monitoring.googleapis.com"  # alert policies, channels, dashboard
 LOGGING_API: Final = "logging.googleapis.com"  # log-based metrics
+STORAGE_API: Final = "storage.googleapis.com"  # the dead-letter bucket
 
 PIPELINE_APIS: Final = (
     CLOUD_TASKS_API,
@@ -81,6 +84,7 @@ PIPELINE_APIS: Final = (
     RESOURCE_MANAGER_API,
     SECRET_MANAGER_API,
     MONITORING_API,
+    STORAGE_API,
     LOGGING_API,
 )
 
@@ -115,6 +119,21 @@ RUN_ADMIN_ROLE: Final = "roles/run.admin"
 RUN_DEVELOPER_ROLE: Final = "roles/run.developer"
 CLOUDTASKS_ENQUEUER_ROLE: Final = "roles/cloudtasks.enqueuer"
 CLOUDTASKS_ADMIN_ROLE: Final = "roles/cloudtasks.admin"
+# The operators' queue-scoped roles (`python -m ops`): list/show tasks with their bodies
+# (cloudtasks.tasks.fullView), cancel them, pause/resume/purge the queue
+# (https://cloud.google.com/iam/docs/roles-permissions/cloudtasks). queueAdmin also holds
+# queues.delete/update/setIamPolicy on that queue: the narrowest predefined role with
+# pause, resume and purge (a custom role would need the deployer to manage roles).
+CLOUDTASKS_VIEWER_ROLE: Final = "roles/cloudtasks.viewer"
+CLOUDTASKS_TASK_DELETER_ROLE: Final = "roles/cloudtasks.taskDeleter"
+CLOUDTASKS_QUEUE_ADMIN_ROLE: Final = "roles/cloudtasks.queueAdmin"
+OPERATOR_QUEUE_ROLES: Final = (
+    CLOUDTASKS_VIEWER_ROLE,
+    CLOUDTASKS_TASK_DELETER_ROLE,
+    CLOUDTASKS_QUEUE_ADMIN_ROLE,
+)
+# Read access to the dead letters (the dead-letter bucket's readers and the operators).
+STORAGE_OBJECT_VIEWER_ROLE: Final = "roles/storage.objectViewer"
 SERVICE_ACCOUNT_USER_ROLE: Final = "roles/iam.serviceAccountUser"
 OPENID_TOKEN_CREATOR_ROLE: Final = "roles/iam.serviceAccountOpenIdTokenCreator"  # noqa: S105
 SERVICE_ACCOUNT_ADMIN_ROLE: Final = "roles/iam.serviceAccountAdmin"
@@ -132,7 +151,9 @@ SECRET_IAM_MEMBER_TYPE: Final = "gcp:secretmanager/secretIamMember:SecretIamMemb
 MONITORING_ALERT_POLICY_EDITOR_ROLE: Final = "roles/monitoring.alertPolicyEditor"
 MONITORING_DASHBOARD_EDITOR_ROLE: Final = "roles/monitoring.dashboardEditor"
 MONITORING_CHANNEL_EDITOR_ROLE: Final = "roles/monitoring.notificationChannelEditor"
-LOGGING_CONFIG_WRITER_ROLE: Final = "roles/logging.configWriter"  # logs-based metrics
+# The dead-letter bucket: the runtime account adds letters (create only: no read, no
+# replace, no delete); readers and operators read them (STORAGE_OBJECT_VIEWER_ROLE).
+STORAGE_OBJECT_CREATOR_ROLE: Final = "roles/storage.objectCreator"
 
 # --- principals that mean "anyone" (cloud.google.com/iam/docs/principals-overview) --------
 PUBLIC_PRINCIPALS: Final = ("allUsers", "allAuthenticatedUsers")
@@ -146,4 +167,5 @@ IAM_MEMBER_TYPES: Final = (
     SERVICE_ACCOUNT_IAM_MEMBER_TYPE,
     PROJECT_IAM_MEMBER_TYPE,
     SECRET_IAM_MEMBER_TYPE,
+    BUCKET_IAM_MEMBER_TYPE,
 )

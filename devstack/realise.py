@@ -32,6 +32,8 @@ from contract.names import (
 from contract.resources import (
     ALERT_POLICY_TYPE,
     ARTIFACT_REPOSITORY_TYPE,
+    BUCKET_IAM_MEMBER_TYPE,
+    BUCKET_TYPE,
     DASHBOARD_TYPE,
     IMAGE_TYPE,
     LOG_METRIC_TYPE,
@@ -100,6 +102,7 @@ NO_LOCAL_EFFECT: dict[str, str] = {
     NOTIFICATION_CHANNEL_TYPE: "notification channel: nothing is alerted locally",
     DASHBOARD_TYPE: "dashboard: Cloud Monitoring charts the cloud stack only",
     LOG_METRIC_TYPE: "log-based metric: local logs go to .devstack/<stack>/*.log",
+    BUCKET_IAM_MEMBER_TYPE: "bucket role: the Cloud Storage emulator checks no credentials",
 }
 
 # Member prefixes whose identity a locally verified ID token can carry.
@@ -193,6 +196,8 @@ def _judge(resource: PlannedResource, ctx: _Judging) -> tuple[Verdict, str]:
         return "realised", "worker process on 127.0.0.1 with the planned command and envs"
     if rtype == RUN_SERVICE_IAM_MEMBER_TYPE:
         return _judge_invoker_grant(IamGrant.of(resource), ctx)
+    if rtype == BUCKET_TYPE:
+        return "realised", "bucket in the local Cloud Storage emulator (devstack.local_storage)"
     if rtype == SERVICE_ACCOUNT_TYPE:
         account = ServiceAccount.of(resource)
         email = account.email or account.account_id

@@ -3,7 +3,8 @@
 `up` evaluates the plan (or reads `--plan-file`), asks `devstack.realise` what
 each resource becomes, then starts the emulator with its data file under
 `.devstack/<stack>/`, creates the planned queue through the official
-google-cloud-tasks client, starts the worker with the planned command and
+google-cloud-tasks client, starts the Cloud Storage emulator with the planned
+dead-letter bucket (`devstack.local_storage`), starts the worker with the planned command and
 environment on the stack's port (`devstack.ports`: the same after every
 restart, so queued tasks still reach it), waits for both to be healthy and writes
 `outputs.json`. `down` stops exactly the processes the state file records,
@@ -39,7 +40,7 @@ from contract.names import (
     OUTPUT_EMULATOR_URL,
     OUTPUT_SERVICE_URL,
 )
-from devstack import hints, processes
+from devstack import hints, local_storage, processes
 from devstack.alert_thresholds import planned_alerts
 from devstack.ports import RequestedPorts, StackPorts, planned_ports, save_ports
 from devstack.realise import LocalRealisation, PlanNotRealisable, QueueSpec, analyse
@@ -70,6 +71,7 @@ WORKER_PORT_ATTEMPTS = 3
 _WORKER_PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT")
 
 Say = Callable[[str], None]
+_STOP_ORDER = ("emulator", "worker", local_storage.ROLE)
 
 
 class StackError(Exception):
@@ -86,6 +88,17 @@ class Running:
     # What the worker was started with, so that it can be restarted alone (reload).
     realisation: LocalRealisation | None = None
     certs_url: str = ""
+
+    def adopt(self, started: processes.Started) -> None:
+        """Record a process as soon as it exists, so `down` finds it even if `up` dies."""
+        self.children[started.record.role] = started
+        self.state.processes.append(started.record)
+        save_state(self.paths, self.state)
+
+    def drop(self, started: processes.Started) -> None:
+        """Forget a process that exited while starting (it lost its port)."""
+        self.children.pop(started.record.role, None)
+        self.state.processes.remove(started.record)
 
 
 @contextlib.contextmanager
@@ -314,6 +327,16 @@ def _start(
     planned: RequestedPorts,
 ) -> None:
     paths = running.paths
+    bucket = local_storage.planned_bucket(realisation.outputs)
+    if bucket is not None:  # the dead-letter bucket: the worker needs it from its start
+        local_storage.start_storage(
+            paths,
+            LOCAL_HOST,
+            bucket,
+            adopt=running.adopt,
+            drop=running.drop,
+            avoid={p for p in (planned.worker, planned.emulator_grpc, planned.emulator_http) if p},
+        )
     ready = processes.wait_for_line(emulator, EMULATOR_READY, START_TIMEOUT_S)
     grpc_host, http_url = ready["grpc"], ready["http"].rstrip("/")
     emulator.record.url = http_url
@@ -350,6 +373,7 @@ def _start(
     outputs[OUTPUT_SERVICE_URL] = worker_url
     outputs[OUTPUT_EMULATOR_HOST] = grpc_host
     outputs[OUTPUT_EMULATOR_URL] = http_url
+    outputs.update(local_storage.storage_outputs(running.children.get(local_storage.ROLE), bucket))
     running.state.outputs = outputs
     write_outputs(paths, outputs)
 
@@ -365,7 +389,8 @@ def _spawn_worker(
     worker = processes.spawn(
         "worker",
         realisation.worker.command,
-        env=_worker_env(realisation, port, certs_url),
+        env=_worker_env(realisation, port, certs_url)
+        | local_storage.worker_env(running.children.get(local_storage.ROLE)),
         log=running.paths.worker_log,
         cwd=REPO_ROOT,
         url=f"http://{LOCAL_HOST}:{port}",
@@ -415,8 +440,9 @@ def _apply_queue_or_explain(
 
 
 def _stop_children(running: Running, say: Say) -> None:
-    # Emulator first: once it stops dispatching, no attempt can hit a stopping worker.
-    for role in ("emulator", "worker"):
+    # Emulator first: once it stops dispatching, no attempt can hit a stopping worker;
+    # storage last: the worker may be writing a dead letter until it stops.
+    for role in _STOP_ORDER:
         started = running.children.get(role)
         if started is not None:
             say("  " + processes.stop(started.record, child=started.process))
@@ -441,7 +467,7 @@ def down(stack: str, *, root: Path | None = None, say: Say = print) -> int:
             return 0
         state.stopping = True
         save_state(paths, state)
-        for role in ("emulator", "worker"):
+        for role in _STOP_ORDER:
             record = state.process(role)
             if record is not None:
                 say(processes.stop(record))

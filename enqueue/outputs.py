@@ -32,6 +32,7 @@ from contract.names import (
     LOCAL_OUTPUT_KEYS,
     MAP_STACK_OUTPUT_KEYS,
     OUTPUT_AUDIENCE,
+    OUTPUT_DEAD_LETTER_BUCKET,
     OUTPUT_DISPATCH_DEADLINE,
     OUTPUT_EMULATOR_HOST,
     OUTPUT_EMULATOR_URL,
@@ -40,6 +41,7 @@ from contract.names import (
     OUTPUT_PROJECT,
     OUTPUT_QUEUE,
     OUTPUT_SERVICE_URL,
+    OUTPUT_STORAGE_EMULATOR_HOST,
     STACK_OUTPUT_KEYS,
 )
 from enqueue.errors import OutputsError
@@ -51,9 +53,13 @@ from enqueue.queues import (
 )
 from enqueue.textfile import NotUtf8Error, read_utf8
 
-# Every output this helper reads; the queue maps may or may not be listed in contract.names'
-# key tuples, so they are added here once.
-KNOWN_OUTPUT_KEYS = tuple(dict.fromkeys((*LOCAL_OUTPUT_KEYS, *MAP_STACK_OUTPUT_KEYS)))
+# Every output this helper reads; the queue maps and the dead-letter outputs (read by
+# `python -m ops`) may or may not be listed in contract.names' key tuples, so they are
+# added here once.
+DEAD_LETTER_OUTPUT_KEYS = (OUTPUT_DEAD_LETTER_BUCKET, OUTPUT_STORAGE_EMULATOR_HOST)
+KNOWN_OUTPUT_KEYS = tuple(
+    dict.fromkeys((*LOCAL_OUTPUT_KEYS, *MAP_STACK_OUTPUT_KEYS, *DEAD_LETTER_OUTPUT_KEYS))
+)
 _HOST_PORT = re.compile(r"(?P<host>[^\s/:]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})")
 # DNS names and IPv4 addresses; IPv6 literals are checked with ipaddress.
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
@@ -132,6 +138,10 @@ class StackOutputs:
     queues: StackQueues | None = field(default=None, hash=False)
     """Every queue, the routes and per-queue deadlines (`queues`, `routes`,
     `dispatch_deadlines`); outputs without them describe the one `default` queue."""
+    dead_letter_bucket: str | None = None
+    """The bucket dead letters are written to (`dead_letter_bucket`), when the stack has one."""
+    storage_emulator_host: str | None = None
+    """The local Cloud Storage emulator's URL (the value for `STORAGE_EMULATOR_HOST`)."""
 
     @property
     def stack_queues(self) -> StackQueues:
@@ -175,7 +185,7 @@ class StackOutputs:
                 stacklevel=2,
             )
         values: dict[str, str | None] = {}
-        for key in LOCAL_OUTPUT_KEYS:
+        for key in (*LOCAL_OUTPUT_KEYS, *DEAD_LETTER_OUTPUT_KEYS):
             if key in MAP_STACK_OUTPUT_KEYS:
                 continue  # JSON objects, validated with the queue below
             value = data.get(key)
@@ -232,6 +242,9 @@ class StackOutputs:
         emulator_url = v.get(OUTPUT_EMULATOR_URL)
         if emulator_url is not None:
             _check_http_url(OUTPUT_EMULATOR_URL, emulator_url, source)
+        storage_emulator_host = v.get(OUTPUT_STORAGE_EMULATOR_HOST)
+        if storage_emulator_host is not None:
+            _check_http_url(OUTPUT_STORAGE_EMULATOR_HOST, storage_emulator_host, source)
         return cls(
             project=project,
             location=location,
@@ -243,6 +256,8 @@ class StackOutputs:
             emulator_host=emulator_host,
             emulator_url=emulator_url,
             queues=queues,
+            dead_letter_bucket=v.get(OUTPUT_DEAD_LETTER_BUCKET),
+            storage_emulator_host=storage_emulator_host,
         )
 
     @classmethod

@@ -2,11 +2,13 @@
 official message classes.
 
 ``TaskSpec`` holds what the caller chooses (type, payload, name or idempotency
-key, delay or schedule time, dispatch deadline, extra headers, a queue override)
-and checks each field on construction. ``build_task`` combines it with the stack
-outputs into a ``tasks_v2.Task`` in the queue the type is routed to (or the
-override), with that queue's default deadline: POST to ``service_url/tasks/{type}``, ``Content-Type:
-application/json``, an OIDC token for ``invoker_email`` with ``audience``, and
+key, delay or schedule time, dispatch deadline, extra headers, a queue override,
+its own retry policy) and checks each field on construction. ``build_task``
+combines it with the stack outputs into a ``tasks_v2.Task`` in the queue the type
+is routed to (or the override), with that queue's default deadline: POST to
+``service_url/tasks/{type}``, ``Content-Type: application/json``,
+``X-Tasks-Not-Before`` (its schedule or creation time, from which the worker
+bounds ``max_retry_duration``), an OIDC token for ``invoker_email`` with ``audience``, and
 checks what needs the whole task (its serialised size, header bytes, URL length).
 
 This module deliberately does not talk to the API and does not choose names for
@@ -41,6 +43,12 @@ from contract.limits import (
     WARN_TASK_BYTES,
 )
 from contract.names import TASK_ROUTE_PREFIX
+from contract.retry_policy import (
+    HEADER_NOT_BEFORE,
+    HEADER_TASK_RETRY_CONFIG,
+    RetryPolicy,
+    not_before_header,
+)
 from contract.routing import queue_key_problem
 from contract.task_types import task_type_problem
 from enqueue.errors import TaskValidationError
@@ -123,6 +131,9 @@ class TaskSpec:
             older stacks), or Cloud Tasks' default (10 min) without one.
         headers: extra HTTP headers for the worker request.
         queue: a queue key (``email``) overriding the type's route in ``routes``.
+        retry: the task's own retry policy (``Task.retry_config``, which overrides the
+            queue's); also sent as ``X-Tasks-Retry-Config`` so the worker knows which
+            attempt is the last and records it as a dead letter.
     """
 
     type: str
@@ -135,6 +146,7 @@ class TaskSpec:
     deadline: float | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     queue: str | None = None
+    retry: RetryPolicy | None = None
 
     def __post_init__(self) -> None:
         self._check_type()
@@ -142,6 +154,10 @@ class TaskSpec:
         self._check_identity()
         self._check_timing()
         self._check_headers()
+        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
+            raise TaskValidationError(
+                "retry", f"must be a contract.retry_policy.RetryPolicy, got {self.retry!r}"
+            )
         if self.body is not None and not isinstance(self.body, bytes):
             raise TaskValidationError(
                 "body", f"must be bytes, got {type(self.body).__name__}: use data= for JSON"
@@ -304,6 +320,11 @@ def build_task(
             f"{schedule_time.isoformat()} is more than 30 days ahead: Cloud Tasks "
             "schedules at most 30 days ahead; store the work and enqueue it later",
         )
+    # No attempt can come before this: the worker measures max_retry_duration from it
+    # when it decides whether a failing attempt is the last (contract.retry_policy).
+    headers.setdefault(HEADER_NOT_BEFORE, not_before_header(schedule_time or now))
+    if spec.retry is not None:
+        headers[HEADER_TASK_RETRY_CONFIG] = json.dumps(spec.retry.to_json(), separators=(",", ":"))
     # The protobuf classes under the official proto-plus wrappers: building them
     # directly and wrapping once (no copy) costs a fraction of proto-plus field
     # marshalling, which dominated the client's CPU in bulk runs.
@@ -321,6 +342,8 @@ def build_task(
     )
     if schedule_time is not None:
         pb.schedule_time.FromDatetime(schedule_time)
+    if spec.retry is not None:
+        _set_retry_config(pb.retry_config, spec.retry)
     # The queue's deadline unless the task sets its own: the worker's request timeout
     # was checked against it, not against Cloud Tasks' 10-minute default.
     deadline = spec.deadline if spec.deadline is not None else target.deadline_s
@@ -341,3 +364,12 @@ def build_task(
             "reference states (the quota allows 1 MiB): consider sending a reference instead",
         )
     return BuiltTask(task=task, size=size, warnings=found, target=target)
+
+
+def _set_retry_config(pb: Any, policy: RetryPolicy) -> None:
+    """`Task.retry_config` (task.proto field 12, google-cloud-tasks >= 2.26)."""
+    pb.max_attempts = policy.max_attempts
+    pb.max_doublings = policy.max_doublings
+    pb.min_backoff.FromTimedelta(timedelta(seconds=policy.min_backoff))
+    pb.max_backoff.FromTimedelta(timedelta(seconds=policy.max_backoff))
+    pb.max_retry_duration.FromTimedelta(timedelta(seconds=policy.max_retry_duration))

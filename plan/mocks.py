@@ -19,6 +19,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 
 from contract.resources import (
     ARTIFACT_REPOSITORY_TYPE,
+    BUCKET_TYPE,
     GET_CLIENT_CONFIG_INVOKE,
     GET_PROJECT_INVOKE,
     IAM_MEMBER_TYPES,
@@ -144,8 +145,12 @@ def computed_outputs(
         return {"id": channel, "name": channel}
     if typ == LOG_METRIC_TYPE:
         return {"id": inputs["name"]}
+    if typ == BUCKET_TYPE:
+        return {"id": inputs["name"], "url": f"gs://{inputs['name']}"}
     if typ in IAM_MEMBER_TYPES:
-        scope = inputs.get("name") or inputs.get("serviceAccountId") or project
+        scope = (
+            inputs.get("name") or inputs.get("serviceAccountId") or inputs.get("bucket") or project
+        )
         return {
             "id": f"{scope}/{inputs['role']}/{inputs['member']}",
             "etag": f"BwY{_digest('etag', name)[:8]}",

@@ -320,12 +320,17 @@ class IamGrant:
     resource: PlannedResource
     role: str
     member: str
-    target: str  # the service/queue name, the account's full name, or the project
+    target: str  # the service/queue/bucket name, the account's full name, or the project
 
     @classmethod
     def of(cls, resource: PlannedResource) -> IamGrant:
         inputs = resource.inputs
-        target = inputs.get("name") or inputs.get("serviceAccountId") or inputs.get("project")
+        target = (
+            inputs.get("name")
+            or inputs.get("serviceAccountId")
+            or inputs.get("bucket")
+            or inputs.get("project")
+        )
         return cls(
             resource=resource,
             role=str(inputs.get("role", "")),

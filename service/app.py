@@ -127,6 +127,7 @@ def create_app(
         task_registry,
         store,
         dead_letter_sink=dead_letter_sink,
+        final_attempts=settings.final_attempts,
         project=settings.project,
         routing=settings.queue_routing,
     )

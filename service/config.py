@@ -26,11 +26,14 @@ from contract.names import (
     WORKER_ENV_ALLOWED_INVOKERS,
     WORKER_ENV_AUDIENCE,
     WORKER_ENV_CERTS_URL,
+    WORKER_ENV_DEAD_LETTER_BUCKET,
     WORKER_ENV_EXTRA_MODULES,
     WORKER_ENV_PORT,
     WORKER_ENV_QUEUES,
+    WORKER_ENV_RETRY_POLICIES,
     WORKER_ENV_ROUTES,
 )
+from service.final_attempt import FinalAttemptConfigError, FinalAttempts
 from service.queues import QueueRouting, QueueRoutingError, parse_queue_routing
 
 HOST_ENV: Final = "HOST"
@@ -67,6 +70,8 @@ _MODULE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*
 _OBJECT: Final = re.compile(
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 )
+# Cloud Storage bucket names (https://cloud.google.com/storage/docs/buckets#naming), dotless.
+_BUCKET: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$")
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -96,6 +101,8 @@ class Settings:
     dead_letter_sink: str | None = None  # "module:attribute"
     idempotency_store: str | None = None  # "module:attribute"
     queue_routing: QueueRouting | None = None  # TASKS_QUEUES/TASKS_ROUTES; None: one queue
+    final_attempts: FinalAttempts | None = None  # TASKS_RETRY_POLICIES (+ TASKS_QUEUES)
+    dead_letter_bucket: str | None = None  # TASKS_DEAD_LETTER_BUCKET
 
     @property
     def auth_enabled(self) -> bool:
@@ -138,6 +145,19 @@ class Settings:
             )
         except QueueRoutingError as exc:
             raise ConfigError(str(exc)) from None
+        try:
+            final_attempts = FinalAttempts.from_env(
+                get(WORKER_ENV_RETRY_POLICIES),
+                queue_routing.queue_ids if queue_routing is not None else None,
+            )
+        except FinalAttemptConfigError as exc:
+            raise ConfigError(str(exc)) from None
+        bucket = get(WORKER_ENV_DEAD_LETTER_BUCKET)
+        if bucket is not None and not _BUCKET.match(bucket):
+            raise ConfigError(
+                f"{WORKER_ENV_DEAD_LETTER_BUCKET}={bucket!r} is not a bucket name: give the "
+                "name only (3-63 lowercase letters, digits, - and _), not a gs:// URL"
+            )
         settings = cls(
             host=host,
             port=_int(get(WORKER_ENV_PORT), WORKER_ENV_PORT, DEFAULT_PORT, low=0, high=65535),
@@ -175,6 +195,8 @@ class Settings:
             dead_letter_sink=objects[DEAD_LETTER_SINK_ENV],
             idempotency_store=objects[IDEMPOTENCY_STORE_ENV],
             queue_routing=queue_routing,
+            final_attempts=final_attempts,
+            dead_letter_bucket=bucket,
         )
         # Checked last, so a bad value elsewhere is reported as itself.
         if not auth.invokers and not auth.disabled and not is_loopback(host):

@@ -1,14 +1,16 @@
-"""Dead letters: tasks that can never succeed, recorded instead of retried.
+"""Dead letters: tasks that can never succeed, or failed on their last attempt,
+recorded instead of retried or dropped.
 
-Every dead letter is logged as one structured ERROR entry holding the whole
-task (type, Cloud Tasks headers, body), which is enough to find it in Cloud
-Logging and replay it. A team that wants them elsewhere as well (a Firestore
-collection, a Pub/Sub topic, a bucket) passes a `DeadLetterSink` to
-`create_app`; if that sink raises, the delivery is answered 503 so Cloud Tasks
-retries it rather than losing it.
+Every dead letter is logged as one structured ERROR entry holding the task
+(type, kind, Cloud Tasks headers, body cut to what a log entry holds), which is
+enough to find it in Cloud Logging. The whole task goes to a `DeadLetterSink`:
+the Cloud Storage bucket of `TASKS_DEAD_LETTER_BUCKET` (`service.gcs_dead_letters`)
+and/or a team's own (`TASKS_DEAD_LETTER_SINK`, or `create_app(dead_letter_sink=)`);
+if a sink raises, the delivery is answered 503 so Cloud Tasks retries it rather
+than losing it.
 
-This module deliberately ships no cloud sink: it would pull a client library
-into every image for a choice each team makes differently.
+This module deliberately holds only the record and the log entry; writing it
+anywhere is a sink's job.
 """
 
 from __future__ import annotations
@@ -39,12 +41,20 @@ class DeadLetter:
     headers: Mapping[str, str]
     task_name: str | None
     queue_name: str | None
+    kind: str = "permanent"
+    """`permanent` (the task can never succeed) or `final_attempt` (retries ran out)."""
+    queue_key: str | None = None
+    last_status: int | None = None
+    """The status this attempt would have answered (`final_attempt` only)."""
+    retry_policy: Mapping[str, Any] | None = None
+    """The effective retry policy (`contract.retry_policy` JSON), when known."""
 
     def log_fields(self) -> dict[str, Any]:
         body, encoding, truncated = logged_body(self.body)
         return {
             "dead_letter": {
                 "reason": self.reason,
+                "kind": self.kind,
                 "task_type": self.task_type,
                 "task_name": self.task_name,
                 "queue_name": self.queue_name,

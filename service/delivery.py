@@ -8,7 +8,8 @@ idempotency claim (an already finished task is acknowledged again, a running
 duplicate gets 409), the queue it arrived on against its type's route
 (`service.queues`; a misrouted task is a dead letter), task type lookup and
 payload validation (both permanent: dead letter), the handler under its type's
-timeout, and what its result or exception means (`service.outcomes`). Then it
+timeout, and what its result or exception means (`service.outcomes`); a failure on the last
+attempt Cloud Tasks will make (`service.final_attempt`) becomes a dead letter. Then it
 writes the task's one log line (outcome, status, latency, reason) with the
 delivery's fields (task name, queue name and key, trace) attached to every line
 logged meanwhile, the handler's own included. `TaskDelivery.refuse` writes that
@@ -43,6 +44,7 @@ from service import outcomes
 from service.context import TaskContext, context_from_headers
 from service.deadletter import DeadLetter, DeadLetterSink, log_dead_letter
 from service.errors import PermanentError, TransientError
+from service.final_attempt import FinalAttempts, Verdict
 from service.idempotency import ClaimState, Completion, IdempotencyStore
 from service.logs import SAMPLED_FIELD, SPAN_FIELD, TRACE_FIELD, delivery_fields
 from service.outcomes import Outcome
@@ -75,6 +77,14 @@ class TaskRequest:
     """`time.perf_counter()` when the request arrived: the log line's latency starts here."""
 
 
+@dataclass(frozen=True, slots=True)
+class _FinalAttempt:
+    """Why a failing attempt became a dead letter, and the status it would have had."""
+
+    verdict: Verdict
+    status: int
+
+
 class TaskDelivery:
     """Runs deliveries against one registry, idempotency store and dead-letter sink.
 
@@ -88,6 +98,7 @@ class TaskDelivery:
         store: IdempotencyStore,
         *,
         dead_letter_sink: DeadLetterSink | None = None,
+        final_attempts: FinalAttempts | None = None,
         project: str | None = None,
         http: httpx.AsyncClient | None = None,
         routing: QueueRouting | None = None,
@@ -95,6 +106,7 @@ class TaskDelivery:
         self.registry = registry
         # None: a single-queue stack, every task may arrive on its one queue.
         self.routing = routing
+        self.final_attempts = final_attempts
         self.store = store
         self.dead_letter_sink = dead_letter_sink
         self.project = project
@@ -215,18 +227,53 @@ class TaskDelivery:
             if deadline.expired():
                 assert task_type.timeout_s is not None  # only a declared timeout expires
                 alive = thread if thread is not None and not thread.done() else None
-                return outcomes.timed_out(task_type.timeout_s), alive
+                failed = outcomes.timed_out(task_type.timeout_s)
+                return await self._unless_final(ctx, body, failed, alive)
             # The handler's own TimeoutError (a library's): unforeseen, like any other.
-            return outcomes.crashed(exc), None
+            return await self._unless_final(ctx, body, outcomes.crashed(exc), None)
         except TransientError as exc:
-            return outcomes.transient(exc), None
+            return await self._unless_final(ctx, body, outcomes.transient(exc), None)
         except PermanentError as exc:
             return await self._dead_letter(ctx, body, exc.message), None
         except Exception as exc:
-            return outcomes.crashed(exc), None
+            return await self._unless_final(ctx, body, outcomes.crashed(exc), None)
         return outcomes.done(result), None
 
-    async def _dead_letter(self, ctx: TaskContext, body: bytes, reason: str) -> Outcome:
+    async def _unless_final(
+        self,
+        ctx: TaskContext,
+        body: bytes,
+        failed: Outcome,
+        alive: asyncio.Future[Any] | None,
+    ) -> tuple[Outcome, asyncio.Future[Any] | None]:
+        """`failed` (Cloud Tasks retries it), or a dead letter when no retry will come."""
+        if self.final_attempts is None:
+            return failed, alive
+        verdict = self.final_attempts.decide(ctx.headers, time.time())
+        if not verdict.final:
+            return failed, alive
+        # The failure keeps its own line (with the traceback of a crash); the task's
+        # line then says dead_letter. A still-running thread is left to finish alone.
+        logger.log(
+            failed.severity,
+            "task %s failed on its final attempt: %s",
+            ctx.task_type,
+            verdict.why,
+            exc_info=failed.exc_info,
+            extra={"fields": {"outcome": failed.outcome, "status": failed.status}},
+        )
+        error = failed.reason or (repr(failed.exc_info) if failed.exc_info else failed.outcome)
+        final = _FinalAttempt(verdict, failed.status)
+        outcome = await self._dead_letter(ctx, body, f"{verdict.why}: {error}", final)
+        # Recorded: the task is settled. Not recorded (the sink failed): a thread still
+        # running keeps its claim, as for any unsettled failure.
+        return outcome, None if outcome.settled else alive
+
+    async def _dead_letter(
+        self, ctx: TaskContext, body: bytes, reason: str, final: _FinalAttempt | None = None
+    ) -> Outcome:
+        verdict = final.verdict if final is not None else None
+        policy = verdict.policy if verdict is not None else None
         letter = DeadLetter(
             task_type=ctx.task_type,
             reason=reason,
@@ -235,6 +282,10 @@ class TaskDelivery:
             headers={k: v for k, v in ctx.headers.items() if k not in SECRET_HEADERS},
             task_name=ctx.task_name,
             queue_name=ctx.queue_name,
+            kind="permanent" if final is None else "final_attempt",
+            queue_key=self._queue_key(ctx),
+            last_status=final.status if final is not None else None,
+            retry_policy=policy.to_json() if policy is not None else None,
         )
         log_dead_letter(letter)
         if self.dead_letter_sink is not None:
@@ -245,6 +296,11 @@ class TaskDelivery:
                     "dead-letter sink failed; retrying so the letter is not lost", exc
                 )
         return outcomes.dead_lettered(reason)
+
+    def _queue_key(self, ctx: TaskContext) -> str | None:
+        if self.final_attempts is None:
+            return None
+        return self.final_attempts.queue_key(ctx.queue_name)
 
     def _settle_when_done(self, key: str, thread: asyncio.Future[Any]) -> None:
         async def settle() -> None:

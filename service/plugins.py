@@ -5,7 +5,9 @@
   `service.registry`.
 * `load_dead_letter_sink` / `load_idempotency_store`: the object named by
   `TASKS_DEAD_LETTER_SINK` / `TASKS_IDEMPOTENCY_STORE` (`module:attribute`; a
-  class or factory is called once), checked for the protocol's methods.
+  class or factory is called once), checked for the protocol's methods; dead
+  letters also go to the bucket `TASKS_DEAD_LETTER_BUCKET` names
+  (`service.gcs_dead_letters`), before the named sink when both are set.
 
 Every failure is a `ConfigError` naming the variable and what to fix, which
 `python -m service` turns into exit code 2 before it listens. This module
@@ -19,7 +21,8 @@ import importlib
 from typing import Any, Final, cast
 
 from service.config import ConfigError, Settings
-from service.deadletter import DeadLetterSink
+from service.deadletter import DeadLetter, DeadLetterSink
+from service.gcs_dead_letters import GcsDeadLetterSink
 from service.idempotency import IdempotencyStore
 
 BUILTIN_HANDLERS: Final = "service.handlers"
@@ -75,7 +78,32 @@ def load_object(spec: str, variable: str) -> Any:
 
 
 def load_dead_letter_sink(settings: Settings) -> DeadLetterSink | None:
-    """The sink `TASKS_DEAD_LETTER_SINK` names, or None when it is not set."""
+    """The bucket of `TASKS_DEAD_LETTER_BUCKET` (`service.gcs_dead_letters`) and the sink
+    `TASKS_DEAD_LETTER_SINK` names: both when both are set, or None."""
+    sinks = [s for s in (_bucket_sink(settings), _named_sink(settings)) if s is not None]
+    if len(sinks) > 1:
+        return BothSinks(sinks[0], sinks[1])
+    return sinks[0] if sinks else None
+
+
+class BothSinks:
+    """The bucket first, then the team's own sink; either failing fails the record."""
+
+    def __init__(self, first: DeadLetterSink, second: DeadLetterSink) -> None:
+        self.first, self.second = first, second
+
+    async def record(self, letter: DeadLetter) -> None:
+        await self.first.record(letter)
+        await self.second.record(letter)
+
+
+def _bucket_sink(settings: Settings) -> DeadLetterSink | None:
+    if not settings.dead_letter_bucket:
+        return None
+    return GcsDeadLetterSink(settings.dead_letter_bucket, project=settings.project)
+
+
+def _named_sink(settings: Settings) -> DeadLetterSink | None:
     if not settings.dead_letter_sink:
         return None
     sink = load_object(settings.dead_letter_sink, "TASKS_DEAD_LETTER_SINK")

@@ -28,6 +28,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "policy": frozenset({"contract", "plan"}),
     "bootstrap": frozenset({"contract", "components", "plan"}),
     "scripts": frozenset({"contract", "enqueue"}),
+    # Operations commands: the enqueue helper's outputs, queues, clients and enqueuer.
+    "ops": frozenset({"contract", "enqueue"}),
     # The exporter loads the worker's task modules and reads the stacks' task_modules.
     "task_contracts": frozenset({"contract", "service", "plan"}),
 }

@@ -15,16 +15,18 @@ def test_stack_output_names_are_the_documented_contract() -> None:
         "audience",
         "invoker_email",
     )
-    assert OPTIONAL_STACK_OUTPUT_KEYS == ("dispatch_deadline",)
+    assert OPTIONAL_STACK_OUTPUT_KEYS == ("dispatch_deadline", "dead_letter_bucket")
     assert LOCAL_OUTPUT_KEYS[: len(STACK_OUTPUT_KEYS)] == STACK_OUTPUT_KEYS
     assert MAP_STACK_OUTPUT_KEYS == ("queues", "routes", "dispatch_deadlines")
     assert LOCAL_OUTPUT_KEYS[len(STACK_OUTPUT_KEYS) :] == (
         "dispatch_deadline",
+        "dead_letter_bucket",
         "queues",
         "routes",
         "dispatch_deadlines",
         "emulator_host",
         "emulator_url",
+        "storage_emulator_host",
     )
 
 

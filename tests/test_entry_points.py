@@ -16,6 +16,7 @@ COMMANDS = [
     ["-m", "devstack", "status"],
     # `--help` needs the standard library only (test_enqueue_startup); a command does not.
     ["-m", "enqueue", "--outputs", "outputs.json", "send", "smoke"],
+    ["-m", "ops", "--outputs", "outputs.json", "tasks", "list"],  # likewise (test_ops_startup)
     ["-m", "emulator", "--help"],
     ["-m", "service"],
     ["scripts/smoke_test.py", "--stack", "dev"],

@@ -11,6 +11,7 @@ foundation's accounts against the members the main program's plan grants.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,10 @@ from typing import Any
 import pytest
 
 from bootstrap.deployer import (
+    BUCKET_DEPLOYER_PERMISSIONS,
     DEPLOYER_GRANTS,
     GRANTS_FOR_TYPE,
+    METRICS_DEPLOYER_PERMISSIONS,
     PREVIEWER_ROLES,
     RUN_DEPLOYER_PERMISSIONS,
     BootstrapConfig,
@@ -41,6 +44,8 @@ EXPECTED_GRANTS = {
     ("roles/cloudtasks.admin", "project"),
     ("roles/browser", "project"),
     ("custom:tasksPipelineRunDeployer", "project"),
+    ("custom:tasksPipelineBucketDeployer", "project"),
+    ("custom:tasksPipelineMetricsDeployer", "project"),
     ("roles/iam.serviceAccountUser", "runtime account"),
     ("roles/iam.serviceAccountUser", "invoker account"),
     ("roles/iam.serviceAccountAdmin", "invoker account"),
@@ -48,7 +53,6 @@ EXPECTED_GRANTS = {
     ("roles/monitoring.alertPolicyEditor", "project"),
     ("roles/monitoring.dashboardEditor", "project"),
     ("roles/monitoring.notificationChannelEditor", "project"),
-    ("roles/logging.configWriter", "project"),
 }
 
 
@@ -62,6 +66,8 @@ def evaluate(**config: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, str(HARNESS), json.dumps(values)],
         cwd=ROOT,
+        # This checkout's code, not whichever one an editable install points at.
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=120,
@@ -222,7 +228,11 @@ class TestDeployerGrants:
 
     @pytest.mark.integration
     def test_the_run_role_is_cloud_run_services_only(self, default: dict[str, Any]) -> None:
-        [role] = of_type(default, "gcp:projects/iAMCustomRole:IAMCustomRole")
+        [role] = [
+            r
+            for r in of_type(default, "gcp:projects/iAMCustomRole:IAMCustomRole")
+            if r["inputs"]["roleId"] == "tasksPipelineRunDeployer"
+        ]
         permissions = role["inputs"]["permissions"]
         assert permissions == sorted(RUN_DEPLOYER_PERMISSIONS)
         assert all(
@@ -230,6 +240,29 @@ class TestDeployerGrants:
             for p in permissions
         )
         assert "run.jobs.run" not in permissions
+
+    @pytest.mark.integration
+    def test_the_bucket_role_is_buckets_only_never_objects(self, default: dict[str, Any]) -> None:
+        [role] = [
+            r
+            for r in of_type(default, "gcp:projects/iAMCustomRole:IAMCustomRole")
+            if r["inputs"]["roleId"] == "tasksPipelineBucketDeployer"
+        ]
+        permissions = role["inputs"]["permissions"]
+        assert permissions == sorted(BUCKET_DEPLOYER_PERMISSIONS)
+        assert all(p.startswith("storage.buckets.") for p in permissions)
+        assert "storage.buckets.setIamPolicy" in permissions
+
+    @pytest.mark.integration
+    def test_the_metrics_role_is_log_metrics_only(self, default: dict[str, Any]) -> None:
+        [role] = [
+            r
+            for r in of_type(default, "gcp:projects/iAMCustomRole:IAMCustomRole")
+            if r["inputs"]["roleId"] == "tasksPipelineMetricsDeployer"
+        ]
+        permissions = role["inputs"]["permissions"]
+        assert permissions == sorted(METRICS_DEPLOYER_PERMISSIONS)
+        assert all(p.startswith("logging.logMetrics.") for p in permissions)
 
     @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
     def test_the_grants_cover_every_resource_of_the_plan_and_nothing_more(self, stack: str) -> None:
@@ -262,6 +295,7 @@ class TestFoundation:
             "cloudresourcemanager.googleapis.com",
             "secretmanager.googleapis.com",
             "monitoring.googleapis.com",
+            "storage.googleapis.com",
             "logging.googleapis.com",
             "sts.googleapis.com",
         }

@@ -314,7 +314,14 @@ class TestComponentShape:
         components = {r.type: r for r in plan.resources if r.is_component}
         assert set(components) == {
             f"tasks:index:{n}"
-            for n in ("TaskPipeline", "Identities", "TaskQueue", "WorkerService", "Operations")
+            for n in (
+                "TaskPipeline",
+                "Identities",
+                "TaskQueue",
+                "WorkerService",
+                "DeadLetterBucket",
+                "Operations",
+            )
         }
         root = components["tasks:index:TaskPipeline"]
         assert root.parent is None

@@ -14,6 +14,8 @@ import pytest
 from pydantic import BaseModel
 
 from components import (
+    DeadLetterBucket,
+    DeadLetterConfig,
     GcpConfig,
     Identities,
     IdentitiesConfig,
@@ -35,6 +37,7 @@ COMPONENT_SECTIONS: list[tuple[type[pulumi.ComponentResource], type[object]]] = 
     (WorkerService, WorkerConfig),
     (TaskQueue, QueueConfig),
     (Operations, OperationsConfig),
+    (DeadLetterBucket, DeadLetterConfig),
     (TaskPipeline, PipelineConfig),
 ]
 

@@ -382,8 +382,9 @@ def test_a_worker_port_taken_before_the_worker_binds_it_is_replaced(
     holder.bind(("127.0.0.1", 0))
     holder.listen()
     taken = holder.getsockname()[1]
-    ports = iter([taken])
     real_free_port = processes.free_port
+    # The storage emulator (dead-letter bucket) picks its port first, then the worker.
+    ports = iter([real_free_port("127.0.0.1"), taken])
     monkeypatch.setattr(
         processes, "free_port", lambda host: next(ports, None) or real_free_port(host)
     )
@@ -395,7 +396,7 @@ def test_a_worker_port_taken_before_the_worker_binds_it_is_replaced(
     assert worker_url != f"http://127.0.0.1:{taken}"
     assert httpx.get(worker_url + "/healthz", timeout=5).is_success
     assert "address already in use" in local_stack.paths.worker_log.read_text().lower()
-    assert [p.role for p in running.state.processes] == ["emulator", "worker"]
+    assert [p.role for p in running.state.processes] == ["emulator", "storage", "worker"]
     runtime.stop_running(running, lambda _: None)
 
 

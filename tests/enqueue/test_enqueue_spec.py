@@ -12,6 +12,7 @@ from google.cloud import tasks_v2
 from hypothesis import assume, given, settings, strategies as st
 
 from contract.limits import MAX_TASK_BYTES, TASK_ID_PATTERN, WARN_TASK_BYTES
+from contract.retry_policy import RetryPolicy as TaskRetryPolicy
 from enqueue import StackOutputs, TaskSpec, TaskValidationError, build_task, task_id_for_key
 
 OUTPUTS = StackOutputs.from_mapping(
@@ -38,7 +39,10 @@ class TestRequest:
         assert task.name == "projects/demo/locations/us-central1/queues/work/tasks/t1"
         assert request.url == "https://worker-xyz-uc.a.run.app/tasks/email"
         assert request.http_method == tasks_v2.HttpMethod.POST
-        assert dict(request.headers) == {"Content-Type": "application/json"}
+        assert dict(request.headers) == {
+            "Content-Type": "application/json",
+            "X-Tasks-Not-Before": str(int(NOW.timestamp())),
+        }
         assert json.loads(request.body) == {"to": "a@b.c", "n": 1}
         assert request.oidc_token.service_account_email == OUTPUTS.invoker_email
         assert request.oidc_token.audience == "https://worker.example.com"
@@ -49,15 +53,36 @@ class TestRequest:
     def test_raw_body_and_content_type_override(self) -> None:
         task = build(TaskSpec(type="blob", body=b"\x00\x01", headers={"content-type": "x/y"}))
         assert task.http_request.body == b"\x00\x01"
-        assert dict(task.http_request.headers) == {"content-type": "x/y"}
+        assert dict(task.http_request.headers)["content-type"] == "x/y"
+        assert "Content-Type" not in dict(task.http_request.headers)
 
     def test_extra_headers_kept(self) -> None:
         task = build(TaskSpec(type="a", headers={"X-Trace": "abc"}))
         assert dict(task.http_request.headers)["X-Trace"] == "abc"
 
+    def test_own_retry_config_is_set_and_told_to_the_worker(self) -> None:
+        policy = TaskRetryPolicy(
+            max_attempts=2, min_backoff=1, max_backoff=4, max_doublings=1, max_retry_duration=60
+        )
+        task = build(TaskSpec(type="a", retry=policy))
+        retry = task.retry_config
+        assert (retry.max_attempts, retry.max_doublings) == (2, 1)
+        assert retry.min_backoff == timedelta(seconds=1)
+        assert retry.max_backoff == timedelta(seconds=4)
+        assert retry.max_retry_duration == timedelta(seconds=60)
+        told = json.loads(dict(task.http_request.headers)["X-Tasks-Retry-Config"])
+        assert TaskRetryPolicy.from_json(told, where="header") == policy
+        plain = build(TaskSpec(type="a"))
+        assert not tasks_v2.Task.pb(plain).HasField("retry_config")
+        assert "X-Tasks-Retry-Config" not in dict(plain.http_request.headers)
+
     def test_delay_schedule_and_deadline(self) -> None:
         task = build(TaskSpec(type="a", delay=90, deadline=45))
         assert task.schedule_time == NOW + timedelta(seconds=90)
+        # The first attempt cannot come before the schedule time: the worker's bound.
+        assert dict(task.http_request.headers)["X-Tasks-Not-Before"] == str(
+            int((NOW + timedelta(seconds=90)).timestamp())
+        )
         assert task.dispatch_deadline == timedelta(seconds=45)
         at = NOW + timedelta(days=2)
         assert build(TaskSpec(type="a", schedule_time=at)).schedule_time == at

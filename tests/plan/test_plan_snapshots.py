@@ -44,6 +44,7 @@ def test_inventory_counts(all_plans: dict[str, Plan], stack: str) -> None:
         "tasks:index:Identities": 1,
         "tasks:index:TaskQueue": 1,
         "tasks:index:WorkerService": 1,
+        "tasks:index:DeadLetterBucket": 1,
         # actAs on the invoker for the one enqueuer (prod names its backend identity).
         "gcp:serviceaccount/iAMMember:IAMMember": 1,
         "gcp:cloudtasks/queue:Queue": 1,
@@ -58,4 +59,7 @@ def test_inventory_counts(all_plans: dict[str, Plan], stack: str) -> None:
         "gcp:logging/metric:Metric": 2,
         "gcp:monitoring/dashboard:Dashboard": 1,
         "gcp:monitoring/notificationChannel:NotificationChannel": 1,
+        # The dead-letter bucket and the runtime account's objectCreator on it.
+        "gcp:storage/bucket:Bucket": 1,
+        "gcp:storage/bucketIAMMember:BucketIAMMember": 1,
     }
