@@ -25,6 +25,7 @@ import uvicorn
 from emulator.appengine import AppEngineHosts
 from emulator.clock import ManualClock
 from emulator.core import Emulator
+from emulator.declarations import Declaration, apply as apply_declarations
 from emulator.grpc_api import generic_handler
 from emulator.http_guard import is_loopback
 from emulator.rest_api import build_app
@@ -44,6 +45,7 @@ class Settings:
     allow_hosts: tuple[str, ...] = ()
     app_engine_hosts: AppEngineHosts = field(default_factory=AppEngineHosts)
     manual_clock: bool = False
+    queues: tuple[Declaration, ...] = ()  # --queues-file / --queue (emulator/declarations.py)
 
     def allowed_hosts(self) -> tuple[str, ...]:
         """Host names the HTTP API answers to besides loopback (emulator/http_guard.py):
@@ -131,6 +133,8 @@ async def serve(settings: Settings) -> None:
                 "pass --port 0 to pick a free port"
             ) from exc
         await emulator.start()
+        for name, done in apply_declarations(emulator, settings.queues).items():
+            log.info("declared queue %s %s", name, done)
         await grpc_server.start()
         cleanup.push_async_callback(grpc_server.stop, 1.0)
 

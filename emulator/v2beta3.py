@@ -32,7 +32,7 @@ from typing import Any, Final
 
 from google.cloud import tasks_v2, tasks_v2beta3
 from google.protobuf import field_mask_pb2
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor
 
 from emulator.core import Emulator
 from emulator.errors import invalid, unimplemented
@@ -73,13 +73,13 @@ def _copy(src: Any, dst: Any) -> None:
         name = fd.name
         target = getattr(dst, name)
         if fd.message_type is None:
-            if fd.label == FieldDescriptor.LABEL_REPEATED:
+            if fd.is_repeated:
                 target.extend(value)
             else:
                 setattr(dst, name, value)
         elif fd.message_type.GetOptions().map_entry:
             target.update(value)  # map<string, string> (headers)
-        elif fd.label == FieldDescriptor.LABEL_REPEATED:
+        elif fd.is_repeated:
             for item in value:
                 _copy(item, target.add())
         elif fd.message_type.full_name == fields[name].message_type.full_name:
