@@ -74,7 +74,10 @@ def test_several_documents_lists_and_json(tmp_path: Path) -> None:
 
 
 def test_the_v2beta3_shape_is_recognised(tmp_path: Path) -> None:
-    text = f"name: {Q}/beta\ntype: PUSH\nappEngineHttpQueue:\n  appEngineRoutingOverride:\n    service: s\n"
+    text = (
+        f"name: {Q}/beta\ntype: PUSH\n"
+        "appEngineHttpQueue:\n  appEngineRoutingOverride:\n    service: s\n"
+    )
     [d] = declarations.load_file(_write(tmp_path, "b.yaml", text))
     assert d.beta
     assert d.queue.app_engine_http_queue.app_engine_routing_override.service == "s"
