@@ -142,8 +142,12 @@ def _documents(path: Path) -> list[tuple[Any, str]]:
         try:
             documents = [d for d in yaml.safe_load_all(text) if d is not None]
         except yaml.YAMLError as exc:
-            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DeclarationError(f"--queues-file {path}: not valid YAML ({first_line})") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}: " if mark is not None else ""
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise DeclarationError(
+                f"--queues-file {path}: not valid YAML ({where}{problem})"
+            ) from None
     found: list[tuple[Any, str]] = []
     for number, document in enumerate(documents, 1):
         where = f"{path} (document {number})" if len(documents) > 1 else str(path)

@@ -33,7 +33,7 @@ httpTarget:
 name: {Q}/described
 purgeTime: '2026-01-01T00:00:00.000000Z'
 rateLimits:
-  maxBurstSize: 7
+  maxBurstSize: 100
   maxConcurrentDispatches: 20
   maxDispatchesPerSecond: 7.0
 retryConfig:
@@ -64,6 +64,18 @@ def test_a_describe_output_is_read_as_it_is(tmp_path: Path) -> None:
     assert not d.queue.HasField("purge_time")  # output only: ignored
 
 
+def test_the_readme_example_is_read(tmp_path: Path) -> None:
+    readme = (ROOT / "emulator" / "README.md").read_text()
+    [example] = [
+        block.split("```", 1)[0]
+        for block in readme.split("```yaml\n")
+        if block.startswith("# queues.yaml")
+    ]
+    found = declarations.load_file(_write(tmp_path, "queues.yaml", example))
+    assert [d.state for d in found] == [tasks_v2.Queue.State.RUNNING, tasks_v2.Queue.State.PAUSED]
+    assert found[1].queue.http_target.uri_override.port == 8080
+
+
 def test_several_documents_lists_and_json(tmp_path: Path) -> None:
     yaml_text = f"name: {Q}/a\n---\n- name: {Q}/b\n- name: {Q}/c\n  state: RUNNING\n"
     names = [d.name for d in declarations.load_file(_write(tmp_path, "qs.yaml", yaml_text))]
@@ -90,7 +102,7 @@ def test_the_v2beta3_shape_is_recognised(tmp_path: Path) -> None:
         (f"name: {Q}/x\nstate: DISABLED\n", "RUNNING or PAUSED"),
         ("rateLimits: {}\n", "has no name"),
         ("name: nope\n", "projects/PROJECT_ID/locations/LOCATION_ID/queues/QUEUE_ID"),
-        ("name: [unclosed\n", "not valid YAML"),
+        ("name: [unclosed\n", r"not valid YAML \(line 2: expected ',' or ']'"),
         ("- 3\n", "expected a queue"),
         ("", "declares no queue"),
     ],
