@@ -85,7 +85,7 @@ def _closure(names: set[str]) -> set[str]:
 def test_same_python_as_the_worker_image() -> None:
     def base(path: Path) -> str:
         [arg] = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", path.read_text(), re.MULTILINE)
-        return arg
+        return str(arg)
 
     assert base(DOCKERFILE) == base(ROOT / "service" / "Dockerfile")
 
@@ -146,7 +146,7 @@ def test_installs_exactly_what_the_emulator_imports() -> None:
         check=True,
         env={"PATH": "/usr/bin:/bin"},
     ).stdout
-    imported = {canonicalize_name(d) for d in json.loads(out)}
+    imported: set[str] = {canonicalize_name(d) for d in json.loads(out)}
     imported -= {canonicalize_name("cloud-tasks-pipeline"), *OPTIONAL_IMPORTS}
     assert {"grpcio", "google-cloud-tasks", "aiohttp", "uvicorn", "pyyaml"} <= imported
     pins = set(worker_image._pins(REQUIREMENTS))
