@@ -64,6 +64,7 @@ _EPILOG = """\
 endpoints:
   gRPC (--port)       google.cloud.tasks.v2.CloudTasks and google.cloud.tasks.v2beta3.CloudTasks
   HTTP (--http-port)  REST API at /v2/... and /v2beta3/... (Google's paths)
+                      (with --one-port, both on --port)
                       OIDC issuer: /.well-known/openid-configuration, /oauth2/v1/certs (PEM),
                       /oauth2/v3/certs (JWKS)
 admin endpoints (HTTP port, emulator only):
@@ -114,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=8124,
         metavar="PORT",
         help="REST/OIDC/admin port (0: pick a free one)",
+    )
+    parser.add_argument(
+        "--one-port",
+        action="store_true",
+        help="serve gRPC and HTTP both on --port, told apart by each connection's first "
+        "bytes (as Google's endpoint serves both); --http-port is then unused",
     )
     parser.add_argument(
         "--data",
@@ -195,6 +202,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         app_engine_hosts=app_engine_hosts,
         manual_clock=args.manual_clock,
         queues=queues,
+        one_port=args.one_port,
     )
 
 
