@@ -4,6 +4,10 @@ The process prints exactly one line to stdout when both ports are bound and the
 stored queues are dispatching again (``cloud-tasks-emulator ready grpc=... http=...``)
 and logs to stderr. SIGINT/SIGTERM stop accepting calls, cancel in-flight
 attempts (they are retried after a restart when ``--data`` is used) and exit 0.
+With ``--one-port`` both servers listen on loopback ports of their own behind
+one public port (emulator/oneport.py), and the ready line names that port twice.
+Queues declared with ``--queues-file``/``--queue`` (emulator/declarations.py) are
+applied after the stored state loads and before the gRPC port accepts calls.
 It deliberately binds loopback unless told otherwise: there is no auth, and a
 non-loopback ``--host`` is warned about loudly.
 """

@@ -109,3 +109,27 @@ def test_restart_keeps_the_one_port(tmp_path: Any) -> None:
         emu.restart()
         assert emu.grpc_host == before
         assert emu.client("rest").get_queue(name=name).name == name
+
+
+def test_a_busy_one_port_is_a_one_line_error() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "emulator", "--one-port", "--port", str(port)],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert out.returncode != 0
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith(
+        f"cloud-tasks-emulator: cannot bind the --one-port port 127.0.0.1:{port}"
+    )
+    assert line.endswith("pass --port 0 to pick a free port")
