@@ -87,4 +87,5 @@ HEADER_ETA: Final = "X-CloudTasks-TaskETA"
 HEADER_PREVIOUS_RESPONSE: Final = "X-CloudTasks-TaskPreviousResponse"
 HEADER_RETRY_REASON: Final = "X-CloudTasks-TaskRetryReason"
 HEADER_TRACE_CONTEXT: Final = "X-Cloud-Trace-Context"
+HEADER_TRACEPARENT: Final = "traceparent"  # W3C Trace Context (contract.tracing)
 CLOUD_TASKS_USER_AGENT: Final = "Google-Cloud-Tasks"

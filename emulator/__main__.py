@@ -1,4 +1,4 @@
-"""``python -m emulator``: command-line entry of the local Cloud Tasks emulator.
+"""``python -m emulator`` (or ``cloud-tasks-emulator``): the emulator's command line.
 
 It only parses and checks flags (with messages that say how to fix them) and
 hands over to :func:`emulator.server.serve`; it deliberately reads no
@@ -16,6 +16,7 @@ from contract.interpreter import exit_if_foreign
 from contract.limits import DEFAULT_TOMBSTONE_S
 
 try:
+    from emulator import declarations
     from emulator.appengine import AppEngineHosts
     from emulator.server import Settings, serve
 except ModuleNotFoundError as _missing:  # a fresh shell's `python` is not the project's
@@ -42,14 +43,64 @@ def _seconds(text: str) -> float:
     return value
 
 
-def parse_args(argv: list[str] | None = None) -> Settings:
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every flag's help ends with its default; the epilog keeps its own line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is argparse.SUPPRESS or "%(default)" in text:
+            return text
+        default = action.default
+        if default in (None, [], ()):
+            shown = "none"
+        elif default is False:
+            shown = "off"
+        else:
+            shown = "%(default)s"
+        return f"{text} (default: {shown})"
+
+
+_EPILOG = """\
+endpoints:
+  gRPC (--port)       google.cloud.tasks.v2.CloudTasks and google.cloud.tasks.v2beta3.CloudTasks
+  HTTP (--http-port)  REST API at /v2/... and /v2beta3/... (Google's paths)
+                      (with --one-port, both on --port)
+                      OIDC issuer: /.well-known/openid-configuration, /oauth2/v1/certs (PEM),
+                      /oauth2/v3/certs (JWKS)
+                      /metrics: the queue signals in Prometheus text format
+admin endpoints (HTTP port, emulator only):
+  GET  /emulator/v1/health                  queue, task, in-flight, dispatched and dropped counts
+  GET  /emulator/v1/dropped[?queue=NAME]    tasks whose retries ran out, per queue
+  POST /emulator/v1/dropped:reset           forget them
+  POST /emulator/v1/tombstones:reset        free every reserved task name
+  GET  /emulator/v1/clock                   the emulator's time
+  POST /emulator/v1/clock:advance           {"seconds": 3600} (--manual-clock only)
+  POST /emulator/v1/QUEUE_NAME:runDue       attempt every due task of a queue now
+
+clients find it through CLOUD_TASKS_EMULATOR_HOST=HOST:PORT (gRPC); the ready line on
+stdout names both addresses. Documentation: emulator/README.md.
+"""
+
+
+def _declarations(files: list[str], flags: list[str]) -> tuple[declarations.Declaration, ...]:
+    found: list[declarations.Declaration] = []
+    for path in files:
+        found.extend(declarations.load_file(path))
+    found.extend(declarations.from_flag(text) for text in flags)
+    declarations.check_unique(found)
+    return tuple(found)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m emulator",
-        description="A local Cloud Tasks emulator: gRPC and REST v2 API, HTTP delivery "
-        "with OIDC tokens, App Engine delivery to local hosts, retries and rate limits, "
-        "optional SQLite persistence.",
+        prog="cloud-tasks-emulator",
+        description="A local Cloud Tasks emulator: gRPC and REST APIs (v2 and v2beta3), HTTP "
+        "delivery with OIDC tokens, App Engine delivery to local hosts, retries and rate "
+        "limits, optional SQLite persistence. Also runs as `python -m emulator`.",
+        epilog=_EPILOG,
+        formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (both ports)")
     parser.add_argument(
         "--allow-host",
         action="append",
@@ -60,15 +111,48 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     )
     parser.add_argument("--port", type=_port, default=8123, help="gRPC port (0: pick a free one)")
     parser.add_argument(
-        "--http-port", type=_port, default=8124, help="REST/OIDC/admin port (0: pick a free one)"
+        "--http-port",
+        type=_port,
+        default=8124,
+        metavar="PORT",
+        help="REST/OIDC/admin port (0: pick a free one)",
     )
-    parser.add_argument("--data", help="SQLite file to persist queues and tasks in")
+    parser.add_argument(
+        "--one-port",
+        action="store_true",
+        help="serve gRPC and HTTP both on --port, told apart by each connection's first "
+        "bytes (as Google's endpoint serves both); --http-port is then unused",
+    )
+    parser.add_argument(
+        "--data",
+        metavar="FILE",
+        help="SQLite file to persist queues and tasks in (in memory without it)",
+    )
+    parser.add_argument(
+        "--queues-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="declare queues at start from a YAML or JSON file in the shape `gcloud tasks "
+        "queues describe` prints (one queue per document, or a list); created, or set to "
+        "the declared configuration if they exist (repeatable)",
+    )
+    parser.add_argument(
+        "--queue",
+        action="append",
+        default=[],
+        metavar="NAME[:KEY=VALUE,...]",
+        help="declare one queue, e.g. projects/p/locations/l/queues/q:max-dispatches-per-"
+        "second=5,max-attempts=3; KEY is one of "
+        + ", ".join(declarations.FLAG_SETTINGS)
+        + " (repeatable)",
+    )
     parser.add_argument(
         "--tombstone-seconds",
         type=_seconds,
         default=float(DEFAULT_TOMBSTONE_S),
-        help="how long a task name stays reserved after the task ran or was deleted "
-        f"(default {DEFAULT_TOMBSTONE_S})",
+        metavar="SECONDS",
+        help="how long a task name stays reserved after the task ran or was deleted",
     )
     parser.add_argument(
         "--app-engine-host",
@@ -87,12 +171,22 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         "tombstones follow it); for tests",
     )
     parser.add_argument(
-        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR; logs go to stderr",
     )
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> Settings:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         app_engine_hosts = AppEngineHosts.parse(args.app_engine_host)
-    except ValueError as exc:
+        queues = _declarations(args.queues_file, args.queue)
+    except ValueError as exc:  # DeclarationError included
         parser.error(str(exc))
     logging.basicConfig(
         level=args.log_level,
@@ -108,10 +202,13 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         allow_hosts=tuple(args.allow_host),
         app_engine_hosts=app_engine_hosts,
         manual_clock=args.manual_clock,
+        queues=queues,
+        one_port=args.one_port,
     )
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The console command ``cloud-tasks-emulator`` (pyproject.toml ``[project.scripts]``)."""
     settings = parse_args(argv)
     try:
         asyncio.run(serve(settings))

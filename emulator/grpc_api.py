@@ -1,8 +1,9 @@
-"""The gRPC front end: ``google.cloud.tasks.v2.CloudTasks`` on a ``grpc.aio`` server.
+"""The gRPC front end: ``google.cloud.tasks.v2.CloudTasks`` (and ``v2beta3``) on ``grpc.aio``.
 
 Requests and responses are the protobuf messages of ``google-cloud-tasks``
 (registered through a generic handler, no generated stubs are vendored); every
-call is delegated to :class:`emulator.core.Emulator`. Methods the emulator does
+call is delegated to :class:`emulator.core.Emulator` (v2beta3 calls through the
+translation of emulator/v2beta3.py). Methods the emulator does
 not implement answer UNIMPLEMENTED with a message naming the alternative, and
 request bytes that do not parse answer INVALID_ARGUMENT, as on Google.
 """
@@ -15,15 +16,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.cloud import tasks_v2
+from google.cloud import tasks_v2, tasks_v2beta3
 from google.iam.v1 import iam_policy_pb2
 from google.protobuf import empty_pb2
 
+from emulator import v2beta3
 from emulator.core import Emulator
 from emulator.errors import ApiError
 from emulator.state import QueuePb, TaskPb
+from emulator.v2beta3 import V2beta3Api
 
 SERVICE = "google.cloud.tasks.v2.CloudTasks"
+b3Queue: Any = tasks_v2beta3.Queue.pb()
+b3Task: Any = tasks_v2beta3.Task.pb()
 log = logging.getLogger("emulator.grpc")
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
@@ -94,7 +99,32 @@ _IAM = (
 )
 
 
+class _Services(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """Several services' handlers as one (v2 and v2beta3 on the same server)."""
+
+    def __init__(self, handlers: tuple[grpc.GenericRpcHandler, ...]) -> None:
+        self.handlers = handlers
+
+    def service(self, handler_call_details: Any) -> grpc.RpcMethodHandler | None:
+        for handler in self.handlers:
+            found = handler.service(handler_call_details)
+            if found is not None:
+                return found
+        return None
+
+
 def generic_handler(emulator: Emulator) -> grpc.GenericRpcHandler:
+    """Both API versions over the one core: v2, and v2beta3 through emulator/v2beta3.py."""
+    beta = V2beta3Api(emulator)
+    return _Services(
+        (
+            _service(SERVICE, tasks_v2, emulator, QueuePb, TaskPb),
+            _service(v2beta3.SERVICE, tasks_v2beta3, beta, b3Queue, b3Task),
+        )
+    )
+
+
+def _service(name: str, t: Any, api: Any, queue: Any, task: Any) -> grpc.GenericRpcHandler:
     def rpc(fn: Callable[[Any], Any], request: Any, response: Any) -> grpc.RpcMethodHandler:
         return raw(_wrap(fn), request.pb(), response)
 
@@ -105,26 +135,25 @@ def generic_handler(emulator: Emulator) -> grpc.GenericRpcHandler:
             response_serializer=response.SerializeToString,
         )
 
-    t = tasks_v2
     empty = empty_pb2.Empty
     methods = {
-        "CreateQueue": rpc(emulator.create_queue, t.CreateQueueRequest, QueuePb),
-        "GetQueue": rpc(emulator.get_queue, t.GetQueueRequest, QueuePb),
-        "ListQueues": rpc(emulator.list_queues, t.ListQueuesRequest, t.ListQueuesResponse.pb()),
-        "UpdateQueue": rpc(emulator.update_queue, t.UpdateQueueRequest, QueuePb),
-        "DeleteQueue": rpc(emulator.delete_queue, t.DeleteQueueRequest, empty),
-        "PurgeQueue": rpc(emulator.purge_queue, t.PurgeQueueRequest, QueuePb),
-        "PauseQueue": rpc(emulator.pause_queue, t.PauseQueueRequest, QueuePb),
-        "ResumeQueue": rpc(emulator.resume_queue, t.ResumeQueueRequest, QueuePb),
-        "CreateTask": rpc(emulator.create_task, t.CreateTaskRequest, TaskPb),
-        "GetTask": rpc(emulator.get_task, t.GetTaskRequest, TaskPb),
-        "ListTasks": rpc(emulator.list_tasks, t.ListTasksRequest, t.ListTasksResponse.pb()),
-        "DeleteTask": rpc(emulator.delete_task, t.DeleteTaskRequest, empty),
-        "RunTask": rpc(emulator.run_task, t.RunTaskRequest, TaskPb),
+        "CreateQueue": rpc(api.create_queue, t.CreateQueueRequest, queue),
+        "GetQueue": rpc(api.get_queue, t.GetQueueRequest, queue),
+        "ListQueues": rpc(api.list_queues, t.ListQueuesRequest, t.ListQueuesResponse.pb()),
+        "UpdateQueue": rpc(api.update_queue, t.UpdateQueueRequest, queue),
+        "DeleteQueue": rpc(api.delete_queue, t.DeleteQueueRequest, empty),
+        "PurgeQueue": rpc(api.purge_queue, t.PurgeQueueRequest, queue),
+        "PauseQueue": rpc(api.pause_queue, t.PauseQueueRequest, queue),
+        "ResumeQueue": rpc(api.resume_queue, t.ResumeQueueRequest, queue),
+        "CreateTask": rpc(api.create_task, t.CreateTaskRequest, task),
+        "GetTask": rpc(api.get_task, t.GetTaskRequest, task),
+        "ListTasks": rpc(api.list_tasks, t.ListTasksRequest, t.ListTasksResponse.pb()),
+        "DeleteTask": rpc(api.delete_task, t.DeleteTaskRequest, empty),
+        "RunTask": rpc(api.run_task, t.RunTaskRequest, task),
         "GetIamPolicy": raw(_unimplemented(_IAM), iam_policy_pb2.GetIamPolicyRequest, empty),
         "SetIamPolicy": raw(_unimplemented(_IAM), iam_policy_pb2.SetIamPolicyRequest, empty),
         "TestIamPermissions": raw(
             _unimplemented(_IAM), iam_policy_pb2.TestIamPermissionsRequest, empty
         ),
     }
-    return grpc.method_handlers_generic_handler(SERVICE, methods)
+    return grpc.method_handlers_generic_handler(name, methods)

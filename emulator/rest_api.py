@@ -3,7 +3,8 @@
 One Starlette app serves, on the emulator's HTTP port:
 
 * the Cloud Tasks v2 REST API at the same paths and verbs as
-  ``cloudtasks.googleapis.com`` (camelCase JSON via ``google.protobuf.json_format``,
+  ``cloudtasks.googleapis.com``, and v2beta3 at ``/v2beta3/...`` through the
+  translation of emulator/v2beta3.py (camelCase JSON via ``google.protobuf.json_format``,
   enums as names or integers, bytes as base64, durations as ``"30s"``, and
   Google's error JSON), delegating to the same :class:`Emulator` as gRPC;
 * the OIDC discovery document and signing keys (``/oauth2/v1/certs`` PEM map,
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import grpc
-from google.cloud import tasks_v2
+from google.cloud import tasks_v2, tasks_v2beta3
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from starlette.applications import Starlette
@@ -35,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from contract.durations import DurationError, parse_duration_s
-from emulator import metrics as prometheus
+from emulator import metrics as prometheus, v2beta3
 from emulator.core import Emulator
 from emulator.errors import ApiError, invalid, unimplemented
 from emulator.http_guard import HostOriginGuard
@@ -70,44 +71,44 @@ _IAM_MESSAGE = (
 )
 
 
-def _routes() -> list[_Route]:
-    t = tasks_v2
+def _routes(t: Any, calls: Callable[[str], Callable[[Emulator, Any], Any]]) -> list[_Route]:
+    """One API version's routes: ``t`` its types module, ``calls(method)`` the core call."""
 
-    def r(
-        method: str,
-        pattern: str,
-        req: Any,
-        path_field: str,
-        body: str | None,
-        call: Callable[[Emulator, Any], Any] | None,
-    ) -> _Route:
+    def r(method: str, pattern: str, req: Any, path_field: str, body: str | None) -> _Route:
+        call = calls(req.__name__.removesuffix("Request"))
         return _Route(method, re.compile(pattern), req, path_field, body, call)
 
     return [
-        r(
-            "POST",
-            rf"({_P})/queues",
-            t.CreateQueueRequest,
-            "parent",
-            "queue",
-            Emulator.create_queue,
-        ),
-        r("GET", rf"({_P})/queues", t.ListQueuesRequest, "parent", None, Emulator.list_queues),
-        r("GET", rf"({_Q})", t.GetQueueRequest, "name", None, Emulator.get_queue),
-        r("PATCH", rf"({_Q})", t.UpdateQueueRequest, "queue.name", "queue", Emulator.update_queue),
-        r("DELETE", rf"({_Q})", t.DeleteQueueRequest, "name", None, Emulator.delete_queue),
-        r("POST", rf"({_Q}):purge", t.PurgeQueueRequest, "name", "*", Emulator.purge_queue),
-        r("POST", rf"({_Q}):pause", t.PauseQueueRequest, "name", "*", Emulator.pause_queue),
-        r("POST", rf"({_Q}):resume", t.ResumeQueueRequest, "name", "*", Emulator.resume_queue),
-        r("GET", rf"({_Q})/tasks", t.ListTasksRequest, "parent", None, Emulator.list_tasks),
-        r("POST", rf"({_Q})/tasks", t.CreateTaskRequest, "parent", "*", Emulator.create_task),
-        r("GET", rf"({_T})", t.GetTaskRequest, "name", None, Emulator.get_task),
-        r("DELETE", rf"({_T})", t.DeleteTaskRequest, "name", None, Emulator.delete_task),
-        r("POST", rf"({_T}):run", t.RunTaskRequest, "name", "*", Emulator.run_task),
+        r("POST", rf"({_P})/queues", t.CreateQueueRequest, "parent", "queue"),
+        r("GET", rf"({_P})/queues", t.ListQueuesRequest, "parent", None),
+        r("GET", rf"({_Q})", t.GetQueueRequest, "name", None),
+        r("PATCH", rf"({_Q})", t.UpdateQueueRequest, "queue.name", "queue"),
+        r("DELETE", rf"({_Q})", t.DeleteQueueRequest, "name", None),
+        r("POST", rf"({_Q}):purge", t.PurgeQueueRequest, "name", "*"),
+        r("POST", rf"({_Q}):pause", t.PauseQueueRequest, "name", "*"),
+        r("POST", rf"({_Q}):resume", t.ResumeQueueRequest, "name", "*"),
+        r("GET", rf"({_Q})/tasks", t.ListTasksRequest, "parent", None),
+        r("POST", rf"({_Q})/tasks", t.CreateTaskRequest, "parent", "*"),
+        r("GET", rf"({_T})", t.GetTaskRequest, "name", None),
+        r("DELETE", rf"({_T})", t.DeleteTaskRequest, "name", None),
+        r("POST", rf"({_T}):run", t.RunTaskRequest, "name", "*"),
     ]
 
 
-_ROUTES: Final = _routes()
+def _snake(method: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", method).lower()
+
+
+def _v2_call(method: str) -> Callable[[Emulator, Any], Any]:
+    fn: Callable[[Emulator, Any], Any] = getattr(Emulator, _snake(method))
+    return fn
+
+
+# Each version's routes, by the path prefix that selects them.
+_VERSIONS: Final = {
+    "v2": _routes(tasks_v2, _v2_call),
+    "v2beta3": _routes(tasks_v2beta3, lambda method: v2beta3.call(_snake(method))),
+}
 _UNIMPLEMENTED: Final = [
     (re.compile(rf"{_Q}:(getIamPolicy|setIamPolicy|testIamPermissions)"), _IAM_MESSAGE),
     (
@@ -212,21 +213,23 @@ def build_app(emulator: Emulator, allowed_hosts: tuple[str, ...] = ()) -> Starle
 
     async def api(request: Request) -> Response:
         path = request.path_params["path"]
+        version = request.url.path.split("/", 2)[1]  # the route matched "v2" or "v2beta3"
+        routes = _VERSIONS[version]
         try:
             for pattern, message in _UNIMPLEMENTED:
                 if pattern.fullmatch(path):
                     raise unimplemented(message)
-            candidates = [r for r in _ROUTES if r.pattern.fullmatch(path)]
+            candidates = [r for r in routes if r.pattern.fullmatch(path)]
             route = next((r for r in candidates if r.method == request.method), None)
             if route is None:
                 if candidates:
                     raise ApiError(
                         grpc.StatusCode.UNIMPLEMENTED,
-                        f"Method {request.method} is not allowed on /v2/{path}",
+                        f"Method {request.method} is not allowed on /{version}/{path}",
                     )
                 raise ApiError(
                     grpc.StatusCode.NOT_FOUND,
-                    f"No Cloud Tasks v2 resource at /v2/{path}",
+                    f"No Cloud Tasks {version} resource at /{version}/{path}",
                 )
             match = route.pattern.fullmatch(path)
             assert match is not None
@@ -307,6 +310,7 @@ def build_app(emulator: Emulator, allowed_hosts: tuple[str, ...] = ()) -> Starle
     return Starlette(
         routes=[
             Route("/v2/{path:path}", api, methods=["GET", "POST", "PATCH", "DELETE"]),
+            Route("/v2beta3/{path:path}", api, methods=["GET", "POST", "PATCH", "DELETE"]),
             Route("/.well-known/openid-configuration", discovery, methods=["GET"]),
             Route("/oauth2/v1/certs", pem_certs, methods=["GET"]),
             Route("/oauth2/v3/certs", jwks, methods=["GET"]),

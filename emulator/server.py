@@ -4,6 +4,10 @@ The process prints exactly one line to stdout when both ports are bound and the
 stored queues are dispatching again (``cloud-tasks-emulator ready grpc=... http=...``)
 and logs to stderr. SIGINT/SIGTERM stop accepting calls, cancel in-flight
 attempts (they are retried after a restart when ``--data`` is used) and exit 0.
+With ``--one-port`` both servers listen on loopback ports of their own behind
+one public port (emulator/oneport.py), and the ready line names that port twice.
+Queues declared with ``--queues-file``/``--queue`` (emulator/declarations.py) are
+applied after the stored state loads and before the gRPC port accepts calls.
 It deliberately binds loopback unless told otherwise: there is no auth, and a
 non-loopback ``--host`` is warned about loudly.
 """
@@ -25,8 +29,10 @@ import uvicorn
 from emulator.appengine import AppEngineHosts
 from emulator.clock import ManualClock
 from emulator.core import Emulator
+from emulator.declarations import Declaration, apply as apply_declarations
 from emulator.grpc_api import generic_handler
 from emulator.http_guard import is_loopback
+from emulator.oneport import PortSharer
 from emulator.rest_api import build_app
 from emulator.store import Store
 
@@ -44,6 +50,8 @@ class Settings:
     allow_hosts: tuple[str, ...] = ()
     app_engine_hosts: AppEngineHosts = field(default_factory=AppEngineHosts)
     manual_clock: bool = False
+    one_port: bool = False  # gRPC and HTTP both on `port` (emulator/oneport.py)
+    queues: tuple[Declaration, ...] = ()  # --queues-file / --queue (emulator/declarations.py)
 
     def allowed_hosts(self) -> tuple[str, ...]:
         """Host names the HTTP API answers to besides loopback (emulator/http_guard.py):
@@ -72,7 +80,9 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _bind_http(host: str, port: int) -> socket.socket:
+def _bind_http(
+    host: str, port: int, what: str = "HTTP", flag: str = "--http-port"
+) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     # Lets restart() rebind the same port while old connections sit in TIME_WAIT.
@@ -82,8 +92,8 @@ def _bind_http(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise SystemExit(
-            f"cloud-tasks-emulator: cannot bind the HTTP port {host}:{port}: {exc.strerror}; "
-            "pass --http-port 0 to pick a free port"
+            f"cloud-tasks-emulator: cannot bind the {what} port {host}:{port}: {exc.strerror}; "
+            f"pass {flag} 0 to pick a free port"
         ) from exc
     sock.listen(1024)
     sock.setblocking(False)
@@ -105,7 +115,15 @@ async def serve(settings: Settings) -> None:
         # running yet when it is.
         if not is_loopback(settings.host):
             log.warning(_EXPOSED_WARNING, settings.host)
-        sock = _bind_http(settings.host, settings.http_port)
+        public: socket.socket | None = None
+        grpc_bind = f"{_url_host(settings.host)}:{settings.port}"
+        if settings.one_port:  # both servers on loopback behind the one public port
+            public = _bind_http(settings.host, settings.port, "--one-port", "--port")
+            cleanup.callback(public.close)
+            sock = _bind_http("127.0.0.1", 0)
+            grpc_bind = "127.0.0.1:0"
+        else:
+            sock = _bind_http(settings.host, settings.http_port)
         cleanup.callback(sock.close)
         store = Store(settings.data) if settings.data else None
         emulator = Emulator(
@@ -124,13 +142,15 @@ async def serve(settings: Settings) -> None:
         )
         grpc_server.add_generic_rpc_handlers((generic_handler(emulator),))
         try:
-            grpc_port = grpc_server.add_insecure_port(f"{_url_host(settings.host)}:{settings.port}")
+            grpc_port = grpc_server.add_insecure_port(grpc_bind)
         except RuntimeError as exc:
             raise SystemExit(
                 f"cloud-tasks-emulator: cannot bind the gRPC port {settings.host}:{settings.port}; "
                 "pass --port 0 to pick a free port"
             ) from exc
         await emulator.start()
+        for name, done in apply_declarations(emulator, settings.queues).items():
+            log.info("declared queue %s %s", name, done)
         await grpc_server.start()
         cleanup.push_async_callback(grpc_server.stop, 1.0)
 
@@ -150,6 +170,12 @@ async def serve(settings: Settings) -> None:
                 await http_task
                 raise SystemExit("cloud-tasks-emulator: the HTTP server stopped during startup")
             await asyncio.sleep(0.01)
+
+        if public is not None:
+            sharer = PortSharer(grpc_port, http_port)
+            await sharer.start(public)
+            cleanup.push_async_callback(sharer.close)
+            grpc_port = http_port = public.getsockname()[1]
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

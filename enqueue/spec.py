@@ -8,8 +8,9 @@ combines it with the stack outputs into a ``tasks_v2.Task`` in the queue the typ
 is routed to (or the override), with that queue's default deadline: POST to
 ``service_url/tasks/{type}``, ``Content-Type: application/json``,
 ``X-Tasks-Not-Before`` (its schedule or creation time, from which the worker
-bounds ``max_retry_duration``), an OIDC token for ``invoker_email`` with ``audience``, and
-checks what needs the whole task (its serialised size, header bytes, URL length).
+bounds ``max_retry_duration``), the caller's trace (``enqueue.tracing``), an OIDC
+token for ``invoker_email`` with ``audience``, and checks what needs the whole task
+(its serialised size, header bytes, URL length).
 
 This module deliberately does not talk to the API and does not choose names for
 unnamed tasks: the enqueuer does that, once per task, before the first attempt.
@@ -54,6 +55,7 @@ from contract.task_types import task_type_problem
 from enqueue.errors import TaskValidationError
 from enqueue.outputs import StackOutputs
 from enqueue.queues import QueueTarget
+from enqueue.tracing import trace_headers
 
 _TASK_ID = re.compile(TASK_ID_PATTERN)
 _BAD_ID_CHAR = re.compile(r"[^A-Za-z0-9_-]")
@@ -301,6 +303,8 @@ def build_task(
         if name.lower() == CONTENT_TYPE.lower():
             del headers[CONTENT_TYPE]
         headers[name] = value
+    # The caller's trace (an active OpenTelemetry span): the worker continues it.
+    headers.update(trace_headers(headers))
     header_bytes = sum(len(k.encode()) + len(v.encode()) for k, v in headers.items())
     if header_bytes >= MAX_HEADERS_BYTES:
         raise TaskValidationError(

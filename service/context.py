@@ -12,7 +12,6 @@ verified token only.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,21 +27,26 @@ from contract.names import (
     HEADER_RETRY_COUNT,
     HEADER_RETRY_REASON,
     HEADER_TASK_NAME,
-    HEADER_TRACE_CONTEXT,
+)
+from contract.tracing import (
+    CLOUD_TRACE_HEADER,
+    TRACEPARENT_HEADER,
+    SpanContext,
+    parse_cloud_trace_context,
+    parse_trace_headers,
 )
 
 logger = logging.getLogger("service.context")
 
-# TRACE_ID/SPAN_ID;o=OPTIONS, TRACE_ID 32 hex digits, SPAN_ID decimal (Cloud Run docs).
-_TRACE_CONTEXT = re.compile(r"^([0-9a-fA-F]{32})(?:/([0-9]+))?(?:;o=([0-9]+))?$")
-
 
 @dataclass(frozen=True, slots=True)
 class TraceContext:
-    """The parsed `X-Cloud-Trace-Context` header."""
+    """The caller's trace (`traceparent`, else `X-Cloud-Trace-Context`; contract.tracing):
+    the producer's span, of which every attempt of the task is a child."""
 
     trace_id: str
     span_id: str | None
+    """The caller's span id as 16 hex digits, Cloud Logging's `spanId` format."""
     sampled: bool
 
     def resource_name(self, project: str | None) -> str:
@@ -55,16 +59,31 @@ class TraceContext:
             return f"projects/{project}/traces/{self.trace_id}"
         return self.trace_id
 
+    def outgoing_headers(self) -> dict[str, str]:
+        """`traceparent` and `X-Cloud-Trace-Context` for a call the handler makes: a new
+        span of the same trace, so the backend's work joins the producer's trace too."""
+        return SpanContext(self.trace_id, self.span_id, self.sampled).child().headers()
+
+
+def _trace(found: SpanContext | None) -> TraceContext | None:
+    if found is None:
+        return None
+    return TraceContext(trace_id=found.trace_id, span_id=found.span_id, sampled=found.sampled)
+
 
 def parse_trace_context(value: str | None) -> TraceContext | None:
     """Parse `X-Cloud-Trace-Context`; None when absent or malformed."""
-    if not value:
-        return None
-    match = _TRACE_CONTEXT.match(value.strip())
-    if match is None:
-        return None
-    trace_id, span_id, options = match.groups()
-    return TraceContext(trace_id=trace_id.lower(), span_id=span_id, sampled=options == "1")
+    return _trace(parse_cloud_trace_context(value))
+
+
+def trace_from_headers(headers: Mapping[str, str]) -> TraceContext | None:
+    """The caller's trace from lower-cased request headers: `traceparent` (W3C, what the
+    enqueue helper and OpenTelemetry send) first, then `X-Cloud-Trace-Context`."""
+    return _trace(
+        parse_trace_headers(
+            headers.get(TRACEPARENT_HEADER), headers.get(CLOUD_TRACE_HEADER.lower())
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +101,8 @@ class TaskContext:
         eta: the task's schedule time (`X-CloudTasks-TaskETA`), UTC.
         previous_response: HTTP status of the previous attempt, if any.
         retry_reason: `X-CloudTasks-TaskRetryReason`, if any.
-        trace: parsed `X-Cloud-Trace-Context`, if any.
+        trace: the caller's trace (`traceparent` or `X-Cloud-Trace-Context`), if any;
+            `ctx.trace.outgoing_headers()` continues it in a call to a backend.
         invoker_email: the verified token's `email`; None when the check is off.
         http: a shared `httpx.AsyncClient` for calling backends (pooled
             connections; always pass a per-call `timeout`).
@@ -178,7 +198,7 @@ def context_from_headers(
         eta=_eta_header(headers),
         previous_response=_int_header(headers, HEADER_PREVIOUS_RESPONSE),
         retry_reason=headers.get(HEADER_RETRY_REASON.lower()) or None,
-        trace=parse_trace_context(headers.get(HEADER_TRACE_CONTEXT.lower())),
+        trace=trace_from_headers(headers),
         invoker_email=invoker_email,
         http=http,
         headers=headers,

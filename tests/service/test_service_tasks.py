@@ -95,7 +95,7 @@ class TestContext:
         assert run["previous_response"] == 503
         assert run["retry_reason"] == "HTTP status code 503"
         assert run["trace_id"] == "0123456789abcdef0123456789abcdef"
-        assert run["span_id"] == "987"
+        assert run["span_id"] == f"{987:016x}"  # Cloud Logging's spanId: 16 hex digits
         assert run["sampled"] is True
 
     def test_malformed_informational_headers_become_none(self, worker: Worker) -> None:
@@ -123,7 +123,7 @@ class TestContext:
         assert entry["severity"] == "INFO"
         assert entry["message"] == "task record ok: 200"
         assert entry["logging.googleapis.com/trace"] == f"projects/{PROJECT}/traces/{trace}"
-        assert entry["logging.googleapis.com/spanId"] == "42"
+        assert entry["logging.googleapis.com/spanId"] == f"{42:016x}"
         assert entry["logging.googleapis.com/trace_sampled"] is False
         assert entry["task_type"] == "record"
         assert entry["queue_name"] == "jobs"
