@@ -85,21 +85,21 @@ class Foundation(pulumi.ComponentResource):
         self.invoker = self._account(
             f"{name}-invoker",
             stack,
-            stack.invoker_account_id,
+            stack.identities.invoker_account_id,
             "Cloud Tasks invoker (OIDC identity of tasks)",
             "Tasks carry this account's ID token; its one grant: run.invoker on the worker.",
         )
         self.runtime = self._account(
             f"{name}-runtime",
             stack,
-            stack.runtime_account_id,
+            stack.identities.runtime_account_id,
             "Task worker runtime",
             "The worker runs as this account. No role: Cloud Run ships its logs itself.",
         )
         self.enqueuer = self._account(
             f"{name}-enqueuer",
             stack,
-            stack.enqueuer_account_id,
+            stack.identities.enqueuer_account_id,
             "Task enqueuer",
             "Creates tasks when the stack names no other enqueuers.",
         )

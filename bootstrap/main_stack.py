@@ -14,16 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.values import ACCOUNT_PREFIX_RE, REPOSITORY_RE
-from contract.resources import (
-    ENQUEUER_ACCOUNT_SUFFIX,
-    GCP_PROJECT_KEY,
-    GCP_REGION_KEY,
-    INVOKER_ACCOUNT_SUFFIX,
-    RUNTIME_ACCOUNT_SUFFIX,
-    account_id,
-    config_key,
-)
+from pydantic import ValidationError
+
+from components.config import IdentitiesConfig
+from components.values import REPOSITORY_RE
+from contract.resources import GCP_PROJECT_KEY, GCP_REGION_KEY, config_key
 from plan.errors import PlanError
 from plan.stack_config import REPO_ROOT, load_stack_config
 
@@ -39,20 +34,9 @@ class MainStack:
     stack: str
     project: str
     region: str
-    account_prefix: str
+    identities: IdentitiesConfig
+    """The main program's own section: the account ids come from it (one definition)."""
     repository_id: str
-
-    @property
-    def invoker_account_id(self) -> str:
-        return account_id(self.account_prefix, INVOKER_ACCOUNT_SUFFIX)
-
-    @property
-    def runtime_account_id(self) -> str:
-        return account_id(self.account_prefix, RUNTIME_ACCOUNT_SUFFIX)
-
-    @property
-    def enqueuer_account_id(self) -> str:
-        return account_id(self.account_prefix, ENQUEUER_ACCOUNT_SUFFIX)
 
 
 def read_main_stack(stack: str, root: Path = REPO_ROOT) -> MainStack:
@@ -74,14 +58,16 @@ def read_main_stack(stack: str, root: Path = REPO_ROOT) -> MainStack:
             f"Pulumi.{stack}.yaml must set {GCP_PROJECT_KEY} and {GCP_REGION_KEY}: bootstrap "
             "creates the stack's accounts in that project and its repository in that region"
         )
-    if not ACCOUNT_PREFIX_RE.match(prefix):
+    try:
+        identities = IdentitiesConfig(account_prefix=prefix)
+    except ValidationError:
         raise MainStackError(
             f"Pulumi.{stack}.yaml: account_prefix {prefix!r} is not a valid prefix "
             "(`python -m plan --stack STACK` explains what is)"
-        )
+        ) from None
     if not REPOSITORY_RE.match(repository):
         raise MainStackError(
             f"Pulumi.{stack}.yaml: repository_id {repository!r} is not a valid repository id "
             "(`python -m plan --stack STACK` explains what is)"
         )
-    return MainStack(stack, project, region, prefix, repository)
+    return MainStack(stack, project, region, identities, repository)

@@ -56,10 +56,12 @@ class UsageError(Exception):
     """Bad command-line input (exit 2)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    # One line, no usage dump: the contract is "one clear line, no traceback".
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments are one line naming `--help`, no usage dump: the contract of the
+    enqueue helper and `python -m ops` is "one clear line, no traceback"."""
+
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see python -m enqueue --help)")
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 def _seconds(text: str) -> float:
@@ -70,7 +72,8 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
     try:
         value = int(text)
     except ValueError:
@@ -81,7 +84,7 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m enqueue",
         description="Enqueue tasks on the stack's Cloud Tasks queues (or the local emulator).",
         epilog="exit codes: 0 done (created or already enqueued); 1 the API failed a task or "
@@ -104,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-attempts",
-        type=_positive_int,
+        type=positive_int,
         default=_DEFAULT_RETRY.max_attempts,
         metavar="N",
         help="attempts per task, transient errors only (default %(default)s)",
@@ -145,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     bulk.add_argument("file", metavar="FILE.jsonl", help='one task object a line; "-" for stdin')
     bulk.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_CONCURRENCY,
         metavar="N",
         help=f"creates in flight (1..{MAX_CONCURRENCY}, default %(default)s)",

@@ -25,10 +25,18 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any
 
 from contract.task_types import task_type_problem
-from enqueue.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
+from enqueue.cli import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    OneLineParser,
+    UsageError,
+    positive_int,
+)
 from enqueue.defaults import TRANSPORTS
 from enqueue.errors import EnqueueError, EnqueueFailedError
 
@@ -40,24 +48,8 @@ if TYPE_CHECKING:
 PROG = "python -m ops"
 
 
-class _Parser(argparse.ArgumentParser):
-    # One line, no usage dump, as the enqueue helper's.
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see {self.prog} --help)")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog=PROG,
         description="Operate the stack's Cloud Tasks queues, tasks and dead letters "
         "(or the local stack's).",
@@ -80,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing = tasks.add_parser("list", help="tasks of a queue (default: every queue)")
     listing.add_argument("--queue", metavar="KEY", help="only this queue (a key, e.g. email)")
-    listing.add_argument("--limit", type=_positive_int, metavar="N", help="at most N tasks")
+    listing.add_argument("--limit", type=positive_int, metavar="N", help="at most N tasks")
     listing.add_argument("--json", action="store_true", help="one JSON array")
     show = tasks.add_parser("show", help="one task, by id or full name")
     show.add_argument("name", metavar="NAME", help="task id or projects/.../tasks/ID")
