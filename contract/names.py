@@ -88,4 +88,7 @@ HEADER_PREVIOUS_RESPONSE: Final = "X-CloudTasks-TaskPreviousResponse"
 HEADER_RETRY_REASON: Final = "X-CloudTasks-TaskRetryReason"
 HEADER_TRACE_CONTEXT: Final = "X-Cloud-Trace-Context"
 HEADER_TRACEPARENT: Final = "traceparent"  # W3C Trace Context (contract.tracing)
+# Set by the enqueue helper when the caller overrides a task's route (`--queue KEY`): the
+# worker then accepts the task on that queue instead of refusing it as misrouted.
+HEADER_QUEUE_OVERRIDE: Final = "X-Tasks-Queue-Override"
 CLOUD_TASKS_USER_AGENT: Final = "Google-Cloud-Tasks"

@@ -135,11 +135,13 @@ def _rank(reading: Reading) -> tuple[int, str]:
 
 def _alert_table(readings: list[Reading]) -> Table:
     table = Table(box=None, padding=(0, 1), show_edge=False, header_style="dim", pad_edge=False)
-    table.add_column("  alert", no_wrap=True)
-    table.add_column("live", justify="right", no_wrap=True)
-    table.add_column("above", justify="right", no_wrap=True)
-    table.add_column("", no_wrap=True)
-    table.add_column("", style="dim", no_wrap=True)
+    # On a narrow terminal the alert's name and the note give way (ellipsis); the value,
+    # the threshold and FIRING never do: they are what the view is for.
+    table.add_column("  alert", no_wrap=True, overflow="ellipsis")
+    table.add_column("live", justify="right", no_wrap=True, min_width=8)
+    table.add_column("above", justify="right", no_wrap=True, min_width=8)
+    table.add_column("", no_wrap=True, min_width=6)
+    table.add_column("", style="dim", no_wrap=True, overflow="ellipsis", max_width=44)
     for reading in sorted(readings, key=_rank):
         alert = reading.alert
         value = "-" if reading.value is None else _value(alert, reading.value)

@@ -43,14 +43,14 @@ from contract.limits import (
     TASK_ID_PATTERN,
     WARN_TASK_BYTES,
 )
-from contract.names import TASK_ROUTE_PREFIX
+from contract.names import HEADER_QUEUE_OVERRIDE, TASK_ROUTE_PREFIX
 from contract.retry_policy import (
     HEADER_NOT_BEFORE,
     HEADER_TASK_RETRY_CONFIG,
     RetryPolicy,
     not_before_header,
 )
-from contract.routing import queue_key_problem
+from contract.routing import queue_for, queue_key_problem
 from contract.task_types import task_type_problem
 from enqueue.errors import TaskValidationError
 from enqueue.outputs import StackOutputs
@@ -305,6 +305,10 @@ def build_task(
         headers[name] = value
     # The caller's trace (an active OpenTelemetry span): the worker continues it.
     headers.update(trace_headers(headers))
+    if spec.queue is not None and spec.queue != queue_for(spec.type, outputs.stack_queues.routes):
+        # A deliberate override: the worker accepts the task on this queue instead of
+        # refusing it as misrouted (service.queues).
+        headers[HEADER_QUEUE_OVERRIDE] = spec.queue
     header_bytes = sum(len(k.encode()) + len(v.encode()) for k, v in headers.items())
     if header_bytes >= MAX_HEADERS_BYTES:
         raise TaskValidationError(

@@ -1,7 +1,7 @@
 """Replaying dead letters: each becomes a task again, sent through the enqueue helper.
 
-A replayed task has the dead letter's type, body and headers, goes to the queue the
-worker recorded (its key, when the stack still has that queue) or else to its type's
+A replayed task has the dead letter's type, body and headers, goes to the queue its
+producer chose on purpose (`--queue`, when the stack still has it) or else to its type's
 route, and is named `replay-<hash of the dead letter's object name>` (`replay_task_id`):
 replaying the same dead letter twice makes one task, the second create being answered
 "already enqueued" by Cloud Tasks' name deduplication (which holds a name for about an
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from contract.headers import header_name_problem, header_value_problem, reserved_header_reason
+from contract.names import HEADER_QUEUE_OVERRIDE
 from contract.retry_policy import HEADER_NOT_BEFORE, HEADER_TASK_RETRY_CONFIG
 from enqueue.enqueuer import Enqueuer, EnqueueResult
 from enqueue.errors import TaskValidationError
@@ -56,6 +57,7 @@ REQUEST_ONLY_HEADERS: Final = frozenset(
         "x-real-ip",
         HEADER_NOT_BEFORE.lower(),
         HEADER_TASK_RETRY_CONFIG.lower(),
+        HEADER_QUEUE_OVERRIDE.lower(),  # set again from the chosen queue (_queue_key)
     }
 )
 
@@ -102,9 +104,12 @@ class Replay:
 
 
 def _queue_key(record: DeadLetterRecord, outputs: StackOutputs) -> str | None:
-    """The recorded queue key when the stack still has it; None = the type's route."""
-    if record.queue_key is not None and record.queue_key in outputs.stack_queues.paths:
-        return record.queue_key
+    """The queue the producer chose on purpose (`X-Tasks-Queue-Override`, when the stack
+    still has it); None = the type's route today. Not simply the recorded queue: a
+    misrouted task, sent back there, would be refused again."""
+    chosen = {k.lower(): v for k, v in record.headers.items()}.get(HEADER_QUEUE_OVERRIDE.lower())
+    if chosen is not None and chosen in outputs.stack_queues.paths:
+        return chosen
     return None
 
 

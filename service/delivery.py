@@ -39,6 +39,7 @@ from typing import Any, Final
 import httpx
 from pydantic import ValidationError
 
+from contract.names import HEADER_QUEUE_OVERRIDE
 from contract.routing import DEFAULT_QUEUE_KEY
 from service import outcomes
 from service.context import TaskContext, context_from_headers
@@ -204,7 +205,11 @@ class TaskDelivery:
     ) -> tuple[Outcome, asyncio.Future[Any] | None]:
         """The outcome of running the handler, and its thread if that outlived the timeout."""
         if self.routing is not None:
-            misrouted = self.routing.misroute(ctx.task_type, ctx.queue_name)
+            misrouted = self.routing.misroute(
+                ctx.task_type,
+                ctx.queue_name,
+                ctx.headers.get(HEADER_QUEUE_OVERRIDE.lower()) or None,
+            )
             if misrouted is not None:
                 # Permanent: every retry arrives on the same wrong queue.
                 return await self._dead_letter(ctx, body, misrouted), None

@@ -63,8 +63,14 @@ class QueueRouting:
                 return key
         return None
 
-    def misroute(self, task_type: str, queue_id: str | None) -> str | None:
-        """Why a task of `task_type` that arrived on `queue_id` is refused, or None."""
+    def misroute(
+        self, task_type: str, queue_id: str | None, override: str | None = None
+    ) -> str | None:
+        """Why a task of `task_type` that arrived on `queue_id` is refused, or None.
+
+        `override`: the queue key the producer chose on purpose (`X-Tasks-Queue-Override`,
+        set by `python -m enqueue --queue KEY`); a task that arrived on that queue is
+        accepted, one that arrived elsewhere is still refused."""
         route = queue_for(task_type, self.routes)
         expected = f"{route!r} (queue {self.queue_ids[route]})"
         if queue_id is None:
@@ -73,7 +79,7 @@ class QueueRouting:
                 f"so not through a queue; its route names queue {expected}"
             )
         arrived = self.key_of(queue_id)
-        if arrived == route:
+        if arrived is not None and arrived in (route, override):
             return None
         if task_type == SMOKE_TASK_TYPE and arrived is not None:
             return None  # the smoke test proves every queue with one smoke task each

@@ -302,3 +302,26 @@ def test_a_truncated_worker_log_is_read_anew(tmp_path: Path) -> None:
     log_file.write_text(json.dumps({**line, "status": 200}) + "\n")
     log.read(since=0)
     assert [e.status for e in log.events] == [500, 500, 200]
+
+
+def test_a_narrow_terminal_keeps_the_values_the_thresholds_and_firing() -> None:
+    from rich.console import Console
+
+    from devstack.live_signals import Reading
+    from devstack.signals_view import _alert_table
+
+    alert = _alert(
+        "failure-ratio-5xx",
+        "cloudtasks.googleapis.com/queue/task_attempt_count",
+        0.1,
+        ratio=True,
+        codes=("internal",),
+    )
+    reading = Reading(alert, 0.76, "16 of 21 attempts, a long note that may give way")
+    for width in (60, 80, 100):
+        console = Console(width=width, record=True, highlight=False)
+        console.print(_alert_table([reading]))
+        text = console.export_text()
+        assert "76%" in text, (width, text)
+        assert "10%" in text, (width, text)
+        assert "FIRING" in text, (width, text)
