@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import urllib.parse
 
 from contract.interpreter import exit_if_foreign
 from contract.limits import DEFAULT_TOMBSTONE_S
@@ -31,6 +32,15 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{value} is not in 0..65535 (0 picks a free port)")
     return value
+
+
+def _base_url(text: str) -> str:
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a base URL: give http://HOST:PORT (an optional path, no query)"
+        )
+    return text.rstrip("/")
 
 
 def _seconds(text: str) -> float:
@@ -76,6 +86,9 @@ admin endpoints (HTTP port, emulator only):
   GET  /emulator/v1/clock                   the emulator's time
   POST /emulator/v1/clock:advance           {"seconds": 3600} (--manual-clock only)
   POST /emulator/v1/QUEUE_NAME:runDue       attempt every due task of a queue now
+firebase-admin (CLOUD_TASKS_EMULATOR_HOST=the HTTP address, or --one-port's):
+  POST   /projects/P/locations/L/queues/FUNCTION/tasks      enqueue (the Firebase emulator's shape)
+  DELETE /projects/P/locations/L/queues/FUNCTION/tasks/ID   delete
 
 clients find it through CLOUD_TASKS_EMULATOR_HOST=HOST:PORT (gRPC); the ready line on
 stdout names both addresses. Documentation: emulator/README.md.
@@ -164,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable). Without one, App Engine tasks are accepted but their attempts fail",
     )
     parser.add_argument(
+        "--functions-url",
+        type=_base_url,
+        metavar="URL",
+        help="where firebase-admin's task-queue tasks without a URL go: URL/PROJECT/"
+        "LOCATION/FUNCTION, the Firebase Functions emulator's path, e.g. "
+        "http://127.0.0.1:5001. Without it such an enqueue is INVALID_ARGUMENT",
+    )
+    parser.add_argument(
         "--manual-clock",
         action="store_true",
         help="time stands still from start-up and moves only through "
@@ -204,6 +225,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         manual_clock=args.manual_clock,
         queues=queues,
         one_port=args.one_port,
+        functions_url=args.functions_url,
     )
 
 

@@ -52,6 +52,7 @@ class Settings:
     manual_clock: bool = False
     one_port: bool = False  # gRPC and HTTP both on `port` (emulator/oneport.py)
     queues: tuple[Declaration, ...] = ()  # --queues-file / --queue (emulator/declarations.py)
+    functions_url: str | None = None  # firebase-admin tasks without a URL (firebase_api.py)
 
     def allowed_hosts(self) -> tuple[str, ...]:
         """Host names the HTTP API answers to besides loopback (emulator/http_guard.py):
@@ -156,7 +157,7 @@ async def serve(settings: Settings) -> None:
 
         http_port = sock.getsockname()[1]
         config = uvicorn.Config(
-            build_app(emulator, settings.allowed_hosts()),
+            build_app(emulator, settings.allowed_hosts(), settings.functions_url),
             log_level="warning",
             access_log=False,
             lifespan="off",
