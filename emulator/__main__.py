@@ -14,7 +14,7 @@ import sys
 import urllib.parse
 
 from contract.interpreter import exit_if_foreign
-from contract.limits import DEFAULT_TOMBSTONE_S
+from contract.limits import DEFAULT_QUEUE_TOMBSTONE_S, DEFAULT_TOMBSTONE_S
 
 try:
     from emulator import declarations
@@ -82,7 +82,7 @@ admin endpoints (HTTP port, emulator only):
   GET  /emulator/v1/health                  queue, task, in-flight, dispatched and dropped counts
   GET  /emulator/v1/dropped[?queue=NAME]    tasks whose retries ran out, per queue
   POST /emulator/v1/dropped:reset           forget them
-  POST /emulator/v1/tombstones:reset        free every reserved task name
+  POST /emulator/v1/tombstones:reset        free every reserved task and queue name
   GET  /emulator/v1/clock                   the emulator's time
   POST /emulator/v1/clock:advance           {"seconds": 3600} (--manual-clock only)
   POST /emulator/v1/QUEUE_NAME:runDue       attempt every due task of a queue now
@@ -168,6 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a task name stays reserved after the task ran or was deleted",
     )
     parser.add_argument(
+        "--queue-tombstone-seconds",
+        type=_seconds,
+        default=float(DEFAULT_QUEUE_TOMBSTONE_S),
+        metavar="SECONDS",
+        help="how long a deleted queue's name stays unusable: CreateQueue on it meanwhile "
+        "answers as if it had created the queue, but GetQueue says NOT_FOUND (Google's "
+        "window is up to 3 days: 259200); 0 frees the name at once",
+    )
+    parser.add_argument(
         "--app-engine-host",
         action="append",
         default=[],
@@ -220,6 +229,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         http_port=args.http_port,
         data=args.data,
         tombstone_seconds=args.tombstone_seconds,
+        queue_tombstone_seconds=args.queue_tombstone_seconds,
         allow_hosts=tuple(args.allow_host),
         app_engine_hosts=app_engine_hosts,
         manual_clock=args.manual_clock,

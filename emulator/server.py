@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import grpc
 import uvicorn
 
+from contract.limits import DEFAULT_QUEUE_TOMBSTONE_S
 from emulator.appengine import AppEngineHosts
 from emulator.clock import ManualClock
 from emulator.core import Emulator
@@ -47,6 +48,7 @@ class Settings:
     http_port: int = 8124
     data: str | None = None
     tombstone_seconds: float = 3600.0
+    queue_tombstone_seconds: float = float(DEFAULT_QUEUE_TOMBSTONE_S)
     allow_hosts: tuple[str, ...] = ()
     app_engine_hosts: AppEngineHosts = field(default_factory=AppEngineHosts)
     manual_clock: bool = False
@@ -130,6 +132,7 @@ async def serve(settings: Settings) -> None:
         emulator = Emulator(
             store=store,
             tombstone_seconds=settings.tombstone_seconds,
+            queue_tombstone_seconds=settings.queue_tombstone_seconds,
             app_engine_hosts=settings.app_engine_hosts,
             clock=ManualClock() if settings.manual_clock else None,
         )
