@@ -11,7 +11,7 @@ viewer (tasks with their bodies), taskDeleter (cancel) and queueAdmin (pause, re
 purge) roles, and the enqueuer role for replaying dead letters.
 
 The queue keeps Pulumi's auto-naming unless a name is configured: a deleted
-queue's name is blocked for 7 days (`queues.delete`,
+queue's name may be blocked for up to 3 days (`queues.delete`,
 https://cloud.google.com/tasks/docs/reference/rest/v2/projects.locations.queues/delete),
 and the random suffix sidesteps that on replacement.
 
@@ -73,7 +73,7 @@ class TaskQueue(pulumi.ComponentResource):
         `depends_on`: anything the queue must wait for (bootstrap/ has enabled the
         API and let the Cloud Tasks agent mint the invoker's tokens); `protect`: the
         engine refuses to delete the queue (a deleted queue takes its tasks with it
-        and its name cannot be reused for up to 7 days,
+        and its name may not be reusable for up to 3 days,
         https://cloud.google.com/tasks/docs/reference/rpc/google.cloud.tasks.v2#deletequeuerequest)."""
         super().__init__("tasks:index:TaskQueue", name, None, opts)
 

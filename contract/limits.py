@@ -32,3 +32,9 @@ CLOUD_RUN_DEFAULT_REQUEST_TIMEOUT_S: Final = 300
 
 # A named task stays reserved after it ran or was deleted (~1 h per the proto).
 DEFAULT_TOMBSTONE_S: Final = 3600
+# A deleted queue's name may stay unusable "for a tombstone window of up to 3 days"
+# (queues.delete docs), CreateQueue meanwhile appearing to succeed. The emulator's
+# window is an option (--queue-tombstone-seconds) with a short default, so tests
+# can see the behaviour without waiting days.
+GOOGLE_MAX_QUEUE_TOMBSTONE_S: Final = 3 * 24 * 3600
+DEFAULT_QUEUE_TOMBSTONE_S: Final = 5

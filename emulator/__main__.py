@@ -11,9 +11,10 @@ import argparse
 import asyncio
 import logging
 import sys
+import urllib.parse
 
 from contract.interpreter import exit_if_foreign
-from contract.limits import DEFAULT_TOMBSTONE_S
+from contract.limits import DEFAULT_QUEUE_TOMBSTONE_S, DEFAULT_TOMBSTONE_S
 
 try:
     from emulator import declarations
@@ -31,6 +32,15 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{value} is not in 0..65535 (0 picks a free port)")
     return value
+
+
+def _base_url(text: str) -> str:
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a base URL: give http://HOST:PORT (an optional path, no query)"
+        )
+    return text.rstrip("/")
 
 
 def _seconds(text: str) -> float:
@@ -72,10 +82,13 @@ admin endpoints (HTTP port, emulator only):
   GET  /emulator/v1/health                  queue, task, in-flight, dispatched and dropped counts
   GET  /emulator/v1/dropped[?queue=NAME]    tasks whose retries ran out, per queue
   POST /emulator/v1/dropped:reset           forget them
-  POST /emulator/v1/tombstones:reset        free every reserved task name
+  POST /emulator/v1/tombstones:reset        free every reserved task and queue name
   GET  /emulator/v1/clock                   the emulator's time
   POST /emulator/v1/clock:advance           {"seconds": 3600} (--manual-clock only)
   POST /emulator/v1/QUEUE_NAME:runDue       attempt every due task of a queue now
+firebase-admin (CLOUD_TASKS_EMULATOR_HOST=the HTTP address, or --one-port's):
+  POST   /projects/P/locations/L/queues/FUNCTION/tasks      enqueue (the Firebase emulator's shape)
+  DELETE /projects/P/locations/L/queues/FUNCTION/tasks/ID   delete
 
 clients find it through CLOUD_TASKS_EMULATOR_HOST=HOST:PORT (gRPC); the ready line on
 stdout names both addresses. Documentation: emulator/README.md.
@@ -155,6 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a task name stays reserved after the task ran or was deleted",
     )
     parser.add_argument(
+        "--queue-tombstone-seconds",
+        type=_seconds,
+        default=float(DEFAULT_QUEUE_TOMBSTONE_S),
+        metavar="SECONDS",
+        help="how long a deleted queue's name stays unusable: CreateQueue on it meanwhile "
+        "answers as if it had created the queue, but GetQueue says NOT_FOUND (Google's "
+        "window is up to 3 days: 259200); 0 frees the name at once",
+    )
+    parser.add_argument(
         "--app-engine-host",
         action="append",
         default=[],
@@ -162,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="base URL App Engine tasks are delivered to (relative_uri appended), e.g. "
         "http://127.0.0.1:8080; SERVICE=URL for the tasks routed to that service "
         "(repeatable). Without one, App Engine tasks are accepted but their attempts fail",
+    )
+    parser.add_argument(
+        "--functions-url",
+        type=_base_url,
+        metavar="URL",
+        help="where firebase-admin's task-queue tasks without a URL go: URL/PROJECT/"
+        "LOCATION/FUNCTION, the Firebase Functions emulator's path, e.g. "
+        "http://127.0.0.1:5001. Without it such an enqueue is INVALID_ARGUMENT",
     )
     parser.add_argument(
         "--manual-clock",
@@ -199,11 +229,13 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         http_port=args.http_port,
         data=args.data,
         tombstone_seconds=args.tombstone_seconds,
+        queue_tombstone_seconds=args.queue_tombstone_seconds,
         allow_hosts=tuple(args.allow_host),
         app_engine_hosts=app_engine_hosts,
         manual_clock=args.manual_clock,
         queues=queues,
         one_port=args.one_port,
+        functions_url=args.functions_url,
     )
 
 

@@ -29,7 +29,11 @@ import grpc
 from google.cloud import tasks_v2
 from google.protobuf import field_mask_pb2
 
-from contract.limits import DEFAULT_DISPATCH_DEADLINE_S, DEFAULT_TOMBSTONE_S
+from contract.limits import (
+    DEFAULT_DISPATCH_DEADLINE_S,
+    DEFAULT_QUEUE_TOMBSTONE_S,
+    DEFAULT_TOMBSTONE_S,
+)
 from emulator import appengine, paging, validation as v
 from emulator.appengine import AppEngineHosts
 from emulator.clock import Clock, ManualClock, RealClock
@@ -114,10 +118,11 @@ class Emulator:
         clock: Clock | None = None,
         deliverer: Deliverer | None = None,
         app_engine_hosts: AppEngineHosts | None = None,
+        queue_tombstone_seconds: float = DEFAULT_QUEUE_TOMBSTONE_S,
     ) -> None:
         self.clock: Clock = clock or RealClock()
         self.issuer = issuer or _issuer_for(store)
-        self.registry = Registry(store, tombstone_seconds)
+        self.registry = Registry(store, tombstone_seconds, queue_tombstone_seconds)
         self.dispatcher = Dispatcher(
             self.registry,
             self.clock,
@@ -162,7 +167,7 @@ class Emulator:
             self.registry.close()
 
     def reset_tombstones(self) -> int:
-        """Forget every reserved task name (admin endpoint for tests)."""
+        """Forget every reserved task name and deleted queue name (admin endpoint for tests)."""
         return self.registry.clear_tombstones()
 
     def health(self) -> dict[str, Any]:
@@ -220,6 +225,13 @@ class Emulator:
         v.split_queue_name(name)
         q = self.queues.get(name)
         if q is None:
+            if self.registry.reserved(name, self.clock.now()):
+                raise not_found(
+                    f"Queue {name} does not exist: it was deleted and its name is in the "
+                    "tombstone window (CreateQueue appears to succeed meanwhile, as on Google, "
+                    "where the window lasts up to 3 days); wait --queue-tombstone-seconds "
+                    "or pick another name"
+                )
             raise not_found(f"Queue {name} does not exist. Create it first with CreateQueue.")
         return q
 
@@ -240,6 +252,11 @@ class Emulator:
         v.normalise_queue(pb)
         appengine.fill_queue_routing_host(pb)
         pb.state = _RUNNING
+        if self.registry.reserved(pb.name, self.clock.now()):
+            # Google's documented trap: CreateQueue on a name in the tombstone window may
+            # answer as if it had created the queue; only GetQueue tells. Do the same.
+            log.info("CreateQueue %s: the name is in the tombstone window, not created", pb.name)
+            return pb
         q = QueueState(pb=pb, tokens=float(pb.rate_limits.max_burst_size))
         self.registry.put_queue(q)
         self.dispatcher.add_queue(q)
@@ -301,7 +318,7 @@ class Emulator:
         return pb
 
     def delete_queue(self, req: Any) -> None:
-        self.registry.delete_queue(self._queue(req.name))
+        self.registry.delete_queue(self._queue(req.name), self.clock.now())
 
     def purge_queue(self, req: Any) -> Any:
         q = self._queue(req.name)

@@ -10,7 +10,9 @@ One Starlette app serves, on the emulator's HTTP port:
 * the OIDC discovery document and signing keys (``/oauth2/v1/certs`` PEM map,
   ``/oauth2/v3/certs`` JWKS);
 * emulator-only admin endpoints under ``/emulator/v1/``;
-* ``/metrics``: the queue signals in Prometheus text (emulator/metrics.py).
+* ``/metrics``: the queue signals in Prometheus text (emulator/metrics.py);
+* firebase-admin's task-queue calls at ``/projects/...`` (no ``/v2/``), the
+  Firebase emulator's shape (emulator/firebase_api.py).
 
 It deliberately does not implement the Locations API, batch methods or
 long-running operations.
@@ -36,7 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from contract.durations import DurationError, parse_duration_s
-from emulator import metrics as prometheus, v2beta3
+from emulator import firebase_api, metrics as prometheus, v2beta3
 from emulator.core import Emulator
 from emulator.errors import ApiError, invalid, unimplemented
 from emulator.http_guard import HostOriginGuard
@@ -208,8 +210,11 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def build_app(emulator: Emulator, allowed_hosts: tuple[str, ...] = ()) -> Starlette:
-    """The HTTP app; besides loopback, it answers requests addressed to ``allowed_hosts``."""
+def build_app(
+    emulator: Emulator, allowed_hosts: tuple[str, ...] = (), functions_url: str | None = None
+) -> Starlette:
+    """The HTTP app; besides loopback, it answers requests addressed to ``allowed_hosts``.
+    ``functions_url``: where firebase-admin's tasks without a URL go (--functions-url)."""
 
     async def api(request: Request) -> Response:
         path = request.path_params["path"]
@@ -258,6 +263,16 @@ def build_app(emulator: Emulator, allowed_hosts: tuple[str, ...] = ()) -> Starle
             else json_format.MessageToJson(result, use_integers_for_enums=ints, indent=None)
         )
         return Response(text, media_type="application/json")
+
+    async def firebase(request: Request) -> Response:
+        path = "projects/" + request.path_params["path"]
+        try:
+            body = await _read_body(request)
+            if request.method == "DELETE":
+                return JSONResponse(firebase_api.delete(emulator, path))
+            return JSONResponse(firebase_api.enqueue(emulator, functions_url, path, body))
+        except ApiError as exc:
+            return _error(exc)
 
     async def discovery(request: Request) -> Response:
         base = str(request.base_url).rstrip("/")
@@ -311,6 +326,7 @@ def build_app(emulator: Emulator, allowed_hosts: tuple[str, ...] = ()) -> Starle
         routes=[
             Route("/v2/{path:path}", api, methods=["GET", "POST", "PATCH", "DELETE"]),
             Route("/v2beta3/{path:path}", api, methods=["GET", "POST", "PATCH", "DELETE"]),
+            Route("/projects/{path:path}", firebase, methods=["POST", "DELETE"]),
             Route("/.well-known/openid-configuration", discovery, methods=["GET"]),
             Route("/oauth2/v1/certs", pem_certs, methods=["GET"]),
             Route("/oauth2/v3/certs", jwks, methods=["GET"]),

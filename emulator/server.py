@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import grpc
 import uvicorn
 
+from contract.limits import DEFAULT_QUEUE_TOMBSTONE_S
 from emulator.appengine import AppEngineHosts
 from emulator.clock import ManualClock
 from emulator.core import Emulator
@@ -47,11 +48,13 @@ class Settings:
     http_port: int = 8124
     data: str | None = None
     tombstone_seconds: float = 3600.0
+    queue_tombstone_seconds: float = float(DEFAULT_QUEUE_TOMBSTONE_S)
     allow_hosts: tuple[str, ...] = ()
     app_engine_hosts: AppEngineHosts = field(default_factory=AppEngineHosts)
     manual_clock: bool = False
     one_port: bool = False  # gRPC and HTTP both on `port` (emulator/oneport.py)
     queues: tuple[Declaration, ...] = ()  # --queues-file / --queue (emulator/declarations.py)
+    functions_url: str | None = None  # firebase-admin tasks without a URL (firebase_api.py)
 
     def allowed_hosts(self) -> tuple[str, ...]:
         """Host names the HTTP API answers to besides loopback (emulator/http_guard.py):
@@ -129,6 +132,7 @@ async def serve(settings: Settings) -> None:
         emulator = Emulator(
             store=store,
             tombstone_seconds=settings.tombstone_seconds,
+            queue_tombstone_seconds=settings.queue_tombstone_seconds,
             app_engine_hosts=settings.app_engine_hosts,
             clock=ManualClock() if settings.manual_clock else None,
         )
@@ -156,7 +160,7 @@ async def serve(settings: Settings) -> None:
 
         http_port = sock.getsockname()[1]
         config = uvicorn.Config(
-            build_app(emulator, settings.allowed_hosts()),
+            build_app(emulator, settings.allowed_hosts(), settings.functions_url),
             log_level="warning",
             access_log=False,
             lifespan="off",

@@ -127,9 +127,14 @@ class QueueState:
 class Registry:
     """Every queue, task and tombstone, written through to the store when there is one."""
 
-    def __init__(self, store: Store | None, tombstone_seconds: float) -> None:
+    def __init__(
+        self, store: Store | None, tombstone_seconds: float, queue_tombstone_seconds: float = 0.0
+    ) -> None:
         self.store = store
         self.tombstone_seconds = tombstone_seconds
+        # Queue names share the tombstone map (and the store's table) with task names:
+        # the two never collide, since a task's name is its queue's plus "/tasks/ID".
+        self.queue_tombstone_seconds = queue_tombstone_seconds
         self.queues: dict[str, QueueState] = {}
         self.tombstones: dict[str, float] = {}
         self.drops = DropLedger(store)
@@ -186,9 +191,14 @@ class Registry:
             self.store.put_queue(q.name, q.pb.SerializeToString())
         self.queues[q.name] = q
 
-    def delete_queue(self, q: QueueState) -> None:
+    def delete_queue(self, q: QueueState, now: float) -> None:
+        """Delete a queue with its tasks; its name stays reserved for
+        ``queue_tombstone_seconds`` (none when 0)."""
+        until = now + self.queue_tombstone_seconds if self.queue_tombstone_seconds > 0 else None
         if self.store is not None:
-            self.store.delete_queue(q.name)
+            self.store.delete_queue(q.name, until)
+        if until is not None:
+            self.tombstones[q.name] = until
         del self.queues[q.name]
         q.removed = True
         for ts in q.tasks.values():

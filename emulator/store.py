@@ -151,11 +151,16 @@ class Store:
     def put_queue(self, name: str, data: bytes) -> None:
         self._db.execute("INSERT OR REPLACE INTO queues (name, data) VALUES (?, ?)", (name, data))
 
-    def delete_queue(self, name: str) -> None:
+    def delete_queue(self, name: str, tombstone_until: float | None = None) -> None:
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM tasks WHERE queue = ?", (name,))
             self._db.execute("DELETE FROM queues WHERE name = ?", (name,))
+            if tombstone_until is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO tombstones (name, expires) VALUES (?, ?)",
+                    (name, tombstone_until),
+                )
 
     def load_queues(self, now: float) -> list[tuple[int, str, bytes]]:
         """(rowid, name, data) of every readable queue row; others are quarantined."""
