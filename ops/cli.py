@@ -274,8 +274,8 @@ def _dead_letters(args: argparse.Namespace, out: IO[str]) -> int:
         chosen = sum((bool(args.ids), args.all, args.queue is not None or args.type is not None))
         if chosen != 1:
             raise UsageError(
-                "dead-letters replay takes dead-letter IDs, or --queue KEY and/or --type T, "
-                "or --all (exactly one of those)"
+                "dead-letters replay selects one way: dead-letter IDs, a filter (--queue "
+                "KEY, --type T, or both), or --all"
             )
     outputs = _load(args)
     store = DeadLetterStore(outputs)

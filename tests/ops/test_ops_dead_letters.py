@@ -236,7 +236,7 @@ def test_usage_errors(stack: Stack, capsys: pytest.CaptureFixture[str], tmp_path
     for argv in ([], ["--all", "x/y"], ["--all", "--queue", "email"]):
         code, _, err = run([*base, *argv], capsys)
         assert code == 2
-        assert "exactly one of those" in err
+        assert "selects one way" in err
     without = json.loads(stack.outputs.read_text())
     del without["dead_letter_bucket"]
     path = tmp_path / "no-bucket.json"
