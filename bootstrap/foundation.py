@@ -36,15 +36,22 @@ from bootstrap.main_stack import MainStack
 from contract.resources import (
     ARTIFACT_REGISTRY_API,
     CLOUD_TASKS_API,
+    CLOUD_TRACE_AGENT_ROLE,
+    CLOUD_TRACE_API,
     IAM_API,
     OPENID_TOKEN_CREATOR_ROLE,
     PIPELINE_APIS,
+    RESOURCE_MANAGER_API,
+    TELEMETRY_API,
 )
 
 # APIs the GitHub trust needs on top: STS exchanges GitHub's token (Workload Identity
 # Federation); IAM, IAM Credentials and Resource Manager are the pipeline's too.
 TRUST_APIS: Final = ("sts.googleapis.com",)
-FOUNDATION_APIS: Final = (*PIPELINE_APIS, *TRUST_APIS)
+# Cloud Trace and its OTLP (telemetry) API: only used when the stack exports spans, and
+# free to enable.
+TRACE_APIS: Final = (CLOUD_TRACE_API, TELEMETRY_API)
+FOUNDATION_APIS: Final = (*PIPELINE_APIS, *TRUST_APIS, *TRACE_APIS)
 
 UNTAGGED_IMAGE_TTL: Final = "604800s"  # 7 days: a deploy's old digest, kept for a week
 KEEP_RECENT_IMAGES: Final = 5  # whatever their tags, for rollbacks
@@ -59,6 +66,8 @@ class Foundation(pulumi.ComponentResource):
     runtime: gcp.serviceaccount.Account
     enqueuer: gcp.serviceaccount.Account
     agent_token_grant: gcp.serviceaccount.IAMMember
+    trace_agent_grant: gcp.projects.IAMMember | None
+    """roles/cloudtrace.agent for the runtime account, when the stack exports spans."""
     repository: gcp.artifactregistry.Repository
 
     def __init__(
@@ -110,6 +119,17 @@ class Foundation(pulumi.ComponentResource):
             member=self.tasks_agent.member,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        # The worker's span export (trace_export) writes to Cloud Trace's OTLP API as the
+        # runtime account: roles/cloudtrace.agent (telemetry.traces.write), nothing more.
+        self.trace_agent_grant = None
+        if stack.trace_export:
+            self.trace_agent_grant = gcp.projects.IAMMember(
+                f"{name}-runtime-trace-agent",
+                project=stack.project,
+                role=CLOUD_TRACE_AGENT_ROLE,
+                member=self.runtime.member,
+                opts=self._after(RESOURCE_MANAGER_API, TELEMETRY_API),
+            )
         self.repository = gcp.artifactregistry.Repository(
             f"{name}-repository",
             project=stack.project,

@@ -37,6 +37,8 @@ class MainStack:
     identities: IdentitiesConfig
     """The main program's own section: the account ids come from it (one definition)."""
     repository_id: str
+    trace_export: bool = False
+    """The worker exports its spans to Cloud Trace: its runtime account needs the agent role."""
 
 
 def read_main_stack(stack: str, root: Path = REPO_ROOT) -> MainStack:
@@ -70,4 +72,5 @@ def read_main_stack(stack: str, root: Path = REPO_ROOT) -> MainStack:
             f"Pulumi.{stack}.yaml: repository_id {repository!r} is not a valid repository id "
             "(`python -m plan --stack STACK` explains what is)"
         )
-    return MainStack(stack, project, region, identities, repository)
+    trace_export = config.get(config_key("trace_export"), "false").strip().lower() == "true"
+    return MainStack(stack, project, region, identities, repository, trace_export)

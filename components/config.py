@@ -583,6 +583,11 @@ class OperationsConfig(Section):
     expected_payload_bytes: int = Field(
         default=2048, ge=0, le=MAX_TASK_BYTES, description="Average task body size in bytes."
     )
+    trace_export: bool = Field(
+        default=False,
+        description="Export the worker's own spans to Cloud Trace (OTLP); bootstrap/ then "
+        "grants the runtime account roles/cloudtrace.agent.",
+    )
 
     @field_validator("alert_emails")
     @classmethod

@@ -59,6 +59,7 @@ from components.queue import TaskQueue
 from components.worker import WorkerService
 from contract.durations import format_duration
 from contract.names import (
+    CLOUD_TRACE_OTLP_URL,
     OUTPUT_AUDIENCE,
     OUTPUT_DEAD_LETTER_BUCKET,
     OUTPUT_DISPATCH_DEADLINE,
@@ -74,6 +75,7 @@ from contract.names import (
     WORKER_ENV_QUEUES,
     WORKER_ENV_RETRY_POLICIES,
     WORKER_ENV_ROUTES,
+    WORKER_ENV_TRACE_EXPORT,
 )
 from contract.retry_policy import RetryPolicy
 from contract.routing import DEFAULT_QUEUE_KEY
@@ -192,6 +194,11 @@ class TaskPipeline(pulumi.ComponentResource):
                 **dict(routing_env),
                 WORKER_ENV_DEAD_LETTER_BUCKET: self.dead_letters.name,
                 WORKER_ENV_RETRY_POLICIES: retry_policies_env(queue_retry_policies(config)),
+                **(
+                    {WORKER_ENV_TRACE_EXPORT: CLOUD_TRACE_OTLP_URL}
+                    if config.operations.trace_export
+                    else {}
+                ),
             },
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -39,6 +39,7 @@ from contract.names import (
     WORKER_ENV_QUEUES,
     WORKER_ENV_RETRY_POLICIES,
     WORKER_ENV_ROUTES,
+    WORKER_ENV_TRACE_EXPORT,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +71,7 @@ RESERVED_ENV = frozenset(
         WORKER_ENV_QUEUES,
         WORKER_ENV_RETRY_POLICIES,
         WORKER_ENV_ROUTES,
+        WORKER_ENV_TRACE_EXPORT,
     }
 )
 

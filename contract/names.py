@@ -68,6 +68,9 @@ WORKER_ENV_ROUTES: Final = "TASKS_ROUTES"
 # max_doublings, max_retry_duration)}: the worker knows when an attempt is the last.
 WORKER_ENV_RETRY_POLICIES: Final = "TASKS_RETRY_POLICIES"
 WORKER_ENV_DEAD_LETTER_BUCKET: Final = "TASKS_DEAD_LETTER_BUCKET"  # bucket name
+# OTLP base URL the worker exports its own spans to (service.span_export); unset = none.
+WORKER_ENV_TRACE_EXPORT: Final = "TASKS_TRACE_EXPORT"
+CLOUD_TRACE_OTLP_URL: Final = "https://telemetry.googleapis.com"  # Cloud Trace's OTLP API
 
 GOOGLE_CERTS_URL: Final = "https://www.googleapis.com/oauth2/v1/certs"
 GOOGLE_ISSUER: Final = "https://accounts.google.com"

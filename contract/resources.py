@@ -74,6 +74,8 @@ SECRET_MANAGER_API: Final = "secretmanager.googleapis.com"  # noqa: S105 (an API
 MONITORING_API: Final = "monitoring.googleapis.com"  # alert policies, channels, dashboard
 LOGGING_API: Final = "logging.googleapis.com"  # log-based metrics
 STORAGE_API: Final = "storage.googleapis.com"  # the dead-letter bucket
+CLOUD_TRACE_API: Final = "cloudtrace.googleapis.com"  # the worker's spans (trace_export)
+TELEMETRY_API: Final = "telemetry.googleapis.com"  # Cloud Trace's OTLP endpoint
 
 PIPELINE_APIS: Final = (
     CLOUD_TASKS_API,
@@ -154,6 +156,9 @@ MONITORING_CHANNEL_EDITOR_ROLE: Final = "roles/monitoring.notificationChannelEdi
 # The dead-letter bucket: the runtime account adds letters (create only: no read, no
 # replace, no delete); readers and operators read them (STORAGE_OBJECT_VIEWER_ROLE).
 STORAGE_OBJECT_CREATOR_ROLE: Final = "roles/storage.objectCreator"
+# Writes spans (cloudtrace.traces.patch, telemetry.traces.write), reads none
+# (https://cloud.google.com/trace/docs/iam): the runtime account's when trace_export is on.
+CLOUD_TRACE_AGENT_ROLE: Final = "roles/cloudtrace.agent"
 
 # --- principals that mean "anyone" (cloud.google.com/iam/docs/principals-overview) --------
 PUBLIC_PRINCIPALS: Final = ("allUsers", "allAuthenticatedUsers")

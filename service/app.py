@@ -30,7 +30,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import httpx
 from pydantic_core import to_json
@@ -54,6 +54,9 @@ from service.idempotency import IdempotencyStore, InMemoryIdempotencyStore
 from service.outcomes import Outcome
 from service.plugins import load_dead_letter_sink, load_idempotency_store, load_task_modules
 from service.task_registry import TaskRegistry, registry
+
+if TYPE_CHECKING:
+    from service.span_export import AttemptSpans
 
 logger = logging.getLogger("service.app")
 
@@ -130,6 +133,7 @@ def create_app(
         final_attempts=settings.final_attempts,
         project=settings.project,
         routing=settings.queue_routing,
+        spans=_attempt_spans(settings),
     )
     adapter = _HttpAdapter(settings, delivery)
     app = Starlette(
@@ -147,6 +151,15 @@ def create_app(
     app.state.store = store
     app.state.delivery = delivery
     return app
+
+
+def _attempt_spans(settings: Settings) -> AttemptSpans | None:
+    """The span export when `TASKS_TRACE_EXPORT` is set (its SDK loads only then)."""
+    if settings.trace_export is None:
+        return None
+    from service.span_export import AttemptSpans
+
+    return AttemptSpans(settings.trace_export)
 
 
 class _HttpAdapter:
@@ -187,6 +200,8 @@ class _HttpAdapter:
             yield
             self.verifier = None
             delivery.http = None
+            if delivery.spans is not None:
+                delivery.spans.shutdown()  # the last batch of spans
 
     async def _start_token_check(self, http: httpx.AsyncClient) -> None:
         settings = self.settings

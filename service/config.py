@@ -32,6 +32,7 @@ from contract.names import (
     WORKER_ENV_QUEUES,
     WORKER_ENV_RETRY_POLICIES,
     WORKER_ENV_ROUTES,
+    WORKER_ENV_TRACE_EXPORT,
 )
 from service.final_attempt import FinalAttemptConfigError, FinalAttempts
 from service.queues import QueueRouting, QueueRoutingError, parse_queue_routing
@@ -103,6 +104,7 @@ class Settings:
     queue_routing: QueueRouting | None = None  # TASKS_QUEUES/TASKS_ROUTES; None: one queue
     final_attempts: FinalAttempts | None = None  # TASKS_RETRY_POLICIES (+ TASKS_QUEUES)
     dead_letter_bucket: str | None = None  # TASKS_DEAD_LETTER_BUCKET
+    trace_export: str | None = None  # TASKS_TRACE_EXPORT: OTLP base URL of the span export
 
     @property
     def auth_enabled(self) -> bool:
@@ -152,6 +154,14 @@ class Settings:
             )
         except FinalAttemptConfigError as exc:
             raise ConfigError(str(exc)) from None
+        trace_export = get(WORKER_ENV_TRACE_EXPORT)
+        if trace_export is not None:
+            from service.span_export import TraceExportError, check_endpoint
+
+            try:
+                trace_export = check_endpoint(trace_export)
+            except TraceExportError as exc:
+                raise ConfigError(f"{WORKER_ENV_TRACE_EXPORT}={exc}") from None
         bucket = get(WORKER_ENV_DEAD_LETTER_BUCKET)
         if bucket is not None and not _BUCKET.match(bucket):
             raise ConfigError(
@@ -197,6 +207,7 @@ class Settings:
             queue_routing=queue_routing,
             final_attempts=final_attempts,
             dead_letter_bucket=bucket,
+            trace_export=trace_export,
         )
         # Checked last, so a bad value elsewhere is reported as itself.
         if not auth.invokers and not auth.disabled and not is_loopback(host):

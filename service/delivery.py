@@ -34,7 +34,7 @@ import logging
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 from pydantic import ValidationError
@@ -50,6 +50,9 @@ from service.idempotency import ClaimState, Completion, IdempotencyStore
 from service.logs import SAMPLED_FIELD, SPAN_FIELD, TRACE_FIELD, delivery_fields
 from service.outcomes import Outcome
 from service.queues import QueueRouting
+
+if TYPE_CHECKING:  # the OpenTelemetry SDK loads only when spans are exported
+    from service.span_export import AttemptSpans
 from service.task_registry import TaskRegistry, start_handler
 
 logger = logging.getLogger("service.app")
@@ -103,8 +106,11 @@ class TaskDelivery:
         project: str | None = None,
         http: httpx.AsyncClient | None = None,
         routing: QueueRouting | None = None,
+        spans: AttemptSpans | None = None,
     ) -> None:
         self.registry = registry
+        # None: no export of the worker's own spans (`TASKS_TRACE_EXPORT` unset).
+        self.spans = spans
         # None: a single-queue stack, every task may arrive on its one queue.
         self.routing = routing
         self.final_attempts = final_attempts
@@ -118,7 +124,20 @@ class TaskDelivery:
     async def deliver(self, request: TaskRequest) -> Outcome:
         """Decide the delivery's outcome, running its handler if it should run."""
         ctx = self._context(request)
-        with delivery_fields(self._log_fields(ctx, request.invoker)):
+        if self.spans is None:
+            return await self._deliver(ctx, request, span_id=None)
+        with self.spans.attempt(ctx) as span:
+            outcome = await self._deliver(ctx, request, span_id=self.spans.span_id(span))
+            self.spans.record(span, outcome.status, outcome.outcome)
+            return outcome
+
+    async def _deliver(
+        self, ctx: TaskContext, request: TaskRequest, *, span_id: str | None
+    ) -> Outcome:
+        fields = self._log_fields(ctx, request.invoker)
+        if span_id is not None:
+            fields[SPAN_FIELD] = span_id  # this attempt's own span, exported
+        with delivery_fields(fields):
             try:
                 outcome = await self._decide(ctx, request.body)
             except asyncio.CancelledError:

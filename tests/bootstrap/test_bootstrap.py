@@ -296,6 +296,8 @@ class TestFoundation:
             "secretmanager.googleapis.com",
             "monitoring.googleapis.com",
             "storage.googleapis.com",
+            "cloudtrace.googleapis.com",
+            "telemetry.googleapis.com",
             "logging.googleapis.com",
             "sts.googleapis.com",
         }
@@ -373,6 +375,23 @@ class TestFoundation:
         assert delete["action"] == "DELETE"
         assert delete["condition"] == {"tagState": "UNTAGGED", "olderThan": "604800s"}
         assert policies["keep-5-most-recent"]["mostRecentVersions"] == {"keepCount": 5}
+
+    def test_the_runtime_account_may_write_spans_only_where_the_stack_exports_them(
+        self, default: dict[str, Any]
+    ) -> None:
+        def trace_grants(result: dict[str, Any]) -> list[dict[str, Any]]:
+            return [
+                r["inputs"]
+                for r in of_type(result, "gcp:projects/iAMMember:IAMMember")
+                if r["inputs"]["role"] == "roles/cloudtrace.agent"
+            ]
+
+        assert trace_grants(default) == []  # dev: trace_export off
+        prod = evaluate(**{"main_stack": "prod", "gcp:project": "my-tasks-prod"})
+        runtime = "serviceAccount:tasks-runtime@my-tasks-prod.iam.gserviceaccount.com"
+        assert trace_grants(prod) == [
+            {"project": "my-tasks-prod", "role": "roles/cloudtrace.agent", "member": runtime}
+        ]
 
     def test_without_a_repository_only_the_foundation_is_created(self) -> None:
         result = evaluate(github_repository="", github_repository_id="")

@@ -93,3 +93,18 @@ class TestQueueSwitches:
         plan = dev_with(queue_name="orders")
         assert plan.one(QUEUE_TYPE).inputs["name"] == "orders"
         assert plan.outputs["queue"].endswith("/queues/orders")
+
+
+class TestTraceExport:
+    def test_on_the_worker_exports_to_cloud_trace_and_nothing_else_changes(self) -> None:
+        off, on = dev_with(), dev_with(trace_export="true")
+        envs = {
+            e["name"]: e.get("value")
+            for e in on.one(RUN_SERVICE_TYPE).inputs["template"]["containers"][0]["envs"]
+        }
+        assert envs["TASKS_TRACE_EXPORT"] == "https://telemetry.googleapis.com"
+        assert "TASKS_TRACE_EXPORT" not in {
+            e["name"] for e in off.one(RUN_SERVICE_TYPE).inputs["template"]["containers"][0]["envs"]
+        }
+        # The runtime account's agent role is bootstrap's: the program grants nothing new.
+        assert [r.type for r in on.resources] == [r.type for r in off.resources]
