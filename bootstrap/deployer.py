@@ -115,6 +115,41 @@ METRICS_DEPLOYER_PERMISSIONS: Final = (
 )
 METRICS_DEPLOYER: Final = f"custom:{METRICS_DEPLOYER_ROLE_ID}"
 
+
+@dataclass(frozen=True)
+class CustomRole:
+    resource: str  # the Pulumi resource name's suffix: kept, so no stack replaces its role
+    role_id: str
+    title: str
+    description: str
+    permissions: tuple[str, ...]
+
+
+CUSTOM_ROLES: Final[dict[str, CustomRole]] = {
+    RUN_DEPLOYER: CustomRole(
+        "run-deployer-role",
+        RUN_DEPLOYER_ROLE_ID,
+        "Cloud Tasks pipeline: deploy the worker",
+        "Cloud Run services and their IAM; nothing else of Cloud Run.",
+        RUN_DEPLOYER_PERMISSIONS,
+    ),
+    BUCKET_DEPLOYER: CustomRole(
+        "bucket-deployer-role",
+        BUCKET_DEPLOYER_ROLE_ID,
+        "Cloud Tasks pipeline: deploy the dead-letter bucket",
+        "Cloud Storage buckets and their IAM; no access to objects.",
+        BUCKET_DEPLOYER_PERMISSIONS,
+    ),
+    METRICS_DEPLOYER: CustomRole(
+        "metrics-deployer-role",
+        METRICS_DEPLOYER_ROLE_ID,
+        "Cloud Tasks pipeline: deploy log-based metrics",
+        "Log-based metrics only; no sinks, exclusions or log buckets.",
+        METRICS_DEPLOYER_PERMISSIONS,
+    ),
+}
+"""The deployer's custom roles, by the name `DEPLOYER_GRANTS` gives them."""
+
 Scope = Literal["project", "invoker account", "runtime account", "image repository"]
 
 
@@ -324,9 +359,8 @@ class GitHubDeployer(pulumi.ComponentResource):
     provider: gcp.iam.WorkloadIdentityPoolProvider
     account: gcp.serviceaccount.Account
     previewer: gcp.serviceaccount.Account
-    run_deployer_role: gcp.projects.IAMCustomRole
-    bucket_deployer_role: gcp.projects.IAMCustomRole
-    metrics_deployer_role: gcp.projects.IAMCustomRole
+    custom_roles: dict[str, gcp.projects.IAMCustomRole]
+    """`CUSTOM_ROLES`, created in the project, by the name `DEPLOYER_GRANTS` uses."""
     principal_set: pulumi.Output[str]
     """`principalSet://.../attribute.environment/ENV`: the jobs of that environment."""
     preview_principal_set: pulumi.Output[str]
@@ -430,33 +464,18 @@ class GitHubDeployer(pulumi.ComponentResource):
                 opts=after_crm,
             )
 
-        self.run_deployer_role = gcp.projects.IAMCustomRole(
-            f"{name}-run-deployer-role",
-            project=config.project,
-            role_id=RUN_DEPLOYER_ROLE_ID,
-            title="Cloud Tasks pipeline: deploy the worker",
-            description="Cloud Run services and their IAM; nothing else of Cloud Run.",
-            permissions=list(RUN_DEPLOYER_PERMISSIONS),
-            opts=after_iam,
-        )
-        self.bucket_deployer_role = gcp.projects.IAMCustomRole(
-            f"{name}-bucket-deployer-role",
-            project=config.project,
-            role_id=BUCKET_DEPLOYER_ROLE_ID,
-            title="Cloud Tasks pipeline: deploy the dead-letter bucket",
-            description="Cloud Storage buckets and their IAM; no access to objects.",
-            permissions=list(BUCKET_DEPLOYER_PERMISSIONS),
-            opts=after_iam,
-        )
-        self.metrics_deployer_role = gcp.projects.IAMCustomRole(
-            f"{name}-metrics-deployer-role",
-            project=config.project,
-            role_id=METRICS_DEPLOYER_ROLE_ID,
-            title="Cloud Tasks pipeline: deploy log-based metrics",
-            description="Log-based metrics only; no sinks, exclusions or log buckets.",
-            permissions=list(METRICS_DEPLOYER_PERMISSIONS),
-            opts=after_iam,
-        )
+        self.custom_roles = {
+            name_in_grants: gcp.projects.IAMCustomRole(
+                f"{name}-{role.resource}",
+                project=config.project,
+                role_id=role.role_id,
+                title=role.title,
+                description=role.description,
+                permissions=list(role.permissions),
+                opts=after_iam,
+            )
+            for name_in_grants, role in CUSTOM_ROLES.items()
+        }
         self._grant_deployer(name, config, foundation, after_crm)
         self.register_outputs(
             {
@@ -478,15 +497,11 @@ class GitHubDeployer(pulumi.ComponentResource):
         member = self.account.member
         child = pulumi.ResourceOptions(parent=self)
         accounts = {"invoker account": foundation.invoker, "runtime account": foundation.runtime}
-        custom_roles = {
-            RUN_DEPLOYER: self.run_deployer_role.name,
-            BUCKET_DEPLOYER: self.bucket_deployer_role.name,
-            METRICS_DEPLOYER: self.metrics_deployer_role.name,
-        }
         for grant in DEPLOYER_GRANTS:
             slug = f"{name}-{_slug(grant.role)}"
             if grant.scope == "project":
-                role = custom_roles.get(grant.role, grant.role)
+                custom = self.custom_roles.get(grant.role)
+                role = custom.name if custom is not None else grant.role
                 gcp.projects.IAMMember(
                     slug, project=config.project, role=role, member=member, opts=after_crm
                 )
