@@ -1,37 +1,24 @@
 """`python -m enqueue --help` loads no Cloud Tasks client, gRPC or rich.
 
 Operators run the command in loops and scripts, so its start-up is a feature; its
-time is measured side by side in benchmarks/enqueue_bench.py. What keeps it fast is
+time is measured with farm-bench against loading the client. What keeps it fast is
 what these tests pin: the heavy modules load only once a command runs.
 """
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests import import_time
+
 HEAVY = ("google.cloud.tasks_v2", "grpc", "rich", "google.api_core")
 
 
 def imported_modules(*argv: str) -> tuple[set[str], subprocess.CompletedProcess[str]]:
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "enqueue", *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    modules = {
-        line.rsplit("|", 1)[1].strip()
-        for line in done.stderr.splitlines()
-        if line.startswith("import time:") and line.count("|") == 2
-    }
-    return modules, done
+    return import_time.imported_modules("enqueue", *argv)
 
 
 @pytest.mark.parametrize(

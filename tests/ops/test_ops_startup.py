@@ -4,30 +4,17 @@ gRPC or rich: operators run the command in loops and scripts (issue 15, item 5).
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests import import_time
+
 HEAVY = ("google.cloud.tasks_v2", "grpc", "google.cloud.storage", "rich", "google.api_core")
 
 
 def imported_modules(*argv: str) -> tuple[set[str], subprocess.CompletedProcess[str]]:
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "ops", *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    modules = {
-        line.rsplit("|", 1)[1].strip()
-        for line in done.stderr.splitlines()
-        if line.startswith("import time:") and line.count("|") == 2
-    }
-    return modules, done
+    return import_time.imported_modules("ops", *argv)
 
 
 @pytest.mark.parametrize(
