@@ -12,14 +12,27 @@ added. Headers the caller sets itself (`TaskSpec.headers`) are never replaced.
 
 from __future__ import annotations
 
+import functools
+from types import ModuleType
+
 from contract.tracing import SpanContext
+
+
+@functools.cache
+def _otel_trace() -> ModuleType | None:
+    """`opentelemetry.trace`, looked up once: a failed import is not cached by Python, and
+    bulk enqueues ask for every task."""
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return None
+    return trace
 
 
 def current_span() -> SpanContext | None:
     """The active OpenTelemetry span's context, if the API is installed and one is active."""
-    try:
-        from opentelemetry import trace
-    except ImportError:
+    trace = _otel_trace()
+    if trace is None:
         return None
     context = trace.get_current_span().get_span_context()
     if not context.is_valid:
