@@ -148,10 +148,7 @@ class Settings:
         except QueueRoutingError as exc:
             raise ConfigError(str(exc)) from None
         try:
-            final_attempts = FinalAttempts.from_env(
-                get(WORKER_ENV_RETRY_POLICIES),
-                queue_routing.queue_ids if queue_routing is not None else None,
-            )
+            final_attempts = FinalAttempts.from_env(get(WORKER_ENV_RETRY_POLICIES))
         except FinalAttemptConfigError as exc:
             raise ConfigError(str(exc)) from None
         trace_export = get(WORKER_ENV_TRACE_EXPORT)

@@ -273,7 +273,7 @@ class TaskDelivery:
         """`failed` (Cloud Tasks retries it), or a dead letter when no retry will come."""
         if self.final_attempts is None:
             return failed, alive
-        verdict = self.final_attempts.decide(ctx.headers, time.time())
+        verdict = self.final_attempts.decide(ctx.headers, ctx.queue_key, time.time())
         if not verdict.final:
             return failed, alive
         # The failure keeps its own line (with the traceback of a crash); the task's
@@ -307,7 +307,7 @@ class TaskDelivery:
             task_name=ctx.task_name,
             queue_name=ctx.queue_name,
             kind="permanent" if final is None else "final_attempt",
-            queue_key=self._queue_key(ctx),
+            queue_key=ctx.queue_key,
             last_status=final.status if final is not None else None,
             retry_policy=policy.to_json() if policy is not None else None,
         )
@@ -320,11 +320,6 @@ class TaskDelivery:
                     "dead-letter sink failed; retrying so the letter is not lost", exc
                 )
         return outcomes.dead_lettered(reason)
-
-    def _queue_key(self, ctx: TaskContext) -> str | None:
-        if self.final_attempts is None:
-            return None
-        return self.final_attempts.queue_key(ctx.queue_name)
 
     def _settle_when_done(self, key: str, thread: asyncio.Future[Any]) -> None:
         async def settle() -> None:

@@ -65,7 +65,6 @@ from contract.retry_policy import (
     parse_not_before,
     parse_policies,
 )
-from contract.routing import DEFAULT_QUEUE_KEY
 
 # Added to every elapsed time: the producer's clock may run ahead of the worker's, and
 # Cloud Tasks reads the answer a little after this decision. A task failing within
@@ -74,7 +73,7 @@ CLOCK_MARGIN_S: Final = 30.0
 
 
 class FinalAttemptConfigError(ValueError):
-    """`TASKS_RETRY_POLICIES` or `TASKS_QUEUES` cannot be read; says what to fix."""
+    """`TASKS_RETRY_POLICIES` cannot be read; says what to fix."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,39 +89,26 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class FinalAttempts:
-    """Every queue's retry policy, and which queue id is which key."""
+    """Every queue's retry policy, by queue key (the delivery knows its key:
+    `TaskContext.queue_key`, from `TASKS_QUEUES` through `service.queues`)."""
 
     policies: Mapping[str, RetryPolicy]
-    queue_ids: Mapping[str, str] | None = None
-    """{queue key: queue id}; None: one queue, every delivery is `default`'s."""
 
     @classmethod
-    def from_env(
-        cls, policies_json: str | None, queue_ids: Mapping[str, str] | None
-    ) -> FinalAttempts | None:
-        """From `TASKS_RETRY_POLICIES` and the queue ids `service.queues` read from
-        `TASKS_QUEUES` (None: one `default` queue); None when no policies are given."""
+    def from_env(cls, policies_json: str | None) -> FinalAttempts | None:
+        """From `TASKS_RETRY_POLICIES`; None when no policies are given."""
         if policies_json is None:
             return None
         try:
             policies = parse_policies(policies_json, source=WORKER_ENV_RETRY_POLICIES)
         except RetryPolicyError as exc:
             raise FinalAttemptConfigError(str(exc)) from None
-        return cls(policies, dict(queue_ids) if queue_ids is not None else None)
+        return cls(policies)
 
-    def queue_key(self, queue_id: str | None) -> str | None:
-        """The key of the queue `X-CloudTasks-QueueName` names; None when unknown."""
-        if self.queue_ids is None:
-            return DEFAULT_QUEUE_KEY
-        for key, known in self.queue_ids.items():
-            if known == queue_id:
-                return key
-        return None
-
-    def decide(self, headers: Mapping[str, str], now: float) -> Verdict:
-        """Is the failing attempt these headers (lower-case names) describe the last?"""
+    def decide(self, headers: Mapping[str, str], key: str | None, now: float) -> Verdict:
+        """Is the failing attempt these headers (lower-case names) describe, on the queue
+        whose key is `key` (None: not a queue of the stack), the last?"""
         retry_count = _count(headers.get(HEADER_RETRY_COUNT.lower()))
-        key = self.queue_key(headers.get(HEADER_QUEUE_NAME.lower()))
         if retry_count is None:
             return Verdict(False, "not delivered by Cloud Tasks (no retry count)", key, None, None)
         attempts = retry_count + 1
