@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STACK  ?= dev
 
 .DEFAULT_GOAL := help
-.PHONY: help setup local status down logs test test-fast lint fmt typecheck plan snapshots contracts bench clean policy-venv policy-test
+.PHONY: help setup browser local status down logs test test-fast lint fmt typecheck plan snapshots contracts bench clean policy-venv policy-test
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,6 +20,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 # Python only: the Node.js client test installs its own packages (npm ci) when it runs.
 setup: $(VENV)/.installed ## create .venv with the pinned dependencies
+
+# The inspector's browser tests drive Debian's chromium (never a downloaded browser).
+browser: ## install Debian's chromium for the inspector's browser tests (root or sudo)
+	@command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get install -y -q chromium >/dev/null || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
 
 # `make local` needs only Python: the npm packages are for the Node client test.
 local: $(VENV)/.installed ## bring the local stack up for STACK (default dev), smoke-test it, stay up until Ctrl-C
