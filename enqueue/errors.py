@@ -52,5 +52,9 @@ class EnqueueFailedError(EnqueueError):
         self.attempts = attempts
 
 
+class NotFoundError(EnqueueFailedError):
+    """The API answered that nothing has this name (a task or dead letter to show or cancel)."""
+
+
 class LargeTaskWarning(UserWarning):
     """A task is over the 100 KB the API reference states, below the 1 MiB quota."""

@@ -10,7 +10,8 @@
 The same commands work against a deployed stack (``--stack S``) and the local one
 (``--outputs .devstack/<stack>/outputs.json``), with the same output. Exit codes and
 errors are the enqueue helper's (``enqueue.cli``): 0 done; 1 the API failed; 2 bad
-usage, input or outputs, nothing done; 130 interrupted. Errors are one line on
+usage, input or outputs, nothing done; 3 no task or dead letter by that name (the API
+answered: nothing to show, cancel or replay); 130 interrupted. Errors are one line on
 stderr, never a traceback.
 
 This module loads no Cloud Tasks or Cloud Storage client, gRPC or rich at import:
@@ -38,7 +39,10 @@ from enqueue.cli import (
     positive_int,
 )
 from enqueue.defaults import TRANSPORTS
-from enqueue.errors import EnqueueError, EnqueueFailedError
+from enqueue.errors import EnqueueError, EnqueueFailedError, NotFoundError
+
+# Distinct from 1 (the API failed): a script can tell "already gone" from "try again".
+EXIT_NOT_FOUND = 3
 
 if TYPE_CHECKING:
     from enqueue.outputs import StackOutputs
@@ -370,6 +374,8 @@ def main(argv: Sequence[str] | None = None, *, out: IO[str] | None = None) -> in
         return _dead_letters(args, out)
     except UsageError as exc:
         return fail(str(exc), EXIT_USAGE)
+    except NotFoundError as exc:
+        return fail(str(exc), EXIT_NOT_FOUND)
     except EnqueueFailedError as exc:
         return fail(str(exc), EXIT_FAILED)
     except EnqueueError as exc:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from contract.names import OUTPUT_DEAD_LETTER_BUCKET
 from contract.resources import STORAGE_OBJECT_VIEWER_ROLE
-from enqueue.errors import ClientSetupError, EnqueueFailedError, OutputsError
+from enqueue.errors import ClientSetupError, EnqueueFailedError, NotFoundError, OutputsError
 from enqueue.outputs import StackOutputs
 
 if TYPE_CHECKING:
@@ -215,7 +215,7 @@ class DeadLetterStore:
         try:
             data = blob.download_as_bytes(timeout=READ_TIMEOUT_S, retry=_retry())
         except NotFound:
-            raise EnqueueFailedError(
+            raise NotFoundError(
                 f"no dead letter {dead_letter_id(letter_id)} in gs://{self.bucket_name}: "
                 "`dead-letters list` shows the ids",
                 name=self.uri(dead_letter_id(letter_id)),

@@ -27,7 +27,7 @@ from contract.resources import (
 )
 from enqueue.client import make_client, resolve_endpoint
 from enqueue.defaults import Transport
-from enqueue.errors import EnqueueFailedError, TaskValidationError
+from enqueue.errors import EnqueueFailedError, NotFoundError, TaskValidationError
 from enqueue.outputs import StackOutputs
 from enqueue.spec import task_id_for_key, validate_task_id
 from ops.bodies import decoded_body
@@ -161,7 +161,7 @@ class Operations:
             except gexc.GoogleAPICallError as exc:
                 raise self._call_failed(exc, f"read task {task_name}", "read", task_name) from None
         where = ", ".join(key for key, _ in self._candidates(name))
-        raise EnqueueFailedError(
+        raise NotFoundError(
             f"no task {name} in the stack's queues ({where}): it ran, was cancelled or never "
             "existed; `tasks list` shows the tasks waiting",
             name=name,
@@ -193,7 +193,7 @@ class Operations:
         try:
             self._client.delete_task(name=task.name, timeout=CALL_TIMEOUT_S)
         except gexc.NotFound:
-            raise EnqueueFailedError(
+            raise NotFoundError(
                 f"task {task.name} finished or was deleted meanwhile: nothing to cancel",
                 name=task.name,
                 attempts=1,

@@ -110,7 +110,7 @@ def test_show_decodes_the_whole_body(
         bytes(range(256)),
     )
     code, out, err = run([*base, "nope/none"], capsys)
-    assert (code, out) == (1, "")
+    assert (code, out) == (3, "")
     assert err.startswith(f"error: no dead letter nope/none in gs://{bucket}")
 
 

@@ -116,7 +116,7 @@ def test_show_by_full_name_and_a_missing_task(
     assert code == 0
     assert json.loads(out)["body"] == {"x": 1}
     code, out, err = run(["--outputs", str(stack.outputs), "tasks", "show", "gone"], capsys)
-    assert (code, out) == (1, "")
+    assert (code, out) == (3, "")
     assert err.startswith("error: no task gone in the stack's queues (default, email)")
     code, _, err = run(["--outputs", str(stack.outputs), "tasks", "show", "a/b"], capsys)
     assert code == 2
@@ -139,7 +139,7 @@ def test_cancel_by_name_and_by_idempotency_key(
     assert stack.tasks("default") == []
     assert stack.tasks("email") == []
     code, _, err = run([*argv, "cancel-me"], capsys)
-    assert code == 1
+    assert code == 3
     assert err.startswith("error: no task cancel-me")
     code, _, err = run([*argv, "x", "--type", "t", "--key", "k"], capsys)
     assert code == 2
