@@ -20,7 +20,15 @@ from plan.views import PlannedQueue
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested inputs as dotted paths: `rateLimits.maxDispatchesPerSecond`, `envs[0].value`."""
+    """Nested inputs as dotted paths: `rateLimits.maxDispatchesPerSecond`, `envs[0].value`.
+
+    Two shapes are read the way a reviewer reads them, so one change shows as one line:
+    a list of objects that each have a distinct `name` (env vars, ports, volumes) is keyed
+    by that name (`envs[TASKS_QUEUES].value`), so inserting one env var is one addition,
+    not a shift of every later index; and a string holding a JSON object or array (a
+    dashboard's `dashboardJson`, a policy document) is expanded (`dashboardJson<json>...`),
+    so one changed tile title is one line instead of two copies of the whole document.
+    """
     if isinstance(value, Mapping):
         if not value and prefix:
             return {prefix: {}}
@@ -32,10 +40,32 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
         if not value:
             return {prefix: []}
         out = {}
-        for index, inner in enumerate(value):
-            out.update(flatten(inner, f"{prefix}[{index}]"))
+        for label, inner in zip(_item_labels(value), value, strict=True):
+            out.update(flatten(inner, f"{prefix}[{label}]"))
         return out
+    embedded = _embedded_json(value)
+    if embedded is not None:
+        return flatten(embedded, f"{prefix}<json>")
     return {prefix: value}
+
+
+def _item_labels(items: list[Any]) -> list[str]:
+    """Each item's `name` when every item has a distinct one, else its position."""
+    names = [item.get("name") if isinstance(item, Mapping) else None for item in items]
+    if all(isinstance(name, str) and name for name in names) and len(set(names)) == len(names):
+        return [str(name) for name in names]
+    return [str(index) for index in range(len(items))]
+
+
+def _embedded_json(value: Any) -> Any:
+    """The object or array a string holds as JSON, else None (plain strings stay strings)."""
+    if not isinstance(value, str) or value.lstrip()[:1] not in ("{", "["):
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict | list) and parsed else None
 
 
 @dataclass(frozen=True)

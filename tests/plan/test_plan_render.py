@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 
 from contract.resources import QUEUE_TYPE
@@ -72,6 +73,42 @@ def test_mermaid_shows_configured_principals_and_the_queue_level_token(
 
 def test_flatten_paths() -> None:
     assert flatten({"a": {"b": [1, {"c": 2}]}, "d": []}) == {"a.b[0]": 1, "a.b[1].c": 2, "d": []}
+
+
+def test_flatten_keys_named_items_and_expands_embedded_json() -> None:
+    """One inserted env var or one changed dashboard tile is one line of the diff."""
+    envs = [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    before = flatten({"envs": envs})
+    after = flatten({"envs": [{"name": "NEW", "value": "0"}, *envs]})
+    assert before == {
+        "envs[A].name": "A",
+        "envs[A].value": "1",
+        "envs[B].name": "B",
+        "envs[B].value": "2",
+    }
+    assert {k: v for k, v in after.items() if k not in before} == {
+        "envs[NEW].name": "NEW",
+        "envs[NEW].value": "0",
+    }
+    assert all(after[k] == v for k, v in before.items())
+    # Items without a distinct name stay positional.
+    assert flatten({"x": [{"name": "a"}, {"name": "a"}]}) == {"x[0].name": "a", "x[1].name": "a"}
+
+    def dashboard(title: str) -> str:
+        return json.dumps({"tiles": [{"widget": {"title": "depth"}}, {"widget": {"title": title}}]})
+
+    changed = {
+        k: v
+        for k, v in flatten({"j": dashboard("late")}).items()
+        if flatten({"j": dashboard("old")})[k] != v
+    }
+    assert changed == {"j<json>.tiles[1].widget.title": "late"}
+    # Strings that merely look like JSON, and scalars, stay what they are.
+    assert flatten({"s": "{not json", "e": "[]", "n": "42"}) == {
+        "s": "{not json",
+        "e": "[]",
+        "n": "42",
+    }
 
 
 def test_diff_reports_added_removed_and_changed_inputs(all_plans: dict[str, Plan]) -> None:
@@ -163,3 +200,23 @@ def test_a_running_queue_gaining_a_queue_level_target_is_told_to_pause_first(
     assert "while paused" in note
     # A queue created with its target, or one that keeps it, needs nothing.
     assert diff_plans(new, new).notes == ()
+
+
+def test_a_changed_dashboard_tile_is_one_line_of_the_diff(all_plans: dict[str, Plan]) -> None:
+    old = all_plans["prod"]
+    [board] = [r for r in old.resources if "dashboardJson" in r.inputs]
+    document = json.loads(board.inputs["dashboardJson"])
+    tiles = document["mosaicLayout"]["tiles"]
+    first_title = tiles[0]["widget"]["title"]
+    tiles[0]["widget"]["title"] = "renamed"
+    edited = dataclasses.replace(
+        board, inputs={**board.inputs, "dashboardJson": json.dumps(document)}
+    )
+    new = dataclasses.replace(
+        old, resources=tuple(edited if r is board else r for r in old.resources)
+    )
+    [(_board, changes)] = diff_plans(old, new).modified
+    assert [(c.path, c.old, c.new) for c in changes] == [
+        ("inputs.dashboardJson<json>.mosaicLayout.tiles[0].widget.title", first_title, "renamed")
+    ]
+    assert len(render_diff(diff_plans(old, new), "prod").splitlines()) < 10
