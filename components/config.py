@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -122,6 +123,23 @@ class ConfigError(ValueError):
             else f"set a valid value with `pulumi config set {key} VALUE` or in Pulumi.<stack>.yaml"
         )
         super().__init__(f"invalid stack config {key} = {shown}: {self.problem}. Fix: {self.fix}.")
+        self.others: tuple[ConfigError, ...] = ()
+
+    @classmethod
+    def combined(cls, errors: Sequence[ConfigError]) -> ConfigError:
+        """The first error, its message followed by every other one (each once), so one
+        mistake never hides the next: a stack file is fixed in one pass, not one per run."""
+        first = errors[0]
+        others: list[ConfigError] = []
+        for error in errors[1:]:
+            if str(error) != str(first) and all(str(error) != str(o) for o in others):
+                others.append(error)
+        if not others:
+            return first
+        merged = cls(first.key, first.value, first.problem, first.fix)
+        merged.others = tuple(others)
+        merged.args = ("\n  and: ".join([str(first), *(str(o) for o in others)]),)
+        return merged
 
 
 class FieldProblem(ValueError):

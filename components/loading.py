@@ -100,7 +100,8 @@ ROUTES_KEY = "routes"
 
 
 def parse_config(raw: Mapping[str, Any]) -> PipelineConfig:
-    """Validate raw values keyed by short key; raise `ConfigError` on the first problem.
+    """Validate raw values keyed by short key; raise `ConfigError` naming every problem
+    found (the queues' settings first: cross-key checks need valid queues).
 
     `raw["queues"]`, when given, is a map of queue key -> settings map; `raw["routes"]`
     a map of task type -> queue key."""
@@ -137,31 +138,48 @@ def _split_queues(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Que
             "{email: {max_dispatches_per_second: 2}}",
         )
     queues: dict[str, QueueConfig] = {}
+    problems: list[ConfigError] = []
     for key, settings in given.items():
-        path = f"{QUEUES_KEY}.{key}"
-        if (problem := queue_key_problem(str(key))) is not None:
-            raise ConfigError(config_key(path), key, problem, fix=_map_fix(QUEUES_KEY))
-        settings = {} if settings is None else settings
-        if not isinstance(settings, Mapping):
-            raise ConfigError(
-                config_key(path),
-                settings,
-                "expected a map of that queue's settings, like {max_dispatches_per_second: 2}",
-                fix=_map_fix(QUEUES_KEY),
-            )
-        for field, value in settings.items():
-            if field not in QueueConfig.model_fields:
-                raise ConfigError(
-                    config_key(f"{path}.{field}"),
-                    value,
-                    "not a queue setting; a queue takes " + ", ".join(QueueConfig.model_fields),
-                    fix="fix its spelling or remove it",
-                )
-        if key == DEFAULT_QUEUE_KEY:
-            _merge_default(flat, settings)
-        else:
-            queues[str(key)] = _queue_config(path, settings)
+        try:
+            _add_queue(flat, queues, str(key), settings)
+        except ConfigError as exc:  # the next queue's mistakes are reported too
+            problems += [exc, *exc.others]
+    if problems:
+        raise ConfigError.combined(problems)
     return flat, queues
+
+
+def _add_queue(
+    flat: dict[str, Any], queues: dict[str, QueueConfig], key: str, settings: Any
+) -> None:
+    """One entry of `queues`: `default` merged into the flat keys, any other validated."""
+    path = f"{QUEUES_KEY}.{key}"
+    if (problem := queue_key_problem(str(key))) is not None:
+        raise ConfigError(config_key(path), key, problem, fix=_map_fix(QUEUES_KEY))
+    settings = {} if settings is None else settings
+    if not isinstance(settings, Mapping):
+        raise ConfigError(
+            config_key(path),
+            settings,
+            "expected a map of that queue's settings, like {max_dispatches_per_second: 2}",
+            fix=_map_fix(QUEUES_KEY),
+        )
+    unknown = [
+        ConfigError(
+            config_key(f"{path}.{field}"),
+            value,
+            "not a queue setting; a queue takes " + ", ".join(QueueConfig.model_fields),
+            fix="fix its spelling or remove it",
+        )
+        for field, value in settings.items()
+        if field not in QueueConfig.model_fields
+    ]
+    if unknown:
+        raise ConfigError.combined(unknown)
+    if key == DEFAULT_QUEUE_KEY:
+        _merge_default(flat, settings)
+    else:
+        queues[key] = _queue_config(path, settings)
 
 
 def _merge_default(flat: dict[str, Any], settings: Mapping[str, Any]) -> None:
@@ -196,17 +214,21 @@ def _queue_config(path: str, settings: Mapping[str, Any]) -> QueueConfig:
     try:
         return QueueConfig.model_validate(dict(settings))
     except ValidationError as exc:
-        error = exc.errors()[0]
-        inner = (error.get("ctx") or {}).get("error")
-        if isinstance(inner, FieldProblem):
-            key = config_key(f"{path}.{inner.field}")
-            raise ConfigError(key, inner.value, inner.problem, inner.fix) from None
-        field = str(error["loc"][0]) if error["loc"] else "?"
-        described = QueueConfig.model_fields.get(field)
-        problem = str(inner) if isinstance(inner, ValueError) else error["msg"]
-        if not isinstance(inner, ValueError) and described and described.description:
-            problem = f"{problem} ({described.description.rstrip('.')})"
-        raise ConfigError(config_key(f"{path}.{field}"), settings.get(field), problem) from None
+        errors = [_queue_error(path, settings, error) for error in exc.errors()]
+        raise ConfigError.combined(errors) from None
+
+
+def _queue_error(path: str, settings: Mapping[str, Any], error: Any) -> ConfigError:
+    inner = (error.get("ctx") or {}).get("error")
+    if isinstance(inner, FieldProblem):
+        key = config_key(f"{path}.{inner.field}")
+        return ConfigError(key, inner.value, inner.problem, inner.fix)
+    field = str(error["loc"][0]) if error["loc"] else "?"
+    described = QueueConfig.model_fields.get(field)
+    problem = str(inner) if isinstance(inner, ValueError) else error["msg"]
+    if not isinstance(inner, ValueError) and described and described.description:
+        problem = f"{problem} ({described.description.rstrip('.')})"
+    return ConfigError(config_key(f"{path}.{field}"), settings.get(field), problem)
 
 
 def _map_fix(field: str) -> str:
@@ -218,8 +240,11 @@ def _map_fix(field: str) -> str:
 
 
 def _config_error(exc: ValidationError, raw: Mapping[str, Any]) -> ConfigError:
-    """The first pydantic error as a `ConfigError` naming the key to change."""
-    error = exc.errors()[0]
+    """Every pydantic error as one `ConfigError`, each naming the key to change."""
+    return ConfigError.combined([_one_config_error(error, raw) for error in exc.errors()])
+
+
+def _one_config_error(error: Any, raw: Mapping[str, Any]) -> ConfigError:
     context = error.get("ctx") or {}
     inner = context.get("error")
     if isinstance(inner, FieldProblem):
@@ -278,12 +303,17 @@ def load_config() -> PipelineConfig:
     """Read and validate the stack config; raise `ConfigError` before any resource exists."""
     unknown = sorted(_configured_project_keys() - set(project_keys()))
     if unknown:
-        raise ConfigError(
-            unknown[0],
-            pulumi.Config(PROJECT_NAME).get(unknown[0].split(":", 1)[1]),
-            "this key is not known (a typo?); Pulumi.yaml and the README's configuration "
-            "reference list the keys",
-            fix=f"rename it to a known key or remove it with `pulumi config rm {unknown[0]}`",
+        raise ConfigError.combined(
+            [
+                ConfigError(
+                    key,
+                    pulumi.Config(PROJECT_NAME).get(key.split(":", 1)[1]),
+                    "this key is not known (a typo?); Pulumi.yaml and the README's "
+                    "configuration reference list the keys",
+                    fix=f"rename it to a known key or remove it with `pulumi config rm {key}`",
+                )
+                for key in unknown
+            ]
         )
     raw: dict[str, Any] = {}
     for field, section in _SECTION_OF.items():

@@ -105,6 +105,33 @@ def test_each_rule_rejects_a_bad_value_with_a_message(
     assert "Fix: " in message  # every message says how to fix it
 
 
+def test_every_mistake_is_named_at_once_not_one_per_run() -> None:
+    """A stack file with three mistakes is fixed in one pass: each key is named, each once."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            {**BASE, "max_attempts": "0", "cpu": "lots", "ingress": "PUBLIC", "memory": "512"}
+        )
+    message = str(caught.value)
+    for field in ("max_attempts", "cpu", "ingress", "memory"):
+        assert message.count(f"invalid stack config {key_of(field)} = ") == 1, field
+    assert caught.value.key == key_of("max_attempts")  # the first stays the headline
+    assert [e.key for e in caught.value.others] == [key_of(f) for f in ("ingress", "cpu", "memory")]
+
+    queues = {
+        "email": {"max_attempts": "0", "max_dispatches_per_second": "0"},
+        "bulk": {"max_backof": "5s", "speed": "1"},
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**BASE, "queues": queues})
+    named = [caught.value.key, *(e.key for e in caught.value.others)]
+    assert named == [
+        key_of("queues.email.max_dispatches_per_second"),
+        key_of("queues.email.max_attempts"),
+        key_of("queues.bulk.max_backof"),
+        key_of("queues.bulk.speed"),
+    ]
+
+
 def test_a_missing_project_is_named() -> None:
     with pytest.raises(ConfigError, match=r"gcp:project = \(not set\): it is required"):
         parse_config({"region": "europe-west1"})
