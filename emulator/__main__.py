@@ -78,6 +78,8 @@ endpoints:
                       OIDC issuer: /.well-known/openid-configuration, /oauth2/v1/certs (PEM),
                       /oauth2/v3/certs (JWKS)
                       /metrics: the queue signals in Prometheus text format
+                      /inspector: a web page of the queues and tasks (read-only unless
+                      --inspector-actions)
 admin endpoints (HTTP port, emulator only):
   GET  /emulator/v1/health                  queue, task, in-flight, dispatched and dropped counts
   GET  /emulator/v1/dropped[?queue=NAME]    tasks whose retries ran out, per queue
@@ -201,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
         "tombstones follow it); for tests",
     )
     parser.add_argument(
+        "--inspector-actions",
+        action="store_true",
+        help="let the inspector page (http://HOST:HTTP_PORT/inspector) pause, resume and "
+        "purge queues and run tasks; each action needs the page's per-process token and is "
+        "refused from any other origin. Without it the page is read-only",
+    )
+    parser.add_argument(
         "--log-level",
         default="WARNING",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -236,6 +245,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         queues=queues,
         one_port=args.one_port,
         functions_url=args.functions_url,
+        inspector_actions=args.inspector_actions,
     )
 
 
