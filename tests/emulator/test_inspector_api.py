@@ -57,7 +57,7 @@ def _get(http: httpx.Client, path: str) -> Any:
 
 
 def _queue_row(http: httpx.Client, name: str) -> dict[str, Any]:
-    rows = [q for q in _get(http, "queues")["queues"] if q["name"] == name]
+    rows: list[dict[str, Any]] = [q for q in _get(http, "queues")["queues"] if q["name"] == name]
     assert len(rows) == 1, rows
     return rows[0]
 
@@ -132,7 +132,7 @@ def test_tasks_and_one_task_decoded(
     client.pause_queue(name=queue_name)  # nothing is delivered: the tasks stay as made
     later = {"seconds": int(time.time()) + 3600}
     document = {"to": "ada@example.com", "n": [1, 2]}
-    made = {
+    made: dict[str, dict[str, Any]] = {
         "json": {"body": json.dumps(document).encode(), "headers": {"Content-Type": "a/json"}},
         "text": {"body": "<b>héllo</b>".encode()},
         "binary": {"body": b"\xff\xfe\x00\x01"},
