@@ -59,7 +59,7 @@ _SECURITY_HEADERS: Final = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
-_FILES: Final = {
+PAGE_FILES: Final = {
     "index.html": "text/html; charset=utf-8",
     "inspector.js": "text/javascript; charset=utf-8",
     "inspector.css": "text/css; charset=utf-8",
@@ -112,7 +112,7 @@ class Inspector:
         self.emulator = emulator
         self.actions = actions
         self.token = secrets.token_urlsafe(32)  # per process; only the page's session reads it
-        self.files = {name: _page_file(name) for name in _FILES}
+        self.files = {name: _page_file(name) for name in PAGE_FILES}
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -134,14 +134,14 @@ class Inspector:
         return Response(status_code=204)  # the browser asks; answering 404 logs an error
 
     def _file(self, name: str) -> Response:
-        return Response(self.files[name], media_type=_FILES[name], headers=_SECURITY_HEADERS)
+        return Response(self.files[name], media_type=PAGE_FILES[name], headers=_SECURITY_HEADERS)
 
     async def page(self, request: Request) -> Response:
         return self._file("index.html")
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["file"]
-        if name not in _FILES or name == "index.html":
+        if name not in PAGE_FILES or name == "index.html":
             return _refused(404, "NOT_FOUND", f"No inspector file {name[:100]!r}")
         return self._file(name)
 

@@ -129,7 +129,7 @@
         "tr",
         { class: q.name === selectedQueue ? "selected" : "", "data-queue": q.name },
         el("td", {}, el("button", { type: "button", class: "link", onclick: () => select(q.name, null) }, q.id)),
-        el("td", { class: "muted" }, `${q.project} / ${q.location}`),
+        el("td", { class: "muted nowrap" }, `${q.project} / ${q.location}`),
         el("td", {}, el("span", { class: `state state-${state}` }, q.state)),
         num(q.max_dispatches_per_second),
         num(q.max_concurrent_dispatches),

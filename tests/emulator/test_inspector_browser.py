@@ -4,13 +4,16 @@ Queues and tasks are made with the official client (a JSON body, a binary one,
 and one holding markup and script to prove it stays text); the page is read as a
 user sees it (visible text), the Pause button is clicked and GetQueue confirms
 it, and a screenshot is taken while the page text is checked for the queue, the
-body and the attempt status. Never a downloaded browser: ``make browser``
+body and the attempt status (``INSPECTOR_SCREENSHOT=1`` makes it docs/inspector.png).
+Never a downloaded browser: ``make browser``
 installs Debian's chromium, and without it these tests fail saying so.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import struct
 import time
 from collections.abc import Iterator
@@ -38,6 +41,8 @@ CHROMIUM_ARGS = [
 PARENT = "projects/browser/locations/us-central1"
 MARKUP = '<img src=x onerror="window.injected=1"><script>window.injected=2</script>'
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# `INSPECTOR_SCREENSHOT=1 pytest tests/emulator/test_inspector_browser.py` refreshes it.
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "inspector.png"
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +169,8 @@ def test_the_page_shows_queues_tasks_and_pauses_a_queue(
         width, height = _png_size(shot)
         assert (width, height >= 900) == (1280, True)
         assert len(shot) > 20_000  # a rendered page, not a blank one
+        if os.environ.get("INSPECTOR_SCREENSHOT") == "1":
+            shutil.copyfile(tmp_path / "inspector.png", DOCS_SCREENSHOT)
 
 
 def test_a_read_only_page_offers_no_actions(page: Page) -> None:

@@ -1,18 +1,25 @@
 """What the inspector shows (emulator/inspector_views.py) and the attempt ring behind it,
-in-process on a fake clock: bodies decoded, the history bounded, successes not kept."""
+in-process on a fake clock: bodies decoded, the history bounded, successes not kept;
+and the page's files reach an installed emulator (package data)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from emulator.inspector import PAGE_FILES
 from emulator.inspector_views import BODY_SHOWN, decoded_body, queues_view, task_view
 from emulator.state import ATTEMPT_HISTORY
 from tests.emulator.inproc import Harness
 
 URL = "http://127.0.0.1:9"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -79,3 +86,37 @@ async def test_a_task_that_succeeds_at_once_keeps_no_history(core: Harness) -> N
     assert row["attempts"] == {"INTERNAL": 1, "OK": 2}
     assert row["failures"] == 1
     assert json.dumps(row)  # JSON-ready as it is
+
+
+@pytest.mark.integration
+def test_an_installed_emulator_carries_the_page(tmp_path: Path) -> None:
+    """setuptools' build_py (what an install copies) of pyproject.toml's package data."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for package in ("contract", "emulator"):
+        shutil.copytree(
+            ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    built = tmp_path / "build"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import setuptools; setuptools.setup()",
+            "-q",
+            "build_py",
+            "-d",
+            str(built),
+        ],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    page = ROOT / "emulator" / "inspector_page"
+    shipped = sorted(p.name for p in (built / "emulator" / "inspector_page").iterdir())
+    assert shipped == sorted(p.name for p in page.iterdir())
+    assert shipped == sorted(PAGE_FILES)
