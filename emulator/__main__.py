@@ -78,8 +78,6 @@ endpoints:
                       OIDC issuer: /.well-known/openid-configuration, /oauth2/v1/certs (PEM),
                       /oauth2/v3/certs (JWKS)
                       /metrics: the queue signals in Prometheus text format
-                      /inspector: a web page of the queues and tasks (read-only unless
-                      --inspector-actions)
 admin endpoints (HTTP port, emulator only):
   GET  /emulator/v1/health                  queue, task, in-flight, dispatched and dropped counts
   GET  /emulator/v1/dropped[?queue=NAME]    tasks whose retries ran out, per queue
@@ -88,6 +86,13 @@ admin endpoints (HTTP port, emulator only):
   GET  /emulator/v1/clock                   the emulator's time
   POST /emulator/v1/clock:advance           {"seconds": 3600} (--manual-clock only)
   POST /emulator/v1/QUEUE_NAME:runDue       attempt every due task of a queue now
+inspector (HTTP port): a web page of the queues and tasks, read-only unless --inspector-actions
+  GET  /inspector                           the page (/inspector/FILE: its script, style, icon; / redirects)
+  GET  /emulator/v1/inspector/session       {"actions", "token"}: what the page may do
+  GET  /emulator/v1/inspector/queues        every queue: state, limits, depth, attempts, dropped
+  GET  /emulator/v1/inspector/NAME          QUEUE_NAME/tasks: its tasks; TASK_NAME: one task
+  POST /emulator/v1/inspector/NAME:ACTION   QUEUE_NAME:pause|resume|purge, TASK_NAME:run
+                                            (--inspector-actions; X-Inspector-Token, same origin)
 firebase-admin (CLOUD_TASKS_EMULATOR_HOST=the HTTP address, or --one-port's):
   POST   /projects/P/locations/L/queues/FUNCTION/tasks      enqueue (the Firebase emulator's shape)
   DELETE /projects/P/locations/L/queues/FUNCTION/tasks/ID   delete

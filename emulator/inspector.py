@@ -1,7 +1,7 @@
 """The inspector: a small web page of the emulator's queues and tasks, on its HTTP port.
 
 ``GET /inspector`` serves a static page (``emulator/inspector_page/``: HTML, one
-JavaScript file, one stylesheet; no build step, nothing fetched from elsewhere)
+JavaScript file, one stylesheet, an icon; no build step, nothing fetched from elsewhere)
 that reads JSON from:
 
 * ``GET /emulator/v1/inspector/session``: ``{"actions": bool, "token": str | null}``;
@@ -63,6 +63,7 @@ PAGE_FILES: Final = {
     "index.html": "text/html; charset=utf-8",
     "inspector.js": "text/javascript; charset=utf-8",
     "inspector.css": "text/css; charset=utf-8",
+    "icon.svg": "image/svg+xml",
 }
 
 _QUEUE: Final = re.compile(r"projects/[^/]+/locations/[^/]+/queues/[^/:]+")
@@ -117,7 +118,6 @@ class Inspector:
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/", self.home, methods=["GET"]),
-            Route("/favicon.ico", self.no_icon, methods=["GET"]),
             Route(PAGE_PATH, self.page, methods=["GET"]),
             Route(PAGE_PATH + "/{file}", self.static, methods=["GET"]),
             Route(API_PREFIX + "/session", self.session, methods=["GET"]),
@@ -129,9 +129,6 @@ class Inspector:
     # -- the page ---------------------------------------------------------------
     async def home(self, request: Request) -> Response:
         return RedirectResponse(PAGE_PATH, status_code=302)
-
-    async def no_icon(self, request: Request) -> Response:
-        return Response(status_code=204)  # the browser asks; answering 404 logs an error
 
     def _file(self, name: str) -> Response:
         return Response(self.files[name], media_type=PAGE_FILES[name], headers=_SECURITY_HEADERS)
