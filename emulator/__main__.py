@@ -87,7 +87,7 @@ admin endpoints (HTTP port, emulator only):
   POST /emulator/v1/clock:advance           {"seconds": 3600} (--manual-clock only)
   POST /emulator/v1/QUEUE_NAME:runDue       attempt every due task of a queue now
 inspector (HTTP port): a web page of the queues and tasks, read-only unless --inspector-actions
-  GET  /inspector                           the page (/inspector/FILE: its script, style, icon; / redirects)
+  GET  /inspector                           the page; /inspector/FILE its files; / redirects
   GET  /emulator/v1/inspector/session       {"actions", "token"}: what the page may do
   GET  /emulator/v1/inspector/queues        every queue: state, limits, depth, attempts, dropped
   GET  /emulator/v1/inspector/NAME          QUEUE_NAME/tasks: its tasks; TASK_NAME: one task
