@@ -41,6 +41,8 @@ CHROMIUM_ARGS = [
 PARENT = "projects/browser/locations/us-central1"
 MARKUP = '<img src=x onerror="window.injected=1"><script>window.injected=2</script>'
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+WAIT_MS = 20_000  # for any element or text: the machine may be busy with other tests
+expect.set_options(timeout=WAIT_MS)
 # `INSPECTOR_SCREENSHOT=1 pytest tests/emulator/test_inspector_browser.py` refreshes it.
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "inspector.png"
 
@@ -59,6 +61,7 @@ def browser() -> Iterator[Browser]:
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     opened = context.new_page()
+    opened.set_default_timeout(WAIT_MS)
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
     opened.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -171,6 +174,7 @@ def test_the_page_shows_queues_tasks_and_pauses_a_queue(
         assert len(shot) > 20_000  # a rendered page, not a blank one
         if os.environ.get("INSPECTOR_SCREENSHOT") == "1":
             shutil.copyfile(tmp_path / "inspector.png", DOCS_SCREENSHOT)
+        page.goto("about:blank")  # leave before the emulator stops: no refresh hits a closed port
 
 
 def test_a_read_only_page_offers_no_actions(page: Page) -> None:
@@ -183,3 +187,4 @@ def test_a_read_only_page_offers_no_actions(page: Page) -> None:
         expect(row).to_contain_text("read-only")
         assert page.get_by_role("button", name="Pause").count() == 0
         assert page.url == f"{emu.http_url}/inspector"
+        page.goto("about:blank")
