@@ -6,8 +6,9 @@ attempt counters (emulator/metrics.py) and the dropped-task ledger
 RFC 3339 strings in UTC, durations protobuf JSON (``"600s"``), codes by name.
 
 A task body is decoded for reading: UTF-8 text, pretty-printed when it parses as
-JSON, otherwise base64 with a note saying so. Everything here is data: the page
-renders it as text (bodies and headers come from whoever created the task).
+JSON, otherwise (not UTF-8, or control characters) base64 with a note saying
+so. Everything here is data: the page renders it as text (bodies and headers
+come from whoever created the task).
 
 It deliberately changes nothing and knows no HTTP.
 """
@@ -18,6 +19,7 @@ import base64
 import datetime
 import heapq
 import json
+import re
 from typing import TYPE_CHECKING, Any, Final
 
 import grpc
@@ -36,6 +38,8 @@ TASKS_SHOWN: Final = 500
 BODY_SHOWN: Final = 256 * 1024
 """Characters of a decoded body sent to the page; the rest is cut with a note."""
 
+# Control characters other than tab and line breaks: such a body is binary, not text.
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CODE_NAMES: Final = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
@@ -137,9 +141,11 @@ def decoded_body(body: bytes) -> dict[str, Any]:
     else:
         try:
             text = body.decode("utf-8")
-        except UnicodeDecodeError:
+            if _CONTROL.search(text):
+                raise ValueError("control characters")
+        except ValueError:  # UnicodeDecodeError included
             kind, text = "base64", base64.b64encode(body).decode("ascii")
-            note = "not UTF-8 text: shown as base64"
+            note = "not printable UTF-8 text: shown as base64"
         else:
             try:
                 text, kind = json.dumps(json.loads(text), indent=2, ensure_ascii=False), "json"

@@ -178,7 +178,7 @@ def test_tasks_and_one_task_decoded(
     binary = _get(http, f"{queue_name}/tasks/binary")["target"]["body"]
     assert binary["kind"] == "base64"
     assert base64.b64decode(binary["text"]) == b"\xff\xfe\x00\x01"
-    assert "not UTF-8" in binary["note"]
+    assert binary["note"] == "not printable UTF-8 text: shown as base64"
     empty = _get(http, f"{queue_name}/tasks/empty")["target"]
     assert (empty["method"], empty["body"]["kind"]) == ("GET", "empty")
 

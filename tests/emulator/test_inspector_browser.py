@@ -146,7 +146,7 @@ def test_the_page_shows_queues_tasks_and_pauses_a_queue(
         page.get_by_role("button", name="blob").click()
         expect(page.locator("#task-title")).to_have_text("Task blob")
         expect(page.locator("#body-kind")).to_have_text("(base64, 10 bytes)")
-        expect(page.locator("#body-note")).to_contain_text("not UTF-8")
+        expect(page.locator("#body-note")).to_contain_text("shown as base64")
 
         page.get_by_role("button", name="welcome").click()
         expect(page.locator("#task-title")).to_have_text("Task welcome")

@@ -30,12 +30,14 @@ ROOT = Path(__file__).resolve().parents[2]
         (b"<script>alert(1)</script>", "text", "<script>alert(1)</script>"),
         (b"{not json", "text", "{not json"),
         (b"\xff\x00\x80", "base64", base64.b64encode(b"\xff\x00\x80").decode()),
+        (b"ok\x00\x01", "base64", base64.b64encode(b"ok\x00\x01").decode()),  # control chars
+        (b"a\tb\r\nc", "text", "a\tb\r\nc"),
     ],
 )
 def test_bodies_are_decoded_for_reading(body: bytes, kind: str, text: str) -> None:
     decoded = decoded_body(body)
     assert (decoded["kind"], decoded["text"], decoded["size"]) == (kind, text, len(body))
-    assert ("not UTF-8" in decoded["note"]) is (kind == "base64")
+    assert ("shown as base64" in decoded["note"]) is (kind == "base64")
 
 
 def test_a_huge_body_is_cut_with_a_note() -> None:
@@ -120,3 +122,28 @@ def test_an_installed_emulator_carries_the_page(tmp_path: Path) -> None:
     shipped = sorted(p.name for p in (built / "emulator" / "inspector_page").iterdir())
     assert shipped == sorted(p.name for p in page.iterdir())
     assert shipped == sorted(PAGE_FILES)
+
+
+async def test_an_app_engine_task_shows_its_routing(core: Harness) -> None:
+    queue = core.create_queue()
+    core.pause(queue)
+    task = core.create_task(
+        queue,
+        app_engine_http_request={
+            "relative_uri": "/work?x=1",
+            "app_engine_routing": {"service": "worker", "version": "v2"},
+            "body": b"\x00\x01",
+        },
+    )
+    view = task_view(core.emulator.queues[queue].tasks[task.name])
+    target = view["target"]
+    assert (target["kind"], target["method"], target["relative_uri"]) == (
+        "app_engine",
+        "POST",
+        "/work?x=1",
+    )
+    assert target["routing"]["service"] == "worker"
+    assert target["routing"]["version"] == "v2"
+    assert target["routing"]["host"].endswith(".appspot.com")
+    assert target["body"]["kind"] == "base64"
+    assert view["request"] == "POST App Engine /work?x=1"
