@@ -331,6 +331,7 @@ def _print_ready(state: StackState, paths: StackPaths) -> None:
     _say(f"  invoker_email {out.get(OUTPUT_INVOKER_EMAIL)}")
     _say(f"  queue         {out.get(OUTPUT_QUEUE)}")
     _say(f"  emulator      grpc {out.get(OUTPUT_EMULATOR_HOST)}, http {out.get('emulator_url')}")
+    _say(f"  inspector     {out.get('emulator_url')}/inspector (queues and tasks, read-only)")
 
 
 def _print_grouped(title: str, items: list[dict[str, str]], *, by_detail: bool) -> None:

@@ -86,6 +86,13 @@ admin endpoints (HTTP port, emulator only):
   GET  /emulator/v1/clock                   the emulator's time
   POST /emulator/v1/clock:advance           {"seconds": 3600} (--manual-clock only)
   POST /emulator/v1/QUEUE_NAME:runDue       attempt every due task of a queue now
+inspector (HTTP port): a web page of the queues and tasks, read-only unless --inspector-actions
+  GET  /inspector                           the page; /inspector/FILE its files; / redirects
+  GET  /emulator/v1/inspector/session       {"actions", "token"}: what the page may do
+  GET  /emulator/v1/inspector/queues        every queue: state, limits, depth, attempts, dropped
+  GET  /emulator/v1/inspector/NAME          QUEUE_NAME/tasks: its tasks; TASK_NAME: one task
+  POST /emulator/v1/inspector/NAME:ACTION   QUEUE_NAME:pause|resume|purge, TASK_NAME:run
+                                            (--inspector-actions; X-Inspector-Token, same origin)
 firebase-admin (CLOUD_TASKS_EMULATOR_HOST=the HTTP address, or --one-port's):
   POST   /projects/P/locations/L/queues/FUNCTION/tasks      enqueue (the Firebase emulator's shape)
   DELETE /projects/P/locations/L/queues/FUNCTION/tasks/ID   delete
@@ -201,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
         "tombstones follow it); for tests",
     )
     parser.add_argument(
+        "--inspector-actions",
+        action="store_true",
+        help="let the inspector page (http://HOST:HTTP_PORT/inspector) pause, resume and "
+        "purge queues and run tasks; each action needs the page's per-process token and is "
+        "refused from any other origin. Without it the page is read-only",
+    )
+    parser.add_argument(
         "--log-level",
         default="WARNING",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -236,6 +250,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         queues=queues,
         one_port=args.one_port,
         functions_url=args.functions_url,
+        inspector_actions=args.inspector_actions,
     )
 
 

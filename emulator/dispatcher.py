@@ -36,7 +36,7 @@ from emulator.errors import ApiError, http_to_rpc_code
 from emulator.metrics import AttemptMetrics
 from emulator.oidc import OidcIssuer
 from emulator.request import build_request
-from emulator.state import QueueState, Registry, TaskState, get_time, set_time
+from emulator.state import AttemptRecord, QueueState, Registry, TaskState, get_time, set_time
 from emulator.validation import dispatch_deadline_s
 
 log = logging.getLogger("emulator")
@@ -319,6 +319,8 @@ class Dispatcher:
                 )
             )
             return
+        responded = now if status is not None else None
+        ts.remember(AttemptRecord(get_time(la.dispatch_time), responded, status, code, message))
         set_time(pb.schedule_time, outcome.at)
         self.registry.put_task(ts, fsync=False)
         self.push(ts, outcome.at)

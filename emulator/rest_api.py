@@ -12,7 +12,9 @@ One Starlette app serves, on the emulator's HTTP port:
 * emulator-only admin endpoints under ``/emulator/v1/``;
 * ``/metrics``: the queue signals in Prometheus text (emulator/metrics.py);
 * firebase-admin's task-queue calls at ``/projects/...`` (no ``/v2/``), the
-  Firebase emulator's shape (emulator/firebase_api.py).
+  Firebase emulator's shape (emulator/firebase_api.py);
+* the inspector page at ``/inspector`` and its JSON under ``/emulator/v1/inspector/``
+  (emulator/inspector.py).
 
 It deliberately does not implement the Locations API, batch methods or
 long-running operations.
@@ -42,6 +44,7 @@ from emulator import firebase_api, metrics as prometheus, v2beta3
 from emulator.core import Emulator
 from emulator.errors import ApiError, invalid, unimplemented
 from emulator.http_guard import HostOriginGuard
+from emulator.inspector import Inspector
 from emulator.rest_json import check_json_document, check_query_enum
 
 log = logging.getLogger("emulator.rest")
@@ -211,10 +214,15 @@ async def _read_body(request: Request) -> bytes:
 
 
 def build_app(
-    emulator: Emulator, allowed_hosts: tuple[str, ...] = (), functions_url: str | None = None
+    emulator: Emulator,
+    allowed_hosts: tuple[str, ...] = (),
+    functions_url: str | None = None,
+    *,
+    inspector_actions: bool = False,
 ) -> Starlette:
     """The HTTP app; besides loopback, it answers requests addressed to ``allowed_hosts``.
-    ``functions_url``: where firebase-admin's tasks without a URL go (--functions-url)."""
+    ``functions_url``: where firebase-admin's tasks without a URL go (--functions-url);
+    ``inspector_actions``: the inspector may pause, resume, purge and run (--inspector-actions)."""
 
     async def api(request: Request) -> Response:
         path = request.path_params["path"]
@@ -337,6 +345,7 @@ def build_app(
             Route("/emulator/v1/dropped:reset", reset_dropped, methods=["POST"]),
             Route("/emulator/v1/clock", clock, methods=["GET"]),
             Route("/emulator/v1/clock:advance", advance_clock, methods=["POST"]),
+            *Inspector(emulator, actions=inspector_actions).routes(),
             Route("/emulator/v1/{queue:path}:runDue", run_due, methods=["POST"]),
         ],
         middleware=[Middleware(HostOriginGuard, allowed_hosts=allowed_hosts)],

@@ -55,6 +55,7 @@ class Settings:
     one_port: bool = False  # gRPC and HTTP both on `port` (emulator/oneport.py)
     queues: tuple[Declaration, ...] = ()  # --queues-file / --queue (emulator/declarations.py)
     functions_url: str | None = None  # firebase-admin tasks without a URL (firebase_api.py)
+    inspector_actions: bool = False  # the inspector page may act (emulator/inspector.py)
 
     def allowed_hosts(self) -> tuple[str, ...]:
         """Host names the HTTP API answers to besides loopback (emulator/http_guard.py):
@@ -160,7 +161,12 @@ async def serve(settings: Settings) -> None:
 
         http_port = sock.getsockname()[1]
         config = uvicorn.Config(
-            build_app(emulator, settings.allowed_hosts(), settings.functions_url),
+            build_app(
+                emulator,
+                settings.allowed_hosts(),
+                settings.functions_url,
+                inspector_actions=settings.inspector_actions,
+            ),
             log_level="warning",
             access_log=False,
             lifespan="off",

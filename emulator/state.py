@@ -14,11 +14,13 @@ It deliberately holds no rules (emulator/validation.py), no scheduling
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, NamedTuple
 
+import grpc
 from google.cloud import tasks_v2
 
 from emulator.drops import DropLedger
@@ -72,6 +74,20 @@ def _decode(message_type: Any, data: bytes, name: str) -> Any:
     return pb
 
 
+ATTEMPT_HISTORY: Final = 20
+"""Finished attempts remembered per task, in memory, for the inspector (emulator/inspector.py)."""
+
+
+class AttemptRecord(NamedTuple):
+    """One finished attempt of a task that is still in its queue (it will be retried)."""
+
+    dispatched_at: float  # seconds since the epoch
+    responded_at: float | None  # None when the target never answered
+    http_status: int | None  # the target's HTTP status, None when it never answered
+    code: grpc.StatusCode  # the outcome (Attempt.response_status.code), OK never kept
+    message: str  # e.g. "HTTP 503 Service Unavailable", "Could not reach ..."
+
+
 @dataclass(eq=False)
 class TaskState:
     pb: Any  # tasks_v2.Task protobuf, full view
@@ -84,6 +100,14 @@ class TaskState:
     removed: bool = False
     seq: int = 0
     record_failures: int = 0  # attempts in a row whose outcome could not be stored
+    # The latest ATTEMPT_HISTORY failed attempts (a success deletes the task), made on the
+    # first retry: a task that succeeds at once costs nothing. Not persisted.
+    history: collections.deque[AttemptRecord] | None = None
+
+    def remember(self, attempt: AttemptRecord) -> None:
+        if self.history is None:
+            self.history = collections.deque(maxlen=ATTEMPT_HISTORY)
+        self.history.append(attempt)
 
     @property
     def name(self) -> str:
