@@ -33,7 +33,7 @@ local: $(VENV)/.installed ## bring the local stack up for STACK (default dev), s
 # the cores busy (pyproject's `-n auto` alone is one per core).
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) * 2 )))
 
-test: setup ## the whole test suite (unit, snapshot, integration); prints its time
+test: setup browser ## the whole test suite (unit, snapshot, integration); prints its time
 	$(PY) -m pytest -n $(TEST_WORKERS)
 
 test-fast: setup ## unit tests only (no local processes)
