@@ -31,8 +31,11 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from emulator.oauth_token import FORM_TYPE
+
 _LOOPBACK_NAMES: Final = frozenset({"localhost"})
 JSON_TYPE: Final = "application/json"
+TOKEN_PATH: Final = "/token"  # emulator/oauth_token.py
 
 
 def is_loopback(host: str) -> bool:
@@ -68,7 +71,9 @@ class HostOriginGuard:
     def _allowed(self, host: str | None) -> bool:
         return host is not None and (is_loopback(host) or host.strip("[]") in self.allowed)
 
-    def problem(self, headers: dict[str, str], method: str) -> tuple[int, str, str] | None:
+    def problem(
+        self, headers: dict[str, str], method: str, path: str = ""
+    ) -> tuple[int, str, str] | None:
         """Why the request is refused (HTTP status, google.rpc code, message), or None."""
         host = headers.get("host")
         if host is None or not self._allowed(_hostname(host)):
@@ -92,12 +97,15 @@ class HostOriginGuard:
         length = headers.get("content-length", "").strip()
         has_body = length not in ("", "0") or "transfer-encoding" in headers
         media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if has_body and media != JSON_TYPE:
+        # The OAuth token endpoint takes forms, as Google's does; it only mints
+        # opaque access tokens and ID tokens anyone could get from the API anyway.
+        accepted = (JSON_TYPE, FORM_TYPE) if path == TOKEN_PATH else (JSON_TYPE,)
+        if has_body and media not in accepted:
             return (
                 415,
                 "INVALID_ARGUMENT",
                 f"Content-Type {media[:100] or '(none)'!r} is not supported on {method}: send "
-                f"the request body as {JSON_TYPE}",
+                f"the request body as {accepted[-1]}",
             )
         return None
 
@@ -112,7 +120,7 @@ class HostOriginGuard:
                 headers[name] = "\x00duplicate"  # never matches an allowed value
             else:
                 headers[name] = value.decode("latin-1")
-        refused = self.problem(headers, str(scope.get("method", "")))
+        refused = self.problem(headers, str(scope.get("method", "")), str(scope.get("path", "")))
         if refused is None:
             await self.app(scope, receive, send)
             return

@@ -8,7 +8,8 @@ One Starlette app serves, on the emulator's HTTP port:
   enums as names or integers, bytes as base64, durations as ``"30s"``, and
   Google's error JSON), delegating to the same :class:`Emulator` as gRPC;
 * the OIDC discovery document and signing keys (``/oauth2/v1/certs`` PEM map,
-  ``/oauth2/v3/certs`` JWKS);
+  ``/oauth2/v3/certs`` JWKS), and the OAuth token endpoint ``POST /token``
+  (emulator/oauth_token.py) that service-account credentials refresh against;
 * emulator-only admin endpoints under ``/emulator/v1/``;
 * ``/metrics``: the queue signals in Prometheus text (emulator/metrics.py);
 * firebase-admin's task-queue calls at ``/projects/...`` (no ``/v2/``), the
@@ -38,10 +39,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from contract.durations import DurationError, parse_duration_s
-from emulator import firebase_api, metrics as prometheus, v2beta3
+from emulator import firebase_api, metrics as prometheus, oauth_token, v2beta3
 from emulator.core import Emulator
 from emulator.errors import ApiError, invalid, unimplemented
-from emulator.http_guard import HostOriginGuard
+from emulator.http_guard import TOKEN_PATH, HostOriginGuard
 from emulator.rest_json import check_json_document, check_query_enum
 
 log = logging.getLogger("emulator.rest")
@@ -288,6 +289,18 @@ def build_app(
             emulator.issuer.jwks(), headers={"Cache-Control": "public, max-age=300"}
         )
 
+    async def token(request: Request) -> Response:
+        try:
+            answer = oauth_token.grant(
+                await _read_body(request),
+                lambda email, audience: emulator.issuer.id_token(email, audience),
+            )
+        except oauth_token.TokenError as exc:
+            return JSONResponse(exc.body(), status_code=400)
+        except ApiError as exc:
+            return _error(exc)
+        return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
     async def health(request: Request) -> Response:
         return JSONResponse(emulator.health())
 
@@ -330,6 +343,7 @@ def build_app(
             Route("/.well-known/openid-configuration", discovery, methods=["GET"]),
             Route("/oauth2/v1/certs", pem_certs, methods=["GET"]),
             Route("/oauth2/v3/certs", jwks, methods=["GET"]),
+            Route(TOKEN_PATH, token, methods=["POST"]),
             Route("/emulator/v1/health", health, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/emulator/v1/tombstones:reset", reset_tombstones, methods=["POST"]),
