@@ -36,6 +36,7 @@ from emulator.oauth_token import FORM_TYPE
 _LOOPBACK_NAMES: Final = frozenset({"localhost"})
 JSON_TYPE: Final = "application/json"
 TOKEN_PATH: Final = "/token"  # emulator/oauth_token.py
+BUFFER_SUFFIX: Final = ":buffer"  # BufferTask, emulator/buffer.py
 
 
 def is_loopback(host: str) -> bool:
@@ -100,7 +101,10 @@ class HostOriginGuard:
         # The OAuth token endpoint takes forms, as Google's does; it only mints
         # opaque access tokens and ID tokens anyone could get from the API anyway.
         accepted = (JSON_TYPE, FORM_TYPE) if path == TOKEN_PATH else (JSON_TYPE,)
-        if has_body and media not in accepted:
+        # BufferTask's body is the task's own, of any type (emulator/buffer.py); the
+        # Host and Origin checks above still keep web pages out.
+        buffered = method == "POST" and path.endswith(BUFFER_SUFFIX)
+        if has_body and media not in accepted and not buffered:
             return (
                 415,
                 "INVALID_ARGUMENT",

@@ -15,6 +15,7 @@ One Starlette app serves, on the emulator's HTTP port:
 * firebase-admin's task-queue calls at ``/projects/...`` (no ``/v2/``), the
   Firebase emulator's shape (emulator/firebase_api.py).
 
+BufferTask (``.../tasks:buffer``) takes the raw body as the task's (emulator/buffer.py).
 It deliberately does not implement the Locations API, batch methods or
 long-running operations.
 """
@@ -39,7 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from contract.durations import DurationError, parse_duration_s
-from emulator import firebase_api, metrics as prometheus, oauth_token, v2beta3
+from emulator import buffer, firebase_api, metrics as prometheus, oauth_token, v2beta3
 from emulator.core import Emulator
 from emulator.errors import ApiError, invalid, unimplemented
 from emulator.http_guard import TOKEN_PATH, HostOriginGuard
@@ -107,11 +108,15 @@ def _v2_call(method: str) -> Callable[[Emulator, Any], Any]:
     return fn
 
 
-# Each version's routes, by the path prefix that selects them.
-_VERSIONS: Final = {
-    "v2": _routes(tasks_v2, _v2_call),
-    "v2beta3": _routes(tasks_v2beta3, lambda method: v2beta3.call(_snake(method))),
-}
+def _v2beta3_call(method: str) -> Callable[[Emulator, Any], Any]:
+    return v2beta3.call(_snake(method))
+
+
+# Each version's types module and calls, and its routes, by the path prefix that selects them.
+_API: Final = {"v2": (tasks_v2, _v2_call), "v2beta3": (tasks_v2beta3, _v2beta3_call)}
+_VERSIONS: Final = {version: _routes(t, calls) for version, (t, calls) in _API.items()}
+# BufferTask: the raw request body is the task's (emulator/buffer.py), so no JSON route.
+_BUFFER: Final = re.compile(rf"({_Q})/tasks(?:/([^/:]+))?:buffer")
 _UNIMPLEMENTED: Final = [
     (re.compile(rf"{_Q}:(getIamPolicy|setIamPolicy|testIamPermissions)"), _IAM_MESSAGE),
     (
@@ -222,6 +227,20 @@ def build_app(
         version = request.url.path.split("/", 2)[1]  # the route matched "v2" or "v2beta3"
         routes = _VERSIONS[version]
         try:
+            buffered = _BUFFER.fullmatch(path)
+            if buffered is not None and request.method == "POST":
+                types, calls = _API[version]
+                task = buffer.buffer_task(
+                    emulator,
+                    types,
+                    calls,
+                    buffered.group(1),
+                    buffered.group(2),
+                    await _read_body(request),
+                    request.headers.get("content-type"),
+                )
+                text = json_format.MessageToJson(task, indent=None)
+                return Response(f'{{"task": {text}}}', media_type="application/json")
             for pattern, message in _UNIMPLEMENTED:
                 if pattern.fullmatch(path):
                     raise unimplemented(message)

@@ -12,8 +12,10 @@ their clients connect changes, through emulator/redirect.py (pytest plugin,
 `-p emulator.redirect`) and emulator/redirect.cjs (`NODE_OPTIONS=--require`),
 plus what their CI provides from outside: a project id, a service-account key
 file (generated here, `token_uri` Google's, answered by the emulator's
-`POST /token` through the redirect), and the queues their Google test project
-already has (`my-queue`, `my-appengine-queue`, `testTaskQueue`).
+`POST /token` through the redirect), a stand-in for the one `gcloud` command
+they call (`auth application-default print-access-token`, from that key), and
+the queues their Google test project already has (`my-queue`,
+`my-appengine-queue`, `testTaskQueue`).
 
 1. prepare (network: PyPI, npm): one virtualenv per Python suite under
    `--work`, from the suite's own requirements files; `npm ci`/`npm install`
@@ -62,6 +64,24 @@ SERVICE_ACCOUNT = f"suite-runner@{PROJECT}.iam.gserviceaccount.com"
 PRESET_QUEUES = ("my-queue", "my-appengine-queue")
 FIREBASE_QUEUE = "testTaskQueue"  # firebase-admin's integration tests enqueue here
 ISOLATED_ENV = "RUN_SAMPLE_SUITES_ISOLATED"
+# Google's CI machines have the gcloud CLI; http_queues' test asks it for an access token.
+# This stand-in answers that one question from the same key file (refreshed, through the
+# redirect, at the emulator's POST /token) and refuses every other command.
+GCLOUD_STANDIN = """#!{python}
+import json, sys
+if sys.argv[1:3] not in (["auth", "application-default"], ["auth", "print-access-token"]):
+    sys.exit("gcloud stand-in (scripts/run_sample_suites.py): only "
+             "'gcloud auth [application-default] print-access-token' is answered")
+sys.path.insert(0, {repo!r})
+import emulator.redirect, google.auth, google.auth.transport.requests
+emulator.redirect.install()
+credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+credentials.refresh(google.auth.transport.requests.Request())
+if "--format=json" in sys.argv:
+    print(json.dumps({{"token": credentials.token, "expiry": credentials.expiry.isoformat()}}))
+else:
+    print(credentials.token)
+"""
 PYTHON_TIMEOUT_S = 900
 
 
@@ -352,6 +372,10 @@ def main(argv: Sequence[str]) -> int:
             ).returncode
     key_file = work / "service-account.json"
     _write_key_file(key_file)
+    tools = work / "bin"
+    tools.mkdir(exist_ok=True)
+    (tools / "gcloud").write_text(GCLOUD_STANDIN.format(python=sys.executable, repo=str(REPO)))
+    (tools / "gcloud").chmod(0o755)
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     queues = work / "queues.json"
@@ -367,6 +391,7 @@ def main(argv: Sequence[str]) -> int:
             REDIRECT_ENV: address,
             "GOOGLE_CLOUD_PROJECT": PROJECT,
             "GOOGLE_APPLICATION_CREDENTIALS": str(key_file),
+            "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         env.pop("CLOUD_TASKS_EMULATOR_HOST", None)  # production mode for firebase-admin
         for suite, root in chosen:
