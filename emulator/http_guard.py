@@ -35,7 +35,7 @@ from emulator.oauth_token import FORM_TYPE
 
 _LOOPBACK_NAMES: Final = frozenset({"localhost"})
 JSON_TYPE: Final = "application/json"
-TOKEN_PATH: Final = "/token"  # emulator/oauth_token.py
+TOKEN_PATH: Final = "/token"  # noqa: S105 (a path, emulator/oauth_token.py)
 BUFFER_SUFFIX: Final = ":buffer"  # BufferTask, emulator/buffer.py
 
 

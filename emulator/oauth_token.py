@@ -28,7 +28,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs
 
 JWT_BEARER: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-REFRESH_TOKEN: Final = "refresh_token"
+REFRESH_TOKEN: Final = "refresh_token"  # noqa: S105 (OAuth's grant type name)
 ACCESS_TOKEN_LIFETIME_S: Final = 3600
 # Google's token endpoint takes form posts, which emulator/http_guard.py lets through here only.
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
@@ -53,7 +53,9 @@ def _claims(assertion: str) -> dict[str, Any]:
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload))
     except (binascii.Error, ValueError) as exc:
-        raise TokenError("invalid_grant", f"assertion payload is not base64url JSON: {exc}") from exc
+        raise TokenError(
+            "invalid_grant", f"assertion payload is not base64url JSON: {exc}"
+        ) from exc
     if not isinstance(claims, dict):
         raise TokenError("invalid_grant", "assertion payload is not a JSON object")
     return claims

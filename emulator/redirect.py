@@ -111,7 +111,7 @@ def _default_anonymous_credentials(client_class: Any) -> None:
             and not has_file
             and (transport is None or isinstance(transport, str))
         ):
-            kwargs["credentials"] = AnonymousCredentials()
+            kwargs["credentials"] = AnonymousCredentials()  # type: ignore[no-untyped-call]
         original(self, *args, **kwargs)
 
     __init__._emulator_redirect = True  # type: ignore[attr-defined]

@@ -4,7 +4,7 @@
     .venv/bin/python scripts/run_sample_suites.py \\
         --python-docs-samples /tmp/pds --nodejs-docs-samples /tmp/nds \\
         --python-tasks /tmp/python-tasks --firebase-admin-python /tmp/fap \\
-        --firebase-admin-node /tmp/fan [--work /tmp/suite-work] [--only NAME]
+        --firebase-admin-node /tmp/fan [--work DIR] [--only NAME]
 
 Each option is a checkout (or `git archive`) of that repository; suites whose
 checkout is not given are left out. Nothing of theirs is edited: only where
@@ -39,6 +39,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -260,7 +261,7 @@ def _junit(path: Path, name: str) -> Result:
     if not path.exists():
         result.note = "no report: the run did not start (see its output above)"
         return result
-    for case in ET.parse(path).iter("testcase"):
+    for case in ET.parse(path).iter("testcase"):  # noqa: S314 (our pytest run's report)
         result.ran += 1
         problem = case.find("failure")
         if problem is None:
@@ -335,7 +336,9 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for option in sorted({s.checkout for s in SUITES}):
         parser.add_argument("--" + option.replace("_", "-"), type=Path, metavar="DIR")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/suite-work"))
+    parser.add_argument(
+        "--work", type=Path, default=Path(tempfile.gettempdir()) / "cloud-tasks-suites"
+    )
     parser.add_argument("--only", help="run only the suites whose name contains this text")
     parser.add_argument("--no-isolate", action="store_true", help="do not use unshare -n")
     return parser.parse_args(argv)
@@ -351,7 +354,9 @@ def _selected(args: argparse.Namespace) -> list[tuple[Suite, Path]]:
             sys.exit(f"error: {root / suite.subdir} does not exist: pass the repository's root")
         chosen.append((suite, root.resolve()))
     if not chosen:
-        sys.exit("error: no suite selected: pass at least one checkout, e.g. --python-docs-samples DIR")
+        sys.exit(
+            "error: no suite selected: pass at least one checkout, e.g. --python-docs-samples DIR"
+        )
     return chosen
 
 

@@ -24,7 +24,12 @@ def one_port() -> Iterator[EmulatorProcess]:
 
 def _http_queue(emu: EmulatorProcess, target: Target, **http_target: object) -> str:
     port = int(target.base_url.rsplit(":", 1)[1])
-    override = {"scheme": "HTTP", "host": "127.0.0.1", "port": port, "path_override": {"path": "/buf"}}
+    override = {
+        "scheme": "HTTP",
+        "host": "127.0.0.1",
+        "port": port,
+        "path_override": {"path": "/buf"},
+    }
     queue = emu.client().create_queue(
         parent=PARENT,
         queue={
@@ -67,7 +72,9 @@ def test_buffer_with_a_task_id_keeps_the_content_type_and_names_the_task(
     queue = _http_queue(one_port, target, http_method="PUT")
     one_port.client().pause_queue(name=queue)
     url = f"{one_port.http_url}/v2/{queue}/tasks/order-7:buffer"
-    answer = requests.post(url, b'{"n": 7}', headers={"Content-Type": "application/json"}, timeout=10)
+    answer = requests.post(
+        url, b'{"n": 7}', headers={"Content-Type": "application/json"}, timeout=10
+    )
     assert answer.status_code == 200, answer.text
     task = one_port.client().get_task(
         request={"name": f"{queue}/tasks/order-7", "response_view": tasks_v2.Task.View.FULL}

@@ -119,7 +119,8 @@ def test_clients_built_without_arguments_use_the_emulator(one_port: EmulatorProc
             "http_target": {{"uri_override": {{"host": "example.com",
                                                "uri_override_enforce_mode": 2}}}}}})
         same = beta.get_queue(name=q.name) == q
-        print(json.dumps({{"task": task.name, "email": task.http_request.oidc_token.service_account_email,
+        email = task.http_request.oidc_token.service_account_email
+        print(json.dumps({{"task": task.name, "email": email,
                           "listed": names, "missing": missing, "same": same,
                           "host": q.http_target.uri_override.host}}))
         """,
@@ -148,7 +149,8 @@ def test_pytest_plugin_redirects_before_test_modules_build_clients(
 
             def test_list_queues():
                 CLIENT.create_queue(parent="{PARENT}", queue={{"name": "{PARENT}/queues/plugin"}})
-                assert "{PARENT}/queues/plugin" in [q.name for q in CLIENT.list_queues(parent="{PARENT}")]
+                listed = [q.name for q in CLIENT.list_queues(parent="{PARENT}")]
+                assert "{PARENT}/queues/plugin" in listed
             """
         )
     )
@@ -182,7 +184,8 @@ def test_firebase_admin_production_mode_enqueues_through_googles_api(
         app = firebase_admin.initialize_app(credentials.Certificate("{key_file}"))
         queue = functions.task_queue("resize", app=app)
         task_id = queue.enqueue({{"image": "a.png"}}, functions.TaskOptions(uri="{url}"))
-        later = queue.enqueue({{"image": "b.png"}}, functions.TaskOptions(schedule_delay_seconds=60, uri="{url}"))
+        delayed = functions.TaskOptions(schedule_delay_seconds=60, uri="{url}")
+        later = queue.enqueue({{"image": "b.png"}}, delayed)
         queue.delete(later)
         try:
             queue.delete(later)
@@ -207,16 +210,17 @@ def test_token_endpoint_answers_service_account_refreshes(
     one_port: EmulatorProcess, key_file: Path
 ) -> None:
     token_uri = f"{one_port.http_url}/token"
-    creds = service_account.Credentials.from_service_account_file(
+    creds = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
         str(key_file), scopes=["https://www.googleapis.com/auth/cloud-platform"]
     )
     creds._token_uri = token_uri
     creds.refresh(google.auth.transport.requests.Request())
-    assert creds.token and creds.token.startswith("emulator-")
+    assert creds.token
+    assert creds.token.startswith("emulator-")
     assert creds.expiry is not None
 
     audience = "https://worker.example/tasks"
-    id_creds = service_account.IDTokenCredentials.from_service_account_file(
+    id_creds = service_account.IDTokenCredentials.from_service_account_file(  # type: ignore[no-untyped-call]
         str(key_file), target_audience=audience
     )
     id_creds._token_uri = token_uri
@@ -233,7 +237,10 @@ def test_token_endpoint_answers_service_account_refreshes(
 def test_token_endpoint_refuses_what_it_cannot_answer(one_port: EmulatorProcess) -> None:
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     bad_grant = requests.post(
-        f"{one_port.http_url}/token", data="grant_type=password&username=u", headers=form, timeout=10
+        f"{one_port.http_url}/token",
+        data="grant_type=password&username=u",
+        headers=form,
+        timeout=10,
     )
     assert bad_grant.status_code == 400
     assert bad_grant.json()["error"] == "unsupported_grant_type"
@@ -254,7 +261,9 @@ def test_token_endpoint_refuses_what_it_cannot_answer(one_port: EmulatorProcess)
 
 def test_bad_redirect_address_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(redirect.REDIRECT_ENV, "http://127.0.0.1:8123")
-    with pytest.raises(ValueError, match="must be HOST:PORT of an emulator started with --one-port"):
+    with pytest.raises(
+        ValueError, match="must be HOST:PORT of an emulator started with --one-port"
+    ):
         redirect.target()
 
 
@@ -281,10 +290,12 @@ def test_node_preload_redirects_clients_built_without_options(one_port: Emulator
         const {{CloudTasksClient}} = require('@google-cloud/tasks');
         (async () => {{
           const client = new CloudTasksClient();
-          const [queue] = await client.createQueue({{parent: '{PARENT}', queue: {{name: '{PARENT}/queues/node-redirect'}}}});
+          const [queue] = await client.createQueue({{
+            parent: '{PARENT}', queue: {{name: '{PARENT}/queues/node-redirect'}}}});
           const [task] = await client.createTask({{parent: queue.name, task: {{httpRequest: {{
             url: 'http://127.0.0.1:9/x', httpMethod: 'POST'}}}}}});
-          console.log(JSON.stringify({{queue: queue.name, task: task.name, project: await client.getProjectId()}}));
+          const project = await client.getProjectId();
+          console.log(JSON.stringify({{queue: queue.name, task: task.name, project}}));
         }})().catch(e => {{ console.error(e.message); process.exit(1); }});
     """
     env = {
