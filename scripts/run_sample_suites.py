@@ -15,7 +15,7 @@ file (generated here, `token_uri` Google's, answered by the emulator's
 `POST /token` through the redirect), a stand-in for the one `gcloud` command
 they call (`auth application-default print-access-token`, from that key), and
 the queues their Google test project already has (`my-queue`,
-`my-appengine-queue`, `testTaskQueue`).
+`my-appengine-queue`, `default`, `testTaskQueue`).
 
 1. prepare (network: PyPI, npm): one virtualenv per Python suite under
    `--work`, from the suite's own requirements files; `npm ci`/`npm install`
@@ -62,7 +62,7 @@ PROJECT = "emulated-project"
 LOCATION = "us-central1"
 SERVICE_ACCOUNT = f"suite-runner@{PROJECT}.iam.gserviceaccount.com"
 # Queues the suites expect to exist already in Google's test projects.
-PRESET_QUEUES = ("my-queue", "my-appengine-queue")
+PRESET_QUEUES = ("my-queue", "my-appengine-queue", "default")
 FIREBASE_QUEUE = "testTaskQueue"  # firebase-admin's integration tests enqueue here
 ISOLATED_ENV = "RUN_SAMPLE_SUITES_ISOLATED"
 # Google's CI machines have the gcloud CLI; http_queues' test asks it for an access token.
@@ -161,6 +161,13 @@ SUITES: tuple[Suite, ...] = (
         "cloud-tasks/snippets",
         "node",
         command=("--timeout", "30000"),
+    ),
+    Suite(
+        "nodejs-docs-samples cloud-tasks/tutorial-gcf/app",
+        "nodejs_docs_samples",
+        "cloud-tasks/tutorial-gcf/app",
+        "node",
+        command=("--timeout", "10000"),
     ),
     Suite(
         "firebase-admin-node test/integration/functions.spec.ts (production mode)",

@@ -120,8 +120,13 @@ def test_clients_built_without_arguments_use_the_emulator(one_port: EmulatorProc
                                                "uri_override_enforce_mode": 2}}}}}})
         same = beta.get_queue(name=q.name) == q
         email = task.http_request.oidc_token.service_account_email
+        import asyncio
+        async def listed_async():
+            pager = await tasks_v2.CloudTasksAsyncClient().list_queues(parent="{PARENT}")
+            return [queue.name async for queue in pager]
         print(json.dumps({{"task": task.name, "email": email,
                           "listed": names, "missing": missing, "same": same,
+                          "async": asyncio.run(listed_async()),
                           "host": q.http_target.uri_override.host}}))
         """,
         one_port,
@@ -132,6 +137,7 @@ def test_clients_built_without_arguments_use_the_emulator(one_port: EmulatorProc
     assert seen["missing"] is True
     assert seen["same"] is True
     assert seen["host"] == "example.com"
+    assert f"{PARENT}/queues/http" in seen["async"]  # the asyncio transport too
     # The tasks really are in the emulator, seen by a client that was not redirected.
     beta_queue = one_port.client().get_queue(name=f"{PARENT}/queues/http")
     assert beta_queue.http_target.uri_override.host == "example.com"
