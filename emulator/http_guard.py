@@ -37,6 +37,7 @@ _LOOPBACK_NAMES: Final = frozenset({"localhost"})
 JSON_TYPE: Final = "application/json"
 TOKEN_PATH: Final = "/token"  # noqa: S105 (a path, emulator/oauth_token.py)
 BUFFER_SUFFIX: Final = ":buffer"  # BufferTask, emulator/buffer.py
+API_PREFIXES: Final = ("/v2/", "/v2beta3/")
 
 
 def is_loopback(host: str) -> bool:
@@ -103,7 +104,9 @@ class HostOriginGuard:
         accepted = (JSON_TYPE, FORM_TYPE) if path == TOKEN_PATH else (JSON_TYPE,)
         # BufferTask's body is the task's own, of any type (emulator/buffer.py); the
         # Host and Origin checks above still keep web pages out.
-        buffered = method == "POST" and path.endswith(BUFFER_SUFFIX)
+        buffered = (
+            method == "POST" and path.startswith(API_PREFIXES) and path.endswith(BUFFER_SUFFIX)
+        )
         if has_body and media not in accepted and not buffered:
             return (
                 415,

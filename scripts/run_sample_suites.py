@@ -26,7 +26,8 @@ the queues their Google test project already has (`my-queue`,
    `python -m emulator --one-port` with the queues above and a sink answering
    200 to `testTaskQueue`'s deliveries serve every suite (App Engine tasks find
    no local app, so their attempts fail and they stay, as in Google's projects);
-3. print one row per suite: tests run, passed, failed, skipped, then each
+3. print one row per suite: its checkout's commit (a git work tree's HEAD, `-`
+   for an archive), tests run, passed, failed, skipped, then each
    failure with the first line of its message. Exit 0 always when the suites
    ran (their failures are the result), 2 on bad arguments or a broken setup.
 """
@@ -95,6 +96,7 @@ class Result:
     skipped: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     note: str = ""
+    commit: str = "-"  # the checkout's HEAD, when it is a git work tree
 
 
 @dataclass(frozen=True)
@@ -326,10 +328,21 @@ def _run(suite: Suite, root: Path, work: Path, env: dict[str, str], key_file: Pa
     return (_junit if suite.kind == "python" else _mocha)(report, suite.name)
 
 
+def _commit(root: Path) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() if done.returncode == 0 else "-"
+
+
 def _table(results: Sequence[Result]) -> str:
-    lines = [f"{'suite':74} {'ran':>4} {'pass':>5} {'fail':>5} {'skip':>5}"]
+    lines = [f"{'suite':74} {'commit':12} {'ran':>4} {'pass':>5} {'fail':>5} {'skip':>5}"]
     for r in results:
-        lines.append(f"{r.suite[:74]:74} {r.ran:>4} {r.passed:>5} {r.failed:>5} {r.skipped:>5}")
+        counts = f"{r.ran:>4} {r.passed:>5} {r.failed:>5} {r.skipped:>5}"
+        lines.append(f"{r.suite[:74]:74} {r.commit:12} {counts}")
         if r.note:
             lines.append(f"    note: {r.note}")
         for test, message in r.failures:
@@ -408,6 +421,7 @@ def main(argv: Sequence[str]) -> int:
         env.pop("CLOUD_TASKS_EMULATOR_HOST", None)  # production mode for firebase-admin
         for suite, root in chosen:
             results.append(_run(suite, root, work, env, key_file))
+            results[-1].commit = _commit(root)
     sink.shutdown()
     print("\n" + _table(results))
     return 0
