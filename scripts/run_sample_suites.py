@@ -65,6 +65,8 @@ SERVICE_ACCOUNT = f"suite-runner@{PROJECT}.iam.gserviceaccount.com"
 # Queues the suites expect to exist already in Google's test projects.
 PRESET_QUEUES = ("my-queue", "my-appengine-queue", "default")
 FIREBASE_QUEUE = "testTaskQueue"  # firebase-admin's integration tests enqueue here
+# ... in this project when CLOUD_TASKS_EMULATOR_HOST is set (their emulator mode).
+FIREBASE_EMULATOR_PROJECT = "fake-project-id"
 ISOLATED_ENV = "RUN_SAMPLE_SUITES_ISOLATED"
 # Google's CI machines have the gcloud CLI; http_queues' test asks it for an access token.
 # This stand-in answers that one question from the same key file (refreshed, through the
@@ -158,6 +160,17 @@ SUITES: tuple[Suite, ...] = (
         ("integration/test_functions.py", "--cert", "{key_file}"),
     ),
     Suite(
+        "firebase-admin-python integration/test_functions.py (emulator mode)",
+        "firebase_admin_python",
+        ".",
+        "python",
+        ("-r", "requirements.txt", "-e", "."),
+        ("integration/test_functions.py", "--cert", "{key_file}"),
+        # The Firebase emulator's request shape (emulator/firebase_api.py); they skip
+        # test_task_delete in this mode.
+        (("CLOUD_TASKS_EMULATOR_HOST", "{address}"),),
+    ),
+    Suite(
         "nodejs-docs-samples cloud-tasks/snippets",
         "nodejs_docs_samples",
         "cloud-tasks/snippets",
@@ -238,6 +251,8 @@ def _queues_file(path: Path, sink_port: int) -> None:
             },
         }
     )
+    emulated = f"projects/{FIREBASE_EMULATOR_PROJECT}/locations/{LOCATION}/queues"
+    queues.append({"name": f"{emulated}/{FIREBASE_QUEUE}"})
     path.write_text(json.dumps(queues))
 
 
@@ -310,7 +325,7 @@ def _run(suite: Suite, root: Path, work: Path, env: dict[str, str], key_file: Pa
     if suite.setup is not None:
         suite.setup(here, key_file)
     args = [a.format(key_file=key_file) for a in suite.command]
-    env = {**env, **dict(suite.extra_env)}
+    env = {**env, **{k: v.format(address=env[REDIRECT_ENV]) for k, v in suite.extra_env}}
     if suite.kind == "python":
         python = _venv(work, suite, root)
         env["PYTHONPATH"] = str(REPO)  # emulator.redirect only; their code comes first on cwd
@@ -407,7 +422,9 @@ def main(argv: Sequence[str]) -> int:
     _queues_file(queues, sink.server_address[1])
     # No --app-engine-host: Google's test projects serve none of the App Engine
     # services the samples name, so those attempts fail and the tasks stay, as there.
-    emulator_args = ("--one-port", "--queues-file", str(queues))
+    # --functions-url: where firebase-admin's emulator-mode tasks without a URL go.
+    sink_url = f"http://127.0.0.1:{sink.server_address[1]}"
+    emulator_args = ("--one-port", "--queues-file", str(queues), "--functions-url", sink_url)
     results = []
     with EmulatorProcess(extra_args=emulator_args) as emu:
         address = emu.grpc_host
