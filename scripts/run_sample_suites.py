@@ -3,11 +3,16 @@
 
     .venv/bin/python scripts/run_sample_suites.py \\
         --python-docs-samples /tmp/pds --nodejs-docs-samples /tmp/nds \\
-        --python-tasks /tmp/python-tasks --firebase-admin-python /tmp/fap \\
+        --python-tasks /tmp/pt --python-tasks-samples /tmp/pts \\
+        --nodejs-tasks /tmp/nt --firebase-admin-python /tmp/fap \\
         --firebase-admin-node /tmp/fan [--work DIR] [--only NAME]
 
-Each option is a checkout (or `git archive`) of that repository; suites whose
-checkout is not given are left out. Nothing of theirs is edited: only where
+Each option is a checkout (a git work tree, or a `git archive`) of that
+repository; suites whose checkout is not given are left out. The archived
+googleapis repositories are taken where their tests last were:
+`--python-tasks` at 674e8ee (tests/system), `--python-tasks-samples` at
+d51539f (samples/snippets, before they moved to python-docs-samples),
+`--nodejs-tasks` at 1327ccb (samples). Nothing of theirs is edited: only where
 their clients connect changes, through emulator/redirect.py (pytest plugin,
 `-p emulator.redirect`) and emulator/redirect.cjs (`NODE_OPTIONS=--require`),
 plus what their CI provides from outside: a project id, a service-account key
@@ -152,6 +157,13 @@ SUITES: tuple[Suite, ...] = (
         (("PROJECT_ID", PROJECT),),
     ),
     Suite(
+        "python-tasks samples/snippets (google-cloud-tasks 2.10, before the move)",
+        "python_tasks_samples",
+        "samples/snippets",
+        "python",
+        ("-r", "requirements.txt", "-r", "requirements-test.txt"),
+    ),
+    Suite(
         "firebase-admin-python integration/test_functions.py (production mode)",
         "firebase_admin_python",
         ".",
@@ -183,6 +195,13 @@ SUITES: tuple[Suite, ...] = (
         "cloud-tasks/tutorial-gcf/app",
         "node",
         command=("--timeout", "10000"),
+    ),
+    Suite(
+        "nodejs-tasks samples (@google-cloud/tasks 3, before the move to nodejs-docs-samples)",
+        "nodejs_tasks",
+        "samples",
+        "node",
+        command=("--timeout", "30000"),
     ),
     Suite(
         "firebase-admin-node test/integration/functions.spec.ts (production mode)",
@@ -301,22 +320,6 @@ def _junit(path: Path, name: str) -> Result:
     return result
 
 
-def _mocha(path: Path, name: str) -> Result:
-    result = Result(name)
-    if not path.exists():
-        result.note = "no report: the run did not start (see its output above)"
-        return result
-    report = json.loads(path.read_text())
-    stats = report["stats"]
-    result.passed, result.failed = stats["passes"], stats["failures"]
-    result.skipped = stats.get("pending", 0)
-    result.ran = result.passed + result.failed + result.skipped
-    for test in report["failures"]:
-        message = (test.get("err", {}).get("message") or "").strip().splitlines()
-        result.failures.append((test["fullTitle"], message[0][:200] if message else ""))
-    return result
-
-
 def _run(suite: Suite, root: Path, work: Path, env: dict[str, str], key_file: Path) -> Result:
     here = root / suite.subdir
     report = work / "reports" / (suite.name.split()[0] + "-" + suite.subdir.replace("/", "_"))
@@ -333,14 +336,15 @@ def _run(suite: Suite, root: Path, work: Path, env: dict[str, str], key_file: Pa
         command += [f"--junitxml={report}", "-o", "junit_family=xunit1", *args]
     else:
         env["NODE_OPTIONS"] = f"--require {REPO / 'emulator' / 'redirect.cjs'}"
-        command = ["npx", "mocha", *args, "--reporter", "json"]
-        command += ["--reporter-option", f"output={report}"]
+        # xunit: the one machine-readable reporter that writes to a file in every mocha.
+        command = ["npx", "mocha", *args, "--reporter", "xunit"]
+        command += ["--reporter-options", f"output={report}"]
     print(f"\n=== {suite.name}\n$ {' '.join(command)}", flush=True)
     try:
         subprocess.run(command, cwd=here, env=env, timeout=PYTHON_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         return Result(suite.name, note=f"timed out after {PYTHON_TIMEOUT_S}s")
-    return (_junit if suite.kind == "python" else _mocha)(report, suite.name)
+    return _junit(report, suite.name)
 
 
 def _commit(root: Path) -> str:
