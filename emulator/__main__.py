@@ -76,7 +76,8 @@ endpoints:
   HTTP (--http-port)  REST API at /v2/... and /v2beta3/... (Google's paths)
                       (with --one-port, both on --port)
                       OIDC issuer: /.well-known/openid-configuration, /oauth2/v1/certs (PEM),
-                      /oauth2/v3/certs (JWKS)
+                      /oauth2/v3/certs (JWKS); POST /token: OAuth token endpoint for
+                      service-account refreshes (emulator/redirect.py sends them here)
                       /metrics: the queue signals in Prometheus text format
 admin endpoints (HTTP port, emulator only):
   GET  /emulator/v1/health                  queue, task, in-flight, dispatched and dropped counts

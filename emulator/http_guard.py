@@ -31,8 +31,13 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from emulator.oauth_token import FORM_TYPE
+
 _LOOPBACK_NAMES: Final = frozenset({"localhost"})
 JSON_TYPE: Final = "application/json"
+TOKEN_PATH: Final = "/token"  # noqa: S105 (a path, emulator/oauth_token.py)
+BUFFER_SUFFIX: Final = ":buffer"  # BufferTask, emulator/buffer.py
+API_PREFIXES: Final = ("/v2/", "/v2beta3/")
 
 
 def is_loopback(host: str) -> bool:
@@ -68,7 +73,9 @@ class HostOriginGuard:
     def _allowed(self, host: str | None) -> bool:
         return host is not None and (is_loopback(host) or host.strip("[]") in self.allowed)
 
-    def problem(self, headers: dict[str, str], method: str) -> tuple[int, str, str] | None:
+    def problem(
+        self, headers: dict[str, str], method: str, path: str = ""
+    ) -> tuple[int, str, str] | None:
         """Why the request is refused (HTTP status, google.rpc code, message), or None."""
         host = headers.get("host")
         if host is None or not self._allowed(_hostname(host)):
@@ -92,12 +99,20 @@ class HostOriginGuard:
         length = headers.get("content-length", "").strip()
         has_body = length not in ("", "0") or "transfer-encoding" in headers
         media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if has_body and media != JSON_TYPE:
+        # The OAuth token endpoint takes forms, as Google's does; it only mints
+        # opaque access tokens and ID tokens anyone could get from the API anyway.
+        accepted = (JSON_TYPE, FORM_TYPE) if path == TOKEN_PATH else (JSON_TYPE,)
+        # BufferTask's body is the task's own, of any type (emulator/buffer.py); the
+        # Host and Origin checks above still keep web pages out.
+        buffered = (
+            method == "POST" and path.startswith(API_PREFIXES) and path.endswith(BUFFER_SUFFIX)
+        )
+        if has_body and media not in accepted and not buffered:
             return (
                 415,
                 "INVALID_ARGUMENT",
                 f"Content-Type {media[:100] or '(none)'!r} is not supported on {method}: send "
-                f"the request body as {JSON_TYPE}",
+                f"the request body as {accepted[-1]}",
             )
         return None
 
@@ -112,7 +127,7 @@ class HostOriginGuard:
                 headers[name] = "\x00duplicate"  # never matches an allowed value
             else:
                 headers[name] = value.decode("latin-1")
-        refused = self.problem(headers, str(scope.get("method", "")))
+        refused = self.problem(headers, str(scope.get("method", "")), str(scope.get("path", "")))
         if refused is None:
             await self.app(scope, receive, send)
             return

@@ -8,7 +8,8 @@ One Starlette app serves, on the emulator's HTTP port:
   enums as names or integers, bytes as base64, durations as ``"30s"``, and
   Google's error JSON), delegating to the same :class:`Emulator` as gRPC;
 * the OIDC discovery document and signing keys (``/oauth2/v1/certs`` PEM map,
-  ``/oauth2/v3/certs`` JWKS);
+  ``/oauth2/v3/certs`` JWKS), and the OAuth token endpoint ``POST /token``
+  (emulator/oauth_token.py) that service-account credentials refresh against;
 * emulator-only admin endpoints under ``/emulator/v1/``;
 * ``/metrics``: the queue signals in Prometheus text (emulator/metrics.py);
 * firebase-admin's task-queue calls at ``/projects/...`` (no ``/v2/``), the
@@ -16,6 +17,7 @@ One Starlette app serves, on the emulator's HTTP port:
 * the inspector page at ``/inspector`` and its JSON under ``/emulator/v1/inspector/``
   (emulator/inspector.py).
 
+BufferTask (``.../tasks:buffer``) takes the raw body as the task's (emulator/buffer.py).
 It deliberately does not implement the Locations API, batch methods or
 long-running operations.
 """
@@ -40,10 +42,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from contract.durations import DurationError, parse_duration_s
-from emulator import firebase_api, metrics as prometheus, v2beta3
+from emulator import buffer, firebase_api, metrics as prometheus, oauth_token, v2beta3
 from emulator.core import Emulator
 from emulator.errors import ApiError, invalid, unimplemented
-from emulator.http_guard import HostOriginGuard
+from emulator.http_guard import TOKEN_PATH, HostOriginGuard
 from emulator.inspector import Inspector
 from emulator.rest_json import check_json_document, check_query_enum
 
@@ -109,11 +111,15 @@ def _v2_call(method: str) -> Callable[[Emulator, Any], Any]:
     return fn
 
 
-# Each version's routes, by the path prefix that selects them.
-_VERSIONS: Final = {
-    "v2": _routes(tasks_v2, _v2_call),
-    "v2beta3": _routes(tasks_v2beta3, lambda method: v2beta3.call(_snake(method))),
-}
+def _v2beta3_call(method: str) -> Callable[[Emulator, Any], Any]:
+    return v2beta3.call(_snake(method))
+
+
+# Each version's types module and calls, and its routes, by the path prefix that selects them.
+_API: Final = {"v2": (tasks_v2, _v2_call), "v2beta3": (tasks_v2beta3, _v2beta3_call)}
+_VERSIONS: Final = {version: _routes(t, calls) for version, (t, calls) in _API.items()}
+# BufferTask: the raw request body is the task's (emulator/buffer.py), so no JSON route.
+_BUFFER: Final = re.compile(rf"({_Q})/tasks(?:/([^/:]+))?:buffer")
 _UNIMPLEMENTED: Final = [
     (re.compile(rf"{_Q}:(getIamPolicy|setIamPolicy|testIamPermissions)"), _IAM_MESSAGE),
     (
@@ -229,6 +235,20 @@ def build_app(
         version = request.url.path.split("/", 2)[1]  # the route matched "v2" or "v2beta3"
         routes = _VERSIONS[version]
         try:
+            buffered = _BUFFER.fullmatch(path)
+            if buffered is not None and request.method == "POST":
+                types, calls = _API[version]
+                task = buffer.buffer_task(
+                    emulator,
+                    types,
+                    calls,
+                    buffered.group(1),
+                    buffered.group(2),
+                    await _read_body(request),
+                    request.headers.get("content-type"),
+                )
+                text = json_format.MessageToJson(task, indent=None)
+                return Response(f'{{"task": {text}}}', media_type="application/json")
             for pattern, message in _UNIMPLEMENTED:
                 if pattern.fullmatch(path):
                     raise unimplemented(message)
@@ -296,6 +316,18 @@ def build_app(
             emulator.issuer.jwks(), headers={"Cache-Control": "public, max-age=300"}
         )
 
+    async def token(request: Request) -> Response:
+        try:
+            answer = oauth_token.grant(
+                await _read_body(request),
+                lambda email, audience: emulator.issuer.id_token(email, audience),
+            )
+        except oauth_token.TokenError as exc:
+            return JSONResponse(exc.body(), status_code=400)
+        except ApiError as exc:
+            return _error(exc)
+        return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
     async def health(request: Request) -> Response:
         return JSONResponse(emulator.health())
 
@@ -338,6 +370,7 @@ def build_app(
             Route("/.well-known/openid-configuration", discovery, methods=["GET"]),
             Route("/oauth2/v1/certs", pem_certs, methods=["GET"]),
             Route("/oauth2/v3/certs", jwks, methods=["GET"]),
+            Route(TOKEN_PATH, token, methods=["POST"]),
             Route("/emulator/v1/health", health, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/emulator/v1/tombstones:reset", reset_tombstones, methods=["POST"]),

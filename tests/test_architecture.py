@@ -27,7 +27,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "devstack": frozenset({"contract", "plan", "policy"}),
     "policy": frozenset({"contract", "plan"}),
     "bootstrap": frozenset({"contract", "components", "plan"}),
-    "scripts": frozenset({"contract", "enqueue"}),
+    # run_sample_suites.py starts the emulator and names its redirect variable.
+    "scripts": frozenset({"contract", "enqueue", "emulator"}),
     # Operations commands: the enqueue helper's outputs, queues, clients and enqueuer.
     "ops": frozenset({"contract", "enqueue"}),
     # The exporter loads the worker's task modules and reads the stacks' task_modules.
