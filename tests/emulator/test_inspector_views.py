@@ -91,7 +91,7 @@ async def test_a_task_that_succeeds_at_once_keeps_no_history(core: Harness) -> N
 
 
 @pytest.mark.integration
-def test_an_installed_emulator_carries_the_page(tmp_path: Path) -> None:
+def test_an_installed_emulator_carries_the_page_and_the_node_preload(tmp_path: Path) -> None:
     """setuptools' build_py (what an install copies) of pyproject.toml's package data."""
     source = tmp_path / "src"
     source.mkdir()
@@ -122,6 +122,10 @@ def test_an_installed_emulator_carries_the_page(tmp_path: Path) -> None:
     shipped = sorted(p.name for p in (built / "emulator" / "inspector_page").iterdir())
     assert shipped == sorted(p.name for p in page.iterdir())
     assert shipped == sorted(PAGE_FILES)
+    # The Node preload (emulator/README.md: NODE_OPTIONS=--require) ships beside the modules.
+    assert (built / "emulator" / "redirect.cjs").read_bytes() == (
+        ROOT / "emulator" / "redirect.cjs"
+    ).read_bytes()
 
 
 async def test_an_app_engine_task_shows_its_routing(core: Harness) -> None:
