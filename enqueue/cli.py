@@ -346,11 +346,13 @@ async def _bulk_run(
         disable=args.no_progress or not err.is_terminal,
     )
     bar = progress.add_task("enqueue", total=total, failed=0)
+    drawn = not progress.disable  # a hidden bar is not updated: its lock costs per task
 
     def on_outcome(outcome: TaskOutcome) -> None:
         if outcome.status == "failed":
             writer.write(outcome)
-        progress.update(bar, advance=1, failed=writer.count)
+        if drawn:
+            progress.update(bar, advance=1, failed=writer.count)
 
     with progress:
         async with AsyncEnqueuer(
