@@ -9,12 +9,12 @@ full jitter, bounded by a deadline and a number of attempts) and cover only
 transient codes; they are safe because every create carries a task name chosen
 before the first attempt, so a retried create cannot make a second task.
 
-Bulk runs make the first attempt of each create straight on the transport's
-stub (``create_task_metadata``, ``next_attempt``): the official message types and
-channel, the same metadata the generated client sends, without the per-call
-wrapping that cost a sixth of the client's CPU per task. A transient failure
-continues on the generated client's retry, so every attempt after the first is
-the same as before.
+The async enqueuer (which bulk runs use) makes the first attempt of each create
+straight on the transport's stub (``create_task_metadata``, ``next_attempt``): the
+official message types and channel, the same metadata the generated client sends,
+without the per-call wrapping that cost about a tenth of the client's CPU per
+task. A transient failure continues on the generated client's retry, so every
+attempt after the first is the same as before.
 
 This module deliberately does not retry INVALID_ARGUMENT, NOT_FOUND or
 permission errors (retrying cannot fix them), and offers no async REST client:
