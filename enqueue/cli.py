@@ -334,7 +334,10 @@ async def _bulk_run(
     from enqueue.bulk import TaskOutcome, enqueue_many, read_jsonl
     from enqueue.enqueuer import AsyncEnqueuer
 
-    total = None if args.file == "-" else _count_lines(Path(args.file))
+    drawn = not args.no_progress and err.is_terminal
+    # Only a drawn bar needs the total, and only it is updated (a lock per task):
+    # a run whose output is redirected does neither.
+    total = _count_lines(Path(args.file)) if drawn and args.file != "-" else None
     transport: Transport = args.transport
     progress = Progress(
         TextColumn("enqueue"),
@@ -343,14 +346,15 @@ async def _bulk_run(
         TextColumn("{task.fields[failed]} failed"),
         TimeElapsedColumn(),
         console=err,
-        disable=args.no_progress or not err.is_terminal,
+        disable=not drawn,
     )
     bar = progress.add_task("enqueue", total=total, failed=0)
 
     def on_outcome(outcome: TaskOutcome) -> None:
         if outcome.status == "failed":
             writer.write(outcome)
-        progress.update(bar, advance=1, failed=writer.count)
+        if drawn:
+            progress.update(bar, advance=1, failed=writer.count)
 
     with progress:
         async with AsyncEnqueuer(

@@ -9,6 +9,13 @@ full jitter, bounded by a deadline and a number of attempts) and cover only
 transient codes; they are safe because every create carries a task name chosen
 before the first attempt, so a retried create cannot make a second task.
 
+The async enqueuer (which bulk runs use) makes the first attempt of each create
+straight on the transport's stub (``create_task_metadata``, ``next_attempt``): the
+official message types and channel, the same metadata the generated client sends,
+without the per-call wrapping that cost about a tenth of the client's CPU per
+task. A transient failure continues on the generated client's retry, so every
+attempt after the first is the same as before.
+
 This module deliberately does not retry INVALID_ARGUMENT, NOT_FOUND or
 permission errors (retrying cannot fix them), and offers no async REST client:
 google-cloud-tasks has none, so the async enqueuer runs the REST client in threads.
@@ -18,13 +25,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
 import requests
 from google.api_core import exceptions as gexc, retry as gretry, retry_async as gretry_async
 from google.api_core.client_options import ClientOptions
+from google.api_core.gapic_v1 import routing_header
 from google.auth import exceptions as auth_exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import tasks_v2
@@ -32,6 +40,7 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports import (
     CloudTasksGrpcAsyncIOTransport,
     CloudTasksGrpcTransport,
 )
+from google.cloud.tasks_v2.services.cloud_tasks.transports.base import DEFAULT_CLIENT_INFO
 
 from contract.names import EMULATOR_HOST_ENV
 from contract.resources import CLOUDTASKS_ENQUEUER_ROLE, SERVICE_ACCOUNT_USER_ROLE
@@ -92,6 +101,46 @@ def async_retry(policy: RetryPolicy, counter: AttemptCounter) -> gretry_async.As
         multiplier=policy.multiplier,
         timeout=policy.deadline,
     )
+
+
+# What the generated client adds to every call (library versions), computed once.
+_CLIENT_INFO_METADATA = DEFAULT_CLIENT_INFO.to_grpc_metadata()  # type: ignore[no-untyped-call]
+
+
+def create_task_metadata(parent: str) -> tuple[tuple[str, str], ...]:
+    """The metadata ``CloudTasksAsyncClient.create_task`` sends for a queue: the
+    library's ``x-goog-api-client`` and the ``x-goog-request-params`` routing header
+    (``parent``), which the API uses to route the call to the queue's region."""
+    routing = routing_header.to_grpc_metadata((("parent", parent),))  # type: ignore[no-untyped-call]
+    return (_CLIENT_INFO_METADATA, routing)
+
+
+def next_attempt(
+    policy: RetryPolicy, counter: AttemptCounter, exc: Exception, elapsed: float
+) -> tuple[float, RetryPolicy]:
+    """After a failed first attempt: the backoff to sleep and the policy for the rest.
+
+    Raises ``exc`` when it is not to be retried, or ``RetryError`` when the backoff
+    would pass the deadline, as ``google.api_core.retry`` does. The sleep is the
+    first of ``exponential_sleep_generator`` (uniform in 0..``initial``), and the
+    policy returned continues the same progression (its ``initial`` is the next
+    ceiling, its ``deadline`` what is left), so the attempts that follow are the
+    ones the generated client's retry would have made.
+    """
+    if not counter.should_retry(exc):
+        raise exc
+    delay = next(gretry.exponential_sleep_generator(policy.initial, policy.maximum))
+    remaining = policy.deadline - elapsed - delay
+    if remaining <= 0:
+        raise gexc.RetryError(  # type: ignore[no-untyped-call]
+            f"Timeout of {policy.deadline:.1f}s exceeded", exc
+        )
+    rest = replace(
+        policy,
+        initial=min(policy.initial * policy.multiplier, policy.maximum),
+        deadline=remaining,
+    )
+    return delay, rest
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ command line live in ``enqueue.bulk`` and ``enqueue.cli``.
 from __future__ import annotations
 
 import asyncio
+import time
 import warnings
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Self
 
+import grpc
 from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2
 
@@ -31,9 +33,11 @@ from contract.routing import DEFAULT_QUEUE_KEY
 from enqueue.client import (
     AttemptCounter,
     async_retry,
+    create_task_metadata,
     describe_api_error,
     make_async_client,
     make_client,
+    next_attempt,
     resolve_endpoint,
     sync_retry,
 )
@@ -248,8 +252,10 @@ class AsyncEnqueuer(_Base):
     """The asyncio twin of ``Enqueuer``, with the same results and errors.
 
     Over gRPC it uses ``CloudTasksAsyncClient`` (built lazily, inside the running
-    loop). Over REST, which has no async client, it runs the synchronous REST
-    client in a thread pool of ``rest_threads`` threads.
+    loop): the first attempt of each create goes straight to its transport's stub,
+    retries through the client's own retry (``enqueue.client.next_attempt``). Over
+    REST, which has no async client, it runs the synchronous REST client in a thread
+    pool of ``rest_threads`` threads.
     """
 
     def __init__(
@@ -272,6 +278,7 @@ class AsyncEnqueuer(_Base):
         )
         self._owns_client = client is None
         self._client = client
+        self._metadata: dict[str, tuple[tuple[str, str], ...]] = {}
         self._sync: Enqueuer | None = None
         self._pool: ThreadPoolExecutor | None = None
         if transport == "rest":
@@ -301,11 +308,7 @@ class AsyncEnqueuer(_Base):
         built, generated = self._prepare(spec)
         counter = AttemptCounter(self.retry_policy.max_attempts)
         try:
-            await self.client.create_task(
-                request=self._request(built),
-                retry=async_retry(self.retry_policy, counter),
-                timeout=self.retry_policy.attempt_timeout,
-            )
+            await self._create(self._request(built), built.target.path, counter)
         except gexc.Conflict as exc:
             if not _is_already_exists(exc):
                 raise self._failed(exc, built, counter.attempts) from exc
@@ -316,6 +319,35 @@ class AsyncEnqueuer(_Base):
             raise
         return EnqueueResult(
             built.task.name, "created", counter.attempts, built.warnings, built.target.key
+        )
+
+    async def _create(
+        self, request: tasks_v2.CreateTaskRequest, parent: str, counter: AttemptCounter
+    ) -> None:
+        """Create with retries; raises the API's error as ``google.api_core`` maps it.
+
+        The first attempt skips the generated client's per-call wrapping (its retry
+        object, metadata merging, error wrapper): most creates succeed at once, and
+        in a bulk run that wrapping was about a tenth of the client's CPU per task.
+        """
+        policy = self.retry_policy
+        metadata = self._metadata.get(parent)
+        if metadata is None:
+            metadata = self._metadata[parent] = create_task_metadata(parent)
+        # The transport's gRPC stub (typed loosely by the library as a one-argument callable).
+        stub: Any = self.client.transport.create_task
+        started = time.monotonic()
+        try:
+            await stub(request, timeout=policy.attempt_timeout, metadata=metadata)
+            return
+        except grpc.RpcError as rpc_error:
+            # Mapped as the generated client maps it (grpc_helpers_async does the same).
+            exc = gexc.from_grpc_error(rpc_error)  # type: ignore[no-untyped-call]
+            exc.__cause__ = rpc_error
+        delay, rest = next_attempt(policy, counter, exc, time.monotonic() - started)
+        await asyncio.sleep(delay)
+        await self.client.create_task(
+            request=request, retry=async_retry(rest, counter), timeout=policy.attempt_timeout
         )
 
     async def send(self, task: TaskSpec | str, data: Any = None, **options: Any) -> str:

@@ -401,3 +401,33 @@ def test_bulk_refeeding_an_empty_object_reports_the_real_reason(
     assert out.count("carried over") == 1
     assert f"failed: line 1: {reason}\n" in out
     assert task_names(emulator, queue) == []
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "redirected"])
+def test_bulk_draws_its_bar_only_on_a_terminal(
+    setup: tuple[str, str], tmp_path: Path, terminal: bool
+) -> None:
+    outputs, _ = setup
+    source = tmp_path / "tasks.jsonl"
+    source.write_text(
+        "".join(json.dumps({"type": "bar", "data": {"i": i}}) + "\n" for i in range(5))
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("TTY_COMPATIBLE", "FORCE_COLOR")}
+    if terminal:
+        env["TTY_COMPATIBLE"] = "1"  # rich's switch for "stderr is a terminal"
+    done = subprocess.run(
+        [sys.executable, "-m", "enqueue", "--outputs", outputs, "bulk", str(source)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("created 5, already enqueued 0, failed 0 (of 5 in ")
+    if terminal:
+        assert "5/5" in done.stderr  # the total was counted, and every outcome advanced it
+        assert "0 failed" in done.stderr
+    else:
+        assert done.stderr == ""

@@ -39,3 +39,22 @@ def test_a_command_that_runs_does_load_the_client(tmp_path: Path) -> None:
     modules, done = imported_modules("--outputs", str(missing), "send", "smoke")
     assert done.returncode == 2  # no such outputs file
     assert "rich.console" in modules
+    assert "google.cloud.tasks_v2" in modules
+
+
+def test_a_command_skips_aiohttp(tmp_path: Path) -> None:
+    # google-api-core would import it (0.1 s) for clients the command never uses;
+    # enqueue/__main__.py makes that optional import fail, and the command still works.
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(
+        '{"project": "p", "location": "l", "queue": "projects/p/locations/l/queues/q", '
+        '"service_url": "https://w.example", "audience": "https://w.example", '
+        '"invoker_email": "i@p.iam.gserviceaccount.com", "emulator_host": "127.0.0.1:9"}'
+    )
+    modules, done = imported_modules("--outputs", str(outputs), "bulk", str(empty))
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.startswith("created 0, already enqueued 0, failed 0 (of 0 in ")
+    assert "google.api_core.operations_v1" in modules  # where aiohttp would come from
+    assert not any(m.startswith("aiohttp.") for m in modules)
