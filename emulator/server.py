@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -47,6 +48,7 @@ class Settings:
     port: int = 8123
     http_port: int = 8124
     data: str | None = None
+    fsync: bool = False  # --fsync: synchronous=FULL, durable across power loss (store.py)
     tombstone_seconds: float = 3600.0
     queue_tombstone_seconds: float = float(DEFAULT_QUEUE_TOMBSTONE_S)
     allow_hosts: tuple[str, ...] = ()
@@ -128,7 +130,7 @@ async def serve(settings: Settings) -> None:
         else:
             sock = _bind_http(settings.host, settings.http_port)
         cleanup.callback(sock.close)
-        store = Store(settings.data) if settings.data else None
+        store = Store(settings.data, fsync=settings.fsync) if settings.data else None
         emulator = Emulator(
             store=store,
             tombstone_seconds=settings.tombstone_seconds,
@@ -153,6 +155,9 @@ async def serve(settings: Settings) -> None:
                 "pass --port 0 to pick a free port"
             ) from exc
         await emulator.start()
+        # What start-up loaded (a million tasks, perhaps) lives as long as the process:
+        # exempt it from every later full collection, which would walk it all each time.
+        gc.freeze()
         for name, done in apply_declarations(emulator, settings.queues).items():
             log.info("declared queue %s %s", name, done)
         await grpc_server.start()
