@@ -401,15 +401,15 @@ class Emulator:
         answer comes once the row is committed, so an acknowledged task is never lost."""
         ts, eta, view = self._new_task(req)
         committed = self.registry.put_task_grouped(ts)
-        self.dispatcher.push(ts, eta)
-        response = self._view(ts, view)  # as created, before any attempt changes it
         if committed is not None:
             try:
                 await committed
             except Exception:
                 self.registry.forget_task(ts)  # never acknowledged: never run or listed
                 raise
-        return response
+        # Dispatched only once acknowledged: a task whose write failed never runs.
+        self.dispatcher.push(ts, eta)
+        return self._view(ts, view)
 
     def _new_task(self, req: Any) -> tuple[TaskState, float, int]:
         """The validated task of a CreateTaskRequest, its first eta and the response view."""
