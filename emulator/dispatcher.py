@@ -118,12 +118,10 @@ class Dispatcher:
     def push_loaded(self, loaded: list[tuple[float, TaskState]]) -> None:
         """Schedule the tasks loaded at start-up, each at its eta: one heapify per
         queue, O(n), where a push each would be O(n log n)."""
-        queues = set()
         for eta, ts in loaded:
-            ts.seq = next(self._seq)
-            ts.queue.heap.append((eta, ts.seq, ts))
-            queues.add(ts.queue)
-        for q in queues:
+            ts.seq = seq = next(self._seq)
+            ts.queue.heap.append((eta, seq, ts))
+        for q in self.registry.queues.values():
             heapq.heapify(q.heap)
             q.wake.set()
 

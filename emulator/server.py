@@ -154,10 +154,16 @@ async def serve(settings: Settings) -> None:
                 f"cloud-tasks-emulator: cannot bind the gRPC port {settings.host}:{settings.port}; "
                 "pass --port 0 to pick a free port"
             ) from exc
-        await emulator.start()
-        # What start-up loaded (a million tasks, perhaps) lives as long as the process:
-        # exempt it from every later full collection, which would walk it all each time.
-        gc.freeze()
+        # Loading a million stored tasks creates millions of objects and no garbage:
+        # the cyclic collector would run thousands of times meanwhile for nothing. What
+        # start-up made lives as long as the process, so it is then exempted from every
+        # later full collection (gc.freeze), which would otherwise walk it all each time.
+        gc.disable()
+        try:
+            await emulator.start()
+        finally:
+            gc.freeze()
+            gc.enable()
         for name, done in apply_declarations(emulator, settings.queues).items():
             log.info("declared queue %s %s", name, done)
         await grpc_server.start()

@@ -14,7 +14,6 @@ It deliberately holds no rules (emulator/validation.py), no scheduling
 from __future__ import annotations
 
 import asyncio
-import gc
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -221,32 +220,24 @@ class Registry:
         return loaded
 
     def _load_tasks(self, store: Store, now: float) -> list[tuple[float, TaskState]]:
-        """Every readable task row, checked as a whole now but kept as bytes (see
-        :class:`TaskState`); the cyclic garbage collector is off meanwhile, since
-        a million new objects would trigger it thousands of times for nothing."""
+        """Every readable task row, checked whole now but kept as bytes (see :class:`TaskState`)."""
         check = TaskPb()  # one message reused: parsing into it allocates nothing
         loaded = []
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            for rowid, name, queue, data, named, count, first, previous in store.load_tasks(now):
-                q = self.queues.get(queue)
-                try:
-                    if q is None:
-                        raise ValueError(f"its queue {queue[:200]!r} is not in the file")
-                    check.ParseFromString(data)
-                    if check.name != name:
-                        raise ValueError(f"the stored record names {str(check.name)[:200]!r}")
-                    eta = get_time(check.schedule_time)
-                except Exception as exc:  # DecodeError, or anything else a bad row raises
-                    store.quarantine("task", rowid, f"task {name[:200]!r}: {exc}", now)
-                    continue
-                ts = TaskState(data, q, named != 0, count, first, previous, name=name)
-                q.tasks[name] = ts
-                loaded.append((eta, ts))
-        finally:
-            if collecting:
-                gc.enable()
+        for rowid, name, queue, data, named, count, first, previous in store.load_tasks(now):
+            q = self.queues.get(queue)
+            try:
+                if q is None:
+                    raise ValueError(f"its queue {queue[:200]!r} is not in the file")
+                check.ParseFromString(data)
+                if check.name != name:
+                    raise ValueError(f"the stored record names {str(check.name)[:200]!r}")
+                eta = get_time(check.schedule_time)
+            except Exception as exc:  # DecodeError, or anything else a bad row raises
+                store.quarantine("task", rowid, f"task {name[:200]!r}: {exc}", now)
+                continue
+            ts = TaskState(data, q, named != 0, count, first, previous, name=name)
+            q.tasks[name] = ts
+            loaded.append((eta, ts))
         return loaded
 
     def close(self) -> None:

@@ -317,10 +317,20 @@ class Store:
         Plain tuples, (rowid, name, queue, data, named, execution_count,
         first_attempt_at, previous_response): a million rows load in seconds.
         """
-        rows = self._db.execute(
+        query = (
             "SELECT rowid, name, queue, data, named, execution_count,"
             " first_attempt_at, previous_response FROM tasks"
-        ).fetchall()
+        )
+        # Text decoded in C first; only a file with text that is not UTF-8 pays
+        # for the Python text factory that lets such a row be quarantined.
+        self._db.text_factory = str
+        try:
+            rows = self._db.execute(query).fetchall()
+        except sqlite3.OperationalError:
+            self._db.text_factory = _text
+            rows = self._db.execute(query).fetchall()
+        finally:
+            self._db.text_factory = _text
         loaded = [r for r in rows if _task_row_ok(r)]
         if len(loaded) < len(rows):
             for r in rows:
