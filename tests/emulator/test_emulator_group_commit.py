@@ -33,7 +33,9 @@ def _request(queue: str, task_id: str | None = None) -> Any:
 def _stored(path: Path, name: str) -> bool:
     """Whether another connection (another process, as after a restart) sees the row."""
     with contextlib.closing(sqlite3.connect(path)) as db:
-        return db.execute("SELECT count(*) FROM tasks WHERE name = ?", (name,)).fetchone() == (1,)
+        return bool(
+            db.execute("SELECT count(*) FROM tasks WHERE name = ?", (name,)).fetchone() == (1,)
+        )
 
 
 async def test_concurrent_creates_share_one_commit_and_are_answered_after_it(
