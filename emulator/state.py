@@ -220,9 +220,11 @@ class Registry:
         return loaded
 
     def _load_tasks(self, store: Store, now: float) -> list[tuple[float, TaskState]]:
-        """Every readable task row, checked whole now but kept as bytes (see :class:`TaskState`)."""
+        """Every readable task row, checked whole now but kept as bytes (see
+        :class:`TaskState`); unreadable ones are quarantined once all are read."""
         check = TaskPb()  # one message reused: parsing into it allocates nothing
         loaded = []
+        unreadable = []
         for rowid, name, queue, data, named, count, first, previous in store.load_tasks(now):
             q = self.queues.get(queue)
             try:
@@ -233,11 +235,13 @@ class Registry:
                     raise ValueError(f"the stored record names {str(check.name)[:200]!r}")
                 eta = get_time(check.schedule_time)
             except Exception as exc:  # DecodeError, or anything else a bad row raises
-                store.quarantine("task", rowid, f"task {name[:200]!r}: {exc}", now)
+                unreadable.append((rowid, f"task {name[:200]!r}: {exc}"))
                 continue
             ts = TaskState(data, q, named != 0, count, first, previous, name=name)
             q.tasks[name] = ts
             loaded.append((eta, ts))
+        for rowid, reason in unreadable:
+            store.quarantine("task", rowid, reason, now)
         return loaded
 
     def close(self) -> None:

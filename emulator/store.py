@@ -311,32 +311,43 @@ class Store:
         finally:
             self._db.execute("PRAGMA synchronous=FULL")
 
-    def load_tasks(self, now: float) -> list[TaskRow]:
-        """Every task row whose columns have the right types; others are quarantined.
+    def load_tasks(self, now: float) -> Iterator[TaskRow]:
+        """Every task row whose columns have the right types; others are quarantined
+        once the rows have been read.
 
         Plain tuples, (rowid, name, queue, data, named, execution_count,
-        first_attempt_at, previous_response): a million rows load in seconds.
+        first_attempt_at, previous_response), read in chunks, so a million rows
+        load in seconds and never sit in memory twice. Text is decoded in C; only
+        from a row whose text is not UTF-8 on does the Python text factory (which
+        lets such a row be quarantined) read the rest.
         """
-        query = (
-            "SELECT rowid, name, queue, data, named, execution_count,"
-            " first_attempt_at, previous_response FROM tasks"
-        )
-        # Text decoded in C first; only a file with text that is not UTF-8 pays
-        # for the Python text factory that lets such a row be quarantined.
-        self._db.text_factory = str
-        try:
-            rows = self._db.execute(query).fetchall()
-        except sqlite3.OperationalError:
-            self._db.text_factory = _text
-            rows = self._db.execute(query).fetchall()
-        finally:
-            self._db.text_factory = _text
-        loaded = [r for r in rows if _task_row_ok(r)]
-        if len(loaded) < len(rows):
-            for r in rows:
-                if not _task_row_ok(r):
-                    self.quarantine("task", r[0], "a column of the row has the wrong type", now)
-        return loaded
+        wrong_type: list[int] = []
+        after: int | None = None  # the rowid of the last row read
+        factory: Any = str
+        while True:
+            self._db.text_factory = factory
+            try:
+                cursor = (
+                    self._db.execute(_LOAD_TASKS + " ORDER BY rowid")
+                    if after is None
+                    else self._db.execute(_LOAD_TASKS + " WHERE rowid > ? ORDER BY rowid", (after,))
+                )
+                while chunk := cursor.fetchmany(_LOAD_CHUNK):
+                    for row in chunk:
+                        if _task_row_ok(row):
+                            yield row
+                        else:
+                            wrong_type.append(row[0])
+                    after = chunk[-1][0]
+                break
+            except sqlite3.OperationalError:  # "Could not decode to UTF-8 column ..."
+                if factory is _text:
+                    raise
+                factory = _text
+            finally:
+                self._db.text_factory = _text
+        for rowid in wrong_type:
+            self.quarantine("task", rowid, "a column of the row has the wrong type", now)
 
     # -- tombstones ---------------------------------------------------------
     def load_tombstones(self, now: float) -> list[tuple[str, float]]:
@@ -360,6 +371,11 @@ class Store:
         self._db.execute("DELETE FROM tombstones WHERE expires <= ?", (now,))
 
 
+_LOAD_TASKS: Final = (
+    "SELECT rowid, name, queue, data, named, execution_count, first_attempt_at,"
+    " previous_response FROM tasks"
+)
+_LOAD_CHUNK: Final = 10_000
 _PUT_TASK: Final = (
     "INSERT OR REPLACE INTO tasks (name, queue, data, named, execution_count,"
     " first_attempt_at, previous_response) VALUES (?, ?, ?, ?, ?, ?, ?)"
