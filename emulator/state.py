@@ -74,13 +74,13 @@ def _decode(message_type: Any, data: bytes, name: str) -> Any:
 
 def _stored(ts: TaskState) -> StoredTask:
     return StoredTask(
-        name=ts.name,
-        queue=ts.queue.name,
-        data=ts.pb.SerializeToString(),
-        named=ts.named,
-        execution_count=ts.execution_count,
-        first_attempt_at=ts.first_attempt_at,
-        previous_response=ts.previous_response,
+        ts.name,
+        ts.queue.name,
+        ts.pb.SerializeToString(),
+        ts.named,
+        ts.execution_count,
+        ts.first_attempt_at,
+        ts.previous_response,
     )
 
 
