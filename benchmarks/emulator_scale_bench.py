@@ -125,6 +125,7 @@ def main() -> None:
             print(f"delivered while measuring: {len(target.times) - seen} (of {len(page)} listed)")
         finally:
             emu.stop(timeout=60)
+    print("restarts (s): " + ", ".join(f"{r:.2f}" for r in restarts))
     print(f"{'figure':<56}{'value':>14}")
     for label, value in (
         ("resident memory after loading (MiB)", rss),
