@@ -19,6 +19,7 @@ rather than pretending.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import shlex
@@ -401,15 +402,21 @@ class Emulator:
         answer comes once the row is committed, so an acknowledged task is never lost."""
         ts, eta, view = self._new_task(req)
         committed = self.registry.put_task_grouped(ts)
-        if committed is not None:
-            try:
-                await committed
-            except Exception:
-                self.registry.forget_task(ts)  # never acknowledged: never run or listed
-                raise
-        # Dispatched only once acknowledged: a task whose write failed never runs.
-        self.dispatcher.push(ts, eta)
+        if committed is None:
+            self.dispatcher.push(ts, eta)
+        else:
+            committed.add_done_callback(lambda done: self._committed(ts, eta, done))
+            # A caller that goes away meanwhile does not stop the commit or the dispatch.
+            await asyncio.shield(committed)  # raises the commit's error
         return self._view(ts, view)
+
+    def _committed(self, ts: TaskState, eta: float, done: asyncio.Future[None]) -> None:
+        """Dispatch a task once its row is committed; a task whose write failed was never
+        acknowledged, so it is taken back: never run, never listed."""
+        if done.exception() is None:
+            self.dispatcher.push(ts, eta)
+        else:
+            self.registry.forget_task(ts)
 
     def _new_task(self, req: Any) -> tuple[TaskState, float, int]:
         """The validated task of a CreateTaskRequest, its first eta and the response view."""

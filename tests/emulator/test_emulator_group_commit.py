@@ -83,6 +83,23 @@ async def test_a_failed_group_commit_acknowledges_nothing_and_keeps_nothing(
         assert len(h.deliverer.for_task(name)) == 1
 
 
+async def test_a_caller_gone_before_the_commit_still_has_its_task_stored_and_run(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "emu.db"
+    async with Harness(store=Store(path)) as h:
+        queue = h.create_queue()
+        call = asyncio.ensure_future(h.emulator.create_task_grouped(_request(queue, "gone")))
+        await asyncio.sleep(0)  # the call waits for the group commit
+        call.cancel()  # e.g. the client's deadline passed
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await h.advance(1)
+        name = f"{queue}/tasks/gone"
+        assert _stored(path, name) or not h.exists(name)  # stored, and run (then deleted)
+        assert len(h.deliverer.for_task(name)) == 1
+
+
 async def test_a_write_of_another_kind_commits_the_waiting_rows_first(tmp_path: Path) -> None:
     path = tmp_path / "emu.db"
     store = Store(path)
