@@ -304,16 +304,16 @@ def main() -> None:
         ("CreateTask/s, 8 concurrent clients", lambda r: r["create"][8]),
     ]
     names = list(columns)
-    print(f"{'figure':<52}" + "".join(f"{n:>24}" for n in names))
+    print(f"{'figure':<52}" + "".join(f"{n:>30}" for n in names))
     for label, get in rows:
         cells = []
         for n in names:
             col = columns[n]
-            cells.append(f"{get(col):>24.1f}" if isinstance(col, dict) else f"{'-':>24}")
+            cells.append(f"{get(col):>30.1f}" if isinstance(col, dict) else f"{'-':>30}")
         print(f"{label:<52}" + "".join(cells))
     print(
         f"\n{'CreateTask/s, before group commit (recorded)':<52}"
-        + "".join(f"{n:>24}" for n in BEFORE)
+        + "".join(f"{n:>30}" for n in BEFORE)
         + f"{'now / before':>16}"
     )
     for clients in (1, 4, 8):
@@ -324,7 +324,7 @@ def main() -> None:
                 ratios.append(f"{col['create'][clients] / BEFORE[n][clients]:.2f}x")
         print(
             f"{f'  {clients} client(s)':<52}"
-            + "".join(f"{BEFORE[n][clients]:>24.1f}" for n in BEFORE)
+            + "".join(f"{BEFORE[n][clients]:>30.1f}" for n in BEFORE)
             + f"{' / '.join(ratios):>16}"
         )
     for n in names:
