@@ -147,7 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data",
         metavar="FILE",
-        help="SQLite file to persist queues and tasks in (in memory without it)",
+        help="SQLite file to persist queues and tasks in (in memory without it); an "
+        "acknowledged write survives kill -9 of the emulator (an OS crash: see the next flag)",
+    )
+    parser.add_argument(
+        "--fsync",
+        action="store_true",
+        help="with --data, fsync every commit before answering (SQLite synchronous=FULL), "
+        "so acknowledged writes also survive an OS crash or power loss; slower",
     )
     parser.add_argument(
         "--queues-file",
@@ -243,6 +250,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         port=args.port,
         http_port=args.http_port,
         data=args.data,
+        fsync=args.fsync,
         tombstone_seconds=args.tombstone_seconds,
         queue_tombstone_seconds=args.queue_tombstone_seconds,
         allow_hosts=tuple(args.allow_host),

@@ -19,6 +19,7 @@ rather than pretending.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import shlex
@@ -156,8 +157,7 @@ class Emulator:
         except sqlite3.DatabaseError as exc:  # damage PRAGMA quick_check did not see
             assert self.store is not None
             raise damaged(self.store.path, str(exc)) from None
-        for ts in loaded:
-            self.dispatcher.push(ts)
+        self.dispatcher.push_loaded(loaded)
         await self.dispatcher.start()
 
     async def close(self) -> None:
@@ -391,6 +391,35 @@ class Emulator:
         return str(src.name)
 
     def create_task(self, req: Any) -> Any:
+        """CreateTask, written to the data file before it returns."""
+        ts, eta, view = self._new_task(req)
+        self.registry.put_task(ts)
+        self.dispatcher.push(ts, eta)
+        return self._view(ts, view)
+
+    async def create_task_grouped(self, req: Any) -> Any:
+        """CreateTask whose row joins the store's group commit (the gRPC API): the
+        answer comes once the row is committed, so an acknowledged task is never lost."""
+        ts, eta, view = self._new_task(req)
+        committed = self.registry.put_task_grouped(ts)
+        if committed is None:
+            self.dispatcher.push(ts, eta)
+        else:
+            committed.add_done_callback(lambda done: self._committed(ts, eta, done))
+            # A caller that goes away meanwhile does not stop the commit or the dispatch.
+            await asyncio.shield(committed)  # raises the commit's error
+        return self._view(ts, view)
+
+    def _committed(self, ts: TaskState, eta: float, done: asyncio.Future[None]) -> None:
+        """Dispatch a task once its row is committed; a task whose write failed was never
+        acknowledged, so it is taken back: never run, never listed."""
+        if done.exception() is None:
+            self.dispatcher.push(ts, eta)
+        else:
+            self.registry.forget_task(ts)
+
+    def _new_task(self, req: Any) -> tuple[TaskState, float, int]:
+        """The validated task of a CreateTaskRequest, its first eta and the response view."""
         q = self._queue(req.parent)
         view = v.check_view(req.response_view)
         src = req.task
@@ -434,10 +463,7 @@ class Emulator:
         v.check_task_size(size)
         if size > _LARGE_TASK_BYTES:
             log.warning("task %s is %d bytes; Google documents 100 KB as the limit", pb.name, size)
-        ts = TaskState(pb=pb, queue=q, named=bool(src.name))
-        self.registry.put_task(ts)
-        self.dispatcher.push(ts, eta)
-        return self._view(ts, view)
+        return TaskState(pb=pb, queue=q, named=bool(src.name)), eta, view
 
     def delete_task(self, req: Any) -> None:
         ts = self._task(req.name)

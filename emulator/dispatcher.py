@@ -115,6 +115,16 @@ class Dispatcher:
         heapq.heappush(ts.queue.heap, (eta, ts.seq, ts))
         ts.queue.wake.set()
 
+    def push_loaded(self, loaded: list[tuple[float, TaskState]]) -> None:
+        """Schedule the tasks loaded at start-up, each at its eta: one heapify per
+        queue, O(n), where a push each would be O(n log n)."""
+        for eta, ts in loaded:
+            ts.seq = seq = next(self._seq)
+            ts.queue.heap.append((eta, seq, ts))
+        for q in self.registry.queues.values():
+            heapq.heapify(q.heap)
+            q.wake.set()
+
     def run_now(self, ts: TaskState) -> None:
         """RunTask: an attempt now, bypassing pause, rate and concurrency, as Google does."""
         if not ts.in_flight:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from inspect import isawaitable
 from typing import Any
 
 import grpc
@@ -73,9 +74,14 @@ def _checked(handler: Handler) -> Handler:
 
 
 def _wrap(fn: Callable[[Any], Any]) -> Handler:
+    """``fn`` answers the request, or returns an awaitable that does (CreateTask's
+    group commit)."""
+
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             result = fn(request)
+            if isawaitable(result):
+                result = await result
         except ApiError as exc:
             await context.abort(exc.code, exc.message)
         except Exception as exc:  # a bug must answer INTERNAL, never kill the server
@@ -118,13 +124,15 @@ def generic_handler(emulator: Emulator) -> grpc.GenericRpcHandler:
     beta = V2beta3Api(emulator)
     return _Services(
         (
-            _service(SERVICE, tasks_v2, emulator, QueuePb, TaskPb),
-            _service(v2beta3.SERVICE, tasks_v2beta3, beta, b3Queue, b3Task),
+            _service(SERVICE, tasks_v2, emulator, QueuePb, TaskPb, emulator.create_task_grouped),
+            _service(v2beta3.SERVICE, tasks_v2beta3, beta, b3Queue, b3Task, beta.create_task),
         )
     )
 
 
-def _service(name: str, t: Any, api: Any, queue: Any, task: Any) -> grpc.GenericRpcHandler:
+def _service(
+    name: str, t: Any, api: Any, queue: Any, task: Any, create_task: Callable[[Any], Any]
+) -> grpc.GenericRpcHandler:
     def rpc(fn: Callable[[Any], Any], request: Any, response: Any) -> grpc.RpcMethodHandler:
         return raw(_wrap(fn), request.pb(), response)
 
@@ -145,7 +153,7 @@ def _service(name: str, t: Any, api: Any, queue: Any, task: Any) -> grpc.Generic
         "PurgeQueue": rpc(api.purge_queue, t.PurgeQueueRequest, queue),
         "PauseQueue": rpc(api.pause_queue, t.PauseQueueRequest, queue),
         "ResumeQueue": rpc(api.resume_queue, t.ResumeQueueRequest, queue),
-        "CreateTask": rpc(api.create_task, t.CreateTaskRequest, task),
+        "CreateTask": rpc(create_task, t.CreateTaskRequest, task),
         "GetTask": rpc(api.get_task, t.GetTaskRequest, task),
         "ListTasks": rpc(api.list_tasks, t.ListTasksRequest, t.ListTasksResponse.pb()),
         "DeleteTask": rpc(api.delete_task, t.DeleteTaskRequest, empty),

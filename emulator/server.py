@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -47,6 +48,7 @@ class Settings:
     port: int = 8123
     http_port: int = 8124
     data: str | None = None
+    fsync: bool = False  # --fsync: synchronous=FULL, durable across power loss (store.py)
     tombstone_seconds: float = 3600.0
     queue_tombstone_seconds: float = float(DEFAULT_QUEUE_TOMBSTONE_S)
     allow_hosts: tuple[str, ...] = ()
@@ -129,7 +131,7 @@ async def serve(settings: Settings) -> None:
         else:
             sock = _bind_http(settings.host, settings.http_port)
         cleanup.callback(sock.close)
-        store = Store(settings.data) if settings.data else None
+        store = Store(settings.data, fsync=settings.fsync) if settings.data else None
         emulator = Emulator(
             store=store,
             tombstone_seconds=settings.tombstone_seconds,
@@ -153,7 +155,16 @@ async def serve(settings: Settings) -> None:
                 f"cloud-tasks-emulator: cannot bind the gRPC port {settings.host}:{settings.port}; "
                 "pass --port 0 to pick a free port"
             ) from exc
-        await emulator.start()
+        # Loading a million stored tasks creates millions of objects and no garbage:
+        # the cyclic collector would run thousands of times meanwhile for nothing. What
+        # start-up made lives as long as the process, so it is then exempted from every
+        # later full collection (gc.freeze), which would otherwise walk it all each time.
+        gc.disable()
+        try:
+            await emulator.start()
+        finally:
+            gc.freeze()
+            gc.enable()
         for name, done in apply_declarations(emulator, settings.queues).items():
             log.info("declared queue %s %s", name, done)
         await grpc_server.start()

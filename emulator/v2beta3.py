@@ -160,8 +160,15 @@ class V2beta3Api:
         stats = b3.QueueStats.pb()()
         stats.tasks_count = len(q.tasks)
         if q.tasks:
-            oldest = min(get_time(ts.pb.schedule_time) for ts in q.tasks.values())
-            set_time(stats.oldest_estimated_arrival_time, oldest)
+            # Waiting tasks' times from the dispatch heap, so the protobufs of a large
+            # backlog stay undecoded (emulator/state.py TaskState); those in flight are off it.
+            waiting = [
+                e for e, seq, ts in q.heap if ts.seq == seq and not (ts.removed or ts.in_flight)
+            ]
+            running = [get_time(ts.pb.schedule_time) for ts in q.tasks.values() if ts.in_flight]
+            oldest = min(waiting + running, default=None)  # None: all awaiting their commit
+            if oldest is not None:
+                set_time(stats.oldest_estimated_arrival_time, oldest)
         stats.concurrent_dispatches_count = q.in_flight
         stats.effective_execution_rate = q.rate if q.running else 0.0
         return stats
