@@ -8,6 +8,10 @@ arrival times, so the figures measure the emulator, not the worker.
 If ``gcloud-tasks-emulator`` (PyPI) can be installed into a throwaway virtualenv
 under /tmp, the same workloads run against it and are printed side by side;
 otherwise that column says why it is missing. ``--quick`` runs smaller workloads.
+The column "do-nothing gRPC server" is the ceiling, measured in the same run: a
+grpc.aio server in its own process whose CreateTask parses the request and
+returns its task, nothing else (no validation, no state, no storage); only the
+CreateTask rows apply to it.
 Each CreateTask figure is the median of ``--rounds`` runs (default 3): the machine
 is shared and one run can be off by half.
 
@@ -216,6 +220,62 @@ def start_other(command: list[str]) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("gcloud-tasks-emulator did not start")
 
 
+def serve_null(port: int) -> None:
+    """The ceiling: a grpc.aio CloudTasks server whose CreateTask only parses and answers."""
+    request_type: Any = tasks_v2.CreateTaskRequest.pb()
+    task_type: Any = tasks_v2.Task.pb()
+
+    async def create_task(request: Any, context: Any) -> Any:
+        return request.task
+
+    async def serve() -> None:
+        server = grpc.aio.server()
+        handler = grpc.unary_unary_rpc_method_handler(
+            create_task,
+            request_deserializer=request_type.FromString,
+            response_serializer=task_type.SerializeToString,
+        )
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    "google.cloud.tasks.v2.CloudTasks", {"CreateTask": handler}
+                ),
+            )
+        )
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    asyncio.run(serve())
+
+
+def null_server_creates(quick: bool, rounds: int) -> dict[str, Any]:
+    """CreateTask/s against :func:`serve_null` in a process of its own, as for the emulators."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, __file__, "--serve-null", str(port)])
+    host = f"127.0.0.1:{port}"
+    try:
+        grpc.channel_ready_future(grpc.insecure_channel(host)).result(timeout=30)
+        queue = f"{PARENT}/queues/null"
+        url = "http://127.0.0.1:9/none"
+        return {
+            "create": {
+                clients: statistics.median(
+                    create_tasks(host, queue, url, 800 if quick else 2000, clients)
+                    for _ in range(rounds)
+                )
+                for clients in (1, 4, 8)
+            }
+        }
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 # This bench's CreateTask figures before group commit (see the module docstring).
 BEFORE: dict[str, dict[int, float]] = {
     "this emulator": {1: 1477.2, 4: 1977.3, 8: 2349.0},
@@ -252,7 +312,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller workloads")
     parser.add_argument("--no-compare", action="store_true", help="skip gcloud-tasks-emulator")
     parser.add_argument("--rounds", type=int, default=3, help="CreateTask runs per figure")
+    parser.add_argument("--serve-null", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_null:
+        serve_null(args.serve_null)
+        return
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
     target = FastTarget()
 
@@ -293,6 +357,8 @@ def main() -> None:
                 proc.kill()
                 proc.wait()
 
+    columns["do-nothing gRPC server"] = null_server_creates(args.quick, args.rounds)
+
     rows: list[tuple[str, Callable[[dict[str, Any]], float]]] = [
         ("dispatch/s at 500/s cap (steady, 2nd half)", lambda r: r["500"]["steady"]),
         ("dispatch/s at 500/s cap (overall incl. burst)", lambda r: r["500"]["overall"]),
@@ -309,8 +375,27 @@ def main() -> None:
         cells = []
         for n in names:
             col = columns[n]
-            cells.append(f"{get(col):>30.1f}" if isinstance(col, dict) else f"{'-':>30}")
+            try:
+                cells.append(f"{get(col):>30.1f}" if isinstance(col, dict) else f"{'-':>30}")
+            except KeyError:  # the do-nothing server only answers CreateTask
+                cells.append(f"{'-':>30}")
         print(f"{label:<52}" + "".join(cells))
+    ceiling = columns["do-nothing gRPC server"]
+    assert isinstance(ceiling, dict)
+    print(
+        f"\n{'CreateTask/s as % of the do-nothing server':<52}" + "".join(f"{n:>30}" for n in names)
+    )
+    for clients in (1, 4, 8):
+        cells = []
+        for n in names:
+            col = columns[n]
+            share = (
+                col["create"][clients] / ceiling["create"][clients]
+                if isinstance(col, dict)
+                else None
+            )
+            cells.append(f"{100 * share:>29.0f}%" if share is not None else f"{'-':>30}")
+        print(f"{f'  {clients} client(s)':<52}" + "".join(cells))
     print(
         f"\n{'CreateTask/s, before group commit (recorded)':<52}"
         + "".join(f"{n:>30}" for n in BEFORE)
@@ -331,7 +416,7 @@ def main() -> None:
         col = columns[n]
         if isinstance(col, str):
             print(f"{n}: {col}")
-        else:
+        elif "500" in col:
             print(f"{n}: delivered {col['500']['delivered']} + {col['50']['delivered']} tasks")
 
 
