@@ -52,7 +52,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -383,6 +383,12 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _bad_setup(message: str) -> NoReturn:
+    """Bad arguments or a broken setup: one line, exit 2 (the docstring's promise)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _selected(args: argparse.Namespace) -> list[tuple[Suite, Path]]:
     chosen = []
     for suite in SUITES:
@@ -390,12 +396,10 @@ def _selected(args: argparse.Namespace) -> list[tuple[Suite, Path]]:
         if root is None or (args.only and args.only not in suite.name):
             continue
         if not (root / suite.subdir).is_dir():
-            sys.exit(f"error: {root / suite.subdir} does not exist: pass the repository's root")
+            _bad_setup(f"{root / suite.subdir} does not exist: pass the repository's root")
         chosen.append((suite, root.resolve()))
     if not chosen:
-        sys.exit(
-            "error: no suite selected: pass at least one checkout, e.g. --python-docs-samples DIR"
-        )
+        _bad_setup("no suite selected: pass at least one checkout, e.g. --python-docs-samples DIR")
     return chosen
 
 
