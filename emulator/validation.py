@@ -292,7 +292,10 @@ def _normalise_retry_config(rc: Any) -> None:
     _check_retry_fields(rc, "RetryConfig")
     if not rc.HasField("min_backoff"):
         rc.min_backoff.FromNanoseconds(DEFAULT_MIN_BACKOFF_NS)
-    else:
+    elif rc.min_backoff.ToNanoseconds() != DEFAULT_MIN_BACKOFF_NS:
+        # The default itself is kept: GetQueue answers it ("0.100s"), and an update that
+        # sends the queue back (gcloud's, update_queue(get_queue(...))) or a restart that
+        # reads it again must not turn it into 0 s, which would retry without any backoff.
         _truncate_to_seconds(rc, "min_backoff")
     if not rc.HasField("max_backoff"):
         rc.max_backoff.seconds = DEFAULT_MAX_BACKOFF_S
