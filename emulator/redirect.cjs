@@ -51,7 +51,13 @@ function patchGax(gax) {
   if (gax.fallback) patchGrpcClient(gax.fallback.GrpcClient, () => ({protocol: 'http'}));
 }
 
-const target = address ? parseAddress(address) : null;
+if (!address) {
+  // Fail closed: without an address the clients would reach Google with real credentials.
+  throw new Error(
+    'emulator/redirect.cjs: neither CLOUD_TASKS_EMULATOR_REDIRECT nor CLOUD_TASKS_EMULATOR_HOST ' +
+      'is set: set one to the HOST:PORT of an emulator started with --one-port (e.g. 127.0.0.1:8123)');
+}
+const target = parseAddress(address);
 
 if (target) {
   const load = Module._load;

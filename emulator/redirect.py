@@ -135,12 +135,24 @@ def _patch_requests(address: str) -> None:
     adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
 
 
-def install(address: str | None = None) -> str | None:
-    """Redirect to ``address`` (default: from the environment); the address used, or None."""
+NOT_SET: Final = (
+    f"neither {REDIRECT_ENV} nor {_FALLBACK_ENV} is set: set one to the HOST:PORT of an "
+    "emulator started with --one-port (e.g. 127.0.0.1:8123); without it the clients would "
+    "reach Google with your own credentials, so nothing runs"
+)
+
+
+def install(address: str | None = None) -> str:
+    """Redirect to ``address`` (default: from the environment); the address used.
+
+    Fails closed: ``ValueError`` when no address is given or set, rather than letting a
+    suite meant for the emulator run against Google with the developer's credentials."""
     global _installed
-    address = address or target()
-    if address is None or _installed is not None:
+    if _installed is not None:
         return _installed
+    address = address or target()
+    if address is None:
+        raise ValueError(NOT_SET)
     _patch_grpc_transports(address)
     _patch_requests(address)
     _installed = address
@@ -148,10 +160,14 @@ def install(address: str | None = None) -> str | None:
 
 
 def pytest_configure(config: Any) -> None:
-    """pytest plugin hook: install before the suite's modules build their clients."""
-    address = install()
-    if address is not None:
-        config.stash_emulator_redirect = address  # shown in the report header
+    """pytest plugin hook: install before the suite's modules build their clients; a
+    missing or malformed address stops the run with one line (pytest's usage error)."""
+    import pytest
+
+    try:
+        config.stash_emulator_redirect = install()  # shown in the report header
+    except ValueError as exc:
+        raise pytest.UsageError(f"-p emulator.redirect: {exc}") from None
 
 
 def pytest_report_header(config: Any) -> str | None:

@@ -175,6 +175,60 @@ def test_pytest_plugin_redirects_before_test_modules_build_clients(
     assert f"redirected to the emulator at {one_port.grpc_host}" in done.stdout
 
 
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (None, "neither CLOUD_TASKS_EMULATOR_REDIRECT nor CLOUD_TASKS_EMULATOR_HOST is set"),
+        ("http://127.0.0.1:8123", "must be HOST:PORT of an emulator started with --one-port"),
+    ],
+)
+def test_pytest_plugin_without_a_usable_address_stops_before_any_test(
+    tmp_path: Path, value: str | None, words: str
+) -> None:
+    """Fail closed: a suite meant for the emulator never runs against Google instead."""
+    (tmp_path / "test_never.py").write_text("def test_never():\n    raise SystemExit(99)\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("CLOUD_TASKS_EMULATOR_HOST", None)
+    env.pop(redirect.REDIRECT_ENV, None)
+    if value is not None:
+        env[redirect.REDIRECT_ENV] = value
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "emulator.redirect", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 4, done.stdout + done.stderr  # pytest's usage error
+    assert "ERROR: -p emulator.redirect: " in done.stderr
+    assert words in done.stderr
+    assert "INTERNALERROR" not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_node_preload_without_an_address_refuses_to_run() -> None:
+    node = shutil.which("node")
+    assert node, "Node.js is required for this test (apt-get install nodejs)"
+    env = {**os.environ, "NODE_OPTIONS": f"--require {REPO / 'emulator' / 'redirect.cjs'}"}
+    env.pop("CLOUD_TASKS_EMULATOR_HOST", None)
+    env.pop(redirect.REDIRECT_ENV, None)
+    done = subprocess.run(
+        [node, "-e", "console.log('ran')"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert done.stdout == ""
+    assert (
+        "neither CLOUD_TASKS_EMULATOR_REDIRECT nor CLOUD_TASKS_EMULATOR_HOST is set" in done.stderr
+    )
+
+
 def test_firebase_admin_production_mode_enqueues_through_googles_api(
     one_port: EmulatorProcess, key_file: Path, target: Target
 ) -> None:
