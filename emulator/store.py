@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import sqlite3
@@ -102,9 +103,11 @@ class Store:
         if store_check.inspect(self.path) == store_check.NEW:
             self._create_private_file()
         self._restrict_mode()
+        self._lock_fd = self._lock()
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None)
         except sqlite3.Error as exc:
+            os.close(self._lock_fd)
             raise ValueError(
                 f"cannot open the emulator data file {self.path}: {exc}; "
                 "pass --data with a writable file path"
@@ -119,10 +122,33 @@ class Store:
             self._db.execute(f"PRAGMA application_id = {store_check.APPLICATION_ID}")
         except sqlite3.Error as exc:
             self._db.close()
+            os.close(self._lock_fd)
             raise ValueError(
                 f"cannot use the emulator data file {self.path}: {exc}; "
                 "pass --data with a writable file path"
             ) from exc
+
+    def _lock(self) -> int:
+        """One emulator per data file: a second would start from a stale copy of the
+        tasks and deliver the same ones again. An exclusive ``flock`` on the file, held
+        until the process ends (the kernel drops it on kill -9 too); SQLite's own locks
+        are POSIX record locks, which do not interfere with it."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError as exc:
+            raise ValueError(
+                f"cannot open the emulator data file {self.path}: {exc.strerror}; "
+                "pass --data with a readable file path"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise ValueError(
+                f"the emulator data file {self.path} is in use by another emulator: stop "
+                "that one first, or pass another --data file"
+            ) from None
+        return fd
 
     def _create_private_file(self) -> None:
         """The data file holds the OIDC signing key: owner-only (0600, directory 0700)."""
@@ -163,6 +189,7 @@ class Store:
     def close(self) -> None:
         self.commit_pending()
         self._db.close()
+        os.close(self._lock_fd)  # releases the flock
 
     # -- group commit ---------------------------------------------------------
     def put_task_grouped(self, task: StoredTask) -> asyncio.Future[None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -205,3 +207,34 @@ def test_every_acknowledged_task_is_delivered_despite_a_kill_mid_dispatch(
 
         assert eventually(lambda: set(names) <= delivered(), timeout=15)
         assert eventually(lambda: list(client.list_tasks(parent=queue)) == [])
+
+
+def test_a_second_emulator_on_the_same_data_file_is_refused(tmp_path: Path) -> None:
+    """Two emulators on one file would both deliver its tasks: the second does not start."""
+    data = tmp_path / "emu.db"
+    with EmulatorProcess(data) as emu:
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "emulator",
+                "--port",
+                "0",
+                "--http-port",
+                "0",
+                "--data",
+                str(data),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode != 0
+        assert second.stdout == ""  # never printed its ready line
+        assert f"the emulator data file {data} is in use by another emulator" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert emu.client().list_queues(parent="projects/p/locations/l") is not None
+    # Once the first has stopped, the file is free again.
+    with EmulatorProcess(data) as emu:
+        assert list(emu.client().list_queues(parent="projects/p/locations/l")) == []
