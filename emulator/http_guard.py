@@ -10,8 +10,9 @@ wraps the whole ASGI app and, before any route runs:
 * refuses a ``Host`` that is not a loopback name or address, or one of the
   names the emulator was told to answer to (``--host``, ``--allow-host``)
   (RFC 9110 section 7.2; the DNS-rebinding defence);
-* refuses an ``Origin`` that is not loopback or an allowed host (RFC 6454;
-  a browser sends it on every cross-origin and every non-GET request);
+* refuses an ``Origin`` other than the emulator's own (``http://`` + the request's
+  ``Host``; RFC 6454: a browser sends it on every cross-origin and every non-GET
+  request), so a page on another loopback port is refused too;
 * refuses a request with a body unless it is ``Content-Type: application/json``,
   which browsers cannot send cross-origin without a CORS preflight that the
   emulator never grants.
@@ -87,15 +88,16 @@ class HostOriginGuard:
                 "--host or --allow-host to answer to another name)",
             )
         origin = headers.get("origin")
-        if origin is not None:
-            parts = urlsplit(origin)
-            if parts.scheme not in ("http", "https") or not self._allowed(_hostname(parts.netloc)):
-                return (
-                    403,
-                    "PERMISSION_DENIED",
-                    f"Origin {origin[:100]!r} is refused: the emulator's API is not for web "
-                    "pages (only loopback origins are accepted)",
-                )
+        # Only the emulator's own pages (the inspector) are same-origin. A page on another
+        # loopback port is another origin too: its no-cors POSTs (a queue's :pause, :purge,
+        # a task's :run, BufferTask's text body) need no preflight, so they are refused here.
+        if origin is not None and origin.lower().rstrip("/") != f"http://{host.lower()}":
+            return (
+                403,
+                "PERMISSION_DENIED",
+                f"Origin {origin[:100]!r} is refused: the emulator's API is not for web pages "
+                f"(only its own pages, origin http://{host[:100]}, may call it from a browser)",
+            )
         length = headers.get("content-length", "").strip()
         has_body = length not in ("", "0") or "transfer-encoding" in headers
         media = headers.get("content-type", "").split(";", 1)[0].strip().lower()

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import requests
+from google.cloud import tasks_v2
 
 from emulator.rest_api import build_app
 from emulator.testing import EmulatorProcess
@@ -134,6 +135,35 @@ async def test_loopback_hosts_and_origins_and_json_are_served(core: Harness, hos
     paused = await _request(core, "POST", f"/v2/{QUEUE}:pause", headers={"Host": host})
     assert paused.json()["state"] == "PAUSED"
     assert (await _request(core, "GET", "/emulator/v1/health")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "origin", ["http://127.0.0.1:3000", "http://localhost:8124", "https://127.0.0.1:8124"]
+)
+async def test_a_page_on_another_loopback_origin_cannot_act(core: Harness, origin: str) -> None:
+    """A page on another local port (a dev server) is another origin: its no-cors POSTs,
+    which need no preflight, must not pause, purge, run or buffer anything."""
+    host = {"Host": "127.0.0.1:8124"}
+    created = await _request(
+        core,
+        "POST",
+        f"/v2/{PARENT}/queues",
+        headers={**host, "Content-Type": "application/json"},
+        body=BODY,
+    )
+    assert created.status_code == 200, created.text
+    for path, headers, body in (
+        (f"/v2/{QUEUE}:pause", {}, b""),
+        (f"/v2/{QUEUE}:purge", {}, b""),
+        ("/emulator/v1/tombstones:reset", {}, b""),
+        (f"/v2/{QUEUE}/tasks:buffer", {"Content-Type": "text/plain"}, b"hello"),
+    ):
+        resp = await _request(
+            core, "POST", path, headers={**host, **headers, "Origin": origin}, body=body
+        )
+        _refused(resp, 403, "PERMISSION_DENIED")
+        assert "only its own pages, origin http://127.0.0.1:8124" in resp.json()["error"]["message"]
+    assert core.emulator.queues[QUEUE].pb.state == tasks_v2.Queue.State.RUNNING
 
 
 async def test_an_allowed_host_is_served_only_when_named(core: Harness) -> None:

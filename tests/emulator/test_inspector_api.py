@@ -242,7 +242,7 @@ def test_actions_without_the_token_or_from_elsewhere_are_refused(
         why: http.post(pause, headers=h).json()["error"]["message"] for why, h in refused.items()
     }
     assert TOKEN_HEADER in messages["no token"]
-    assert "not the inspector's origin" in messages["another loopback origin"]
+    assert "only its own pages" in messages["another loopback origin"]  # http_guard.py first
     assert "cross-site" in messages["cross-site fetch"]
     # GET never acts.
     assert http.get(pause, headers=_own(emu, token)).status_code == 404
