@@ -410,7 +410,14 @@ def main(argv: Sequence[str]) -> int:
     work.mkdir(parents=True, exist_ok=True)
     if os.environ.get(ISOLATED_ENV) is None:
         for suite, root in chosen:
-            _prepare(suite, root, work)
+            try:
+                _prepare(suite, root, work)
+            except (subprocess.CalledProcessError, OSError) as exc:
+                command = " ".join(map(str, getattr(exc, "cmd", None) or [])) or str(exc)
+                _bad_setup(
+                    f"preparing {suite.name} failed ({command}): is {root} the checkout at "
+                    "the commit the docstring names? Its own output is above"
+                )
         if not args.no_isolate:
             inner = [sys.executable, *sys.argv]
             script = 'ip link set lo up && exec "$@"'
