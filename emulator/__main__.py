@@ -225,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level",
         default="WARNING",
+        type=str.upper,  # --log-level debug works too
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         metavar="LEVEL",
         help="DEBUG, INFO, WARNING or ERROR; logs go to stderr",
@@ -235,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> Settings:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.fsync and not args.data:
+        # Silently ignoring it would promise a durability an in-memory emulator lacks.
+        parser.error("--fsync needs --data FILE (without --data nothing is written)")
     try:
         app_engine_hosts = AppEngineHosts.parse(args.app_engine_host)
         queues = _declarations(args.queues_file, args.queue)

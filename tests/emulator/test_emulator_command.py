@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from starlette.routing import Route
 
-from emulator.__main__ import build_parser, main
+from emulator.__main__ import build_parser, main, parse_args
 from emulator.core import Emulator
 from emulator.rest_api import build_app
 
@@ -61,3 +61,16 @@ def test_help_names_every_endpoint_of_the_http_port(capsys: pytest.CaptureFixtur
         shown = re.sub(r"\{(queue|path|name):path\}|\{file\}", "", path)
         shown = shown.replace("/emulator/v1/:runDue", "/emulator/v1/QUEUE_NAME:runDue")
         assert shown.rstrip("/") in text, f"--help does not name {path}"
+
+
+def test_fsync_without_data_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--fsync"])
+    assert exc.value.code == 2
+    assert "--fsync needs --data FILE" in capsys.readouterr().err
+    assert parse_args(["--fsync", "--data", "x.db"]).fsync
+
+
+def test_log_level_takes_any_case() -> None:
+    assert build_parser().parse_args(["--log-level", "debug"]).log_level == "DEBUG"
+    assert build_parser().parse_args(["--log-level", "Error"]).log_level == "ERROR"
