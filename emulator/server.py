@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import signal
@@ -97,9 +98,15 @@ def _bind_http(
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise SystemExit(
-            f"cloud-tasks-emulator: cannot bind the {what} port {host}:{port}: {exc.strerror}; "
+        # A name that does not resolve or an address not on this machine is the host's fault.
+        fix = (
             f"pass {flag} 0 to pick a free port"
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES)
+            else "pass --host with an address of this machine (127.0.0.1 by default)"
+        )
+        raise SystemExit(
+            f"cloud-tasks-emulator: cannot bind the {what} port {host}:{port}: "
+            f"{exc.strerror or exc}; {fix}"
         ) from exc
     sock.listen(1024)
     sock.setblocking(False)

@@ -103,6 +103,16 @@ def test_busy_http_port_exits_with_the_message_alone() -> None:
     )
 
 
+def test_a_host_that_does_not_resolve_names_the_host_not_the_port() -> None:
+    result = _run("--host", "nosuchhost.invalid", "--port", "0", "--http-port", "0")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("cloud-tasks-emulator: cannot bind the HTTP port nosuchhost.invalid:0")
+    assert last.endswith("pass --host with an address of this machine (127.0.0.1 by default)")
+    assert "Traceback" not in result.stderr
+
+
 def test_busy_grpc_port_exits_without_a_traceback() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
