@@ -364,6 +364,10 @@ def _table(results: Sequence[Result]) -> str:
         lines.append(f"{r.suite[:74]:74} {r.commit:12} {counts}")
         if r.note:
             lines.append(f"    note: {r.note}")
+        elif r.ran == 0:  # a path their runner did not find reads as 0 of 0, not a pass
+            lines.append(
+                "    note: no test ran: is the checkout at the commit the docstring names?"
+            )
         for test, message in r.failures:
             lines.append(f"    FAILED {test}: {message}")
     total = [sum(getattr(r, k) for r in results) for k in ("passed", "failed", "skipped")]

@@ -50,6 +50,8 @@ def test_reports_of_both_runners_are_counted_with_each_failures_first_line(
     table = runner._table([py, node, missing])
     assert table.splitlines()[-1] == "2 passed, 2 failed, 1 skipped"
     assert "FAILED should delete a queue: Command failed" in table
+    empty = runner.Result(suite="empty", commit="-")
+    assert "no test ran" in runner._table([empty])
 
 
 def test_key_file_is_a_google_shaped_service_account_key(tmp_path: Path) -> None:
