@@ -278,13 +278,15 @@ def _queues_file(path: Path, sink_port: int) -> None:
 def _venv(work: Path, suite: Suite, root: Path) -> Path:
     venv = work / "venvs" / suite.name.split()[0] / suite.subdir.replace("/", "_")
     python = venv / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    installed = venv / ".installed"  # written last: a failed install is redone next run
+    if not installed.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
         subprocess.run(
             [str(python), "-m", "pip", "install", "-q", *suite.requirements],
             cwd=root / suite.subdir,
             check=True,
         )
+        installed.touch()
     return python
 
 
