@@ -276,7 +276,13 @@ def _queues_file(path: Path, sink_port: int) -> None:
 
 
 def _venv(work: Path, suite: Suite, root: Path) -> Path:
-    venv = work / "venvs" / suite.name.split()[0] / suite.subdir.replace("/", "_")
+    # One directory per suite, never nested in another's (--clear would wipe it).
+    venv = (
+        work
+        / "venvs"
+        / suite.name.split()[0]
+        / (suite.subdir.replace("/", "_").strip(".") or "root")
+    )
     python = venv / "bin" / "python"
     installed = venv / ".installed"  # written last: a failed install is redone next run
     if not installed.exists():
