@@ -27,6 +27,7 @@ from google.cloud import tasks_v2
 
 from contract.durations import format_duration
 from emulator import validation as v
+from emulator.clock import ManualClock
 from emulator.request import effective_url
 from emulator.state import AttemptRecord, QueueState, TaskState, get_time
 
@@ -84,7 +85,15 @@ def queue_view(emulator: Emulator, q: QueueState) -> dict[str, Any]:
 
 
 def queues_view(emulator: Emulator) -> dict[str, Any]:
-    return {"queues": [queue_view(emulator, q) for _, q in sorted(emulator.queues.items())]}
+    """Every queue, and the emulator's own time: under ``--manual-clock`` it is not the
+    browser's, and it decides which tasks are due."""
+    return {
+        "queues": [queue_view(emulator, q) for _, q in sorted(emulator.queues.items())],
+        "clock": {
+            "now": _time(emulator.clock.now()),
+            "manual": isinstance(emulator.clock, ManualClock),
+        },
+    }
 
 
 def _last_status(pb: Any) -> dict[str, Any] | None:

@@ -248,7 +248,8 @@
     busy = true;
     try {
       // Read everything first, then render at once: no half-drawn page between fetches.
-      const queues = (await getJSON(`${API}/queues`)).queues;
+      const listing = await getJSON(`${API}/queues`);
+      const queues = listing.queues;
       let tasks = null;
       let task = null;
       let gone = null;
@@ -276,7 +277,10 @@
       if (task) renderTask(task);
       writeHash();
       showError(gone);
-      $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+      // The emulator's time (UTC, as in the tables), which a manual clock moves.
+      const clock = listing.clock;
+      $("updated").textContent =
+        `emulator time ${time(clock.now)} UTC${clock.manual ? " (manual clock)" : ""}`;
     } catch (e) {
       showError(`Cannot read the emulator: ${e.message}`);
     } finally {

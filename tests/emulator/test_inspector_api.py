@@ -335,3 +335,23 @@ def test_the_inspector_on_one_port() -> None:
         assert "inspector.js" in page.text
         queues = http.get(f"{emu.http_url}{API_PREFIX}/queues").json()["queues"]
         assert [q["id"] for q in queues] == ["q"]
+
+
+def test_the_queue_listing_carries_the_emulators_own_clock() -> None:
+    """Under --manual-clock the browser's time says nothing about what is due."""
+    with (
+        EmulatorProcess(extra_args=("--manual-clock",)) as emu,
+        httpx.Client(base_url=emu.http_url, timeout=10) as http,
+    ):
+        before = http.get(f"{API_PREFIX}/queues").json()["clock"]
+        assert before["manual"] is True
+        advanced = http.post("/emulator/v1/clock:advance", json={"seconds": "1h"})
+        assert advanced.status_code == 200, advanced.text
+        after = http.get(f"{API_PREFIX}/queues").json()["clock"]
+
+    def seconds(iso: str) -> float:
+        from datetime import datetime
+
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+    assert seconds(after["now"]) - seconds(before["now"]) == pytest.approx(3600, abs=1)

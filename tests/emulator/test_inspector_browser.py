@@ -166,7 +166,13 @@ def test_the_page_shows_queues_tasks_and_pauses_a_queue(
         # The screenshot, and what the page says at that moment.
         text = page.inner_text("body")
         shot = page.screenshot(path=str(tmp_path / "inspector.png"), full_page=True)
-        for expected in ("emails", "PAUSED", "ada@example.com", "HTTP 503 Service Unavailable"):
+        for expected in (
+            "emails",
+            "PAUSED",
+            "ada@example.com",
+            "HTTP 503 Service Unavailable",
+            "emulator time ",
+        ):
             assert expected in text, expected
         assert (tmp_path / "inspector.png").read_bytes() == shot
         width, height = _png_size(shot)
