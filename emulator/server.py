@@ -137,6 +137,10 @@ async def serve(settings: Settings) -> None:
             grpc_bind = "127.0.0.1:0"
         else:
             sock = _bind_http(settings.host, settings.http_port)
+            if settings.port:
+                # grpc reports a busy port with its own C-core log line and no reason;
+                # binding it once here first gives the one line the HTTP port gives.
+                _bind_http(settings.host, settings.port, "gRPC", "--port").close()
         cleanup.callback(sock.close)
         store = Store(settings.data, fsync=settings.fsync) if settings.data else None
         emulator = Emulator(
