@@ -12,6 +12,7 @@ import asyncio
 import logging
 import sys
 import urllib.parse
+from typing import NoReturn
 
 from contract.interpreter import exit_if_foreign
 from contract.limits import DEFAULT_QUEUE_TOMBSTONE_S, DEFAULT_TOMBSTONE_S
@@ -112,8 +113,16 @@ def _declarations(files: list[str], flags: list[str]) -> tuple[declarations.Decl
     return tuple(found)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A bad flag or queue declaration is one line naming --help, exit 2: the usage
+    summary argparse prints first would bury the reason (README, Running it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="cloud-tasks-emulator",
         description="A local Cloud Tasks emulator: gRPC and REST APIs (v2 and v2beta3), HTTP "
         "delivery with OIDC tokens, App Engine delivery to local hosts, retries and rate "

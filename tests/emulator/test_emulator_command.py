@@ -74,3 +74,19 @@ def test_fsync_without_data_is_a_usage_error(capsys: pytest.CaptureFixture[str])
 def test_log_level_takes_any_case() -> None:
     assert build_parser().parse_args(["--log-level", "debug"]).log_level == "DEBUG"
     assert build_parser().parse_args(["--log-level", "Error"]).log_level == "ERROR"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--bogus"], ["--queue", "projects/p/locations/l/queues/q:rate=5"], ["--port", "x"]],
+)
+def test_a_bad_flag_is_one_line_naming_help(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # no usage summary before it
+    assert err.startswith("cloud-tasks-emulator: error: ")
+    assert err.endswith("(see cloud-tasks-emulator --help)\n")
