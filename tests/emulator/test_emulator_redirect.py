@@ -143,6 +143,19 @@ def test_clients_built_without_arguments_use_the_emulator(one_port: EmulatorProc
     assert beta_queue.http_target.uri_override.host == "example.com"
 
 
+def _pytest_with_the_plugin(folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """pytest run in ``folder`` as a suite would be, with only ``-p emulator.redirect`` added."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "emulator.redirect", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=folder,
+        check=False,
+    )
+
+
 def test_pytest_plugin_redirects_before_test_modules_build_clients(
     one_port: EmulatorProcess, tmp_path: Path
 ) -> None:
@@ -161,15 +174,7 @@ def test_pytest_plugin_redirects_before_test_modules_build_clients(
         )
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), redirect.REDIRECT_ENV: one_port.grpc_host}
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "emulator.redirect", "-p", "no:cacheprovider"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=tmp_path,
-        check=False,
-    )
+    done = _pytest_with_the_plugin(tmp_path, env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
     assert f"redirected to the emulator at {one_port.grpc_host}" in done.stdout
@@ -192,15 +197,7 @@ def test_pytest_plugin_without_a_usable_address_stops_before_any_test(
     env.pop(redirect.REDIRECT_ENV, None)
     if value is not None:
         env[redirect.REDIRECT_ENV] = value
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "emulator.redirect", "-p", "no:cacheprovider"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=tmp_path,
-        check=False,
-    )
+    done = _pytest_with_the_plugin(tmp_path, env)
     assert done.returncode == 4, done.stdout + done.stderr  # pytest's usage error
     assert "ERROR: -p emulator.redirect: " in done.stderr
     assert words in done.stderr
