@@ -130,10 +130,17 @@ def task_row(ts: TaskState) -> dict[str, Any]:
 
 
 def tasks_view(q: QueueState) -> dict[str, Any]:
-    """The queue's earliest-scheduled :data:`TASKS_SHOWN` tasks, and how many there are."""
-    shown = heapq.nsmallest(
-        TASKS_SHOWN, q.tasks.values(), key=lambda ts: (get_time(ts.pb.schedule_time), ts.name)
+    """The queue's earliest-scheduled :data:`TASKS_SHOWN` tasks, and how many there are.
+
+    Etas come from the dispatch heap (:meth:`QueueState.waiting`), so only the tasks
+    shown are decoded, not a whole backlog at every refresh of the page; the few in
+    flight (or whose commit is pending) are read from their protobufs."""
+    on_heap = {ts: eta for eta, ts in q.waiting()}
+    timed = (
+        (on_heap[ts] if ts in on_heap else get_time(ts.pb.schedule_time), ts.name, ts)
+        for ts in q.tasks.values()
     )
+    shown = [ts for *_, ts in heapq.nsmallest(TASKS_SHOWN, timed, key=lambda row: row[:2])]
     return {
         "queue": q.name,
         "state": _state_name(q.pb.state),

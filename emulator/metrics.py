@@ -140,13 +140,6 @@ class _Family:
         yield from self.samples
 
 
-def _oldest_due_eta(heap: list[tuple[float, int, TaskState]]) -> float | None:
-    # The heap holds stale entries (a task rescheduled, removed or in flight);
-    # only tuple reads here, no protobuf, so a large backlog stays cheap.
-    etas = [eta for eta, seq, ts in heap if ts.seq == seq and not ts.removed and not ts.in_flight]
-    return min(etas, default=None)
-
-
 def render(emulator: Emulator) -> str:
     """The whole exposition for the emulator's current queues."""
     now = emulator.clock.now()
@@ -188,7 +181,7 @@ def render(emulator: Emulator) -> str:
         depth.add(queue, len(q.tasks))
         in_flight.add(queue, q.in_flight)
         paused.add(queue, 0 if q.running else 1)
-        eta = _oldest_due_eta(q.heap)
+        eta = min((eta for eta, _ in q.waiting()), default=None)
         oldest.add(queue, max(0.0, now - eta) if eta is not None else 0.0)
         cumulative = 0
         for bound, count in zip((*DELAY_BUCKETS_S, math.inf), counters.delay_buckets, strict=True):

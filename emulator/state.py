@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
@@ -187,6 +187,15 @@ class QueueState:
     @property
     def name(self) -> str:
         return str(self.pb.name)
+
+    def waiting(self) -> Iterator[tuple[float, TaskState]]:
+        """Each task waiting for its attempt, with its eta, from the dispatch heap: the
+        heap keeps stale entries (a task rescheduled, removed or in flight), skipped
+        here, and a task's own protobuf is never decoded, so a large backlog stays cheap
+        (tasks in flight, or whose group commit is pending, are not on it)."""
+        for eta, seq, ts in self.heap:
+            if ts.seq == seq and not (ts.removed or ts.in_flight):
+                yield eta, ts
 
     @property
     def running(self) -> bool:

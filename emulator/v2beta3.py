@@ -162,9 +162,7 @@ class V2beta3Api:
         if q.tasks:
             # Waiting tasks' times from the dispatch heap, so the protobufs of a large
             # backlog stay undecoded (emulator/state.py TaskState); those in flight are off it.
-            waiting = [
-                e for e, seq, ts in q.heap if ts.seq == seq and not (ts.removed or ts.in_flight)
-            ]
+            waiting = [eta for eta, _ in q.waiting()]
             running = [get_time(ts.pb.schedule_time) for ts in q.tasks.values() if ts.in_flight]
             oldest = min(waiting + running, default=None)  # None: all awaiting their commit
             if oldest is not None:
