@@ -320,7 +320,7 @@ def build_app(
         try:
             answer = oauth_token.grant(
                 await _read_body(request),
-                lambda email, audience: emulator.issuer.id_token(email, audience),
+                emulator.issuer.id_token,
             )
         except oauth_token.TokenError as exc:
             return JSONResponse(exc.body(), status_code=400)
